@@ -1,0 +1,77 @@
+"""The one finite-difference gradient helper every layer and loss test uses (float64).
+
+Central differences on a random projection of the output: for a scalar
+L = sum(r * f(x)), compare dL/dx from backward with (L(x+h) - L(x-h)) / 2h, for the
+inputs and for every weight. Tests keep inputs away from kinks (relu at 0, clip edges).
+"""
+
+import numpy as np
+
+
+def _numeric(fn, array, h):
+    grad = np.zeros_like(array)
+    flat = array.reshape(-1)
+    g = grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = fn()
+        flat[i] = old - h
+        down = fn()
+        flat[i] = old
+        g[i] = (up - down) / (2 * h)
+    return grad
+
+
+def _close(name, analytic, numeric, rtol, atol):
+    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol,
+                               err_msg=f"gradient of {name}")
+
+
+def check_layer(layer, x, rng=None, training=True, h=1e-6, rtol=1e-5, atol=1e-7):
+    """Build ``layer`` on x (a float64 array, or a list for multi-input layers) and
+    check the gradients of its inputs and weights. Returns the forward output."""
+    rng = rng or np.random.default_rng(0)
+    xs = x if isinstance(x, list) else [x]
+    xs = [np.asarray(a, np.float64) for a in xs]
+    if not layer.built:
+        layer.dtype = np.float64
+        shapes = [a.shape[1:] for a in xs]
+        layer.output_shape = layer.build(shapes if layer.multi_input else shapes[0], rng)
+        layer.built = True
+    layer.cast(np.float64)
+    arg = lambda: xs if layer.multi_input else xs[0]  # noqa: E731
+    noise = getattr(layer, "rng", None)
+
+    def run():
+        if noise is not None:  # same dropout mask on every evaluation
+            layer.rng = np.random.default_rng(1)
+        y, back = layer.forward(arg(), training)
+        return y, back
+
+    y, back = run()
+    assert y.shape[1:] == tuple(layer.output_shape), (y.shape, layer.output_shape)
+    r = np.random.default_rng(2).normal(size=y.shape)
+    layer.zero_grads()
+    dx = back(r)
+    dxs = dx if layer.multi_input else [dx]
+    scalar = lambda: float((run()[0] * r).sum())  # noqa: E731
+    for i, (a, d) in enumerate(zip(xs, dxs)):
+        if d is None:
+            continue
+        assert d.shape == a.shape, f"input {i} gradient shape {d.shape} != {a.shape}"
+        _close(f"input {i}", d, _numeric(scalar, a, h), rtol, atol)
+    analytic = {k: v.copy() for k, v in layer.grads.items()}
+    for name, p in layer.params.items():
+        assert analytic[name].shape == p.shape
+        _close(f"weight {name}", analytic[name], _numeric(scalar, p, h), rtol, atol)
+    return y
+
+
+def check_loss(loss, y_true, y_pred, h=1e-6, rtol=1e-5, atol=1e-8):
+    """Gradient of sum(loss(y_true, y_pred)) with respect to y_pred."""
+    y_pred = np.asarray(y_pred, np.float64).copy()
+    analytic = loss.gradient(y_true, y_pred)
+    assert analytic.shape == y_pred.shape
+    numeric = _numeric(lambda: float(loss(y_true, y_pred).sum()), y_pred, h)
+    _close(type(loss).__name__, analytic, numeric, rtol, atol)

@@ -1,0 +1,217 @@
+"""Build a Model from a validated config: graph, losses, metrics, optimizer.
+
+Shapes are inferred here, once, so that a config whose shapes don't fit fails
+before any data is read.
+"""
+
+import numpy as np
+
+from trainer import metrics as metric_lib
+from trainer.engine.graph import Graph
+from trainer.engine.layer import snake_case
+from trainer.errors import ConfigError
+from trainer.model import Model, Output
+from trainer.registries import layers as layer_registry
+from trainer.registries import losses, optimizers
+from trainer.registry import split_spec
+
+# Arguments that place a layer in a model rather than configure it.
+PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
+
+
+def streams(seed):
+    """Independent random streams from one seed: weight init, dropout/noise."""
+    init, noise = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(init), np.random.default_rng(noise)
+
+
+class Namer:
+    """Keras-style unique layer names: dense, dense_1, dense_2, ..."""
+
+    def __init__(self):
+        self.used = set()
+        self.counts = {}
+
+    def claim(self, name, where):
+        if name in self.used:
+            raise ConfigError(f"duplicate layer name '{name}'", where=where)
+        self.used.add(name)
+        return name
+
+    def auto(self, cls_name):
+        base = snake_case(cls_name)
+        while True:
+            n = self.counts.get(base, 0)
+            self.counts[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            if name not in self.used:
+                self.used.add(name)
+                return name
+
+
+def make_layer(spec, keypath, cfg, namer):
+    """A layer instance from its config entry; returns (layer, placement args)."""
+    name, args = split_spec(spec)
+    args = dict(args) if isinstance(args, dict) else args
+    placement = {}
+    if isinstance(args, dict):
+        placement = {k: args.pop(k) for k in PLACEMENT if k in args}
+    where = cfg.where(keypath)
+    cls = layer_registry.lookup(name)
+    try:
+        layer = layer_registry.get({name: args})
+    except ConfigError as exc:
+        raise ConfigError(f"{_dotted(keypath)}: {exc.message}", where=where) from None
+    except ValueError as exc:
+        raise ConfigError(f"{_dotted(keypath)}: {exc}", where=where) from None
+    if layer.name is None:
+        layer.name = namer.auto(cls.registered_name)
+    else:
+        layer.name = namer.claim(layer.name, where)
+    layer.config_where = where
+    layer.spec_index = keypath[-1]
+    return layer, placement
+
+
+def _dotted(keypath):
+    from trainer.config import format_path
+    return format_path(keypath)
+
+
+def _input_shape(placement):
+    if "input_shape" in placement:
+        return tuple(placement["input_shape"])
+    if "batch_input_shape" in placement:
+        return tuple(placement["batch_input_shape"][1:])
+    if "input_dim" in placement:
+        return (placement["input_dim"],)
+    return None
+
+
+def build_graph(cfg, rng):
+    """The Sequential stack or functional graph of ``cfg['model']``."""
+    model_cfg = cfg["model"]
+    if "keras" in model_cfg:
+        raise ConfigError("model.keras: importing Keras models is not available yet",
+                          where=cfg.where(("model", "keras")))
+    if "inputs" in model_cfg or "outputs" in model_cfg:
+        from trainer.functional import build_functional
+        return build_functional(cfg, rng)
+    return build_sequential(cfg, rng)
+
+
+def build_sequential(cfg, rng):
+    model_cfg = cfg["model"]
+    specs = model_cfg.get("layers") or []
+    if not specs:
+        raise ConfigError("model.layers: a Sequential model needs at least one layer",
+                          where=cfg.where(("model",)))
+    namer = Namer()
+    shape = tuple(model_cfg["input_shape"]) if "input_shape" in model_cfg else None
+    built = []
+    for i, spec in enumerate(specs):
+        keypath = ("model", "layers", i)
+        if isinstance(spec, dict) and "call" in spec:
+            raise ConfigError("model.layers: `call` (a shared layer) needs a functional "
+                              "model with `inputs` and `outputs`", where=cfg.where(keypath))
+        layer, placement = make_layer(spec, keypath, cfg, namer)
+        if "inputs" in placement:
+            raise ConfigError(f"{_dotted(keypath)}: `inputs` needs a functional model "
+                              f"(model.inputs and model.outputs)", where=cfg.where(keypath))
+        given = _input_shape(placement)
+        if type(layer).__name__ == "InputLayer":
+            given = tuple(layer.shape) if layer.shape is not None else given
+            if i != 0:
+                raise ConfigError(f"{_dotted(keypath)}: Input must be the first layer",
+                                  where=cfg.where(keypath))
+            if given is None:
+                raise ConfigError(f"{_dotted(keypath)}: Input needs `shape`",
+                                  where=cfg.where(keypath))
+            shape = given
+            continue
+        if given is not None:
+            if i != 0 and not (i == 1 and shape is not None and not built):
+                raise ConfigError(f"{_dotted(keypath)}: only the first layer can set the "
+                                  f"input shape", where=cfg.where(keypath))
+            shape = given
+        built.append((layer, keypath))
+    if shape is None:
+        raise ConfigError("model: the input shape is unknown; give model.input_shape, an "
+                          "Input layer first, or input_shape on the first layer",
+                          where=cfg.where(("model",)))
+    graph = Graph(["input"], [shape])
+    dtype = np.dtype(cfg.get("dtype", "float32"))
+    tensor = 0
+    for layer, keypath in built:
+        layer.dtype = dtype.type
+        try:
+            tensor = graph.add(layer, [tensor], rng)
+        except ConfigError as exc:
+            raise ConfigError(f"{_dotted(keypath)}: {exc.message}",
+                              where=cfg.where(keypath)) from None
+    graph.outputs = [tensor]
+    return graph
+
+
+def build_model(cfg):
+    """Graph plus compile section → a ready Model (weights initialised from the seed)."""
+    init_rng, noise_rng = streams(cfg.get("seed", 0))
+    graph = build_graph(cfg, init_rng)
+    model = Model(graph, dtype=cfg.get("dtype", "float32"), name=cfg.get("name", "model"))
+    model.noise_rng = noise_rng
+    for layer in model.layers:
+        if hasattr(layer, "rng"):
+            layer.rng = noise_rng
+        if getattr(layer, "int_input", False):
+            for idx, node in enumerate(graph.nodes):
+                if node.layer is layer:
+                    model._int_inputs.update(i for i in node.inputs if i < graph.n_inputs)
+    compile_model(model, cfg)
+    return model
+
+
+def _per_output(value, names, what, cfg, keypath):
+    """A compile value for every output: one value for all, or a mapping by name."""
+    if isinstance(value, dict) and value and all(k in names for k in value):
+        missing = [n for n in names if n not in value]
+        if missing and what == "loss":
+            raise ConfigError(f"{_dotted(keypath)}: no loss for output(s) "
+                              f"{', '.join(missing)}", where=cfg.where(keypath))
+        return [value.get(n) for n in names]
+    if isinstance(value, dict) and len(names) > 1 and len(value) > 1:
+        unknown = [k for k in value if k not in names]
+        raise ConfigError(f"{_dotted(keypath)}: unknown output(s) {unknown}; the model's "
+                          f"outputs are {names}", where=cfg.where(keypath))
+    return [value] * len(names)
+
+
+def compile_model(model, cfg):
+    comp = cfg["compile"]
+    names = model.output_names
+    loss_specs = _per_output(comp["loss"], names, "loss", cfg, ("compile", "loss"))
+    weights = comp.get("loss_weights")
+    if isinstance(weights, list):
+        if len(weights) != len(names):
+            raise ConfigError(f"compile.loss_weights: {len(weights)} weights for "
+                              f"{len(names)} outputs", where=cfg.where(("compile", "loss_weights")))
+    elif isinstance(weights, dict):
+        weights = [weights.get(n, 1.0) for n in names]
+    else:
+        weights = [1.0] * len(names)
+    metric_specs = comp.get("metrics") or []
+    if isinstance(metric_specs, dict):
+        per_output = [metric_specs.get(n, []) for n in names]
+    else:
+        per_output = [metric_specs] * len(names)
+    outputs = []
+    for k, name in enumerate(names):
+        units = model.graph.shapes[model.graph.outputs[k]][-1]
+        loss_name = split_spec(loss_specs[k])[0]
+        loss = losses.get(loss_specs[k])
+        ms = []
+        for spec in per_output[k]:
+            m = metric_lib.get(spec, loss_name=losses.canonical(loss_name), output_units=units)
+            m.name = split_spec(spec)[0]
+            ms.append(m)
+        outputs.append(Output(name, units, loss, loss_name, float(weights[k]), ms))
+    model.compile(outputs, optimizers.get(comp.get("optimizer", "rmsprop")))

@@ -1,0 +1,1 @@
+"""Callbacks, with Keras 2 names and semantics."""

@@ -1,0 +1,300 @@
+"""Load a config (YAML or JSON), apply ``--set`` overrides, validate it against the
+schema, and fill in defaults.
+
+Every key and value keeps the file:line:col it came from, so that each error names
+its place: ``model.layers[3].Conv2D.padding: 'sme' is not one of 'valid', 'same'
+(config.yaml:14:18)``. All schema errors of a file are reported at once.
+"""
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+from trainer.errors import ConfigError
+from trainer.registry import suggest
+
+
+class Config(dict):
+    """The config mapping, plus where it came from: ``path`` and ``marks``
+    (key path tuple → "file:line:col")."""
+
+    path: Path
+    marks: dict
+
+    def where(self, keypath):
+        """The file:line:col of ``keypath`` or of its nearest marked parent."""
+        keypath = tuple(keypath)
+        while keypath:
+            if keypath in self.marks:
+                return self.marks[keypath]
+            keypath = keypath[:-1]
+        return self.marks.get((), str(self.path))
+
+    @property
+    def folder(self):
+        return self.path.parent
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader; we compose nodes and build values ourselves to keep marks."""
+
+
+def _mark(node, filename):
+    return f"{filename}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null",
+                                                   "map", "seq")}
+
+
+def _build(node, loader, path, marks, filename):
+    marks[path] = _mark(node, filename)
+    if node.tag not in _PLAIN_TAGS:
+        raise ConfigError(f"tag {node.tag} not allowed in a config; only plain YAML "
+                          f"(strings, numbers, booleans, null, lists, mappings) is read",
+                          where=_mark(node, filename))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                raise ConfigError(f"mapping keys must be plain names, got {key!r}",
+                                  where=_mark(key_node, filename))
+            if key in out:
+                raise ConfigError(f"duplicate key '{key}'", where=_mark(key_node, filename))
+            out[key] = _build(value_node, loader, path + (key,), marks, filename)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v, loader, path + (i,), marks, filename) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def parse_text(text, filename):
+    """YAML/JSON text → (value, marks). Python-object tags are refused by the safe loader."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError("the config file is empty", where=filename)
+        marks = {}
+        value = _build(node, loader, (), marks, filename)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+        problem = exc.problem or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", where=where) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", where=filename) from None
+    finally:
+        loader.dispose()
+    return value, marks
+
+
+def load(path, overrides=()):
+    """Read, override, validate and complete a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    value, marks = parse_text(text, path.name)
+    return from_dict(value, path, marks, overrides)
+
+
+def from_dict(value, path, marks=None, overrides=()):
+    if not isinstance(value, dict):
+        raise ConfigError("a config must be a mapping at the top level",
+                          where=(marks or {}).get((), str(path)))
+    value = copy.deepcopy(value)
+    marks = dict(marks or {})
+    for item in overrides:
+        apply_override(value, marks, item)
+    cfg = Config(value)
+    cfg.path = Path(path)
+    cfg.marks = marks
+    validate(cfg)
+    fill_defaults(cfg)
+    return cfg
+
+
+# -- overrides --------------------------------------------------------------
+
+def apply_override(value, marks, item):
+    """``a.b.3.c=value``: the value parsed as a YAML scalar; a component written as a
+    bare name becomes a mapping when a path goes through it."""
+    where = f"--set {item}"
+    if "=" not in item:
+        raise ConfigError(f"--set expects key.path=value, got '{item}'")
+    dotted, raw = item.split("=", 1)
+    keys = [k for k in dotted.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set: empty key in '{dotted}'")
+    try:
+        new = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {dotted}: cannot parse value {raw!r}: {exc}") from None
+    node, trail = value, []
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.lstrip("-").isdigit() or not -len(node) <= int(key) < len(node):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(trail) or 'top'}' is a list of "
+                                  f"{len(node)} items; '{key}' is not an index in it")
+            key = int(key) % len(node)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: '{'.'.join(trail)}' is {node!r}, not a mapping")
+        if last:
+            node[key] = new
+        else:
+            child = node.get(key) if isinstance(node, dict) else node[key]
+            if child is None:
+                child = {}
+                node[key] = child
+            elif isinstance(child, str) and keys[i + 1] == child:
+                child = {child: {}}  # optimizer: adam  +  optimizer.adam.lr=0.1
+                node[key] = child
+            elif isinstance(child, dict) and len(child) == 1 and keys[i + 1] in child \
+                    and child[keys[i + 1]] is None:
+                child[keys[i + 1]] = {}
+            node = child
+        trail.append(str(key))
+    marks[tuple(int(k) if k.lstrip("-").isdigit() else k for k in keys)] = where
+
+
+# -- validation -------------------------------------------------------------
+
+def validate(cfg):
+    """Every schema error at once, each with its key path and file:line:col."""
+    import jsonschema
+
+    from trainer.schema import config_schema
+
+    validator = jsonschema.Draft202012Validator(config_schema())
+    problems = []
+    for top in validator.iter_errors(dict(cfg)):
+        for error in _leaves(top):
+            path = tuple(error.absolute_path)
+            problem = (format_path(path), _message(error), cfg.where(path))
+            if problem not in problems:
+                problems.append(problem)
+    if problems:
+        problems.sort(key=lambda p: _sort_key(p[2]))
+        raise ConfigError(_summarise(problems), problems=problems)
+
+
+def _sort_key(where):
+    parts = where.rsplit(":", 2)
+    try:
+        return (0, int(parts[-2]), int(parts[-1]))
+    except (ValueError, IndexError):
+        return (1, 0, 0)
+
+
+def _summarise(problems):
+    if len(problems) == 1:
+        path, msg, where = problems[0]
+        return f"{path}: {msg} ({where})"
+    lines = [f"{len(problems)} problems in the config:"]
+    lines += [f"  {path}: {msg} ({where})" for path, msg, where in problems]
+    return "\n".join(lines)
+
+
+def _leaves(error):
+    """The errors to report for one schema error. For anyOf/oneOf, the errors of the
+    alternative that fits the instance best (all of them: a layer with a bad
+    activation and an unknown key gets both)."""
+    if not error.context:
+        return [error]
+    branches = {}
+    for e in error.context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    best = max(branches.values(), key=_branch_fit)
+    return [leaf for e in best for leaf in _leaves(e)]
+
+
+_PRIORITY = {"type": 0, "required": 1, "const": 1}
+
+
+def _branch_fit(errors):
+    """How well an alternative fits: one that failed on the instance's type fits worst;
+    otherwise deeper errors and name errors mean it matched further."""
+    typed = any(e.validator == "type" and not e.relative_path for e in errors)
+    depth = max(len(e.absolute_path) + _depth_in_context(e) for e in errors)
+    named = any(e.validator in ("enum", "propertyNames", "additionalProperties") for e in errors)
+    return (not typed, depth, named, -min(_PRIORITY.get(e.validator, 2) for e in errors))
+
+
+def _depth_in_context(error):
+    if not error.context:
+        return 0
+    return 1 + max(len(e.relative_path) + _depth_in_context(e) for e in error.context)
+
+
+def _message(error):
+    kind = error.schema.get("x-kind") if isinstance(error.schema, dict) else None
+    if error.validator == "enum" and kind:
+        names = error.validator_value
+        return f"unknown {kind} '{error.instance}'.{suggest(error.instance, names)}"
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        hint = suggest(extra[0], allowed) if extra else ""
+        return (f"unknown key {', '.join(repr(e) for e in extra)}.{hint} "
+                f"Allowed: {', '.join(allowed)}")
+    if error.validator in ("maxProperties", "minProperties") and kind:
+        return (f"a {kind} is written as a name or as a mapping with exactly one key "
+                f"(its name), got {list(error.instance)}")
+    if error.validator == "pattern" and error.schema.get("pattern", "").startswith(r"^\s*(>="):
+        return f"expected a comparison like '>= 0.9', got {error.instance!r}"
+    if error.validator == "type":
+        return f"expected {_type_words(error.validator_value)}, got {error.instance!r}"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator == "minimum":
+        return f"expected a value >= {error.validator_value}, got {error.instance!r}"
+    return error.message
+
+
+def _type_words(t):
+    words = {"integer": "an integer", "number": "a number", "string": "a string",
+             "boolean": "true or false", "object": "a mapping", "array": "a list",
+             "null": "nothing (null)"}
+    if isinstance(t, list):
+        return " or ".join(words.get(x, x) for x in t)
+    return words.get(t, t)
+
+
+def format_path(path):
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top)"
+
+
+# -- defaults ---------------------------------------------------------------
+
+def fill_defaults(cfg):
+    """Fill the schema defaults of the top-level sections (not of components, whose
+    defaults come from the component classes when the model is built)."""
+    from trainer.schema import config_schema
+
+    props = config_schema()["properties"]
+    for key, sub in props.items():
+        if key not in cfg and "default" in sub:
+            cfg[key] = copy.deepcopy(sub["default"])
+        value = cfg.get(key)
+        if isinstance(value, dict) and "properties" in sub:
+            for k, s in sub["properties"].items():
+                if k not in value and "default" in s:
+                    value[k] = copy.deepcopy(s["default"])
+
+
+def resolve_path(cfg, path):
+    """A path from the config: relative to the config file's folder, ~ expanded."""
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else (cfg.folder / p)

@@ -1,0 +1,1 @@
+"""Preprocessing steps for x and y, by name."""

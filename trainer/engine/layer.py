@@ -1,0 +1,112 @@
+"""The layer contract the engine runs.
+
+A layer owns its weights and says what it computes:
+
+- ``build(input_shape, rng)`` creates the weights and returns the output shape.
+  Shapes leave out the batch axis; a layer with several inputs gets a list.
+- ``forward(x, training)`` returns ``(y, backward)``; ``backward(dy)`` returns ``dx``
+  (a list for several inputs) and adds the weight gradients into ``self.grads``.
+  Returning a closure keeps what backward needs per call, so one layer can be
+  called at several places of a graph (shared layers).
+
+Layers raise ``ConfigError`` for arguments or shapes that don't fit, at build time.
+"""
+
+import numpy as np
+
+from trainer.errors import ConfigError
+
+
+class Layer:
+    """Base class: weights, their gradients, and Keras-style naming."""
+
+    #: Layers with several inputs (merge layers) get lists of shapes and arrays.
+    multi_input = False
+
+    def __init__(self, name: str | None = None, trainable: bool = True):
+        self.name = name
+        self.trainable = trainable
+        self.params = {}  # trainable weights, name → array, in Keras order
+        self.grads = {}
+        self.buffers = {}  # non-trainable weights (moving statistics)
+        self.regularizers = {}  # weight name → regularizer
+        self.dtype = np.float32
+        self.built = False
+        self.input_shape = None
+        self.output_shape = None
+
+    # -- building ---------------------------------------------------------
+    def build(self, input_shape, rng):
+        """Create weights for ``input_shape`` and return the output shape."""
+        return input_shape
+
+    def add_weight(self, name, shape, initializer, rng, regularizer=None, trainable=True):
+        value = initializer(tuple(int(d) for d in shape), rng, self.dtype)
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        if trainable:
+            self.params[name] = value
+            self.grads[name] = np.zeros_like(value)
+        else:
+            self.buffers[name] = value
+        if regularizer is not None:
+            self.regularizers[name] = regularizer
+        return value
+
+    def error(self, message):
+        """A ConfigError that names this layer."""
+        return ConfigError(f"layer '{self.name}' ({type(self).__name__}): {message}")
+
+    # -- running ----------------------------------------------------------
+    def forward(self, x, training):
+        raise NotImplementedError
+
+    def zero_grads(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    # -- weights ----------------------------------------------------------
+    def weight_names(self):
+        """Keras order: trainable weights, then non-trainable ones."""
+        return list(self.params) + list(self.buffers)
+
+    def get_weights(self):
+        return [self.params.get(n, self.buffers.get(n)) for n in self.weight_names()]
+
+    def set_weights(self, values):
+        names = self.weight_names()
+        if len(values) != len(names):
+            raise ConfigError(
+                f"layer '{self.name}' has {len(names)} weights, got {len(values)}"
+            )
+        for n, v in zip(names, values):
+            target = self.params[n] if n in self.params else self.buffers[n]
+            if target.shape != tuple(v.shape):
+                raise ConfigError(
+                    f"layer '{self.name}' weight '{n}': expected shape "
+                    f"{target.shape}, got {tuple(v.shape)}"
+                )
+            target[...] = v
+
+    def count_params(self):
+        trainable = sum(p.size for p in self.params.values()) if self.trainable else 0
+        frozen = sum(b.size for b in self.buffers.values())
+        if not self.trainable:
+            frozen += sum(p.size for p in self.params.values())
+        return trainable, frozen
+
+    def cast(self, dtype):
+        """Store every weight in ``dtype`` (float64 for gradient checks)."""
+        self.dtype = dtype
+        for d in (self.params, self.buffers, self.grads):
+            for k in d:
+                d[k] = d[k].astype(dtype)
+
+
+def snake_case(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() or
+                                   (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

@@ -1,0 +1,49 @@
+"""Error types users see. Each carries the exit code documented in the README."""
+
+
+class TrainerError(Exception):
+    """Base of every error meant for the user: one clear message, no traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message, *, where=None):
+        super().__init__(message)
+        self.message = message
+        self.where = where  # "config.yaml:12:5" or None
+
+    def __str__(self):
+        return f"{self.message} ({self.where})" if self.where else self.message
+
+
+class ConfigError(TrainerError):
+    """Bad usage or bad config: YAML, schema, unknown names, shapes that don't fit."""
+
+    exit_code = 2
+
+    def __init__(self, message, *, where=None, problems=None):
+        super().__init__(message, where=where)
+        self.problems = problems or []  # list of (path, message, where) when many
+
+
+class DataError(TrainerError):
+    """Bad or missing data."""
+
+    exit_code = 3
+
+
+class GateError(TrainerError):
+    """An `expect:` gate was not met."""
+
+    exit_code = 4
+
+
+class DivergedError(TrainerError):
+    """Training produced NaN or Inf."""
+
+    exit_code = 5
+
+
+class InterruptedRun(TrainerError):
+    """Ctrl-C or SIGTERM; a resumable checkpoint was written first."""
+
+    exit_code = 130

@@ -1,0 +1,1 @@
+"""The layer library. Each module registers its layers in ``registries.layers``."""

@@ -1,0 +1,147 @@
+"""Core layers: Input, Dense, Activation, Dropout, Flatten."""
+
+import numpy as np
+
+from trainer import activations as act
+from trainer import initializers, regularizers
+from trainer.engine.layer import Layer
+from trainer.registries import layers
+from trainer.registry import PositiveInt, Rate, component
+
+
+@layers.register("InputLayer", "Input")
+class InputLayer(Layer):
+    """Marks the input shape of a Sequential model; computes nothing.
+
+    Args:
+        shape: the shape of one sample (no batch axis), e.g. ``[28, 28, 1]``.
+    """
+
+    def __init__(self, shape: list[PositiveInt | None] | None = None,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.shape = shape
+
+    def forward(self, x, training):
+        return x, lambda dy: dy
+
+
+@layers.register("Dense")
+class Dense(Layer):
+    """``y = activation(x @ kernel + bias)`` on the last axis.
+
+    Args:
+        units: output size (positive integer).
+        activation: activation name or mapping; default linear.
+        use_bias: add a bias vector (default true).
+        kernel_initializer: default glorot_uniform. bias_initializer: default zeros.
+        kernel_regularizer, bias_regularizer: optional l1/l2/l1_l2 penalties.
+    Shapes: ``(..., in) → (..., units)``; weights ``kernel (in, units)``, ``bias (units,)``.
+    """
+
+    def __init__(self, units: PositiveInt, activation: component("activation") = None,
+                 use_bias: bool = True,
+                 kernel_initializer: component("initializer") = "glorot_uniform",
+                 bias_initializer: component("initializer") = "zeros",
+                 kernel_regularizer: component("regularizer") = None,
+                 bias_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
+        self.units = units
+        self.activation = act.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def build(self, input_shape, rng):
+        if len(input_shape) < 1 or input_shape[-1] is None:
+            raise self.error(f"needs a known last input dimension, got shape {input_shape}")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                        rng, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer, rng,
+                            self.bias_regularizer)
+        return (*input_shape[:-1], self.units)
+
+    def forward(self, x, training):
+        W = self.params["kernel"]
+        z = x @ W
+        if self.use_bias:
+            z += self.params["bias"]
+        y = self.activation.forward(z)
+
+        def backward(dy):
+            dz = self.activation.backward(z, y, dy)
+            x2 = x.reshape(-1, x.shape[-1])
+            dz2 = dz.reshape(-1, dz.shape[-1])
+            self.grads["kernel"] += x2.T @ dz2
+            if self.use_bias:
+                self.grads["bias"] += dz2.sum(axis=0)
+            return dz @ W.T
+
+        return y, backward
+
+
+@layers.register("Activation")
+class Activation(Layer):
+    """Applies an activation by name: ``Activation: relu``."""
+
+    def __init__(self, activation: component("activation"), name: str | None = None):
+        super().__init__(name=name)
+        self.activation = act.get(activation)
+
+    def forward(self, x, training):
+        y = self.activation.forward(x)
+        return y, lambda dy: self.activation.backward(x, y, dy)
+
+
+@layers.register("Dropout")
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of inputs while training and scales the rest by
+    1 / (1 - rate) (inverted dropout, as Keras); the identity at inference.
+
+    Args:
+        rate: fraction to drop, in [0, 1).
+        noise_shape: optional shape of the mask (1 where it is broadcast).
+        seed: ignored; the run's seed drives every random stream.
+    """
+
+    def __init__(self, rate: Rate, noise_shape: list[int | None] | None = None,
+                 seed: int | None = None, name: str | None = None):
+        super().__init__(name=name)
+        if not 0 <= rate < 1:
+            raise self.error(f"rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.noise_shape = noise_shape
+        self.seed = seed
+        self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
+
+    def forward(self, x, training):
+        if not training or self.rate == 0:
+            return x, lambda dy: dy
+        shape = x.shape
+        if self.noise_shape is not None:
+            shape = (x.shape[0],) + tuple(
+                x.shape[i + 1] if d is None else d for i, d in enumerate(self.noise_shape[1:]))
+        keep = 1.0 - self.rate
+        mask = (self.rng.random(shape, dtype=np.float64) < keep).astype(x.dtype) / x.dtype.type(keep)
+        return x * mask, lambda dy: dy * mask
+
+
+@layers.register("Flatten")
+class Flatten(Layer):
+    """``(N, d1, d2, ...) → (N, d1*d2*...)``."""
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name=name)
+
+    def build(self, input_shape, rng):
+        if any(d is None for d in input_shape):
+            raise self.error(f"needs a fully known input shape, got {tuple(input_shape)}")
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training):
+        shape = x.shape
+        return x.reshape(shape[0], -1), lambda dy: dy.reshape(shape)

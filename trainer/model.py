@@ -1,0 +1,189 @@
+"""Model: a built graph plus what compile adds (losses, metrics, optimizer).
+
+It runs one batch at a time; the epoch loop lives in ``training.py``.
+"""
+
+import numpy as np
+
+from trainer.errors import DataError, DivergedError
+
+
+class Output:
+    """One model output with its loss, weight and metrics."""
+
+    def __init__(self, name, units, loss, loss_name, weight, metrics):
+        self.name = name
+        self.units = units
+        self.loss = loss
+        self.loss_name = loss_name
+        self.weight = weight
+        self.metrics = metrics
+
+
+class Model:
+    def __init__(self, graph, dtype=np.float32, name="model"):
+        self.graph = graph
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.layers = graph.layers()
+        self.input_names = list(graph.input_names)
+        self.output_names = [graph.nodes[i - graph.n_inputs].layer.name for i in graph.outputs]
+        self.outputs = []
+        self.optimizer = None
+        self.stop_training = False
+        self.noise_rng = np.random.default_rng(0)
+        self._int_inputs = set()
+
+    # -- compile ----------------------------------------------------------
+    def compile(self, outputs, optimizer):
+        self.outputs = outputs
+        self.optimizer = optimizer
+
+    @property
+    def multi_output(self):
+        return len(self.outputs) > 1
+
+    def trainable_layers(self):
+        return [layer for layer in self.layers if layer.trainable and layer.params]
+
+    def params(self):
+        return [p for layer in self.trainable_layers() for p in layer.params.values()]
+
+    def grads(self):
+        return [g for layer in self.trainable_layers() for g in layer.grads.values()]
+
+    def metric_names(self):
+        """The names logged per epoch, in Keras order."""
+        names = ["loss"]
+        if self.multi_output:
+            names += [f"{o.name}_loss" for o in self.outputs]
+        for o in self.outputs:
+            names += [self._metric_key(o, m) for m in o.metrics]
+        return names
+
+    def _metric_key(self, output, metric):
+        return f"{output.name}_{metric.name}" if self.multi_output else metric.name
+
+    # -- one batch --------------------------------------------------------
+    def cast_inputs(self, xs):
+        return [x if i in self._int_inputs else np.asarray(x, self.dtype)
+                for i, x in enumerate(xs)]
+
+    def predict_on_batch(self, xs):
+        return self.graph.forward(self.cast_inputs(xs), training=False)
+
+    def regularization(self):
+        total = 0.0
+        for layer in self.trainable_layers():
+            for name, reg in layer.regularizers.items():
+                total += reg.penalty(layer.params[name])
+        return total
+
+    def _losses(self, ys, preds, sw):
+        """Per output: (weighted batch loss, gradient of it wrt the prediction)."""
+        results = []
+        for o, y, p in zip(self.outputs, ys, preds):
+            n = len(p)
+            values = o.loss(y, p)
+            grad = o.loss.gradient(y, p)
+            if sw is not None:
+                w = sw.astype(p.dtype)
+                batch_loss = float((values * w).sum()) / n
+                grad = grad * w.reshape((-1,) + (1,) * (grad.ndim - 1))
+            else:
+                batch_loss = float(values.sum()) / n
+            results.append((batch_loss, (o.weight / n) * grad))
+        return results
+
+    def train_on_batch(self, xs, ys, sw=None):
+        """One optimizer step. Returns the batch's total loss (with penalties) and
+        the per-output losses; updates the metric accumulators."""
+        preds = self.graph.forward(self.cast_inputs(xs), training=True)
+        per_output = self._losses(ys, preds, sw)
+        reg = self.regularization()
+        total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
+        if not np.isfinite(total):
+            raise DivergedError(f"the loss became {total} at optimizer step "
+                                f"{self.optimizer.iterations + 1}")
+        self.graph.backward([g.astype(p.dtype, copy=False)
+                             for (_, g), p in zip(per_output, preds)])
+        for layer in self.trainable_layers():
+            for name, reg_fn in layer.regularizers.items():
+                layer.grads[name] += reg_fn.gradient(layer.params[name])
+        self.optimizer.apply(self.params(), self.grads())
+        self._update_metrics(ys, preds, sw)
+        return total, [l for l, _ in per_output]
+
+    def test_on_batch(self, xs, ys, sw=None):
+        preds = self.predict_on_batch(xs)
+        per_output = self._losses(ys, preds, sw)
+        total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output))
+        total += self.regularization()
+        self._update_metrics(ys, preds, sw)
+        return total, [l for l, _ in per_output]
+
+    def _update_metrics(self, ys, preds, sw):
+        for o, y, p in zip(self.outputs, ys, preds):
+            for m in o.metrics:
+                m.update(y, p, sw)
+
+    def reset_metrics(self):
+        for o in self.outputs:
+            for m in o.metrics:
+                m.reset()
+
+    def metric_results(self):
+        return {self._metric_key(o, m): m.result() for o in self.outputs for m in o.metrics}
+
+    # -- checks -----------------------------------------------------------
+    def check_labels(self, split, where="data"):
+        """Label arrays that do not fit the loss fail before training, naming both shapes."""
+        for o, (name, y) in zip(self.outputs, split.y.items()):
+            shape = self.graph.shapes[self.graph.outputs[self.outputs.index(o)]]
+            expected = (None, *shape)
+            if o.loss.labels == "sparse":
+                ok = y.ndim == len(shape) or (y.ndim == len(shape) + 1 and y.shape[-1] == 1)
+                if not ok:
+                    raise DataError(
+                        f"{where}: output '{name}' has shape {expected} and loss "
+                        f"{o.loss_name} wants class ids of shape (N,), got labels of shape "
+                        f"{y.shape}; for one-hot labels use categorical_crossentropy")
+                if y.dtype.kind == "f" and y.size and not np.all(np.mod(y, 1) == 0):
+                    raise DataError(f"{where}: {o.loss_name} wants whole-number class ids "
+                                    f"for output '{name}', got fractional labels")
+                if y.size and (y.min() < 0 or y.max() >= shape[-1]):
+                    raise DataError(
+                        f"{where}: output '{name}' has {shape[-1]} classes but the labels "
+                        f"hold class ids in [{y.min()}, {y.max()}]")
+            elif tuple(y.shape[1:]) != tuple(shape):
+                hint = ""
+                if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and shape[-1] > 1):
+                    hint = (" — these look like class ids: add `to_categorical` to "
+                            "data.preprocess.y, or use sparse_categorical_crossentropy")
+                raise DataError(f"{where}: output '{name}' has shape {expected} but the "
+                                f"labels have shape {y.shape}{hint}")
+
+    # -- weights ----------------------------------------------------------
+    def get_weights(self):
+        return {layer.name: layer.get_weights() for layer in self.layers}
+
+    def set_weights(self, weights):
+        for layer in self.layers:
+            if layer.name in weights:
+                layer.set_weights(weights[layer.name])
+
+    def count_params(self):
+        t = f = 0
+        for layer in self.layers:
+            a, b = layer.count_params()
+            t, f = t + a, f + b
+        return t, f
+
+    def check_finite_inputs(self, split, where):
+        for name, x in split.x.items():
+            if x.dtype.kind == "f":
+                bad = ~np.isfinite(x)
+                if bad.any():
+                    first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
+                    raise DataError(f"{where}: input '{name}' holds {int(bad.sum())} NaN/Inf "
+                                    f"values (first in row {first})")

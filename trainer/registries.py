@@ -1,0 +1,23 @@
+"""The registries of every component family users name in a config."""
+
+from trainer.registry import Registry
+
+layers = Registry("layer", "trainer.layers")
+activations = Registry("activation", "trainer.activations")
+initializers = Registry("initializer", "trainer.initializers")
+regularizers = Registry("regularizer", "trainer.regularizers")
+losses = Registry("loss", "trainer.losses")
+metrics = Registry("metric", "trainer.metrics")
+optimizers = Registry("optimizer", "trainer.optimizers")
+schedules = Registry("schedule", "trainer.schedules")
+callbacks = Registry("callback", "trainer.callbacks")
+preprocessing = Registry("preprocessing step", "trainer.data.preprocessing")
+datasets = Registry("dataset", "trainer.datasets")
+
+ALL = {
+    r.kind: r
+    for r in (
+        layers, activations, initializers, regularizers, losses, metrics,
+        optimizers, schedules, callbacks, preprocessing, datasets,
+    )
+}

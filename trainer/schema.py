@@ -1,0 +1,202 @@
+"""The JSON Schema of the config language, made from the registries.
+
+``schemas/config.schema.json`` is this schema written out (``trainer schema``); a test
+proves the file and the registries agree, so the file is the one machine-readable
+statement of the language.
+"""
+
+import copy
+import functools
+import json
+
+from trainer import registries
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+# Arguments every layer takes in a model, besides its own.
+LAYER_COMMON = {
+    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"},
+    "input_shape": {"type": "array", "items": {"anyOf": [
+        {"type": "integer", "minimum": 1}, {"type": "null"}]}},
+    "batch_input_shape": {"type": "array"},
+    "input_dim": {"type": "integer", "minimum": 1},
+    "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "trainable": {"type": "boolean"},
+}
+
+USER_CODE = {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"}
+
+
+def _positive_int(default=None):
+    s = {"type": "integer", "minimum": 1}
+    if default is not None:
+        s["default"] = default
+    return s
+
+
+def _with_layer_common(component_schema):
+    out = copy.deepcopy(component_schema)
+    for args in out["anyOf"][1]["properties"].values():
+        for alt in args.get("anyOf", [args]):
+            if alt.get("type") == "object":
+                for k, v in LAYER_COMMON.items():
+                    alt["properties"].setdefault(k, v)
+    return out
+
+
+def _merged(kind, *regs, extra_names=()):
+    """One component schema naming the components of several registries."""
+    schemas = [r.schema() for r in regs]
+    names = [n for s in schemas for n in s["anyOf"][0]["enum"]] + list(extra_names)
+    props = {}
+    for s in schemas:
+        for n, v in s["anyOf"][1]["properties"].items():
+            props.setdefault(n, v)
+    for n in extra_names:
+        props[n] = {"type": "null"}
+    return {
+        "x-kind": kind,
+        "anyOf": [
+            {"type": "string", "enum": names, "x-kind": kind},
+            {"type": "object", "minProperties": 1, "maxProperties": 1,
+             "propertyNames": {"enum": names, "x-kind": kind}, "properties": props},
+        ],
+    }
+
+
+def _per_output(item):
+    """One value, or a mapping output name → value (functional models)."""
+    return {"anyOf": [item, {"type": "object", "additionalProperties": item}]}
+
+
+@functools.lru_cache(maxsize=1)
+def config_schema():
+    defs = {kind: reg.schema() for kind, reg in registries.ALL.items()}
+    defs["layer"] = {"anyOf": [
+        _with_layer_common(defs["layer"]),
+        {"type": "object", "required": ["call"], "additionalProperties": False,
+         "properties": {"call": {"type": "string"}, "inputs": LAYER_COMMON["inputs"],
+                        "name": LAYER_COMMON["name"]}},
+    ]}
+    defs["metric"] = _merged("metric", registries.metrics, registries.losses,
+                             extra_names=("accuracy", "acc"))
+    defs["callback"] = {"anyOf": [
+        defs["callback"],
+        {"type": "object", "required": ["callback"], "additionalProperties": False,
+         "properties": {"callback": USER_CODE, "args": {"type": "object"}}},
+    ]}
+    array_ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
+                           {"type": "object", "additionalProperties": {"type": "string"}}]}
+    file_source = {
+        "type": "object", "required": ["path"], "additionalProperties": False,
+        "properties": {
+            "path": {"type": "string", "minLength": 1},
+            "x": array_ref, "y": array_ref,
+            "sample_weight": {"type": "string"},
+            "mmap": {"type": "boolean"},
+        },
+    }
+    dataset_source = {
+        "type": "object", "required": ["dataset"],
+        "properties": {"dataset": defs["dataset"]["anyOf"][0]},
+    }
+    source = {"anyOf": [file_source, dataset_source]}
+    steps = {"type": "array", "items": {"$ref": "#/$defs/preprocessing step"}}
+    defs["source"] = source
+    schema = {
+        "$schema": DIALECT,
+        "$id": "https://trainer.dev/schemas/config.schema.json",
+        "title": "trainer config, version 1",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["model", "compile", "data"],
+        "properties": {
+            "version": {"const": 1, "default": 1},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$", "default": "run"},
+            "seed": {"type": "integer", "minimum": 0, "default": 0},
+            "dtype": {"enum": ["float32", "float64"], "default": "float32"},
+            "data": {
+                "type": "object", "additionalProperties": False, "required": ["train"],
+                "properties": {
+                    "train": {"$ref": "#/$defs/source"},
+                    "validation": {"anyOf": [
+                        {"$ref": "#/$defs/source"},
+                        {"type": "object", "required": ["split"], "additionalProperties": False,
+                         "properties": {
+                             "split": {"type": "number", "exclusiveMinimum": 0,
+                                       "exclusiveMaximum": 1},
+                             "mode": {"enum": ["tail", "random", "stratified"],
+                                      "default": "tail"}}},
+                    ]},
+                    "test": {"$ref": "#/$defs/source"},
+                    "preprocess": {
+                        "type": "object", "additionalProperties": False,
+                        "properties": {
+                            "x": {"anyOf": [steps, {"type": "object",
+                                                    "additionalProperties": steps}]},
+                            "y": {"anyOf": [steps, {"type": "object",
+                                                    "additionalProperties": steps}]},
+                        },
+                    },
+                },
+            },
+            "model": {
+                "type": "object", "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "input_shape": LAYER_COMMON["input_shape"],
+                    "inputs": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["shape"], "additionalProperties": False,
+                        "properties": {"shape": LAYER_COMMON["input_shape"],
+                                       "dtype": {"type": "string"}}}},
+                    "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
+                    "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "weights": {"type": "string"},
+                    "keras": {"type": "string"},
+                },
+            },
+            "compile": {
+                "type": "object", "additionalProperties": False, "required": ["loss"],
+                "properties": {
+                    "loss": _per_output({"$ref": "#/$defs/loss"}),
+                    "loss_weights": {"anyOf": [
+                        {"type": "array", "items": {"type": "number"}},
+                        {"type": "object", "additionalProperties": {"type": "number"}}]},
+                    "optimizer": {"$ref": "#/$defs/optimizer", "default": "rmsprop"},
+                    "metrics": {"anyOf": [
+                        {"type": "array", "items": {"$ref": "#/$defs/metric"}},
+                        {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"$ref": "#/$defs/metric"}}}],
+                        "default": []},
+                },
+            },
+            "fit": {
+                "type": "object", "additionalProperties": False, "default": {},
+                "properties": {
+                    "epochs": _positive_int(1),
+                    "batch_size": _positive_int(32),
+                    "shuffle": {"type": "boolean", "default": True},
+                    "verbose": {"enum": [0, 1, 2, "auto"], "default": "auto"},
+                    "initial_epoch": {"type": "integer", "minimum": 0, "default": 0},
+                    "steps_per_epoch": _positive_int(),
+                    "validation_batch_size": _positive_int(),
+                    "checkpoint_every": _positive_int(),
+                    "class_weight": {"anyOf": [
+                        {"const": "balanced"},
+                        {"type": "object", "additionalProperties": {"type": "number",
+                                                                    "minimum": 0}}]},
+                },
+            },
+            "callbacks": {"type": "array", "items": {"$ref": "#/$defs/callback"},
+                          "default": []},
+            "expect": {"type": "object", "additionalProperties": {
+                "type": "string",
+                "pattern": r"^\s*(>=|<=|==|!=|>|<)\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\s*$"}},
+        },
+        "$defs": defs,
+    }
+    return schema
+
+
+def schema_text():
+    return json.dumps(config_schema(), indent=2, sort_keys=False) + "\n"
