@@ -26,3 +26,6 @@ def write_config(folder, text, name="config.yaml"):
 
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
+# subprocesses (`python -m trainer`) import this checkout, not another installed copy
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
