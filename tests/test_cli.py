@@ -19,7 +19,8 @@ def run(*args):
 
 
 def test_fit_then_evaluate_json(workdir):
-    r = run("fit", QUICK, "--set", "fit.epochs=2", "--run-dir", workdir / "r")
+    r = run("fit", QUICK, "--set", "fit.epochs=2", "--set", "expect={}", "--run-dir",
+            workdir / "r")
     assert r.exit_code == 0, r.output
     folder = workdir / "r"
     for f in ("config.yaml", "history.csv", "run.json", "checkpoints/last.h5"):
@@ -98,7 +99,8 @@ def test_real_subprocess_help_and_fit(workdir):
                          text=True, check=True)
     assert "fit" in out.stdout and "Examples" in out.stdout
     out = subprocess.run([sys.executable, "-m", "trainer", "fit", str(QUICK), "--set",
-                          "fit.epochs=1", "--json", "--run-dir", str(workdir / "s")],
+                          "fit.epochs=1", "--set", "expect={}", "--json", "--run-dir",
+                          str(workdir / "s")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["metrics"]["loss"] > 0

@@ -76,7 +76,7 @@ def make_callbacks(cfg, verbose):
     return history, [history, *user, ProgbarLogger(verbose=verbose)]
 
 
-def fit(cfg, run_dir=None, argv=None, verbose=None):
+def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
     """Train from a config into a run folder. Returns (run, logs)."""
     from trainer import checkpoint
     from trainer.data.pipeline import prepare
@@ -105,6 +105,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None):
             raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
     history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
                                         if verbose is None else verbose)
+    callbacks.extend(extra_callbacks)
     run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
     run.create(resolved_config(cfg, model), cfg.get("seed", 0), argv or command_line())
     loop = Loop(model, train, val, callbacks,

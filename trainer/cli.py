@@ -70,48 +70,114 @@ def main(debug):
     """Declarative neural-network training: one YAML/JSON file, Keras 2 vocabulary."""
 
 
-@main.command(epilog="\b\nExample:\n  trainer fit configs/quickstart.yaml --set fit.epochs=5")
+def _gate_items(cfg, cli_expect):
+    from trainer import gates
+
+    expect = dict(cfg.get("expect") or {})
+    expect.update(gates.parse_cli(cli_expect))
+    return expect
+
+
+def _json_output(as_json, log_format):
+    """Machine output owns stdout: human output moves to stderr."""
+    from trainer import console, events
+
+    console.use_stderr(as_json or log_format == "jsonl")
+    if log_format == "jsonl":
+        events.open_sink(sys.stdout)
+
+
+EXPECT_HELP = "A gate like 'val_accuracy>=0.9' (repeatable); not met → exit 4."
+LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "jsonl"]), default="text",
+                          help="jsonl: stream events as JSON lines on stdout.")
+
+
+@main.command(epilog="""\b
+Examples:
+  trainer fit configs/quickstart.yaml
+  trainer fit configs/quickstart.yaml --set fit.epochs=5 --expect 'val_accuracy>=0.9'
+  trainer fit configs/quickstart.yaml --json --run-dir runs/ci""")
 @click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config value (repeatable).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Write the run here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+@click.option("--expect", "cli_expect", multiple=True, metavar="GATE", help=EXPECT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON result on stdout.")
+@LOG_FORMAT
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def fit(config_path, overrides, run_dir, as_json, quiet):
-    """Train the model of CONFIG; write the run folder."""
-    from trainer import api, console
+def fit(config_path, overrides, run_dir, cli_expect, as_json, log_format, quiet):
+    """Train the model of CONFIG; write the run folder; check `expect:` gates."""
+    from trainer import api, console, events, gates
+    from trainer.callbacks.events import EventLogger
+    from trainer.errors import GateError
 
-    console.use_stderr(as_json)
+    _json_output(as_json, log_format)
     cfg = api.load_config(config_path, overrides)
-    run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None)
+    expect = _gate_items(cfg, cli_expect)
+    events.emit("run_started", config=str(config_path))
+    try:
+        run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
+                            extra_callbacks=[EventLogger()])
+    except Exception as exc:
+        events.emit("error", message=str(exc), exit_code=getattr(exc, "exit_code", 1))
+        raise
+    result = {"run_dir": str(run.path), "metrics": logs}
+    try:
+        result["gates"] = gates.evaluate_and_report(expect, logs, run.path)
+    except GateError as exc:
+        result["gates"] = exc.results
+        if as_json:
+            click.echo(json.dumps({**result, "error": str(exc), "exit_code": exc.exit_code}))
+        events.emit("error", message=str(exc), exit_code=exc.exit_code)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    events.emit("run_finished", run_dir=str(run.path), metrics=logs)
     if as_json:
-        click.echo(json.dumps({"run_dir": str(run.path), "metrics": logs}))
-    else:
-        click.echo(f"run saved to {run.path}", err=False)
+        click.echo(json.dumps(result))
+    elif not quiet:
+        from trainer.plot import read_history, terminal_chart
+
+        losses = [v for _, v in read_history(run.path).get("loss", [])]
+        for line in terminal_chart(losses) if len(losses) > 1 else []:
+            click.echo(line, err=log_format == "jsonl")
+        click.echo(f"run saved to {run.path}", err=log_format == "jsonl")
 
 
-@main.command(epilog="\b\nExample:\n  trainer evaluate runs/quickstart-20261126-101500 --json")
+@main.command(epilog="""\b
+Examples:
+  trainer evaluate runs/quickstart-20261126-101500 --json
+  trainer evaluate configs/quickstart.yaml --checkpoint best.h5 --expect 'accuracy>=0.9'""")
 @click.argument("target", metavar="CONFIG|RUN", type=click.Path(exists=True))
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Weights to evaluate.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--expect", "cli_expect", multiple=True, metavar="GATE", help=EXPECT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
-def evaluate(target, checkpoint, overrides, as_json):
-    """Loss and metrics of a run (or CONFIG with --checkpoint) on its test data."""
-    from trainer import api, console
+def evaluate(target, checkpoint, overrides, cli_expect, as_json):
+    """Loss and metrics of a run (or CONFIG with --checkpoint) on its test data.
+
+    Gates named `val_<metric>` are checked against the evaluated split's <metric>."""
+    from pathlib import Path
+
+    from trainer import api, console, gates
 
     console.use_stderr(as_json)
     results = api.evaluate(target, checkpoint, overrides)
+    cfg_path = Path(target) / "config.yaml" if Path(target).is_dir() else Path(target)
+    cfg = api.load_config(cfg_path, overrides)
+    expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
+              for k, v in _gate_items(cfg, cli_expect).items()}
     if as_json:
         click.echo(json.dumps(results))
-        return
-    from rich.table import Table
+    else:
+        from rich.table import Table
 
-    table = Table("metric", "value")
-    for k, v in results.items():
-        table.add_row(k, f"{v:.6g}")
-    console.console().print(table)
+        table = Table("metric", "value")
+        for k, v in results.items():
+            table.add_row(k, f"{v:.6g}")
+        console.console().print(table)
+    gates.check(expect, results)
 
 
 @main.command(epilog="\b\nExample:\n  trainer summary configs/quickstart.yaml")
@@ -127,21 +193,80 @@ def summary(config_path, overrides):
     render(api.build(cfg), console.console())
 
 
-@main.command(epilog="\b\nExample:\n  trainer validate configs/quickstart.yaml")
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@main.command(epilog="""\b
+Examples:
+  trainer validate configs/quickstart.yaml
+  trainer validate configs/*.yaml --format github    # annotations in GitHub Actions""")
+@click.argument("config_paths", metavar="CONFIG...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def validate(config_path, overrides, as_json):
-    """Check CONFIG against the schema and build the model (no data is read)."""
-    from trainer import api
+def validate(config_paths, overrides, fmt, as_json):
+    """Check configs: schema, dry build with shape inference, and checks that read no
+    data (loss vs output, labels vs loss, metric k, callback monitors, gates)."""
+    from trainer.lint import lint_file
 
-    cfg = api.load_config(config_path, overrides)
-    api.build(cfg)
+    report, failed = [], False
+    for path in config_paths:
+        problems, _ = lint_file(path, overrides)
+        failed |= any(p.severity == "error" for p in problems)
+        report.append({"config": path, "valid": not any(p.severity == "error"
+                                                         for p in problems),
+                       "problems": [p.as_dict() for p in problems]})
+        if as_json:
+            continue
+        for p in problems:
+            click.echo(p.github() if fmt == "github" else p.text())
+        if not problems:
+            click.echo(f"{path}: valid")
     if as_json:
-        click.echo(json.dumps({"valid": True, "problems": []}))
-    else:
-        click.echo(f"{config_path}: valid")
+        click.echo(json.dumps(report[0] if len(report) == 1 else report))
+    if failed:
+        sys.exit(2)
+
+
+@main.command(epilog="""\b
+Example:
+  trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv""")
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help=".npy, .npz (arrays by input name) or .csv")
+@click.option("--output", "output_path", type=click.Path(dir_okay=False),
+              help=".npy, .npz or .csv (default: print a summary)")
+@click.option("--checkpoint", type=click.Path(dir_okay=False))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@handle_errors
+def predict(run_dir, input_path, output_path, checkpoint, batch_size):
+    """Predict with a run's model; inputs get the run's preprocessing."""
+    from trainer.predict import predict as run_predict
+
+    outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)
+    for name, out in zip(names, outputs):
+        click.echo(f"{name}: {out.shape[0]} predictions of shape {out.shape[1:]}"
+                   + (f" → {output_path}" if output_path else ""), err=output_path is None)
+    if output_path is None:
+        import numpy as np
+
+        with np.printoptions(precision=4, suppress=True, threshold=50):
+            for out in outputs:
+                click.echo(str(out))
+
+
+@main.command(epilog="""\b
+Example:
+  trainer plot runs/quickstart-20261126-101500 runs/other -o curves.png""")
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", default="curves.png", show_default=True,
+              type=click.Path(dir_okay=False))
+@handle_errors
+def plot(run_dirs, output):
+    """Loss and metric curves of one or several runs (or a sweep folder) in one PNG."""
+    from trainer.plot import plot_runs
+
+    click.echo(f"wrote {plot_runs(run_dirs, output)}")
 
 
 @main.command(epilog="\b\nExample:\n  trainer schema > config.schema.json")

@@ -1,0 +1,98 @@
+"""`trainer predict`: a run's model on new inputs, with the run's preprocessing."""
+
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import ConfigError, DataError
+from trainer.fileio import atomic_path
+
+
+def read_inputs(path, input_names):
+    """Inputs from .npy (one input), .npz (by input name, or `x`, or its only array)
+    or .csv (numeric columns, header optional)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"input file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arrays = {"x": np.load(path, allow_pickle=False)}
+        except ValueError as exc:
+            raise DataError(f"{path}: cannot read without pickle ({exc})") from None
+    elif suffix == ".npz":
+        from trainer.data.sources import read_npz
+        arrays = read_npz(path)
+    elif suffix == ".csv":
+        arrays = {"x": _read_csv(path)}
+    else:
+        raise ConfigError(f"--input: unsupported file type '{suffix}' (use .npy, .npz, .csv)")
+    if all(n in arrays for n in input_names):
+        return {n: arrays[n] for n in input_names}
+    if len(input_names) == 1:
+        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is not None:
+            return {input_names[0]: arrays[key]}
+    raise DataError(f"{path}: cannot find the model's inputs {input_names}; the file has "
+                    f"{', '.join(sorted(arrays))}")
+
+
+def _read_csv(path):
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    try:
+        [float(v) for v in first.strip().split(",")]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header row
+    try:
+        return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric CSV ({exc})") from None
+
+
+def write_outputs(path, outputs, names):
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".npy":
+            if len(outputs) != 1:
+                raise ConfigError(f"--output: the model has {len(outputs)} outputs; write "
+                                  f"them to a .npz file")
+            with open(tmp, "wb") as f:
+                np.save(f, outputs[0], allow_pickle=False)
+        elif suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **dict(zip(names, outputs)))
+        elif suffix == ".csv":
+            flat = [o.reshape(len(o), -1) for o in outputs]
+            header = ",".join(f"{n}_{i}" for n, o in zip(names, flat) for i in range(o.shape[1]))
+            np.savetxt(tmp, np.concatenate(flat, axis=1), delimiter=",", header=header,
+                       comments="", fmt="%.8g")
+        else:
+            raise ConfigError(f"--output: unsupported file type '{suffix}' "
+                              f"(use .npy, .npz, .csv)")
+
+
+def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_path=None):
+    """Predictions of a run's model for the inputs in ``input_path``."""
+    from trainer import api, checkpoint
+    from trainer.data.pipeline import Preprocessor, Split
+    from trainer.training import predict as run_predict
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    cfg = api.load_config(run_dir / "config.yaml")
+    model = api.build(cfg)
+    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
+    _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+    pre = Preprocessor(cfg["data"].get("preprocess", {}), model.input_names, [])
+    pre.set_state(arrays)
+    split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
+    api.check_input_shapes(model, split, "--input")
+    model.check_finite_inputs(split, "--input")
+    outputs = run_predict(model, split, batch_size or cfg["fit"]["batch_size"])
+    if output_path is not None:
+        write_outputs(output_path, outputs, model.output_names)
+    return outputs, model.output_names
