@@ -170,16 +170,22 @@ def apply_override(value, marks, item):
 
 def validate(cfg):
     """Every schema error at once, each with its key path and file:line:col."""
-    import jsonschema
-
     from trainer.schema import config_schema
 
-    validator = jsonschema.Draft202012Validator(config_schema())
+    check_schema(config_schema(), cfg)
+
+
+def check_schema(schema, doc):
+    """Validate ``doc`` (a Config, for its marks) against ``schema``; raise one
+    ConfigError listing every problem."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
     problems = []
-    for top in validator.iter_errors(dict(cfg)):
+    for top in validator.iter_errors(dict(doc)):
         for error in _leaves(top):
             path = tuple(error.absolute_path)
-            problem = (format_path(path), _message(error), cfg.where(path))
+            problem = (format_path(path), _message(error), doc.where(path))
             if problem not in problems:
                 problems.append(problem)
     if problems:

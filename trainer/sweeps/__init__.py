@@ -1,0 +1,1 @@
+"""Sweeps: many runs of one config over a grid or a random search of settings."""
