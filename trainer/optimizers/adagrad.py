@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
-from trainer.optimizers.sgd import Clip, LearningRate
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
 
 
@@ -27,8 +26,8 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, learning_rate: LearningRate = 0.001,
-                 initial_accumulator_value: float = 0.1, epsilon: float = 1e-7,
-                 decay: float = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
+                 initial_accumulator_value: NonNegative = 0.1, epsilon: NonNegative = 1e-7,
+                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
                  global_clipnorm: Clip = None, lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
         self.initial_accumulator_value = self.number(

@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
-from trainer.optimizers.sgd import Clip, LearningRate
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
 from trainer.registry import Rate
 
@@ -35,8 +34,8 @@ class Adam(Optimizer):
     """
 
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: Rate = 0.9,
-                 beta_2: Rate = 0.999, epsilon: float = 1e-7, amsgrad: bool = False,
-                 decay: float = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
+                 beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7, amsgrad: bool = False,
+                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
                  global_clipnorm: Clip = None, lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
         self.beta_1 = self.number(beta_1, "beta_1", minimum=0.0, maximum=1.0)

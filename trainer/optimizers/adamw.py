@@ -1,7 +1,7 @@
 """AdamW: Adam with decoupled weight decay, as tf.keras 2.11+ ``AdamW``."""
 
 from trainer.optimizers.adam import Adam
-from trainer.optimizers.sgd import Clip, LearningRate
+from trainer.optimizers.base import Clip, LearningRate, NonNegative
 from trainer.registries import optimizers
 from trainer.registry import Rate
 
@@ -25,9 +25,9 @@ class AdamW(Adam):
     Slots: as Adam.
     """
 
-    def __init__(self, learning_rate: LearningRate = 0.001, weight_decay: float = 0.004,
-                 beta_1: Rate = 0.9, beta_2: Rate = 0.999, epsilon: float = 1e-7,
-                 amsgrad: bool = False, decay: float = 0.0, clipnorm: Clip = None,
+    def __init__(self, learning_rate: LearningRate = 0.001, weight_decay: NonNegative = 0.004,
+                 beta_1: Rate = 0.9, beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7,
+                 amsgrad: bool = False, decay: NonNegative = 0.0, clipnorm: Clip = None,
                  clipvalue: Clip = None, global_clipnorm: Clip = None,
                  lr: LearningRate | None = None):
         super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, decay,

@@ -21,10 +21,17 @@ and slots are computed in float32, never silently promoted to float64.
 
 import math
 import numbers
+from typing import Annotated
 
 import numpy as np
 
 from trainer.errors import ConfigError
+from trainer.registry import Schema, component
+
+# Type hints of the arguments every optimizer shares (they give the JSON Schema).
+NonNegative = Annotated[float, Schema(minimum=0)]
+LearningRate = NonNegative | component("schedule")
+Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
 
 
 class Optimizer:

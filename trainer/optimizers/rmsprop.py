@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
-from trainer.optimizers.sgd import Clip, LearningRate
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
 from trainer.registry import Rate
 
@@ -35,8 +34,8 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, learning_rate: LearningRate = 0.001, rho: Rate = 0.9,
-                 momentum: Rate = 0.0, epsilon: float = 1e-7, centered: bool = False,
-                 decay: float = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
+                 momentum: Rate = 0.0, epsilon: NonNegative = 1e-7, centered: bool = False,
+                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
                  global_clipnorm: Clip = None, lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
         self.rho = self.number(rho, "rho", minimum=0.0, maximum=1.0)

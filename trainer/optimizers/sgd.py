@@ -1,15 +1,10 @@
 """SGD with momentum and Nesterov momentum, Keras 2 rules."""
 
-from typing import Annotated
-
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
-from trainer.registry import Rate, Schema, component
-
-LearningRate = float | component("schedule")
-Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
+from trainer.registry import Rate
 
 
 @optimizers.register("SGD", "sgd")
@@ -35,7 +30,7 @@ class SGD(Optimizer):
     """
 
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: Rate = 0.0,
-                 nesterov: bool = False, decay: float = 0.0, clipnorm: Clip = None,
+                 nesterov: bool = False, decay: NonNegative = 0.0, clipnorm: Clip = None,
                  clipvalue: Clip = None, global_clipnorm: Clip = None,
                  lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
