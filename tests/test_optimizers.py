@@ -262,11 +262,15 @@ def test_every_update_computes_in_the_parameter_dtype(monkeypatch):
             seen.append(np.asarray(other).dtype)
             return np.ndarray.__iadd__(self, other)
 
+    extras = [{"clipnorm": 0.5, "clipvalue": 1.0},
+              {"global_clipnorm": 0.5, "decay": 0.1, "learning_rate": {"CosineDecay": {
+                  "initial_learning_rate": 0.1, "decay_steps": 5}}}]
     for name, _, args, _ in CASES:
-        opt = optimizers.get({name: {**args, "clipnorm": 0.5}})
-        params = [p.astype(np.float32).view(Spy) for p in P0]
-        for grads in GRADS:
-            opt.apply(params, [g.astype(np.float32) for g in grads])
+        for extra in extras:
+            opt = optimizers.get({name: {**args, **extra}})
+            params = [p.astype(np.float32).view(Spy) for p in P0]
+            for grads in GRADS:
+                opt.apply(params, [g.astype(np.float32) for g in grads])
     assert seen and set(seen) == {np.dtype(np.float32)}
 
 
@@ -284,6 +288,7 @@ def test_config_round_trips_and_keeps_learning_rate_only(name):
 def test_lr_and_learning_rate_and_a_schedule():
     assert optimizers.get({"adam": {"learning_rate": 0.3}}).current_lr() == 0.3
     assert optimizers.get({"adam": {"lr": 0.2, "learning_rate": 0.3}}).current_lr() == 0.2
+    assert optimizers.get({"adam": 0.25}).current_lr() == 0.25  # the bare-value shorthand
     opt = optimizers.get({"SGD": {"lr": {"ExponentialDecay": {
         "initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5}}, "decay": 1.0}})
     lrs = []
@@ -323,6 +328,24 @@ def test_bad_arguments_are_config_errors(spec, words):
 
 
 # -- checkpoints: state saved, restored, and training continues exactly ---------------
+
+def test_state_round_trips_through_get_and_set():
+    opt, params = run("nadam")
+    opt.lr_override = 0.0125
+    state = opt.get_state()
+    assert {"iterations", "lr_override", "scalar/momentum_cache", "slot/0/m", "slot/1/v"} \
+        <= set(state)
+    fresh = optimizers.get("nadam")
+    fresh.set_state({k: np.array(v) for k, v in state.items()}, params)
+    assert fresh.iterations == 3 and fresh.current_lr() == 0.0125
+    assert fresh.scalars == opt.scalars
+    for a, b in zip(opt.slots, fresh.slots):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    state["slot/0/m"] = np.zeros((2, 2))
+    with pytest.raises(ConfigError, match=r"'slot/0/m': the model needs shape \(3, 2\)"):
+        fresh.set_state(state, params)
+
 
 def small_config(optimizer):
     from trainer import config
