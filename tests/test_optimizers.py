@@ -291,12 +291,16 @@ def test_lr_and_learning_rate_and_a_schedule():
     assert optimizers.get({"adam": 0.25}).current_lr() == 0.25  # the bare-value shorthand
     opt = optimizers.get({"SGD": {"lr": {"ExponentialDecay": {
         "initial_learning_rate": 0.1, "decay_steps": 1, "decay_rate": 0.5}}, "decay": 1.0}})
-    lrs = []
+    lrs, bases = [], []
     for _ in range(3):
         lrs.append(opt.current_lr())
+        bases.append(opt.base_lr())
         opt.apply([np.zeros(1)], [np.ones(1)])
     # schedule at iterations 0, 1, 2, then time decay 1/(1 + iterations)
+    assert bases == pytest.approx([0.1, 0.05, 0.025])
     assert lrs == pytest.approx([0.1, 0.05 / 2, 0.025 / 3])
+    opt.lr_override = 0.4  # a callback's value replaces the schedule; decay still applies
+    assert (opt.base_lr(), opt.current_lr()) == pytest.approx((0.4, 0.4 / 4))
     cfg = config_of(opt)["SGD"]["learning_rate"]
     assert cfg == {"ExponentialDecay": {"initial_learning_rate": 0.1, "decay_steps": 1,
                                         "decay_rate": 0.5, "staircase": False}}

@@ -41,9 +41,10 @@ class Optimizer:
             learning_rate = lr
         self.lr = None  # an alias: the resolved config keeps `learning_rate` only
         self.schedule = schedule_of(learning_rate)
-        self.learning_rate = self.schedule if self.schedule is not None else learning_rate
-        if self.schedule is None:
-            self.number(learning_rate, "learning_rate", minimum=0.0)
+        if self.schedule is not None:
+            self.learning_rate = self.schedule
+        else:
+            self.learning_rate = self.number(learning_rate, "learning_rate", minimum=0.0)
         self.decay = self.number(decay, "decay", minimum=0.0)
         self.clipnorm = self.number(clipnorm, "clipnorm", positive=True)
         self.clipvalue = self.number(clipvalue, "clipvalue", positive=True)
@@ -61,16 +62,20 @@ class Optimizer:
         """A numeric argument as a float, or a ConfigError naming ``Class.name``."""
         return check_number(value, f"{type(self).__name__}.{name}", **bounds)
 
-    def current_lr(self):
-        """The lr in force for the next step: base (a callback's value, or the
-        schedule at ``iterations``, or the number), then Keras 2 time decay
-        lr / (1 + decay · iterations)."""
+    def base_lr(self):
+        """The lr before time decay (what Keras 2's ``optimizer.lr`` holds): a
+        callback's value if one set ``lr_override``, else the schedule at
+        ``iterations``, else the number."""
         if self.lr_override is not None:
-            base = float(self.lr_override)
-        elif self.schedule is not None:
-            base = float(self.schedule(self.iterations))
-        else:
-            base = float(self.learning_rate)
+            return float(self.lr_override)
+        if self.schedule is not None:
+            return float(self.schedule(self.iterations))
+        return float(self.learning_rate)
+
+    def current_lr(self):
+        """The lr in force for the next step: ``base_lr()``, then Keras 2 time decay
+        lr / (1 + decay · iterations)."""
+        base = self.base_lr()
         if self.decay:
             base = base / (1.0 + self.decay * self.iterations)
         return base
