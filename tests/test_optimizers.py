@@ -203,6 +203,22 @@ def test_hand_computed_first_steps():
     assert p == pytest.approx(0.5 - 0.1 - 0.05)
 
 
+@pytest.mark.parametrize("spec, steps, want", [
+    ({"SGD": {"learning_rate": 0.1}}, 1, 0.9 * 1.0),
+    ({"SGD": {"learning_rate": 0.1, "momentum": 0.9}}, 2, 1.0 - 0.1 - 0.18),
+    ({"Adam": {"learning_rate": 0.1}}, 1, 9.9),
+    ({"RMSprop": {"learning_rate": 0.1}}, 1, 9.683772),
+    ({"Nadam": {"learning_rate": 0.2}}, 1, 9.8),  # printed with "{:.1f}" there
+], ids=lambda v: str(v)[:24])
+def test_the_examples_in_keras_docstrings(spec, steps, want):
+    """tf.keras 2.x docstrings: minimise var²/2 (gradient = var) from var = 1 or 10."""
+    opt = optimizers.get(spec)
+    var = np.array([1.0 if "SGD" in spec else 10.0])
+    for _ in range(steps):
+        opt.apply([var], [var.copy()])
+    assert float(var[0]) == pytest.approx(want, abs=0.05 if "Nadam" in spec else 1e-6)
+
+
 def run_scalar(spec, grads):
     opt = optimizers.get(spec)
     p = np.array([0.5])
