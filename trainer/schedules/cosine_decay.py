@@ -51,11 +51,12 @@ class CosineDecay(Schedule):
         self.warmup_target = self.number(warmup_target, "warmup_target", minimum=0.0)
         self.warmup_steps = self.number(warmup_steps, "warmup_steps", minimum=0.0)
         if self.warmup_steps and self.warmup_target is None:
+            example = (f"initial_learning_rate: 0.0, warmup_target: {initial_learning_rate}"
+                       if initial_learning_rate else "warmup_target: 0.1")
             raise ConfigError(
                 f"CosineDecay: warmup_steps={warmup_steps} needs warmup_target, the lr "
                 f"reached at the end of warm-up (warm-up climbs linearly from "
-                f"initial_learning_rate={initial_learning_rate} to it); e.g. "
-                f"initial_learning_rate: 0.0, warmup_target: {initial_learning_rate}")
+                f"initial_learning_rate={initial_learning_rate} to it); e.g. {example}")
 
     def __call__(self, step):
         if self.warmup_target is None:
