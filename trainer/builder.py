@@ -214,4 +214,9 @@ def compile_model(model, cfg):
             m.name = split_spec(spec)[0]
             ms.append(m)
         outputs.append(Output(name, units, loss, loss_name, float(weights[k]), ms))
-    model.compile(outputs, optimizers.get(comp.get("optimizer", "rmsprop")))
+    try:
+        optimizer = optimizers.get(comp.get("optimizer", "rmsprop"))
+    except ConfigError as exc:
+        raise ConfigError(f"compile.optimizer: {exc.message}",
+                          where=cfg.where(("compile", "optimizer"))) from None
+    model.compile(outputs, optimizer)

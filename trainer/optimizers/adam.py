@@ -1,32 +1,47 @@
-"""Adam, Keras 2 rule."""
+"""Adam (and AMSGrad), Keras 2 rule."""
+
+import math
 
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
-from trainer.registry import component
+from trainer.registry import Rate
 
 
 @optimizers.register("Adam", "adam")
 class Adam(Optimizer):
-    """t += 1; m = β1·m + (1-β1)·g; v = β2·v + (1-β2)·g²;
-    lr_t = lr·sqrt(1-β2^t)/(1-β1^t); p -= lr_t·m / (sqrt(v) + ε).
-    With amsgrad, v̂ = max(v̂, v) replaces v in the denominator.
+    """Adaptive moment estimation.
 
-    Args: lr/learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=false,
-    decay=0.0, clipnorm, clipvalue, global_clipnorm.
+    Per step t = 1, 2, … for each parameter p with gradient g (Keras 2 / tf.keras 2.x,
+    the bias correction folded into the step size, ε outside the square root)::
+
+        m ← β₁·m + (1-β₁)·g
+        v ← β₂·v + (1-β₂)·g²
+        lr_t = lr · sqrt(1-β₂ᵗ) / (1-β₁ᵗ)
+        p ← p - lr_t · m / (sqrt(v) + ε)
+
+    With amsgrad, v̂ ← max(v̂, v) replaces v in the last line.
+
+    Args:
+        learning_rate (alias lr): 0.001, a number or a schedule.
+        beta_1: 0.9, beta_2: 0.999, decay rates of the moment estimates.
+        epsilon: 1e-7.
+        amsgrad: false.
+        decay: 0.0, Keras 2 time decay lr / (1 + decay · iterations).
+        clipnorm, clipvalue, global_clipnorm: none; gradient clipping.
+    Slots: ``m``, ``v``; ``vhat`` with amsgrad.
     """
 
-    def __init__(self, learning_rate: float | component("schedule") = 0.001,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 amsgrad: bool = False, decay: float = 0.0,
-                 clipnorm: float | None = None, clipvalue: float | None = None,
-                 global_clipnorm: float | None = None, lr: float | None = None):
+    def __init__(self, learning_rate: LearningRate = 0.001, beta_1: Rate = 0.9,
+                 beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7, amsgrad: bool = False,
+                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
+                 global_clipnorm: Clip = None, lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.amsgrad = amsgrad
+        self.beta_1 = self.number(beta_1, "beta_1", minimum=0.0, maximum=1.0)
+        self.beta_2 = self.number(beta_2, "beta_2", minimum=0.0, maximum=1.0)
+        self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)
+        self.amsgrad = bool(amsgrad)
 
     def new_slots(self, p):
         slots = {"m": np.zeros_like(p), "v": np.zeros_like(p)}
@@ -37,13 +52,13 @@ class Adam(Optimizer):
     def update(self, i, p, g, lr):
         s = self.slots[i]
         t = self.iterations  # already incremented: the first step has t = 1
-        s["m"] *= self.beta_1
-        s["m"] += (1 - self.beta_1) * g
-        s["v"] *= self.beta_2
-        s["v"] += (1 - self.beta_2) * (g * g)
-        lr_t = lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
-        v = s["v"]
+        m, v = s["m"], s["v"]
+        m *= self.beta_1
+        m += (1 - self.beta_1) * g
+        v *= self.beta_2
+        v += (1 - self.beta_2) * (g * g)
         if self.amsgrad:
             np.maximum(s["vhat"], v, out=s["vhat"])
             v = s["vhat"]
-        p -= (lr_t * s["m"] / (np.sqrt(v) + self.epsilon)).astype(p.dtype, copy=False)
+        lr_t = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        p -= lr_t * m / (np.sqrt(v) + self.epsilon)

@@ -2,26 +2,40 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Optimizer
+from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
-from trainer.registry import component
+from trainer.registry import Rate
 
 
 @optimizers.register("SGD", "sgd")
 class SGD(Optimizer):
-    """v = momentum·v - lr·g; p += v (or p += momentum·v - lr·g with nesterov).
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
 
-    Args: lr/learning_rate=0.01, momentum=0.0, nesterov=false, decay=0.0, clipnorm,
-    clipvalue, global_clipnorm.
+    Per step, for each parameter p with gradient g (Keras 2 / tf.keras 2.x)::
+
+        momentum = 0:  p ← p - lr·g
+        momentum > 0:  v ← momentum·v - lr·g
+                       p ← p + v                       (nesterov=false)
+                       p ← p + momentum·v - lr·g       (nesterov=true)
+
+    Args:
+        learning_rate (alias lr): 0.01, a number or a schedule
+            (``{ExponentialDecay: {...}}``, see trainer/schedules).
+        momentum: 0.0, in [0, 1].
+        nesterov: false, Nesterov momentum.
+        decay: 0.0, Keras 2 time decay lr / (1 + decay · iterations).
+        clipnorm, clipvalue, global_clipnorm: none; gradient clipping
+            (see trainer/optimizers/base.py).
+    Slot: ``momentum`` (only when momentum > 0).
     """
 
-    def __init__(self, learning_rate: float | component("schedule") = 0.01,
-                 momentum: float = 0.0, nesterov: bool = False, decay: float = 0.0,
-                 clipnorm: float | None = None, clipvalue: float | None = None,
-                 global_clipnorm: float | None = None, lr: float | None = None):
+    def __init__(self, learning_rate: LearningRate = 0.01, momentum: Rate = 0.0,
+                 nesterov: bool = False, decay: NonNegative = 0.0, clipnorm: Clip = None,
+                 clipvalue: Clip = None, global_clipnorm: Clip = None,
+                 lr: LearningRate | None = None):
         super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
-        self.momentum = momentum
-        self.nesterov = nesterov
+        self.momentum = self.number(momentum, "momentum", minimum=0.0, maximum=1.0)
+        self.nesterov = bool(nesterov)
 
     def new_slots(self, p):
         return {"momentum": np.zeros_like(p)} if self.momentum else {}

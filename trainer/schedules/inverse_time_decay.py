@@ -1,0 +1,33 @@
+"""InverseTimeDecay, as tf.keras 2.x."""
+
+import math
+
+from trainer.registries import schedules
+from trainer.schedules.base import NonNegative, Positive, Schedule
+
+
+@schedules.register("InverseTimeDecay")
+class InverseTimeDecay(Schedule):
+    """lr(step) = initial_learning_rate / (1 + decay_rate · step / decay_steps),
+    with step / decay_steps floored when staircase.
+
+    Args:
+        initial_learning_rate: the lr at step 0.
+        decay_steps: > 0.
+        decay_rate: >= 0.
+        staircase: false.
+    """
+
+    def __init__(self, initial_learning_rate: NonNegative, decay_steps: Positive,
+                 decay_rate: NonNegative, staircase: bool = False):
+        self.initial_learning_rate = self.number(initial_learning_rate,
+                                                 "initial_learning_rate", minimum=0.0)
+        self.decay_steps = self.number(decay_steps, "decay_steps", positive=True)
+        self.decay_rate = self.number(decay_rate, "decay_rate", minimum=0.0)
+        self.staircase = bool(staircase)
+
+    def __call__(self, step):
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1 + self.decay_rate * p)
