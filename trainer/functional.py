@@ -17,6 +17,8 @@ graph allows, so a chain builds (and draws its initial weights) in the same orde
 the equivalent Sequential model. Everything is checked here, before any data is read.
 """
 
+import heapq
+
 import numpy as np
 
 from trainer.builder import PLACEMENT, Namer, _dotted, make_layer
@@ -149,29 +151,36 @@ def _producers(cfg, entries, input_names):
 
 
 def _topological(cfg, entries, input_names):
-    """Entry indices in an order where every input comes first: config order where
-    possible. A cycle fails, naming the layers in it."""
+    """Entry indices in an order where every input comes first: config order wherever
+    the graph allows. A cycle fails, naming the layers in it."""
     by_ref = _producers(cfg, entries, input_names)
-    deps = [[by_ref[r] for r in e.refs if r in by_ref] for e in entries]
-    state = [0] * len(entries)  # 0 new, 1 on the stack, 2 placed
+    deps = [{by_ref[r] for r in e.refs if r in by_ref} for e in entries]
+    users = [[] for _ in entries]
+    for k, ds in enumerate(deps):
+        for d in ds:
+            users[d].append(k)
+    waiting = [len(ds) for ds in deps]
+    ready = [k for k, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
     order = []
-
-    def visit(k, stack):
-        if state[k] == 2:
-            return
-        if state[k] == 1:
-            cycle = stack[stack.index(k):] + [k]
-            names = " → ".join(entries[c].label for c in cycle)
-            raise ConfigError(f"model.layers: the layers form a cycle: {names}",
-                              where=cfg.where(entries[k].keypath))
-        state[k] = 1
-        for d in deps[k]:
-            visit(d, stack + [k])
-        state[k] = 2
+    while ready:
+        k = heapq.heappop(ready)
         order.append(k)
-
-    for k in range(len(entries)):
-        visit(k, [])
+        for u in users[k]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(entries):
+        # every entry left waits on another one left: walk back to a repeat
+        left = [k for k in range(len(entries)) if waiting[k]]
+        path, k = [], left[0]
+        while k not in path:
+            path.append(k)
+            k = min(d for d in deps[k] if waiting[d])
+        cycle = path[path.index(k):] + [k]
+        names = " → ".join(entries[c].label for c in reversed(cycle))
+        raise ConfigError(f"model.layers: the layers form a cycle: {names}",
+                          where=cfg.where(entries[k].keypath))
     return order
 
 
