@@ -71,12 +71,10 @@ def test_graph_shape_names_and_shared_weights(tmp_path):
     assert model.layers[0].params["kernel"].dtype == np.float64
 
 
-def test_gradients_through_merges_and_shared_layer(tmp_path):
+def check_graph_gradients(model, xs, ys):
     """Finite differences of the weighted total loss through the whole graph (float64):
-    every weight (the shared layer's gradient sums both calls) and every input."""
-    model = build(tmp_path, DATA + SHARED)
-    xs, ys = shared_batch(np.random.default_rng(0))
-    preds, parts, _ = total_loss(model, xs, ys)
+    every weight (a shared layer's gradient sums all its calls) and every input."""
+    _, parts, _ = total_loss(model, xs, ys)
     dxs = model.graph.backward([g for _, g in parts])
     scalar = lambda: total_loss(model, xs, ys, training=False)[2]  # noqa: E731
     for layer in model.layers:
@@ -86,6 +84,36 @@ def test_gradients_through_merges_and_shared_layer(tmp_path):
                                        err_msg=f"{layer.name}.{name}")
     for x, dx in zip(xs, dxs):
         np.testing.assert_allclose(dx, _numeric(scalar, x, 1e-6), rtol=1e-5, atol=1e-8)
+
+
+def test_gradients_through_merges_and_shared_layer(tmp_path):
+    model = build(tmp_path, DATA + SHARED)
+    xs, ys = shared_batch(np.random.default_rng(0))
+    check_graph_gradients(model, xs, ys)
+
+
+def test_layer_called_on_its_own_output(tmp_path):
+    """A chain `- {call: d}` applies d twice; `d[1]` names its second call."""
+    model = build(tmp_path, DATA + """\
+dtype: float64
+model:
+  inputs: {x: {shape: [3]}}
+  layers:
+    - Dense: {name: d, units: 3, activation: tanh}
+    - {call: d}
+    - Add: {name: s, inputs: [d, "d[1]"]}
+  outputs: [s]
+compile:
+  loss: mse
+""")
+    assert len(model.layers) == 2 and len(model.graph.nodes) == 3
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4, 3))
+    d = model.layers[0]
+    h1 = np.tanh(x @ d.params["kernel"] + d.params["bias"])
+    h2 = np.tanh(h1 @ d.params["kernel"] + d.params["bias"])
+    np.testing.assert_allclose(model.predict_on_batch([x])[0], h1 + h2)
+    check_graph_gradients(model, [x], [rng.normal(size=(4, 3))])
 
 
 def test_shared_gradients_are_zeroed_once_per_step(tmp_path):
@@ -215,6 +243,12 @@ def test_shapes_that_do_not_fit(tmp_path):
     msg = build_error(tmp_path, "Concatenate: {name: merged, inputs: [feat, meta]}",
                       "Add: {name: merged, inputs: [feat, meta]}")
     assert "(None, 5)" in msg and "(None, 6)" in msg and "inputs: feat (None, 5), meta" in msg
+
+
+def test_single_input_layer_given_two(tmp_path):
+    msg = build_error(tmp_path, "{name: label, units: 4, activation: softmax}",
+                      "{name: label, units: 4, activation: softmax, inputs: [merged, meta]}")
+    assert "model.layers[3]: layer 'label' (Dense): takes one input, got 2" in msg
 
 
 def test_shared_layer_errors(tmp_path):
