@@ -172,17 +172,29 @@ def build_model(cfg):
 
 def _per_output(value, names, what, cfg, keypath):
     """A compile value for every output: one value for all, or a mapping by name."""
-    if isinstance(value, dict) and value and all(k in names for k in value):
+    by_name = isinstance(value, dict) and value and (
+        any(k in names for k in value) or
+        (len(names) > 1 and not (what == "loss" and len(value) == 1 and
+                                 next(iter(value)) in losses)))
+    if by_name:
+        _check_output_keys(value, names, cfg, keypath)
         missing = [n for n in names if n not in value]
         if missing and what == "loss":
             raise ConfigError(f"{_dotted(keypath)}: no loss for output(s) "
                               f"{', '.join(missing)}", where=cfg.where(keypath))
         return [value.get(n) for n in names]
-    if isinstance(value, dict) and len(names) > 1 and len(value) > 1:
-        unknown = [k for k in value if k not in names]
-        raise ConfigError(f"{_dotted(keypath)}: unknown output(s) {unknown}; the model's "
-                          f"outputs are {names}", where=cfg.where(keypath))
     return [value] * len(names)
+
+
+def _check_output_keys(mapping, names, cfg, keypath):
+    """Keys of a per-output mapping (loss, loss_weights, metrics) must be output names."""
+    from trainer.registry import suggest
+
+    for k in mapping:
+        if k not in names:
+            raise ConfigError(f"{_dotted(keypath)}: unknown output '{k}'.{suggest(k, names)} "
+                              f"The model's outputs are: {', '.join(names)}",
+                              where=cfg.where(keypath + (k,)))
 
 
 def compile_model(model, cfg):
@@ -195,19 +207,25 @@ def compile_model(model, cfg):
             raise ConfigError(f"compile.loss_weights: {len(weights)} weights for "
                               f"{len(names)} outputs", where=cfg.where(("compile", "loss_weights")))
     elif isinstance(weights, dict):
+        _check_output_keys(weights, names, cfg, ("compile", "loss_weights"))
         weights = [weights.get(n, 1.0) for n in names]
     else:
         weights = [1.0] * len(names)
     metric_specs = comp.get("metrics") or []
     if isinstance(metric_specs, dict):
+        _check_output_keys(metric_specs, names, cfg, ("compile", "metrics"))
         per_output = [metric_specs.get(n, []) for n in names]
     else:
         per_output = [metric_specs] * len(names)
     outputs = []
     for k, name in enumerate(names):
         units = model.graph.shapes[model.graph.outputs[k]][-1]
-        loss_name = split_spec(loss_specs[k])[0]
-        loss = losses.get(loss_specs[k])
+        try:
+            loss_name = split_spec(loss_specs[k])[0]
+            loss = losses.get(loss_specs[k])
+        except ConfigError as exc:
+            raise ConfigError(f"compile.loss: {exc.message}",
+                              where=cfg.where(("compile", "loss"))) from None
         ms = []
         for spec in per_output[k]:
             m = metric_lib.get(spec, loss_name=losses.canonical(loss_name), output_units=units)

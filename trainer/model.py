@@ -27,7 +27,8 @@ class Model:
         self.name = name
         self.layers = graph.layers()
         self.input_names = list(graph.input_names)
-        self.output_names = [graph.nodes[i - graph.n_inputs].layer.name for i in graph.outputs]
+        self.output_names = getattr(graph, "output_names", None) or [
+            graph.nodes[i - graph.n_inputs].layer.name for i in graph.outputs]
         self.outputs = []
         self.optimizer = None
         self.stop_training = False

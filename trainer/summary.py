@@ -1,41 +1,62 @@
-"""The Keras-style model table: layer (type), output shape, params, connections."""
+"""The Keras-style model table: layer (type), output shape, params, connections.
+
+Functional models get Keras's "Connected to" column: one row per layer (a shared
+layer once), listing for each of its calls the tensors it was called on, written
+``layer[call][0]`` as Keras writes ``layer[node_index][tensor_index]``.
+"""
 
 
 def _shape(shape):
     return str((None, *shape))
 
 
+def _is_functional(graph):
+    return getattr(graph, "functional", False) or graph.n_inputs > 1 or len(graph.outputs) > 1
+
+
 def summary_rows(model):
-    """(layer "name (Type)", output shape, params, connected-to) per graph node."""
+    """(layer "name (Type)", output shape, params, connected-to list) per layer."""
     g = model.graph
-    names = list(g.input_names) + [n.layer.name for n in g.nodes]
-    rows = []
-    for name, shape in zip(g.input_names, g.shapes):
-        rows.append((f"{name} (InputLayer)", _shape(shape), 0, ""))
-    seen = set()
-    for node in g.nodes:
+    # tensor index → "layer[call][0]" as a consumer names it
+    producer = {i: f"{name}[0][0]" for i, name in enumerate(g.input_names)}
+    calls = {}
+    rows = [(f"{name} (InputLayer)", _shape(shape), 0, [])
+            for name, shape in zip(g.input_names, g.shapes)]
+    by_layer = {}
+    for k, node in enumerate(g.nodes):
         layer = node.layer
-        params = 0 if id(layer) in seen else sum(layer.count_params())
-        seen.add(id(layer))
-        rows.append((f"{layer.name} ({type(layer).__name__})", _shape(node.shape), params,
-                     ", ".join(names[i] for i in node.inputs)))
-    return rows
+        call = getattr(node, "call_index", None)
+        if call is None:
+            call = calls.get(id(layer), 0)
+        calls[id(layer)] = calls.get(id(layer), 0) + 1
+        producer[g.n_inputs + k] = f"{layer.name}[{call}][0]"
+        conns = [producer[i] for i in node.inputs]
+        if id(layer) in by_layer:
+            row = by_layer[id(layer)]
+            row[3].extend(conns)
+            if row[1] != _shape(node.shape):
+                row[1] = "multiple"
+            continue
+        row = [f"{layer.name} ({type(layer).__name__})", _shape(node.shape),
+               sum(layer.count_params()), conns]
+        by_layer[id(layer)] = row
+        rows.append(row)
+    return [tuple(r) for r in rows]
 
 
 def render(model, console, functional=None):
     from rich.table import Table
 
-    functional = model.graph.n_inputs > 1 or len(model.graph.outputs) > 1 if functional is None \
-        else functional
+    functional = _is_functional(model.graph) if functional is None else functional
     table = Table(title=f'Model: "{model.name}"', title_justify="left")
     table.add_column("Layer (type)")
     table.add_column("Output Shape")
     table.add_column("Param #", justify="right")
     if functional:
         table.add_column("Connected to")
-    for name, shape, params, conn in summary_rows(model):
+    for name, shape, params, conns in summary_rows(model):
         cells = [name, shape, f"{params:,}"]
-        table.add_row(*(cells + [conn] if functional else cells))
+        table.add_row(*(cells + ["\n".join(conns)] if functional else cells))
     console.print(table)
     trainable, frozen = model.count_params()
     console.print(f"Total params: {trainable + frozen:,}")
