@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import config as config_lib
-from trainer.errors import ConfigError, DataError, InterruptedRun, TrainerError
+from trainer.errors import ConfigError, DataError, DivergedError, InterruptedRun, TrainerError
 from trainer.registry import config_of
 
 CHECKPOINT_STATE_VERSION = 1
@@ -57,7 +57,12 @@ def _clean(value):
 
 
 def make_callbacks(cfg, verbose):
+    """History first, then the config's callbacks in order, then the progress bar
+    (unless the config lists its own ProgbarLogger). The first ModelCheckpoint (else
+    the first EarlyStopping) writes checkpoints/best.h5."""
+    from trainer.callbacks.early_stopping import EarlyStopping
     from trainer.callbacks.history import History
+    from trainer.callbacks.model_checkpoint import ModelCheckpoint
     from trainer.callbacks.progbar import ProgbarLogger
     from trainer.registries import callbacks as registry
 
@@ -68,12 +73,21 @@ def make_callbacks(cfg, verbose):
         try:
             if isinstance(spec, dict) and "callback" in spec:
                 from trainer.usercode import load_callback
-                user.append(load_callback(spec, cfg, keypath))
+                callback = load_callback(spec, cfg, keypath)
             else:
-                user.append(registry.get(spec))
+                callback = registry.get(spec)
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
-    return history, [history, *user, ProgbarLogger(verbose=verbose)]
+        callback.where = cfg.where(keypath)
+        user.append(callback)
+    for kind in (ModelCheckpoint, EarlyStopping):
+        first = next((c for c in user if isinstance(c, kind)), None)
+        if first is not None:
+            first.writes_best = True
+            break
+    if not any(isinstance(c, ProgbarLogger) for c in user):
+        user.append(ProgbarLogger(verbose=verbose))
+    return history, [history, *user]
 
 
 def fit(cfg, run_dir=None, argv=None, verbose=None):
@@ -121,13 +135,17 @@ def fit(cfg, run_dir=None, argv=None, verbose=None):
 
     recorder = RunRecorder(run, save_last)
     recorder.history = history
-    loop.callbacks.callbacks.insert(1, recorder)
+    # after every callback's on_epoch_end, so last.h5 holds their state for that epoch
+    loop.callbacks.callbacks.append(recorder)
     try:
         logs = loop.run_fit()
     except KeyboardInterrupt:
         save_last()
         run.finish("interrupted", history_last(history))
         raise InterruptedRun(f"interrupted; a resumable checkpoint was written to {run.last}")
+    except DivergedError as exc:
+        run.finish("diverged", history_last(history), error=str(exc))
+        raise
     except TrainerError as exc:
         run.finish("failed", history_last(history), error=str(exc))
         raise
