@@ -69,8 +69,8 @@ class EarlyStopping(Callback):
                 self.best_weights = copy_weights(self.model)
             save_best(self)
             if self.baseline is None or self.tracker.better(current, self.baseline):
-                self.wait = 0
-            return
+                self.wait = 0  # only an improvement that also beats the baseline resets
+                return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
