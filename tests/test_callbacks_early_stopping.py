@@ -100,3 +100,25 @@ def test_unknown_monitor_names_what_is_logged(tmp_path):
     with pytest.raises(ConfigError, match="EarlyStopping monitors 'val_acc'.*Available: loss, "
                                           "accuracy, val_loss, val_accuracy, lr"):
         fit(tmp_path, [{"EarlyStopping": {"monitor": "val_acc"}}])
+
+
+def test_a_resumed_run_restores_the_best_weights_from_best_h5(tmp_path):
+    """After a resume the best epoch's weights are not in memory: best.h5 has them."""
+    import h5py
+
+    from cbhelp import config
+    from trainer import api
+    from trainer.runs import Run
+
+    first, _ = fit(tmp_path, [{"EarlyStopping": {"patience": 10, "restore_best_weights": True}}],
+                   fit={"epochs": 3})
+    with h5py.File(first.checkpoints / "best.h5") as f:
+        best = f["dense"]["dense/kernel:0"][()]
+    cfg = config(tmp_path, [{"EarlyStopping": {"patience": 10, "restore_best_weights": True}}])
+    _, built = api.make_callbacks(cfg, 0)
+    stopper = built[1]
+    stopper.set_state({"best": -1.0, "wait": 0, "stopped_epoch": 0, "best_epoch": 1})
+    model = api.build(cfg)
+    stopper.set_context(model, Run(first.path), {"metrics": ["val_loss"]})
+    stopper.on_train_end()
+    np.testing.assert_array_equal(model.get_weights()["dense"][0], best)

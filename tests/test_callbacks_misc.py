@@ -76,3 +76,21 @@ def test_base_logger_fills_only_what_the_epoch_lacks():
 def test_default_progress_bar_is_added_once():
     history, built = api.make_callbacks({"callbacks": []}, 2)
     assert [type(c) for c in built][-1] is ProgbarLogger and built[0] is history
+
+
+def test_a_bad_callback_fails_validate_and_fit_before_data_is_read(workdir):
+    import yaml
+    from click.testing import CliRunner
+
+    from cbhelp import BASE
+    from conftest import write_config
+    from trainer.cli import main
+
+    value = dict(BASE, callbacks=[{"ModelCheckpoint": {"filepath": "../../w.h5"}}])
+    value["data"] = dict(BASE["data"], train={"path": "missing.npz", "x": "x", "y": "y"})
+    path = write_config(workdir, yaml.safe_dump(value, sort_keys=False))
+    for command in ("validate", "fit"):
+        r = CliRunner().invoke(main, [command, str(path)])
+        assert r.exit_code == 2, r.output
+        assert "callbacks[0]: ModelCheckpoint.filepath must be a relative path inside the " \
+               "run folder" in r.output and "config.yaml:" in r.output

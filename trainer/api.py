@@ -99,6 +99,9 @@ def fit(cfg, run_dir=None, argv=None, verbose=None):
 
     model = build(cfg)
     fit_cfg = cfg["fit"]
+    # callbacks are built before any data is read: a bad one fails first
+    history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
+                                        if verbose is None else verbose)
     splits, pre = prepare(cfg, model.input_names, model.output_names,
                           need=("train", "validation"))
     train, val = splits["train"], splits.get("validation")
@@ -117,8 +120,6 @@ def fit(cfg, run_dir=None, argv=None, verbose=None):
                 checkpoint.read_weights(f, model, wpath)
         except (FileNotFoundError, OSError) as exc:
             raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
-    history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
-                                        if verbose is None else verbose)
     run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
     run.create(resolved_config(cfg, model), cfg.get("seed", 0), argv or command_line())
     loop = Loop(model, train, val, callbacks,

@@ -138,6 +138,7 @@ def validate(config_path, overrides, as_json):
 
     cfg = api.load_config(config_path, overrides)
     api.build(cfg)
+    api.make_callbacks(cfg, 0)
     if as_json:
         click.echo(json.dumps({"valid": True, "problems": []}))
     else:

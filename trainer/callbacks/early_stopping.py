@@ -1,7 +1,9 @@
 """EarlyStopping: stop when a monitored value has stopped improving, as Keras 2."""
 
+import math
 from typing import Literal, Optional
 
+from trainer import checkpoint
 from trainer.callbacks.base import Callback, Monitor, copy_weights, say
 from trainer.callbacks.model_checkpoint import save_best
 from trainer.registries import callbacks
@@ -78,11 +80,20 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose:
             say(f"Epoch {self.stopped_epoch + 1:05d}: early stopping")
+        if self.restore_best_weights and self.best_weights is None:
+            self._best_from_file()  # a resumed run: the best epoch came before the resume
         if self.restore_best_weights and self.best_weights is not None:
             if self.verbose:
                 say(f"Restoring model weights from the end of the best epoch: "
                     f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+
+    def _best_from_file(self):
+        if self.writes_best and self.run is not None and math.isfinite(self.tracker.best):
+            path = self.run.checkpoints / "best.h5"
+            if path.exists():
+                checkpoint.load(path, self.model, with_optimizer=False)
+                self.best_weights = copy_weights(self.model)
 
     def get_state(self):
         return {**self.tracker.state(), "wait": self.wait, "stopped_epoch": self.stopped_epoch,
