@@ -56,6 +56,15 @@ def _clean(value):
     return value
 
 
+def resolved_callbacks(cfg, built):
+    """The config's callbacks with their defaults written out (user code as written)."""
+    out = []
+    for spec, callback in zip(cfg.get("callbacks") or [], built):
+        user_code = isinstance(spec, dict) and "callback" in spec
+        out.append(copy.deepcopy(spec) if user_code else _clean(config_of(callback)))
+    return out
+
+
 def make_callbacks(cfg, verbose):
     """History first, then the config's callbacks in order, then the progress bar
     (unless the config lists its own ProgbarLogger). The first ModelCheckpoint (else
@@ -121,7 +130,9 @@ def fit(cfg, run_dir=None, argv=None, verbose=None):
         except (FileNotFoundError, OSError) as exc:
             raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
     run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
-    run.create(resolved_config(cfg, model), cfg.get("seed", 0), argv or command_line())
+    resolved = resolved_config(cfg, model)
+    resolved["callbacks"] = resolved_callbacks(cfg, callbacks[1:])
+    run.create(resolved, cfg.get("seed", 0), argv or command_line())
     loop = Loop(model, train, val, callbacks,
                 epochs=fit_cfg["epochs"], batch_size=fit_cfg["batch_size"],
                 shuffle=fit_cfg["shuffle"], seed=cfg.get("seed", 0),
