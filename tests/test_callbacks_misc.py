@@ -94,3 +94,15 @@ def test_a_bad_callback_fails_validate_and_fit_before_data_is_read(workdir):
         assert r.exit_code == 2, r.output
         assert "callbacks[0]: ModelCheckpoint.filepath must be a relative path inside the " \
                "run folder" in r.output and "config.yaml:" in r.output
+
+
+def test_the_run_config_writes_out_callback_defaults(tmp_path):
+    import yaml
+
+    run, _ = fit(tmp_path, [{"EarlyStopping": {"patience": 2}}, "TerminateOnNaN"],
+                 fit={"epochs": 1})
+    saved = yaml.safe_load((run.path / "config.yaml").read_text())["callbacks"]
+    assert saved[0]["EarlyStopping"] == {"monitor": "val_loss", "min_delta": 0.0, "patience": 2,
+                                         "verbose": 0, "mode": "auto",
+                                         "restore_best_weights": False, "start_from_epoch": 0}
+    assert saved[1] == "TerminateOnNaN"
