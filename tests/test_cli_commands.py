@@ -54,8 +54,6 @@ expect:
 """
 
 
-@pytest.mark.skipif("EarlyStopping" not in __import__("trainer.registries").registries.callbacks,
-                    reason="TEMP: EarlyStopping lands with the callbacks branch")
 def test_validate_reports_every_problem_with_lines(workdir):
     path = write_config(workdir, LINTY)
     r = invoke("validate", path)
@@ -198,7 +196,7 @@ def test_exit_5_diverged_keeps_checkpoint(workdir):
                workdir / "d")
     assert r.exit_code == 5 and "loss became" in r.output
     meta = json.loads((workdir / "d" / "run.json").read_text())
-    assert meta["status"] == "failed"
+    assert meta["status"] == "diverged"
 
 
 def test_exit_130_interrupt_writes_checkpoint(workdir, monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import config as config_lib
-from trainer.errors import ConfigError, DataError, InterruptedRun, TrainerError
+from trainer.errors import ConfigError, DataError, DivergedError, InterruptedRun, TrainerError
 from trainer.registry import config_of
 
 CHECKPOINT_STATE_VERSION = 1
@@ -56,8 +56,22 @@ def _clean(value):
     return value
 
 
+def resolved_callbacks(cfg, built):
+    """The config's callbacks with their defaults written out (user code as written)."""
+    out = []
+    for spec, callback in zip(cfg.get("callbacks") or [], built):
+        user_code = isinstance(spec, dict) and "callback" in spec
+        out.append(copy.deepcopy(spec) if user_code else _clean(config_of(callback)))
+    return out
+
+
 def make_callbacks(cfg, verbose):
+    """History first, then the config's callbacks in order, then the progress bar
+    (unless the config lists its own ProgbarLogger). The first ModelCheckpoint (else
+    the first EarlyStopping) writes checkpoints/best.h5."""
+    from trainer.callbacks.early_stopping import EarlyStopping
     from trainer.callbacks.history import History
+    from trainer.callbacks.model_checkpoint import ModelCheckpoint
     from trainer.callbacks.progbar import ProgbarLogger
     from trainer.registries import callbacks as registry
 
@@ -68,12 +82,21 @@ def make_callbacks(cfg, verbose):
         try:
             if isinstance(spec, dict) and "callback" in spec:
                 from trainer.usercode import load_callback
-                user.append(load_callback(spec, cfg, keypath))
+                callback = load_callback(spec, cfg, keypath)
             else:
-                user.append(registry.get(spec))
+                callback = registry.get(spec)
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
-    return history, [history, *user, ProgbarLogger(verbose=verbose)]
+        callback.where = cfg.where(keypath)
+        user.append(callback)
+    for kind in (ModelCheckpoint, EarlyStopping):
+        first = next((c for c in user if isinstance(c, kind)), None)
+        if first is not None:
+            first.writes_best = True
+            break
+    if not any(isinstance(c, ProgbarLogger) for c in user):
+        user.append(ProgbarLogger(verbose=verbose))
+    return history, [history, *user]
 
 
 def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
@@ -85,6 +108,10 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
 
     model = build(cfg)
     fit_cfg = cfg["fit"]
+    # callbacks are built before any data is read: a bad one fails first
+    history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
+                                        if verbose is None else verbose)
+    callbacks.extend(extra_callbacks)
     splits, pre = prepare(cfg, model.input_names, model.output_names,
                           need=("train", "validation"))
     train, val = splits["train"], splits.get("validation")
@@ -103,11 +130,10 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
                 checkpoint.read_weights(f, model, wpath)
         except (FileNotFoundError, OSError) as exc:
             raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
-    history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
-                                        if verbose is None else verbose)
-    callbacks.extend(extra_callbacks)
     run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
-    run.create(resolved_config(cfg, model), cfg.get("seed", 0), argv or command_line())
+    resolved = resolved_config(cfg, model)
+    resolved["callbacks"] = resolved_callbacks(cfg, callbacks[1:])
+    run.create(resolved, cfg.get("seed", 0), argv or command_line())
     loop = Loop(model, train, val, callbacks,
                 epochs=fit_cfg["epochs"], batch_size=fit_cfg["batch_size"],
                 shuffle=fit_cfg["shuffle"], seed=cfg.get("seed", 0),
@@ -122,13 +148,17 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
 
     recorder = RunRecorder(run, save_last)
     recorder.history = history
-    loop.callbacks.callbacks.insert(1, recorder)
+    # after every callback's on_epoch_end, so last.h5 holds their state for that epoch
+    loop.callbacks.callbacks.append(recorder)
     try:
         logs = loop.run_fit()
     except KeyboardInterrupt:
         save_last()
         run.finish("interrupted", history_last(history))
         raise InterruptedRun(f"interrupted; a resumable checkpoint was written to {run.last}")
+    except DivergedError as exc:
+        run.finish("diverged", history_last(history), error=str(exc))
+        raise
     except TrainerError as exc:
         run.finish("failed", history_last(history), error=str(exc))
         raise

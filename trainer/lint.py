@@ -67,6 +67,13 @@ def lint_config(cfg):
             path, message = "model", exc.message
         return [Problem("error", path, message, exc.where or cfg.where(("model",)))]
     problems = []
+    try:
+        from trainer.api import make_callbacks
+        make_callbacks(cfg, 0)
+    except ConfigError as exc:
+        path, _, message = exc.message.partition(": ")
+        problems.append(Problem("error", path, message or exc.message,
+                                exc.where or cfg.where(("callbacks",))))
     for rule in (_loss_vs_activation, _labels_vs_loss, _top_k, _monitors, _expect):
         problems.extend(rule(cfg, model))
     return problems

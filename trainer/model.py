@@ -5,7 +5,7 @@ It runs one batch at a time; the epoch loop lives in ``training.py``.
 
 import numpy as np
 
-from trainer.errors import DataError, DivergedError
+from trainer.errors import DataError
 
 
 class Output:
@@ -103,9 +103,8 @@ class Model:
         per_output = self._losses(ys, preds, sw)
         reg = self.regularization()
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
-        if not np.isfinite(total):
-            raise DivergedError(f"the loss became {total} at optimizer step "
-                                f"{self.optimizer.iterations + 1}")
+        if not np.isfinite(total):  # no update from it; the loop reports the divergence
+            return total, [l for l, _ in per_output]
         self.graph.backward([g.astype(p.dtype, copy=False)
                              for (_, g), p in zip(per_output, preds)])
         for layer in self.trainable_layers():

@@ -88,6 +88,12 @@ class Registry:
                 for info in pkgutil.iter_modules(pkg.__path__):
                     if not info.name.startswith("_"):
                         importlib.import_module(f"{self._package}.{info.name}")
+                # module order, whatever imported a module first (stable: definition
+                # order within a module), so the schema file does not depend on it
+                self._classes = dict(sorted(self._classes.items(),
+                                            key=lambda item: item[1].__module__))
+                self._aliases = dict(sorted(
+                    self._aliases.items(), key=lambda item: self._classes[item[1]].__module__))
 
     def names(self):
         """Canonical names, in registration order."""

@@ -4,6 +4,7 @@ import numpy as np
 
 from trainer.callbacks.base import CallbackList
 from trainer.data.pipeline import batches
+from trainer.errors import DivergedError
 
 
 class EpochMeans:
@@ -97,6 +98,7 @@ class Loop:
         self.callbacks.set_context(model, self.run, {
             "epochs": self.epochs, "steps": steps, "batch_size": self.batch_size,
             "samples": len(self.train), "do_validation": self.validation is not None,
+            "initial_epoch": self.epoch,
             "metrics": self.metric_names()})
         model.stop_training = False
         self.callbacks.on_train_begin()
@@ -116,6 +118,11 @@ class Loop:
                 logs = {"batch": step, "size": len(rows), **means.results(),
                         **model.metric_results()}
                 self.callbacks.on_batch_end(step, logs)
+                if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
+                    raise DivergedError(f"the loss became {total} at epoch {epoch + 1}, "
+                                        f"batch {step + 1} (optimizer step "
+                                        f"{model.optimizer.iterations + 1}); the last good "
+                                        f"checkpoint is kept")
                 if model.stop_training:
                     break
             logs = {**means.results(), **model.metric_results()}

@@ -2,8 +2,20 @@
 
 A callback stops training by setting ``self.model.stop_training = True``; the loop
 reads the flag at the end of each batch and epoch. ``get_state``/``set_state`` carry
-what a callback must remember across a resume (best value, wait counters).
+what a callback must remember across a resume (best value, wait counters); state is
+set up in ``__init__`` (not reset in ``on_train_begin``) so a restored state survives.
+
+Also here: what several callbacks share — the monitored value and its direction
+(``Monitor``), paths kept inside the run folder (``inside_run``), the lr an
+optimizer runs at (``base_lr``), and one-line notices on stderr (``say``).
 """
+
+import math
+import string
+import sys
+from pathlib import Path, PurePath
+
+from trainer.errors import ConfigError
 
 
 class Callback:
@@ -11,6 +23,8 @@ class Callback:
         self.model = None
         self.run = None  # the run folder (trainer.runs.Run) when training from a config
         self.params = {}
+        self.where = None  # "config.yaml:12:5" of the callback's entry, set by api
+        self.writes_best = False  # set by api on the callback that writes best.h5
 
     def set_context(self, model, run, params):
         self.model = model
@@ -56,3 +70,128 @@ class CallbackList:
                 getattr(c, hook)(*args, **kwargs)
 
         return call
+
+
+# -- shared helpers -----------------------------------------------------------
+
+def say(message):
+    """A notice for the user (Keras prints these); stderr keeps stdout for --json."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def base_lr(optimizer):
+    """The lr a callback reads and scales: its own override, else the schedule's value
+    at the current step, else the configured lr (Keras 2 ``optimizer.lr``; the time
+    ``decay`` is applied on top, as in Keras)."""
+    if optimizer.lr_override is not None:
+        return float(optimizer.lr_override)
+    if optimizer.schedule is not None:
+        return float(optimizer.schedule(optimizer.iterations))
+    return float(optimizer.learning_rate)
+
+
+def copy_weights(model):
+    """A snapshot of every layer's weights (``get_weights`` hands out live arrays)."""
+    return {name: [w.copy() for w in ws] for name, ws in model.get_weights().items()}
+
+
+def encode_float(x):
+    """JSON-able float: non-finite values as strings."""
+    return x if x is None or math.isfinite(x) else str(x)
+
+
+def decode_float(x):
+    return None if x is None else float(x)
+
+
+def auto_mode_is_max(monitor):
+    """Keras 2 'auto': maximise names with 'acc' (and 'fmeasure'); we also maximise
+    auc, precision, recall and fbeta, which Keras 2 would minimise."""
+    name = monitor[4:] if monitor.startswith("val_") else monitor
+    return "acc" in name or name.startswith(("fmeasure", "auc", "precision", "recall",
+                                             "fbeta"))
+
+
+class Monitor:
+    """A monitored log value, its direction (mode) and the best value so far."""
+
+    def __init__(self, callback, monitor, mode, min_delta=0.0):
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(f"{callback}: mode must be auto, min or max, got {mode!r}")
+        self.callback = callback
+        self.name = monitor
+        self.higher = mode == "max" or (mode == "auto" and auto_mode_is_max(monitor))
+        self.min_delta = abs(min_delta)
+        self.best = -math.inf if self.higher else math.inf
+
+    def better(self, current, reference):
+        """``current`` improves on ``reference`` by more than min_delta."""
+        if self.higher:
+            return current - self.min_delta > reference
+        return current + self.min_delta < reference
+
+    def value(self, logs):
+        v = (logs or {}).get(self.name)
+        return None if v is None else float(v)
+
+    def check_available(self, params, where):
+        """A monitor that no log will hold is a config error, named before training."""
+        names = available_logs(params)
+        if self.name not in names:
+            hint = (" (val_ values need data.validation)"
+                    if self.name.startswith("val_") else "")
+            raise ConfigError(f"{self.callback} monitors '{self.name}', which is not logged"
+                              f"{hint}. Available: {', '.join(names)}", where=where)
+
+    def state(self):
+        return {"best": encode_float(self.best)}
+
+    def set_state(self, state):
+        self.best = decode_float(state["best"])
+
+
+def available_logs(params):
+    return list(params.get("metrics") or []) + ["lr"]
+
+
+def check_relative(path, what):
+    """A path from the config that must stay inside the run folder."""
+    p = PurePath(str(path))
+    if not str(path) or p.is_absolute() or str(path).startswith("~") or ".." in p.parts:
+        raise ConfigError(f"{what} must be a relative path inside the run folder (no "
+                          f"absolute path, no '..'), got {str(path)!r}")
+    return str(path)
+
+
+def inside_run(callback, relative, sub=None):
+    """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run."""
+    base = Path(callback.run.path) if callback.run is not None else Path(".")
+    if sub:
+        base = base / sub
+    out = base / relative
+    if not out.resolve().is_relative_to(Path(callback.run.path if callback.run else ".")
+                                        .resolve()):
+        raise ConfigError(f"{relative!r} resolves to {out}, outside the run folder",
+                          where=callback.where)
+    return out
+
+
+def template_fields(template, what):
+    """The field names of a ``str.format`` template, or a ConfigError if it is broken."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{what}: bad template {template!r}: {exc}") from None
+    for f in fields:
+        if not f.isidentifier():  # no {0}, {}, {a.b} or {a[0]}: names of logged values only
+            raise ConfigError(f"{what}: template field {{{f}}} must be a plain name like "
+                              f"{{epoch}} or {{val_loss}}, in {template!r}")
+    return fields
+
+
+def check_fields(fields, params, extra, what, where):
+    names = ["epoch", *extra, *available_logs(params)]
+    missing = [f for f in fields if f not in names]
+    if missing:
+        raise ConfigError(f"{what} uses {{{missing[0]}}}, which is not logged. "
+                          f"Available: {', '.join(names)}", where=where)

@@ -1,0 +1,95 @@
+"""User code named by a config: ``{callback: "my_pkg.hooks:Notify", args: {...}}``.
+
+Only the module the config names is imported: first from the config file's folder
+(``my_pkg/hooks.py`` or ``my_pkg/hooks/__init__.py`` next to the config), else from
+the Python path (an installed package). Nothing in a config is evaluated.
+"""
+
+import importlib
+import sys
+import traceback
+from pathlib import Path
+
+from trainer.errors import ConfigError
+from trainer.registry import suggest
+
+
+def _in_folder(folder, module):
+    """The file of dotted ``module`` under ``folder``, or None."""
+    base = Path(folder).joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _forget_elsewhere(module, folder):
+    """Drop cached modules of this dotted name (and its parents) loaded from another
+    place, so the one next to the config is the one imported."""
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        cached = sys.modules.get(name)
+        if cached is None:
+            continue
+        where = getattr(cached, "__file__", None)
+        if where is None or not Path(where).resolve().is_relative_to(Path(folder).resolve()):
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+
+
+def import_module(module, folder):
+    """Import ``module`` from ``folder`` if it is there, else from the Python path."""
+    local = _in_folder(folder, module) if folder is not None else None
+    try:
+        if local is None:
+            return importlib.import_module(module)
+        _forget_elsewhere(module, folder)
+        sys.path.insert(0, str(folder))
+        try:
+            return importlib.import_module(module)
+        finally:
+            sys.path.remove(str(folder))
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):  # the module itself, not its imports
+            raise ConfigError(f"cannot import '{module}': no {module.replace('.', '/')}.py in "
+                              f"{folder} and no such module on the Python path") from None
+        raise ConfigError(f"importing '{module}' failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ConfigError(f"importing '{module}' failed: {type(exc).__name__}: {exc} "
+                          f"({frame.filename}:{frame.lineno})") from None
+
+
+def load_class(ref, base, folder, what):
+    """``module:Class`` → the class, which must subclass ``base``."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise ConfigError(f"{what} must be written module:ClassName, got {ref!r}")
+    module_name, attr = ref.split(":")
+    module = import_module(module_name, folder)
+    cls = getattr(module, attr, None)
+    if cls is None:
+        names = [n for n, v in vars(module).items()
+                 if isinstance(v, type) and issubclass(v, base) and v is not base]
+        raise ConfigError(f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no "
+                          f"'{attr}'.{suggest(attr, names)} "
+                          f"{base.__name__} classes there: {', '.join(names) or 'none'}")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{ref} is not a subclass of {base.__module__}.{base.__name__}")
+    return cls
+
+
+def load_callback(spec, cfg, keypath):
+    """A user callback from its config entry; ``cfg.folder`` is searched first."""
+    from trainer.callbacks.base import Callback
+
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"args must be a mapping of the class's arguments, got {args!r}")
+    folder = getattr(cfg, "path", None) and cfg.folder
+    cls = load_class(spec["callback"], Callback, folder, "callback")
+    try:
+        callback = cls(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{spec['callback']}: {exc}") from None
+    return callback
