@@ -185,6 +185,15 @@ def _per_output(value, names, what, cfg, keypath):
     return [value] * len(names)
 
 
+def _metric_specs(specs, names):
+    """compile.metrics (or weighted_metrics): one list for every output, or a list
+    per output name."""
+    specs = specs or []
+    if isinstance(specs, dict):
+        return [specs.get(n, []) for n in names]
+    return [specs] * len(names)
+
+
 def compile_model(model, cfg):
     comp = cfg["compile"]
     names = model.output_names
@@ -198,20 +207,19 @@ def compile_model(model, cfg):
         weights = [weights.get(n, 1.0) for n in names]
     else:
         weights = [1.0] * len(names)
-    metric_specs = comp.get("metrics") or []
-    if isinstance(metric_specs, dict):
-        per_output = [metric_specs.get(n, []) for n in names]
-    else:
-        per_output = [metric_specs] * len(names)
+    plain = _metric_specs(comp.get("metrics"), names)
+    weighted = _metric_specs(comp.get("weighted_metrics"), names)
     outputs = []
     for k, name in enumerate(names):
         units = model.graph.shapes[model.graph.outputs[k]][-1]
         loss_name = split_spec(loss_specs[k])[0]
         loss = losses.get(loss_specs[k])
         ms = []
-        for spec in per_output[k]:
-            m = metric_lib.get(spec, loss_name=losses.canonical(loss_name), output_units=units)
-            m.name = split_spec(spec)[0]
+        for spec, is_weighted in [(s, False) for s in plain[k]] + [(s, True) for s in weighted[k]]:
+            m = metric_lib.get(spec, loss=loss, output_units=units)
+            # Keras 2 logs weighted metrics as weighted_<name>
+            m.name = ("weighted_" if is_weighted else "") + split_spec(spec)[0]
+            m.weighted = is_weighted
             ms.append(m)
         outputs.append(Output(name, units, loss, loss_name, float(weights[k]), ms))
     model.compile(outputs, optimizers.get(comp.get("optimizer", "rmsprop")))
