@@ -51,7 +51,12 @@ def _dense(contract, y, out_shape, output, what):
         y_min, y_max = y.min(), y.max()
         if y_min < lo or y_max > hi:
             hint = ""
-            if y_min >= 0 and np.all(np.mod(y, 1) == 0):
+            if y_min >= 0 and np.all(np.mod(y, 1) == 0) and k == 1:
+                hint = (" — these look like class ids: for several classes give the last "
+                        "layer one unit per class (softmax) and use "
+                        "sparse_categorical_crossentropy, or `to_categorical` with "
+                        "categorical_crossentropy")
+            elif y_min >= 0 and np.all(np.mod(y, 1) == 0):
                 hint = (" — these look like class ids: add `to_categorical` to "
                         "data.preprocess.y, or use sparse_categorical_crossentropy")
             return (f"{what} wants labels in [{lo:g}, {hi:g}], but the labels for output "
@@ -69,8 +74,8 @@ def _sparse(contract, y, out_shape, output, what):
     if not fits:
         if tuple(y.shape[1:]) == out_shape and k > 1:
             return (f"{ours} but {theirs}: these look like one-hot rows, and {what} "
-                    f"wants class ids of shape {_shape(('N', *ids_shape))}. Use "
-                    f"categorical_crossentropy (categorical_accuracy), or drop "
+                    f"wants class ids of shape {_shape(('N', *ids_shape))}. For one-hot "
+                    f"labels use categorical_crossentropy / categorical_accuracy, or drop "
                     f"`to_categorical` from data.preprocess.y")
         return (f"{ours} but {theirs}; {what} wants class ids of shape "
                 f"{_shape(('N', *ids_shape))}")

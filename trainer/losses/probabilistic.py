@@ -21,7 +21,7 @@ class KLDivergence(RowLoss):
 
     def rows_gradient(self, t, p):
         inside = (p > EPSILON) & (p < 1.0)
-        return -inside * np.clip(t, EPSILON, 1.0) / np.clip(p, EPSILON, 1.0)
+        return -(inside * np.clip(t, EPSILON, 1.0)) / np.clip(p, EPSILON, 1.0)
 
 
 @losses.register("poisson", "Poisson")
