@@ -214,11 +214,13 @@ def compile_model(model, cfg):
         units = model.graph.shapes[model.graph.outputs[k]][-1]
         loss_name = split_spec(loss_specs[k])[0]
         loss = losses.get(loss_specs[k])
-        ms = []
+        ms, seen = [], {}
         for spec, is_weighted in [(s, False) for s in plain[k]] + [(s, True) for s in weighted[k]]:
             m = metric_lib.get(spec, loss=loss, output_units=units)
-            # Keras 2 logs weighted metrics as weighted_<name>
-            m.name = ("weighted_" if is_weighted else "") + split_spec(spec)[0]
+            # Keras 2 logs weighted metrics as weighted_<name>, a repeated name as name_1
+            base = ("weighted_" if is_weighted else "") + split_spec(spec)[0]
+            m.name = base if base not in seen else f"{base}_{seen[base]}"
+            seen[base] = seen.get(base, 0) + 1
             m.weighted = is_weighted
             ms.append(m)
         outputs.append(Output(name, units, loss, loss_name, float(weights[k]), ms))

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.losses.crossentropy import sigmoid
 from trainer.metrics.confusion import ConfusionMetric, ratio
 from trainer.registries import metrics
 from trainer.registry import Schema
@@ -54,7 +53,10 @@ class AUC(ConfusionMetric):
 
     def prepare(self, y_true, y_pred):
         t, p = super().prepare(y_true, y_pred)
-        return t, (sigmoid(np.asarray(p, np.float64)) if self.from_logits else p)
+        if self.from_logits:
+            from trainer.losses.crossentropy import sigmoid  # late: keeps registry order
+            p = sigmoid(np.asarray(p, np.float64))
+        return t, p
 
     def result(self):
         if self.curve == "PR" and self.summation_method == "interpolation":

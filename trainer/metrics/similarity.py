@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from trainer.losses.similarity import CosineProximity
 from trainer.metrics.base import MeanMetric
-from trainer.registries import metrics
+from trainer.registries import losses, metrics
 
 
 @metrics.register("cosine_similarity", "CosineSimilarity")
@@ -13,7 +12,7 @@ class CosineSimilarity(MeanMetric):
     vectors. (The loss ``cosine_proximity`` is its negative.)"""
 
     def __init__(self):
-        self._loss = CosineProximity()
+        self._loss = losses.get("cosine_proximity")
         super().__init__()
 
     def values(self, y_true, y_pred):
