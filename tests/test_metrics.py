@@ -273,3 +273,28 @@ def test_unweighted_metrics_ignore_sample_weights(tmp_path, rng):
     hits = np.argmax(model.predict_on_batch([x])[0], -1) == [0, 1, 2, 0, 1, 2]
     assert logs["accuracy"] == pytest.approx(hits.mean())
     assert logs["weighted_accuracy"] == pytest.approx(float(hits[0]))
+
+
+def test_training_epoch_logs_are_exact_too(tmp_path, rng):
+    """fit's loop (shuffled batches of 3 over 10 rows, a frozen layer so the weights
+    stay) logs what evaluating all rows at once gives."""
+    from trainer.training import Loop
+
+    specs = ["accuracy", "precision", "AUC", "mae"]
+    model = _model(tmp_path, "categorical_crossentropy", 3, "softmax", specs)
+    model.layers[0].trainable = False
+    x, ids = rng.normal(size=(10, 4)), rng.integers(0, 3, 10)
+    split = Split({"input": x}, {model.output_names[0]: np.eye(3)[ids]}, rng.uniform(0.5, 2, 10))
+    class_weight = {0: 2.0, 1: 1.0, 2: 0.5}
+    logs = Loop(model, split, None, [], epochs=1, batch_size=3, shuffle=True, seed=1,
+                class_weight=class_weight).run_fit()
+    once = evaluate(model, split, batch_size=10, class_weight=class_weight)
+    for name, v in once.items():
+        assert logs[name] == pytest.approx(v, rel=1e-12), name
+
+
+def test_class_id_beyond_the_output_is_a_config_error():
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="class_id 3 is out of range for an output of 3"):
+        metric_lib.get({"precision": {"class_id": 3}}, loss="mse", output_units=3)

@@ -1,5 +1,6 @@
 """Metrics by Keras 2 name; every loss is usable as a metric too."""
 
+from trainer.errors import ConfigError
 from trainer.registries import losses, metrics
 
 
@@ -16,4 +17,9 @@ def get(spec, loss=None, output_units=None):
         return resolve_accuracy(loss, output_units)
     if name is not None and name not in metrics and name in losses:
         return LossMetric(losses.get(spec), name=name)
-    return metrics.get(spec)
+    metric = metrics.get(spec)
+    class_id = getattr(metric, "class_id", None)
+    if class_id is not None and output_units is not None and class_id >= output_units:
+        raise ConfigError(f"metric {name}: class_id {class_id} is out of range for an "
+                          f"output of {output_units} units")
+    return metric
