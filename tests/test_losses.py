@@ -283,3 +283,12 @@ def test_metric_labels_are_checked_too(workdir):
     text = QUICK.replace("metrics: [accuracy]", "metrics: [sparse_categorical_accuracy]")
     out = fit_fails(workdir, text)
     assert "metric sparse_categorical_accuracy" in out and "(1438, 10)" in out
+
+
+def test_categorical_crossentropy_over_one_unit(workdir):
+    text = QUICK.replace(TO_CATEGORICAL, "").replace(
+        "Dense: {units: 10, activation: softmax}", "Dense: {units: 1, activation: softmax}")
+    out = fit_fails(workdir, text.replace("metrics: [accuracy]", "metrics: []"))
+    assert "output 'dense_1' has shape (None, 1)" in out and "(1438,)" in out
+    assert "loss categorical_crossentropy over a single unit" in out
+    assert "binary_crossentropy" in out

@@ -46,6 +46,12 @@ def _dense(contract, y, out_shape, output, what):
                     f"one-hot from `to_categorical`, set its num_classes to {k}")
         return (f"{ours} but {theirs}; {what} wants labels of shape "
                 f"{_shape(('N', *out_shape))}")
+    if contract.categorical and k == 1:  # Keras 2 refuses this too
+        return (f"{ours}: {what} over a single unit is constant, and labels of shape "
+                f"{_shape(y.shape)} look like class ids. For two classes use a sigmoid "
+                f"unit with binary_crossentropy; for more, one unit per class (softmax) "
+                f"with sparse_categorical_crossentropy, or `to_categorical` with "
+                f"categorical_crossentropy")
     if contract.label_range is not None and y.size:
         lo, hi = contract.label_range
         y_min, y_max = y.min(), y.max()

@@ -20,6 +20,8 @@ class AUC(ConfusionMetric):
     The thresholds are -1e-7, i/(num_thresholds-1) for i = 1 … num_thresholds-2, and
     1+1e-7; at each, a prediction above it is positive. Every output element is one
     binary decision; a label counts as positive with weight y_true (labels 0/1).
+    Predictions are meant to lie in [0, 1] (Keras refuses others; here one below 0
+    is negative and one above 1 positive at every threshold).
 
     Args:
         num_thresholds (default 200): how many thresholds (at least 2).

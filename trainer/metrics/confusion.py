@@ -6,9 +6,9 @@ element of y_pred is one binary decision (micro averaging), positive when
 y_pred > threshold; a label counts as positive with weight y_true (labels 0/1).
 """
 
-import numpy as np
-
 from typing import Annotated
+
+import numpy as np
 
 from trainer.errors import ConfigError
 from trainer.metrics.base import Metric
