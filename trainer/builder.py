@@ -197,6 +197,15 @@ def _check_output_keys(mapping, names, cfg, keypath):
                               where=cfg.where(keypath + (k,)))
 
 
+def _metric_specs(specs, names):
+    """compile.metrics (or weighted_metrics): one list for every output, or a list
+    per output name."""
+    specs = specs or []
+    if isinstance(specs, dict):
+        return [specs.get(n, []) for n in names]
+    return [specs] * len(names)
+
+
 def compile_model(model, cfg):
     comp = cfg["compile"]
     names = model.output_names
@@ -211,12 +220,11 @@ def compile_model(model, cfg):
         weights = [weights.get(n, 1.0) for n in names]
     else:
         weights = [1.0] * len(names)
-    metric_specs = comp.get("metrics") or []
-    if isinstance(metric_specs, dict):
-        _check_output_keys(metric_specs, names, cfg, ("compile", "metrics"))
-        per_output = [metric_specs.get(n, []) for n in names]
-    else:
-        per_output = [metric_specs] * len(names)
+    for key in ("metrics", "weighted_metrics"):
+        if isinstance(comp.get(key), dict):
+            _check_output_keys(comp[key], names, cfg, ("compile", key))
+    plain = _metric_specs(comp.get("metrics"), names)
+    weighted = _metric_specs(comp.get("weighted_metrics"), names)
     outputs = []
     for k, name in enumerate(names):
         units = model.graph.shapes[model.graph.outputs[k]][-1]
@@ -226,10 +234,14 @@ def compile_model(model, cfg):
         except ConfigError as exc:
             raise ConfigError(f"compile.loss: {exc.message}",
                               where=cfg.where(("compile", "loss"))) from None
-        ms = []
-        for spec in per_output[k]:
-            m = metric_lib.get(spec, loss_name=losses.canonical(loss_name), output_units=units)
-            m.name = split_spec(spec)[0]
+        ms, seen = [], {}
+        for spec, is_weighted in [(s, False) for s in plain[k]] + [(s, True) for s in weighted[k]]:
+            m = metric_lib.get(spec, loss=loss, output_units=units)
+            # Keras 2 logs weighted metrics as weighted_<name>, a repeated name as name_1
+            base = ("weighted_" if is_weighted else "") + split_spec(spec)[0]
+            m.name = base if base not in seen else f"{base}_{seen[base]}"
+            seen[base] = seen.get(base, 0) + 1
+            m.weighted = is_weighted
             ms.append(m)
         outputs.append(Output(name, units, loss, loss_name, float(weights[k]), ms))
     try:

@@ -124,8 +124,8 @@ class Model:
 
     def _update_metrics(self, ys, preds, sw):
         for o, y, p in zip(self.outputs, ys, preds):
-            for m in o.metrics:
-                m.update(y, p, sw)
+            for m in o.metrics:  # only weighted_metrics see sample/class weights (Keras 2)
+                m.update(y, p, sw if m.weighted else None)
 
     def reset_metrics(self):
         for o in self.outputs:
@@ -137,31 +137,19 @@ class Model:
 
     # -- checks -----------------------------------------------------------
     def check_labels(self, split, where="data"):
-        """Label arrays that do not fit the loss fail before training, naming both shapes."""
-        for o, (name, y) in zip(self.outputs, split.y.items()):
-            shape = self.graph.shapes[self.graph.outputs[self.outputs.index(o)]]
-            expected = (None, *shape)
-            if o.loss.labels == "sparse":
-                ok = y.ndim == len(shape) or (y.ndim == len(shape) + 1 and y.shape[-1] == 1)
-                if not ok:
-                    raise DataError(
-                        f"{where}: output '{name}' has shape {expected} and loss "
-                        f"{o.loss_name} wants class ids of shape (N,), got labels of shape "
-                        f"{y.shape}; for one-hot labels use categorical_crossentropy")
-                if y.dtype.kind == "f" and y.size and not np.all(np.mod(y, 1) == 0):
-                    raise DataError(f"{where}: {o.loss_name} wants whole-number class ids "
-                                    f"for output '{name}', got fractional labels")
-                if y.size and (y.min() < 0 or y.max() >= shape[-1]):
-                    raise DataError(
-                        f"{where}: output '{name}' has {shape[-1]} classes but the labels "
-                        f"hold class ids in [{y.min()}, {y.max()}]")
-            elif tuple(y.shape[1:]) != tuple(shape):
-                hint = ""
-                if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and shape[-1] > 1):
-                    hint = (" — these look like class ids: add `to_categorical` to "
-                            "data.preprocess.y, or use sparse_categorical_crossentropy")
-                raise DataError(f"{where}: output '{name}' has shape {expected} but the "
-                                f"labels have shape {y.shape}{hint}")
+        """Label arrays that do not fit the loss or a metric fail before training,
+        naming both shapes and the fix (see trainer/losses/labels.py)."""
+        from trainer.losses.labels import label_problem
+
+        for k, (o, (name, y)) in enumerate(zip(self.outputs, split.y.items())):
+            shape = self.graph.shapes[self.graph.outputs[k]]
+            y = np.asarray(y)
+            checks = [(o.loss, f"loss {o.loss_name}")]
+            checks += [(m, f"metric {m.name}") for m in o.metrics]
+            for contract, what in checks:
+                problem = label_problem(contract, y, shape, name, what)
+                if problem:
+                    raise DataError(f"{where}: {problem}")
 
     # -- weights ----------------------------------------------------------
     def get_weights(self):

@@ -47,7 +47,8 @@ def _with_layer_common(component_schema):
 def _merged(kind, *regs, extra_names=()):
     """One component schema naming the components of several registries."""
     schemas = [r.schema() for r in regs]
-    names = [n for s in schemas for n in s["anyOf"][0]["enum"]] + list(extra_names)
+    names = list(dict.fromkeys(  # a name in several registries is listed once
+        [n for s in schemas for n in s["anyOf"][0]["enum"]] + list(extra_names)))
     props = {}
     for s in schemas:
         for n, v in s["anyOf"][1]["properties"].items():
@@ -164,6 +165,11 @@ def config_schema():
                         {"type": "object", "additionalProperties": {"type": "number"}}]},
                     "optimizer": {"$ref": "#/$defs/optimizer", "default": "rmsprop"},
                     "metrics": {"anyOf": [
+                        {"type": "array", "items": {"$ref": "#/$defs/metric"}},
+                        {"type": "object", "additionalProperties": {
+                            "type": "array", "items": {"$ref": "#/$defs/metric"}}}],
+                        "default": []},
+                    "weighted_metrics": {"anyOf": [
                         {"type": "array", "items": {"$ref": "#/$defs/metric"}},
                         {"type": "object", "additionalProperties": {
                             "type": "array", "items": {"$ref": "#/$defs/metric"}}}],

@@ -4,7 +4,7 @@ import numpy as np
 
 from trainer.callbacks.base import CallbackList
 from trainer.data.pipeline import batches
-from trainer.errors import DivergedError
+from trainer.errors import DataError, DivergedError
 
 
 class EpochMeans:
@@ -40,6 +40,10 @@ def sample_weights(model, split, rows, class_weight):
     sw = None if split.sample_weight is None else split.sample_weight[rows]
     if class_weight:
         y = next(iter(split.y.values()))[rows]
+        if y.ndim > 2:
+            raise DataError(f"fit.class_weight needs labels of shape (N,), (N, 1) or "
+                            f"(N, classes), got {y.shape[1:]} per sample; use a "
+                            f"sample_weight array in the data section instead")
         ids = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
         cw = np.array([class_weight.get(int(i), 1.0) for i in ids.astype(np.int64)])
         sw = cw if sw is None else sw * cw

@@ -1,87 +1,100 @@
-"""Cross-entropy losses, Keras 2 formulas (predictions clipped to [eps, 1 - eps])."""
+"""Cross-entropy losses, Keras 2 formulas: probabilities clipped to [1e-7, 1 - 1e-7]
+(the gradient is 0 where the clip is active), or ``from_logits`` computed stably."""
 
 import numpy as np
 
 from trainer.errors import DataError
-from trainer.losses.base import EPSILON, Loss, last_axis_size, per_sample_mean
+from trainer.losses.base import EPSILON, ElementwiseLoss, Loss, RowLoss
 from trainer.registries import losses
 from trainer.registry import Rate
 
 
-def _sigmoid(z):
-    return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
+def sigmoid(z):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _log_softmax(z):
+def log_softmax(z):
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 @losses.register("binary_crossentropy", "BinaryCrossentropy", "bce")
-class BinaryCrossentropy(Loss):
-    """mean(-(t·log(p) + (1-t)·log(1-p)), axis=-1), p clipped to [1e-7, 1-1e-7].
+class BinaryCrossentropy(ElementwiseLoss):
+    """mean(-(t·log(p) + (1-t)·log(1-p)), axis=-1), p = y_pred clipped to [1e-7, 1-1e-7].
 
-    With ``from_logits`` p = sigmoid(y_pred), computed stably. ``label_smoothing`` s
-    replaces t by t·(1-s) + s/2.
+    Args:
+        from_logits (default false): y_pred are logits; p = sigmoid(y_pred), and the
+            value is max(z, 0) - z·t + log(1 + exp(-|z|)), without clipping.
+        label_smoothing (default 0): s in [0, 1] replaces t by t·(1-s) + s/2.
+
+    Labels are in [0, 1], shape of the output ((N,) is taken as (N, 1)).
     """
+
+    label_range = (0.0, 1.0)
 
     def __init__(self, from_logits: bool = False, label_smoothing: Rate = 0.0):
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
 
-    def _targets(self, y_true):
+    def _targets(self, t):
         s = self.label_smoothing
-        return y_true * (1 - s) + 0.5 * s if s else y_true
+        return t * (1 - s) + 0.5 * s if s else t
 
-    def __call__(self, y_true, y_pred):
-        t = self._targets(y_true)
+    def elementwise(self, t, z):
+        t = self._targets(t)
         if self.from_logits:
-            z = y_pred  # log(1+exp(-|z|)) + max(z,0) - z·t
-            return per_sample_mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        return per_sample_mean(-(t * np.log(p) + (1 - t) * np.log(1 - p)))
+            return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        p = np.clip(z, EPSILON, 1 - EPSILON)
+        return -(t * np.log(p) + (1 - t) * np.log(1 - p))
 
-    def gradient(self, y_true, y_pred):
-        t = self._targets(y_true)
-        n = last_axis_size(y_pred)
+    def elementwise_gradient(self, t, z):
+        t = self._targets(t)
         if self.from_logits:
-            return (_sigmoid(y_pred) - t) / n
-        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
-        p = np.clip(y_pred, EPSILON, 1 - EPSILON)
-        return inside * (p - t) / (p * (1 - p)) / n
+            return sigmoid(z) - t
+        inside = (z > EPSILON) & (z < 1 - EPSILON)
+        p = np.clip(z, EPSILON, 1 - EPSILON)
+        return inside * (p - t) / (p * (1 - p))
 
 
 @losses.register("categorical_crossentropy", "CategoricalCrossentropy", "cce")
-class CategoricalCrossentropy(Loss):
-    """-sum(t · log(p), axis=-1) with p = y_pred / sum(y_pred) clipped to [1e-7, 1-1e-7].
+class CategoricalCrossentropy(RowLoss):
+    """-sum(t · log(p), axis=-1) with p = y_pred / sum(y_pred, axis=-1) clipped to
+    [1e-7, 1-1e-7].
 
-    With ``from_logits`` p = softmax(y_pred). ``label_smoothing`` s replaces t by
-    t·(1-s) + s/classes. Labels must be one-hot (``to_categorical``).
+    Args:
+        from_logits (default false): y_pred are logits; p = softmax(y_pred),
+            computed as a stable log-softmax, without clipping.
+        label_smoothing (default 0): s in [0, 1] replaces t by t·(1-s) + s/classes.
+
+    Labels are one-hot rows of the output's width (``to_categorical``); for class ids
+    use ``sparse_categorical_crossentropy``.
     """
 
-    def __init__(self, from_logits: bool = False, label_smoothing: Rate = 0.0, axis: int = -1):
+    label_range = (0.0, 1.0)
+    categorical = True
+
+    def __init__(self, from_logits: bool = False, label_smoothing: Rate = 0.0):
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
-        self.axis = axis
 
-    def _targets(self, y_true):
+    def _targets(self, t):
         s = self.label_smoothing
-        return y_true * (1 - s) + s / y_true.shape[-1] if s else y_true
+        return t * (1 - s) + s / t.shape[-1] if s else t
 
-    def __call__(self, y_true, y_pred):
-        t = self._targets(y_true)
+    def rows(self, t, y):
+        t = self._targets(t)
         if self.from_logits:
-            return -(t * _log_softmax(y_pred)).sum(axis=-1).reshape(len(y_pred), -1).sum(axis=1)
-        total = y_pred.sum(axis=-1, keepdims=True)
-        p = np.clip(y_pred / total, EPSILON, 1 - EPSILON)
-        return -(t * np.log(p)).sum(axis=-1).reshape(len(y_pred), -1).sum(axis=1)
+            return -(t * log_softmax(y)).sum(axis=-1)
+        p = np.clip(y / y.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+        return -(t * np.log(p)).sum(axis=-1)
 
-    def gradient(self, y_true, y_pred):
-        t = self._targets(y_true)
+    def rows_gradient(self, t, y):
+        t = self._targets(t)
         if self.from_logits:
-            return np.exp(_log_softmax(y_pred)) * t.sum(axis=-1, keepdims=True) - t
-        total = y_pred.sum(axis=-1, keepdims=True)
-        q = y_pred / total
+            return np.exp(log_softmax(y)) * t.sum(axis=-1, keepdims=True) - t
+        total = y.sum(axis=-1, keepdims=True)
+        q = y / total
         inside = (q > EPSILON) & (q < 1 - EPSILON)
         dq = -t * inside / np.clip(q, EPSILON, 1 - EPSILON)
         # q = y / S: dL/dy_j = (dq_j - sum_k dq_k q_k) / S
@@ -90,7 +103,12 @@ class CategoricalCrossentropy(Loss):
 
 @losses.register("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", "scce")
 class SparseCategoricalCrossentropy(Loss):
-    """categorical_crossentropy with integer class labels (shape (N,) or (N, 1))."""
+    """categorical_crossentropy with integer class ids as labels: shape (N,) or (N, 1)
+    for an output (N, classes); (N, T) or (N, T, 1) for (N, T, classes).
+
+    Args:
+        from_logits (default false): y_pred are logits (softmax applied stably).
+    """
 
     labels = "sparse"
 
