@@ -115,3 +115,19 @@ def test_same_seed_same_history(workdir):
             h5py.File(workdir / "b/checkpoints/last.h5") as fb:
         np.testing.assert_array_equal(fa["dense/dense/kernel:0"][()],
                                       fb["dense/dense/kernel:0"][()])
+
+
+def test_evaluate_finds_relative_data_of_the_original_config(workdir):
+    from trainer.registries import datasets
+    x, y = datasets.get("digits").load()
+    (workdir / "cfg" / "data").mkdir(parents=True)
+    np.savez(workdir / "cfg" / "data" / "d.npz", x=x, y=y)
+    text = QUICK.read_text().replace("dataset: digits, subset: train",
+                                     "path: data/d.npz, x: x, y: y").replace(
+        "test: {dataset: digits, subset: test}", "test: {path: data/d.npz, x: x, y: y}")
+    path = write_config(workdir / "cfg", text)
+    assert run("fit", path, "--set", "fit.epochs=1", "--set", "expect={}", "-q",
+               "--run-dir", workdir / "r").exit_code == 0
+    r = run("evaluate", workdir / "r", "--json")
+    assert r.exit_code == 0, r.output
+    assert 0 <= json.loads(r.stdout)["accuracy"] <= 1

@@ -28,6 +28,7 @@ def build(cfg):
 def resolved_config(cfg, model):
     """The config with every default written out: what the run folder stores."""
     out = copy.deepcopy(dict(cfg))
+    _absolute_paths(out, cfg)
     out["compile"]["optimizer"] = _clean(config_of(model.optimizer))
     if "layers" in out["model"]:
         by_spec = {layer.spec_index: layer for layer in model.layers
@@ -45,6 +46,18 @@ def resolved_config(cfg, model):
             layers.append({name: full})
         out["model"]["layers"] = layers
     return out
+
+
+def _absolute_paths(out, cfg):
+    """File paths made absolute: the resolved config lives in the run folder, not
+    beside the original config, and must still find the data."""
+    for key in ("train", "validation", "test"):
+        source = out.get("data", {}).get(key)
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            source["path"] = str(config_lib.resolve_path(cfg, source["path"]).resolve())
+    for key in ("weights", "keras"):
+        if isinstance(out["model"].get(key), str):
+            out["model"][key] = str(config_lib.resolve_path(cfg, out["model"][key]).resolve())
 
 
 def _clean(value):
