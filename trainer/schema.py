@@ -85,15 +85,22 @@ def config_schema():
         {"type": "object", "required": ["callback"], "additionalProperties": False,
          "properties": {"callback": USER_CODE, "args": {"type": "object"}}},
     ]}
-    array_ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
+    # An array's name (npz key, HDF5 dataset path, CSV column name or index, CSV `rest`),
+    # a list of CSV columns, or input/output name → array name.
+    column = {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
+    array_ref = {"anyOf": [column, {"type": "array", "items": column, "minItems": 1},
                            {"type": "object", "additionalProperties": {"type": "string"}}]}
     file_source = {
         "type": "object", "required": ["path"], "additionalProperties": False,
         "properties": {
             "path": {"type": "string", "minLength": 1},
             "x": array_ref, "y": array_ref,
-            "sample_weight": {"type": "string"},
-            "mmap": {"type": "boolean"},
+            "sample_weight": column,
+            "y_path": {"type": "string", "minLength": 1},
+            "sample_weight_path": {"type": "string", "minLength": 1},
+            "lazy": {"type": "boolean", "default": True},
+            "header": {"type": "boolean", "default": True},
+            "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
         },
     }
     dataset_source = {
