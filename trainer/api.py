@@ -27,7 +27,10 @@ def build(cfg):
 
 def resolved_config(cfg, model):
     """The config with every default written out: what the run folder stores."""
+    from trainer.data.sources import absolute_paths
+
     out = copy.deepcopy(dict(cfg))
+    out["data"] = absolute_paths(cfg, out["data"])
     out["compile"]["optimizer"] = _clean(config_of(model.optimizer))
     if "layers" in out["model"]:
         by_spec = {layer.spec_index: layer for layer in model.layers

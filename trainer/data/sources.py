@@ -60,6 +60,20 @@ def load_source(cfg, spec, keypath):
     return x, y, sw
 
 
+PATH_KEYS = ("path", "y_path", "sample_weight_path")
+
+
+def absolute_paths(cfg, data):
+    """The data section with every file path made absolute: a run folder's config.yaml
+    lives elsewhere than the config it was made from, and must still find the data."""
+    out = dict(data)
+    for key in ("train", "validation", "test"):
+        if isinstance(data.get(key), dict):
+            out[key] = {k: str(resolve_path(cfg, v).resolve()) if k in PATH_KEYS else v
+                        for k, v in data[key].items()}
+    return out
+
+
 def _existing(cfg, ref, where):
     path = resolve_path(cfg, ref)
     if not path.exists():
