@@ -184,9 +184,11 @@ def _check_batch(model, split, where, xs, ys, rows):
         if x.dtype.kind == "f":
             bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
             if bad.any():
+                first = int(np.sort(rows[bad])[0])
+                if split.rows is not None:  # a row number of the file, not of the split
+                    first = int(split.rows[first])
                 raise DataError(f"{where}: input '{name}' holds NaN/Inf values in "
-                                f"{int(bad.sum())} rows of a batch (first in row "
-                                f"{int(np.sort(rows[bad])[0])})")
+                                f"{int(bad.sum())} rows of a batch (first in row {first})")
     model.check_labels(Split({}, dict(zip(split.y, ys))), where)
 
 

@@ -257,7 +257,7 @@ def check_split(split, where):
             if a.dtype.kind not in "biuf":
                 hint = (" — text labels need `class_ids` (for sparse losses) or `one_hot` in "
                         "data.preprocess.y" if role == "output" and a.dtype.kind in "US" else "")
-                sample = f" (e.g. {a.reshape(-1)[0]!r})" if a.size else ""
+                sample = f" (e.g. {a.reshape(-1)[0].item()!r})" if a.size else ""
                 raise DataError(f"{where}: {role} '{name}' holds {a.dtype} values{sample}; "
                                 f"numbers are needed{hint}")
             if a.ndim >= 2 and 0 in a.shape[1:]:

@@ -96,7 +96,7 @@ def read_npy(path, lazy=True):
     try:
         array = np.load(path, mmap_mode="r" if lazy else None, allow_pickle=False)
     except ValueError as exc:
-        if "pickle" in str(exc):
+        if "pickle" in str(exc) or "Python objects" in str(exc):
             raise DataError(f"{path}: holds Python objects, which need pickle (never "
                             f"allowed); store a plain numeric or string array") from None
         raise DataError(f"{path}: not a readable .npy file, truncated or corrupt "

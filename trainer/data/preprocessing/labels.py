@@ -52,6 +52,8 @@ class ToCategorical(Step):
             self._max = max(self._max, int(np.max(a)))
 
     def end_fit(self):
+        if not self.learns:  # num_classes given
+            return
         self.num_classes = self._max + 1 if self._max >= 0 else 1
 
     def __call__(self, array):
@@ -95,6 +97,8 @@ class ClassIds(Step):
         self._seen.update(np.unique(_flat_labels(array, self.name)).tolist())
 
     def end_fit(self):
+        if not self.learns:  # classes given
+            return
         self._table = np.asarray(sorted(self._seen))
         self.classes = [str(c) for c in self._table]
 
