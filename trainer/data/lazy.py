@@ -34,6 +34,16 @@ class LazyArray:
         return self.shape[0]
 
     @property
+    def row_bytes(self):
+        return self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def set_block(self, rows):
+        """Use blocks of ``rows`` (a split aligns all its arrays to its widest one's)."""
+        if rows != self.block:
+            self.block = rows
+            self._cache.clear()
+
+    @property
     def ndim(self):
         return len(self.shape)
 
@@ -118,6 +128,10 @@ class RowView(LazyArray):
 
     def take(self, rows):
         return self.base.take(self.index[np.asarray(rows, np.int64)])
+
+    def set_block(self, rows):
+        self.block = rows
+        self.base.set_block(rows)
 
     def chunks(self):
         for start in range(0, len(self), self.block):

@@ -39,6 +39,11 @@ class Split:
             raise DataError("inputs and labels have different numbers of rows: " +
                             ", ".join(f"{k}: {n}" for k, n in lengths.items()))
         self.n = next(iter(lengths.values()), 0)
+        lazy = [a for a in self.arrays() if is_lazy(a)]
+        if lazy:  # read every array in the blocks of the one with the widest rows
+            rows = max(lazy, key=lambda a: a.row_bytes).block
+            for a in lazy:
+                a.set_block(rows)
 
     def __len__(self):
         return self.n
@@ -56,8 +61,7 @@ class Split:
     @property
     def block(self):
         """Rows per disk block, for chunk-aligned shuffling (None when all in memory)."""
-        blocks = [a.block for a in self.arrays() if is_lazy(a)]
-        return max(blocks) if blocks else None
+        return next((a.block for a in self.arrays() if is_lazy(a)), None)
 
     def take(self, rows):
         """(list of x arrays, list of y arrays, sample weights) for these rows."""
