@@ -125,3 +125,23 @@ def test_run_config_keeps_absolute_data_paths(tmp_path, xy):
     fit_json(p, tmp_path / "elsewhere" / "r")
     assert str(tmp_path / "d.npz") in (tmp_path / "elsewhere/r/config.yaml").read_text()
     assert cli("evaluate", tmp_path / "elsewhere/r", "--json").exit_code == 0
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".csv", ".npy"])
+def test_sample_weight_from_each_file_type(tmp_path, xy, suffix):
+    x, y = xy
+    w = np.zeros(60)  # every row weighted 0: the weighted loss is 0
+    if suffix == ".h5":
+        with h5py.File(tmp_path / "d.h5", "w") as f:
+            f["x"], f["y"], f["w"] = x, y, w
+        spec = {"path": "d.h5", "y": "y", "sample_weight": "w"}
+    elif suffix == ".csv":
+        write_csv(tmp_path / "d.csv", ["a", "b", "c", "d", "y", "w"],
+                  [list(r) + [int(c), 0.0] for r, c in zip(x, y)])
+        spec = {"path": "d.csv", "y": "y", "sample_weight": "w"}
+    else:
+        for name, a in (("x", x), ("y", y), ("w", w)):
+            np.save(tmp_path / f"{name}.npy", a)
+        spec = {"path": "x.npy", "y_path": "y.npy", "sample_weight_path": "w.npy"}
+    p = make_config(tmp_path, {"train": spec})
+    assert fit_json(p, tmp_path / "r")["metrics"]["loss"] == 0
