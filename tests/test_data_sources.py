@@ -145,3 +145,18 @@ def test_sample_weight_from_each_file_type(tmp_path, xy, suffix):
         spec = {"path": "x.npy", "y_path": "y.npy", "sample_weight_path": "w.npy"}
     p = make_config(tmp_path, {"train": spec})
     assert fit_json(p, tmp_path / "r")["metrics"]["loss"] == 0
+
+
+def test_hdf5_text_labels(tmp_path, xy):
+    names = np.array(["ant", "bee", "cow"])
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = xy[0]
+        f.create_dataset("y", data=names[xy[1]].tolist(), dtype=h5py.string_dtype())
+        f["y_fixed"] = np.char.encode(names[xy[1]], "utf-8")
+    for key in ("y", "y_fixed"):
+        _, y, _ = source(tmp_path, {"path": "d.h5", "y": key})
+        assert y.dtype.kind == "U" and np.array_equal(y, names[xy[1]])
+    p = make_config(tmp_path, {"train": {"path": "d.h5", "y": "y"},
+                               "preprocess": {"y": ["one_hot"]}},
+                    loss="categorical_crossentropy", name="c.yaml")
+    fit_json(p, tmp_path / "r")

@@ -143,15 +143,13 @@ def read_hdf5(path, lazy=True):
                 out[name] = H5Array(str(path), name, ds)
             else:
                 try:
-                    out[name] = _decoded(ds[()])
+                    if h5py.check_string_dtype(ds.dtype) is not None:
+                        out[name] = np.asarray(ds.asstr()[()], dtype=str)
+                    else:
+                        out[name] = np.asarray(ds[()])
                 except OSError as exc:
                     raise DataError(f"{path}:/{name}: cannot read ({exc})") from None
     return out
-
-
-def _decoded(a):
-    a = np.asarray(a)
-    return a.astype(str) if a.dtype.kind in "SO" else a
 
 
 def _select(arrays, ref, role, path):
