@@ -172,8 +172,7 @@ class Preprocessor:
                     if not step.learns:
                         continue
                     step.begin_fit()
-                    whole = None if is_lazy(arrays[name]) else len(arrays[name]) or 1
-                    for _, part in chunked(arrays[name], whole or 65536):
+                    for _, part in chunked(arrays[name]):
                         for before in steps[:i]:
                             part = before(part)
                         step.partial_fit(part)

@@ -81,8 +81,8 @@ class Standardize(_Stats):
         self.std = np.where(std > 0, std, 1.0)
 
     def __call__(self, array):
-        a = _numbers(array, "standardize")
-        return ((a - self.mean) / self.std).astype(np.float32)
+        a = np.asarray(_numbers(array, "standardize"), np.float32)
+        return (a - self.mean.astype(np.float32)) / self.std.astype(np.float32)
 
     def get_state(self):
         return {"mean": self.mean, "std": self.std}
@@ -121,10 +121,11 @@ class Normalize(_Stats):
         self._check_fitted("normalize")
 
     def __call__(self, array):
-        a = _numbers(array, "normalize")
+        a = np.asarray(_numbers(array, "normalize"), np.float32)
         span = self.max - self.min
         scale = np.where(span > 0, (self.high - self.low) / np.where(span > 0, span, 1), 0.0)
-        return ((a - self.min) * scale + self.low).astype(np.float32)
+        return ((a - self.min.astype(np.float32)) * scale.astype(np.float32)
+                + np.float32(self.low))
 
     def get_state(self):
         return {"min": self.min, "max": self.max}
