@@ -107,3 +107,23 @@ def test_shuffled_hdf5_training_is_deterministic(tmp_path, rng):
     p = make_config(tmp_path, {"train": {"path": "d.h5", "y": "y"}}, classes=2, epochs=2)
     a, b = (fit_json(p, tmp_path / r)["metrics"] for r in ("a", "b"))
     assert a == b
+
+
+def test_balanced_class_weight_streams_lazy_labels(tmp_path, rng):
+    from trainer.api import class_weights
+    from trainer.config import load
+    from trainer.data.pipeline import prepare
+
+    names = np.array(["a", "b", "c"])
+    y = names[np.repeat([0, 1, 2], [60, 30, 10])]
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.create_dataset("x", data=rng.normal(size=(100, 4)).astype(np.float32), chunks=(10, 4))
+        f.create_dataset("y", data=y.tolist(), dtype=h5py.string_dtype())
+    p = make_config(tmp_path, {"train": {"path": "d.h5", "y": "y"},
+                               "preprocess": {"y": ["one_hot"]}},
+                    loss="categorical_crossentropy")
+    splits, _ = prepare(load(p), ["input"], ["dense_1"], need=("train",))
+    assert splits["train"].lazy
+    cw = class_weights("balanced", splits["train"])
+    assert cw == pytest.approx({0: 100 / 180, 1: 100 / 90, 2: 100 / 30})
+    fit_json(p, tmp_path / "r", "--set", "fit.class_weight=balanced")

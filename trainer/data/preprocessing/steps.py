@@ -9,7 +9,6 @@ import numpy as np
 
 from trainer.errors import DataError
 from trainer.registries import preprocessing
-from trainer.registry import PositiveInt  # noqa: F401  (re-exported for step modules)
 
 DTYPES = Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8",
                  "uint8", "bool"]
