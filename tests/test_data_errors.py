@@ -145,3 +145,17 @@ def test_unknown_label_at_validation(tmp_path, good):
     fails(tmp_path, {"train": {"path": "t.npz", "y": "y"},
                      "validation": {"path": "v.npz", "y": "y"},
                      "preprocess": {"y": ["class_ids"]}}, "['z'] are not among the classes")
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"train": {"dataset": "moons", "noize": 0.1}}, "unknown key 'noize'. Did you mean 'noise'?"),
+    ({"train": {"dataset": "moonz"}}, "unknown dataset 'moonz'. Did you mean 'moons'?"),
+    ({"train": {"path": "d.csv", "header": "yes"}}, "data.train.header: expected"),
+    ({"train": {"dataset": "iris"}, "validation": {"split": 0.2, "mode": "tale"}},
+     "data.validation.mode: 'tale' is not one of"),
+    ({"train": {"dataset": "iris"}, "validation": {"dataset": "iris", "subset": "tset"}},
+     "data.validation.subset: 'tset' is not one of"),
+])
+def test_data_section_mistakes_are_config_errors(tmp_path, data, expected):
+    r = cli("fit", make_config(tmp_path, data), "--run-dir", tmp_path / "r")
+    assert r.exit_code == 2 and expected in r.output, r.output
