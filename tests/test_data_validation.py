@@ -40,9 +40,15 @@ def test_stratified_with_text_and_one_hot_labels():
     assert hot[rows, 1].sum() == 2
 
 
+def test_tail_counts_rows_as_keras_does():
+    # Keras: split_at = floor(n * (1 - f)); 10 rows at 0.25 → 7 train, 3 validation
+    assert validation_rows(labelled(10, (1,)), 0.25, "tail", 0).tolist() == [7, 8, 9]
+    assert len(validation_rows(labelled(10, (1,)), 0.25, "random", 0)) == 3
+
+
 def test_a_split_leaving_nothing_is_an_error():
     with pytest.raises(DataError, match="empty split"):
-        validation_rows(labelled(3, (1,)), 0.1, "tail", 0)
+        validation_rows(labelled(3, (1,)), 0.9, "tail", 0)
 
 
 @pytest.mark.parametrize("mode", ["tail", "random", "stratified"])

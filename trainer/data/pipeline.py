@@ -5,6 +5,8 @@ In-memory sources are preprocessed once, whole. Lazy sources (HDF5, memory-mappe
 and preprocesses them then, statistics having been fitted in one streaming pass.
 """
 
+import math
+
 import numpy as np
 
 from trainer.data.lazy import chunked, is_lazy
@@ -226,7 +228,7 @@ def validation_rows(train, fraction, mode, seed):
     of the first output the same fraction (rounded), at random from the run's seed.
     """
     n = len(train)
-    n_val = int(n * fraction)
+    n_val = n - int(math.floor(n * (1.0 - fraction)))  # Keras: split_at = floor(n·(1 − f))
     if n_val < 1 or n_val >= n:
         raise DataError(f"data.validation.split {fraction} of {n} rows leaves an empty split")
     if mode == "tail":
