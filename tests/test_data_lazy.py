@@ -127,3 +127,23 @@ def test_balanced_class_weight_streams_lazy_labels(tmp_path, rng):
     cw = class_weights("balanced", splits["train"])
     assert cw == pytest.approx({0: 100 / 180, 1: 100 / 90, 2: 100 / 30})
     fit_json(p, tmp_path / "r", "--set", "fit.class_weight=balanced")
+
+
+def rss_mb():
+    from pathlib import Path
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not hasattr(__import__("mmap"), "MADV_DONTNEED"), reason="needs madvise")
+def test_memory_mapped_npy_pages_are_released_after_reading(tmp_path):
+    from trainer.data.sources import read_npy
+
+    rows = 48 << 20 >> 10  # 48 MB of 1 KB rows
+    np.lib.format.open_memmap(tmp_path / "x.npy", "w+", np.float32, (rows, 256))[:] = 1
+    a = read_npy(tmp_path / "x.npy")
+    before = rss_mb()
+    total = sum(float(c[:, 0].sum()) for _, c in a.chunks())
+    assert total == rows
+    assert rss_mb() - before < 24  # the 48 MB touched did not stay resident

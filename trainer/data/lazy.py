@@ -7,6 +7,8 @@ another (``pipeline.batches`` with ``block=``) reads each block from disk once p
 sequentially. Memory stays bounded by a few blocks, whatever the file's size.
 """
 
+import mmap
+
 import numpy as np
 
 from trainer.errors import DataError
@@ -106,7 +108,9 @@ class H5Array(LazyArray):
 
 
 class MemmapArray(LazyArray):
-    """A memory-mapped .npy file: pages are read by the OS as rows are touched."""
+    """A memory-mapped .npy file: pages are read by the OS as rows are touched. Once a
+    block is copied out, its pages are released from this process (MADV_DONTNEED; they
+    stay in the OS's file cache), so resident memory stays bounded here too."""
 
     def __init__(self, path, array):
         row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
@@ -114,7 +118,23 @@ class MemmapArray(LazyArray):
         self.array = array
 
     def _read(self, start, stop):
-        return np.array(self.array[start:stop])
+        out = np.array(self.array[start:stop])
+        self._release(start, stop)
+        return out
+
+    def _release(self, start, stop):
+        m = getattr(self.array, "_mmap", None)
+        if m is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        # numpy maps from the allocation-granularity boundary below the data's offset
+        base = self.array.offset % mmap.ALLOCATIONGRANULARITY
+        first = base + start * self.row_bytes
+        last = base + stop * self.row_bytes
+        first -= first % mmap.PAGESIZE
+        try:
+            m.madvise(mmap.MADV_DONTNEED, first, min(last, len(m)) - first)
+        except (OSError, ValueError):
+            pass  # only an optimisation
 
 
 class RowView(LazyArray):
