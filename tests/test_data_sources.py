@@ -160,3 +160,11 @@ def test_hdf5_text_labels(tmp_path, xy):
                                "preprocess": {"y": ["one_hot"]}},
                     loss="categorical_crossentropy", name="c.yaml")
     fit_json(p, tmp_path / "r")
+
+
+def test_csv_columns_for_several_inputs(tmp_path):
+    write_csv(tmp_path / "d.csv", ["a", "b", "c", "label"], [[1, 2, 3, 0], [4, 5, 6, 1]])
+    x, y, _ = source(tmp_path, {"path": "d.csv", "x": {"left": ["a"], "right": "rest"},
+                                "y": {"out": "label"}})
+    assert x["left"].tolist() == [[1], [4]] and x["right"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert y["out"].tolist() == [0, 1]

@@ -102,8 +102,9 @@ def config_schema():
     # An array's name (npz key, HDF5 dataset path, CSV column name or index, CSV `rest`),
     # a list of CSV columns, or input/output name → array name.
     column = {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
-    array_ref = {"anyOf": [column, {"type": "array", "items": column, "minItems": 1},
-                           {"type": "object", "additionalProperties": {"type": "string"}}]}
+    columns = {"anyOf": [column, {"type": "array", "items": column, "minItems": 1}]}
+    array_ref = {"anyOf": [*columns["anyOf"],
+                           {"type": "object", "additionalProperties": columns}]}
     file_source = {
         "type": "object", "required": ["path"], "additionalProperties": False,
         "properties": {

@@ -8,7 +8,7 @@ the source then pick arrays by name (npz keys, HDF5 dataset paths, CSV columns).
   sample_weight_path: w.npy}``; memory-mapped and read per batch unless ``lazy: false``.
 - ``.csv``: ``{path: d.csv, x: [a, b] | [0, 1] | rest, y: label}``; a header row names
   the columns (``header: false`` names them 0, 1, ...); ``rest`` is every column not
-  used for y or sample_weight. Numeric columns become float32 (whole-number label
+  used for y or sample_weight. Several inputs: ``x: {image: [p0, p1], meta: rest}``. Numeric columns become float32 (whole-number label
   columns int64); text label columns stay strings for ``class_ids``/``one_hot``.
 - ``.h5``/``.hdf5``: ``x``/``y`` name dataset paths (``/train/images``); rows are read
   per batch in chunk-aligned blocks unless ``lazy: false``.
@@ -207,19 +207,40 @@ def _csv_source(spec, path):
                             f"{', '.join(names)}")
         return names.index(str(ref))
 
+    def label_column(ref):
+        if isinstance(ref, list):
+            raise DataError(f"{path}: y names one column of a CSV file, got {ref!r}")
+        j = index(ref, "y")
+        used.add(j)
+        y = _column(cols[j])
+        if y.dtype.kind != "f":
+            return y
+        if len(y) and np.isfinite(y).all() and np.all(np.mod(y, 1) == 0):
+            return y.astype(np.int64)
+        return y.astype(np.float32)
+
+    def features(ref):
+        if ref == "rest":
+            js = [j for j in range(len(names)) if j not in used]
+        else:
+            js = [index(r, "x") for r in (ref if isinstance(ref, list) else [ref])]
+        columns = []
+        for j in js:
+            c = _column(cols[j])
+            if c.dtype.kind != "f":
+                raise DataError(f"{path}: x column '{names[j]}' holds text (e.g. {c[0]!r}); "
+                                f"x columns must be numbers (leave it out of x, or make it y)")
+            columns.append(c)
+        if not columns:
+            return np.zeros((len(cols[0]) if cols else 0, 0), np.float32)
+        return np.stack(columns, axis=1).astype(np.float32)
+
     used = set()
     y = sw = None
     if "y" in spec:
-        if isinstance(spec["y"], (list, dict)):
-            raise DataError(f"{path}: y names one column of a CSV file, got {spec['y']!r}")
-        j = index(spec["y"], "y")
-        used.add(j)
-        y = _column(cols[j])
-        if y.dtype.kind == "f" and len(y) and np.all(np.mod(y[np.isfinite(y)], 1) == 0) \
-                and np.isfinite(y).all():
-            y = y.astype(np.int64)
-        elif y.dtype.kind == "f":
-            y = y.astype(np.float32)
+        ref = spec["y"]
+        y = {k: label_column(v) for k, v in ref.items()} if isinstance(ref, dict) \
+            else label_column(ref)
     if "sample_weight" in spec:
         j = index(spec["sample_weight"], "sample_weight")
         used.add(j)
@@ -227,20 +248,8 @@ def _csv_source(spec, path):
         if sw.dtype.kind != "f":
             raise DataError(f"{path}: sample_weight column '{names[j]}' holds text "
                             f"(e.g. {sw[0]!r}); it must be numbers")
-    xref = spec.get("x", "rest")
-    if xref == "rest":
-        xs = [j for j in range(len(names)) if j not in used]
-    else:
-        xs = [index(r, "x") for r in (xref if isinstance(xref, list) else [xref])]
-    columns = []
-    for j in xs:
-        c = _column(cols[j])
-        if c.dtype.kind != "f":
-            raise DataError(f"{path}: x column '{names[j]}' holds text (e.g. {c[0]!r}); "
-                            f"x columns must be numbers (leave it out of x, or make it y)")
-        columns.append(c)
-    x = np.stack(columns, axis=1).astype(np.float32) if columns else \
-        np.zeros((len(cols[0]) if cols else 0, 0), np.float32)
+    ref = spec.get("x", "rest")
+    x = {k: features(v) for k, v in ref.items()} if isinstance(ref, dict) else features(ref)
     return x, y, sw
 
 
