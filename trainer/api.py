@@ -27,8 +27,11 @@ def build(cfg):
 
 def resolved_config(cfg, model):
     """The config with every default written out: what the run folder stores."""
+    from trainer.data.sources import absolute_paths
+
     out = copy.deepcopy(dict(cfg))
-    _absolute_paths(out, cfg)
+    out["data"] = absolute_paths(cfg, out["data"])
+    _absolute_model_paths(out, cfg)
     out["compile"]["optimizer"] = _clean(config_of(model.optimizer))
     if "layers" in out["model"]:
         by_spec = {layer.spec_index: layer for layer in model.layers
@@ -48,13 +51,8 @@ def resolved_config(cfg, model):
     return out
 
 
-def _absolute_paths(out, cfg):
-    """File paths made absolute: the resolved config lives in the run folder, not
-    beside the original config, and must still find the data."""
-    for key in ("train", "validation", "test"):
-        source = out.get("data", {}).get(key)
-        if isinstance(source, dict) and isinstance(source.get("path"), str):
-            source["path"] = str(config_lib.resolve_path(cfg, source["path"]).resolve())
+def _absolute_model_paths(out, cfg):
+    """Model file paths made absolute, like the data paths (see absolute_paths)."""
     for key in ("weights", "keras"):
         if isinstance(out["model"].get(key), str):
             out["model"][key] = str(config_lib.resolve_path(cfg, out["model"][key]).resolve())
@@ -130,11 +128,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
     train, val = splits["train"], splits.get("validation")
     for name, split in (("data.train", train), ("data.validation", val)):
         if split is not None:
-            model.check_finite_inputs(split, name)
-            model.check_labels(split, name)
-            check_input_shapes(model, split, name)
-    if len(train) == 0:
-        raise DataError("data.train holds no rows")
+            check_data(model, split, name)
     if "weights" in cfg["model"]:
         import h5py
         wpath = config_lib.resolve_path(cfg, cfg["model"]["weights"])
@@ -147,6 +141,8 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
     resolved = resolved_config(cfg, model)
     resolved["callbacks"] = resolved_callbacks(cfg, callbacks[1:])
     run.create(resolved, cfg.get("seed", 0), argv or command_line())
+    if val is not None and val.rows is not None:  # which training rows validation took
+        np.save(run.path / "validation_rows.npy", val.rows, allow_pickle=False)
     loop = Loop(model, train, val, callbacks,
                 epochs=fit_cfg["epochs"], batch_size=fit_cfg["batch_size"],
                 shuffle=fit_cfg["shuffle"], seed=cfg.get("seed", 0),
@@ -197,16 +193,42 @@ def train_state(loop, callbacks):
 
 
 def class_weights(spec, train):
+    """``balanced``: n_samples / (n_classes · count(class)), the formula of Keras's and
+    scikit-learn's compute_class_weight('balanced'), over the classes present."""
     if spec is None:
         return None
     if spec == "balanced":
-        y = next(iter(train.y.values()))
-        ids = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
-        ids = ids.astype(np.int64)
+        ids = train.labels().astype(np.int64)
         counts = np.bincount(ids)
         n_classes = int((counts > 0).sum())
         return {int(c): len(ids) / (n_classes * n) for c, n in enumerate(counts) if n}
     return {int(k): float(v) for k, v in spec.items()}
+
+
+def check_data(model, split, where):
+    """NaN/Inf, labels and input shapes, before training. A lazy split is checked on its
+    first rows now and then on every batch as it is read."""
+    probe = split.probe()
+    model.check_finite_inputs(probe, where)
+    model.check_labels(probe, where)
+    check_input_shapes(model, probe, where)
+    if split.lazy:
+        split.check = lambda xs, ys, rows: _check_batch(model, split, where, xs, ys, rows)
+
+
+def _check_batch(model, split, where, xs, ys, rows):
+    from trainer.data.pipeline import Split
+
+    for name, x in zip(split.x, xs):
+        if x.dtype.kind == "f":
+            bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            if bad.any():
+                first = int(np.sort(rows[bad])[0])
+                if split.rows is not None:  # a row number of the file, not of the split
+                    first = int(split.rows[first])
+                raise DataError(f"{where}: input '{name}' holds NaN/Inf values in "
+                                f"{int(bad.sum())} rows of a batch (first in row {first})")
+    model.check_labels(Split({}, dict(zip(split.y, ys))), where)
 
 
 def check_input_shapes(model, split, where):
@@ -242,7 +264,6 @@ def evaluate(target, checkpoint_path=None, overrides=()):
         raise ConfigError("nothing to evaluate on: the config has no data.test and no "
                           "data.validation")
     name = "data.test" if "test" in splits else "data.validation"
-    model.check_labels(split, name)
-    check_input_shapes(model, split, name)
+    check_data(model, split, name)
     return run_eval(model, split, cfg["fit"].get("validation_batch_size")
                     or cfg["fit"]["batch_size"])

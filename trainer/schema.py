@@ -65,6 +65,20 @@ def _merged(kind, *regs, extra_names=()):
     }
 
 
+def _dataset_source(dataset_schema):
+    """``{dataset: NAME, ...args}``: the name, then that dataset's own arguments."""
+    name = dataset_schema["anyOf"][0]
+    rules = []
+    for n, args in dataset_schema["anyOf"][1]["properties"].items():
+        obj = next((a for a in args.get("anyOf", [args]) if a.get("type") == "object"),
+                   {"properties": {}})
+        rules.append({"if": {"properties": {"dataset": {"const": n}}, "required": ["dataset"]},
+                      "then": {"additionalProperties": False,
+                               "properties": {"dataset": {}, **obj["properties"]}}})
+    return {"type": "object", "required": ["dataset"], "properties": {"dataset": name},
+            "allOf": rules}
+
+
 def _per_output(item):
     """One value, or a mapping output name → value (functional models)."""
     return {"anyOf": [item, {"type": "object", "additionalProperties": item}]}
@@ -86,22 +100,27 @@ def config_schema():
         {"type": "object", "required": ["callback"], "additionalProperties": False,
          "properties": {"callback": USER_CODE, "args": {"type": "object"}}},
     ]}
-    array_ref = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}},
-                           {"type": "object", "additionalProperties": {"type": "string"}}]}
+    # An array's name (npz key, HDF5 dataset path, CSV column name or index, CSV `rest`),
+    # a list of CSV columns, or input/output name → array name.
+    column = {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}
+    columns = {"anyOf": [column, {"type": "array", "items": column, "minItems": 1}]}
+    array_ref = {"anyOf": [*columns["anyOf"],
+                           {"type": "object", "additionalProperties": columns}]}
     file_source = {
         "type": "object", "required": ["path"], "additionalProperties": False,
         "properties": {
             "path": {"type": "string", "minLength": 1},
             "x": array_ref, "y": array_ref,
-            "sample_weight": {"type": "string"},
-            "mmap": {"type": "boolean"},
+            "sample_weight": column,
+            "y_path": {"type": "string", "minLength": 1},
+            "sample_weight_path": {"type": "string", "minLength": 1},
+            "lazy": {"type": "boolean", "default": True},
+            "header": {"type": "boolean", "default": True},
+            "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
         },
     }
-    dataset_source = {
-        "type": "object", "required": ["dataset"],
-        "properties": {"dataset": defs["dataset"]["anyOf"][0]},
-    }
-    source = {"anyOf": [file_source, dataset_source]}
+    source = {"if": {"type": "object", "required": ["dataset"]},
+              "then": _dataset_source(defs["dataset"]), "else": file_source}
     steps = {"type": "array", "items": {"$ref": "#/$defs/preprocessing step"}}
     defs["source"] = source
     schema = {
@@ -120,15 +139,17 @@ def config_schema():
                 "type": "object", "additionalProperties": False, "required": ["train"],
                 "properties": {
                     "train": {"$ref": "#/$defs/source"},
-                    "validation": {"anyOf": [
-                        {"$ref": "#/$defs/source"},
-                        {"type": "object", "required": ["split"], "additionalProperties": False,
-                         "properties": {
-                             "split": {"type": "number", "exclusiveMinimum": 0,
-                                       "exclusiveMaximum": 1},
-                             "mode": {"enum": ["tail", "random", "stratified"],
-                                      "default": "tail"}}},
-                    ]},
+                    "validation": {
+                        "if": {"type": "object", "required": ["split"]},
+                        "then": {
+                            "type": "object", "additionalProperties": False,
+                            "properties": {
+                                "split": {"type": "number", "exclusiveMinimum": 0,
+                                          "exclusiveMaximum": 1},
+                                "mode": {"enum": ["tail", "random", "stratified"],
+                                         "default": "tail"}}},
+                        "else": {"$ref": "#/$defs/source"},
+                    },
                     "test": {"$ref": "#/$defs/source"},
                     "preprocess": {
                         "type": "object", "additionalProperties": False,

@@ -34,12 +34,14 @@ def loss_names(model):
     return names
 
 
-def sample_weights(model, split, rows, class_weight):
+def sample_weights(model, split, rows, class_weight, ys=None, sw=None):
     """Sample weights of a batch: the data's sample_weight times the class weight of
-    each row's label (first output), or None when neither is set."""
-    sw = None if split.sample_weight is None else split.sample_weight[rows]
+    each row's label (first output), or None when neither is set. ``ys``/``sw``: the
+    batch as ``split.take(rows)`` gave it (lazy splits are not indexed twice)."""
+    if ys is None:
+        _, ys, sw = split.take(rows)
     if class_weight:
-        y = next(iter(split.y.values()))[rows]
+        y = ys[0]
         if y.ndim > 2:
             raise DataError(f"fit.class_weight needs labels of shape (N,), (N, 1) or "
                             f"(N, classes), got {y.shape[1:]} per sample; use a "
@@ -55,9 +57,9 @@ def evaluate(model, split, batch_size, class_weight=None):
     model.reset_metrics()
     means = EpochMeans(loss_names(model))
     for rows in batches(len(split), batch_size, False, 0, 0):
-        xs, ys, _ = split.take(rows)
+        xs, ys, sw = split.take(rows)
         total, per_output = model.test_on_batch(xs, ys, sample_weights(model, split, rows,
-                                                                        class_weight))
+                                                                        class_weight, ys, sw))
         means.add([total] + (per_output if model.multi_output else []), len(rows))
     return {**means.results(), **model.metric_results()}
 
@@ -93,7 +95,8 @@ class Loop:
         self.logs = {}
 
     def epoch_batches(self, epoch):
-        plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch)
+        plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch,
+                       block=self.train.block)
         return plan[:self.steps_per_epoch] if self.steps_per_epoch else plan
 
     def run_fit(self):
@@ -115,8 +118,8 @@ class Loop:
             lr = model.optimizer.current_lr()
             for step, rows in enumerate(self.epoch_batches(epoch)):
                 self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
-                xs, ys, _ = self.train.take(rows)
-                sw = sample_weights(model, self.train, rows, self.class_weight)
+                xs, ys, sw = self.train.take(rows)
+                sw = sample_weights(model, self.train, rows, self.class_weight, ys, sw)
                 total, per_output = model.train_on_batch(xs, ys, sw)
                 means.add([total] + (per_output if model.multi_output else []), len(rows))
                 logs = {"batch": step, "size": len(rows), **means.results(),

@@ -1,50 +1,21 @@
-"""From the data section to ready splits: read, split, preprocess, check, batch."""
+"""From the data section to ready splits: read, split, preprocess, check.
+
+In-memory sources are preprocessed once, whole. Lazy sources (HDF5, memory-mapped
+.npy; see ``trainer.data.lazy``) stay on disk: ``Split.take`` reads the rows of a batch
+and preprocesses them then, statistics having been fitted in one streaming pass.
+"""
 
 import numpy as np
 
+from trainer.data.lazy import is_lazy
+from trainer.data.preprocessor import Preprocessor
 from trainer.data.sources import load_source
+from trainer.data.split import Split, batches, class_ids
+from trainer.data.validation import validation_rows
 from trainer.errors import DataError
-from trainer.registries import preprocessing
 
-
-class Split:
-    """The arrays of one split, keyed by model input / output name."""
-
-    def __init__(self, x, y, sample_weight=None):
-        self.x = x  # name → array
-        self.y = y  # name → array (empty for predict)
-        self.sample_weight = sample_weight
-        lengths = {f"x[{k}]": len(v) for k, v in x.items()}
-        lengths.update({f"y[{k}]": len(v) for k, v in y.items()})
-        if sample_weight is not None:
-            lengths["sample_weight"] = len(sample_weight)
-        if len(set(lengths.values())) > 1:
-            raise DataError("inputs and labels have different numbers of rows: " +
-                            ", ".join(f"{k}: {n}" for k, n in lengths.items()))
-        self.n = next(iter(lengths.values()), 0)
-
-    def __len__(self):
-        return self.n
-
-    def take(self, rows):
-        """(list of x arrays, list of y arrays, sample weights) for these rows."""
-        xs = [v[rows] for v in self.x.values()]
-        ys = [v[rows] for v in self.y.values()]
-        sw = None if self.sample_weight is None else self.sample_weight[rows]
-        return xs, ys, sw
-
-    def subset(self, rows):
-        return Split({k: v[rows] for k, v in self.x.items()},
-                     {k: v[rows] for k, v in self.y.items()},
-                     None if self.sample_weight is None else self.sample_weight[rows])
-
-
-def batches(n, batch_size, shuffle, seed, epoch):
-    """Row indices per batch: a pure function of the seed and the epoch."""
-    order = np.arange(n)
-    if shuffle:
-        order = np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+__all__ = ["Preprocessor", "Split", "batches", "check_split", "class_ids", "prepare",
+           "read_split", "validation_rows"]
 
 
 def _keyed(value, names, role):
@@ -64,65 +35,29 @@ def _keyed(value, names, role):
     return {n: value[n] for n in names}
 
 
-class Preprocessor:
-    """The preprocess section: ordered steps per input and output, fitted on train."""
-
-    def __init__(self, section, input_names, output_names):
-        self.steps = {"x": self._parse(section.get("x"), input_names),
-                      "y": self._parse(section.get("y"), output_names)}
-
-    @staticmethod
-    def _parse(spec, names):
-        if spec is None:
-            return {}
-        if isinstance(spec, list):
-            return {name: [preprocessing.get(s) for s in spec] for name in names}
-        return {name: [preprocessing.get(s) for s in steps] for name, steps in spec.items()}
-
-    def fit(self, split):
-        for role, arrays in (("x", split.x), ("y", split.y)):
-            for name, steps in self.steps[role].items():
-                if name not in arrays:
-                    continue
-                a = arrays[name]
-                for step in steps:
-                    step.fit(a)
-                    a = step(a)
-
-    def apply(self, split):
-        out = {}
-        for role, arrays in (("x", split.x), ("y", split.y)):
-            done = {}
-            for name, a in arrays.items():
-                for step in self.steps[role].get(name, []):
-                    a = step(a)
-                done[name] = a
-            out[role] = done
-        return Split(out["x"], out["y"], split.sample_weight)
-
-    def get_state(self):
-        state = {}
-        for role, per_name in self.steps.items():
-            for name, steps in per_name.items():
-                for i, step in enumerate(steps):
-                    for k, v in step.get_state().items():
-                        state[f"{role}/{name}/{i}/{k}"] = v
-        return state
-
-    def set_state(self, state):
-        for role, per_name in self.steps.items():
-            for name, steps in per_name.items():
-                for i, step in enumerate(steps):
-                    prefix = f"{role}/{name}/{i}/"
-                    mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                    if mine:
-                        step.set_state(mine)
-
-
 def read_split(cfg, key, input_names, output_names):
     x, y, sw = load_source(cfg, cfg["data"][key], ("data", key))
-    return Split(_keyed(x, input_names, "input"), _keyed(y, output_names, "output"),
-                 None if sw is None else np.asarray(sw, np.float64).reshape(-1))
+    if sw is not None and not is_lazy(sw):
+        sw = np.asarray(sw, np.float64).reshape(-1)
+    return Split(_keyed(x, input_names, "input"), _keyed(y, output_names, "output"), sw)
+
+
+def check_split(split, where):
+    """Problems any split can have, before training: no rows, non-numbers."""
+    if len(split) == 0:
+        raise DataError(f"{where} holds no rows")
+    probe = split.probe()
+    for role, arrays in (("input", probe.x), ("output", probe.y)):
+        for name, a in arrays.items():
+            a = np.asarray(a)
+            if a.dtype.kind not in "biuf":
+                hint = (" — text labels need `class_ids` (for sparse losses) or `one_hot` in "
+                        "data.preprocess.y" if role == "output" and a.dtype.kind in "US" else "")
+                sample = f" (e.g. {a.reshape(-1)[0].item()!r})" if a.size else ""
+                raise DataError(f"{where}: {role} '{name}' holds {a.dtype} values{sample}; "
+                                f"numbers are needed{hint}")
+            if a.ndim >= 2 and 0 in a.shape[1:]:
+                raise DataError(f"{where}: {role} '{name}' has an empty shape {a.shape}")
 
 
 def prepare(cfg, input_names, output_names, need=("train", "validation", "test"),
@@ -130,7 +65,8 @@ def prepare(cfg, input_names, output_names, need=("train", "validation", "test")
     """Read and preprocess the splits named in ``need``.
 
     Returns ``(splits, preprocessor)``; statistics come from the training split, or
-    from ``preprocessor_state`` (a saved run) when given.
+    from ``preprocessor_state`` (a saved run) when given. A validation split taken
+    from the training data has ``rows``: which rows it took.
     """
     data = cfg["data"]
     pre = Preprocessor(data.get("preprocess", {}), input_names, output_names)
@@ -141,13 +77,12 @@ def prepare(cfg, input_names, output_names, need=("train", "validation", "test")
     if "validation" in need and val_spec is not None:
         if "split" in val_spec:
             train = raw["train"]
-            n_val = int(len(train) * val_spec["split"])
-            if n_val < 1 or n_val >= len(train):
-                raise DataError(f"data.validation.split {val_spec['split']} of {len(train)} "
-                                f"rows leaves an empty split")
-            cut = len(train) - n_val  # Keras takes the last rows, before shuffling
-            raw["validation"] = train.subset(np.arange(cut, len(train)))
-            raw["train"] = train.subset(np.arange(cut))
+            rows = validation_rows(train, val_spec["split"], val_spec.get("mode", "tail"),
+                                   cfg.get("seed", 0))
+            keep = np.ones(len(train), bool)
+            keep[rows] = False
+            raw["validation"] = train.subset(rows)
+            raw["train"] = train.subset(np.flatnonzero(keep))
         else:
             raw["validation"] = read_split(cfg, "validation", input_names, output_names)
     if "test" in need and "test" in data:
@@ -155,6 +90,10 @@ def prepare(cfg, input_names, output_names, need=("train", "validation", "test")
     if preprocessor_state is not None:
         pre.set_state(preprocessor_state)
     else:
+        if len(raw["train"]) == 0:
+            raise DataError("data.train holds no rows")
         pre.fit(raw["train"])
     splits = {k: pre.apply(v) for k, v in raw.items() if k in need}
+    for k, split in splits.items():
+        check_split(split, f"data.{k}")
     return splits, pre

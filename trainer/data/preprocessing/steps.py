@@ -1,16 +1,35 @@
-"""Preprocessing steps: ``fit(array)`` learns statistics from the training split,
-``__call__(array)`` transforms any split the same way."""
+"""Preprocessing steps: ``partial_fit`` learns statistics from the training split (in
+pieces, so lazy sources stream), ``__call__(array)`` transforms any split — or one
+batch of it — the same way. Learnt state goes to the checkpoint (``get_state``) so
+evaluate and predict apply exactly what training did."""
+
+from typing import Literal
 
 import numpy as np
 
 from trainer.errors import DataError
 from trainer.registries import preprocessing
-from trainer.registry import PositiveInt
+
+DTYPES = Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8",
+                 "uint8", "bool"]
 
 
 class Step:
+    learns = False  # True when the step fits statistics on the training split
+
+    def begin_fit(self):
+        """Forget what an earlier fit learnt."""
+
+    def partial_fit(self, array):
+        """Learn from one piece of the training split."""
+
+    def end_fit(self):
+        """All pieces seen."""
+
     def fit(self, array):
-        """Learn statistics from the training split (most steps have none)."""
+        self.begin_fit()
+        self.partial_fit(array)
+        self.end_fit()
 
     def __call__(self, array):
         raise NotImplementedError
@@ -34,39 +53,48 @@ class Rescale(Step):
         return np.asarray(array, np.float32) * np.float32(self.scale) + np.float32(self.offset)
 
 
-@preprocessing.register("to_categorical")
-class ToCategorical(Step):
-    """Class ids (N,) or (N, 1) → one-hot (N, num_classes), float32.
+@preprocessing.register("reshape")
+class Reshape(Step):
+    """Each sample to ``target_shape`` (no batch axis; one entry may be -1), as Keras's
+    Reshape layer: ``{reshape: [28, 28, 1]}``."""
 
-    ``num_classes`` defaults to max(id) + 1 of the training split.
-    """
-
-    def __init__(self, num_classes: PositiveInt | None = None):
-        self.num_classes = num_classes
-
-    def fit(self, array):
-        if self.num_classes is None:
-            self.num_classes = int(np.max(array)) + 1 if np.size(array) else 1
+    def __init__(self, target_shape: list[int]):
+        self.target_shape = target_shape
 
     def __call__(self, array):
         a = np.asarray(array)
-        if a.ndim == 2 and a.shape[1] == 1:
-            a = a[:, 0]
-        if a.ndim != 1:
-            raise DataError(f"to_categorical expects class ids of shape (N,) or (N, 1), "
-                            f"got shape {a.shape}")
-        if a.dtype.kind == "f" and not np.all(np.equal(np.mod(a, 1), 0)):
-            raise DataError("to_categorical expects whole-number class ids, got fractions")
-        ids = a.astype(np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_classes):
-            raise DataError(f"to_categorical: class ids must be in [0, {self.num_classes - 1}]"
-                            f", got values in [{ids.min()}, {ids.max()}]")
-        out = np.zeros((len(ids), self.num_classes), np.float32)
-        out[np.arange(len(ids)), ids] = 1
-        return out
+        try:
+            return a.reshape((len(a), *self.target_shape))
+        except ValueError:
+            raise DataError(f"reshape: samples of shape {a.shape[1:]} ({int(np.prod(a.shape[1:]))}"
+                            f" values) cannot become {tuple(self.target_shape)}") from None
 
-    def get_state(self):
-        return {"num_classes": np.int64(self.num_classes)}
 
-    def set_state(self, state):
-        self.num_classes = int(state["num_classes"])
+@preprocessing.register("cast")
+class Cast(Step):
+    """To another dtype: ``{cast: float32}``."""
+
+    def __init__(self, dtype: DTYPES):
+        self.dtype = dtype
+
+    def __call__(self, array):
+        a = np.asarray(array)
+        if a.dtype.kind in "USO":
+            raise DataError(f"cast: cannot cast text values (e.g. {a.reshape(-1)[:1]}) to "
+                            f"{self.dtype}; use class_ids or one_hot for text labels")
+        return a.astype(self.dtype)
+
+
+@preprocessing.register("clip")
+class Clip(Step):
+    """Values into [min, max] (either may be left out): ``{clip: {min: 0, max: 1}}``."""
+
+    def __init__(self, min: float | None = None, max: float | None = None):  # noqa: A002
+        if min is None and max is None:
+            from trainer.errors import ConfigError
+            raise ConfigError("clip needs min, max or both")
+        self.min = min
+        self.max = max
+
+    def __call__(self, array):
+        return np.clip(array, self.min, self.max)

@@ -1,0 +1,170 @@
+"""Arrays read from disk a batch at a time, so a file larger than memory can be trained on.
+
+A lazy array has ``shape``, ``dtype`` and ``len()`` like a NumPy array, but its rows are
+only read by ``take(rows)``. Reads go through a small cache of whole *blocks* (runs of
+rows aligned to the file's HDF5 chunks), so a batch plan that visits blocks one after
+another (``pipeline.batches`` with ``block=``) reads each block from disk once per epoch,
+sequentially. Memory stays bounded by a few blocks, whatever the file's size.
+"""
+
+import mmap
+
+import numpy as np
+
+from trainer.errors import DataError
+
+BLOCK_BYTES = 8 << 20  # aim for blocks of about 8 MB
+CACHED_BLOCKS = 2      # a batch may straddle two blocks
+
+
+def is_lazy(array):
+    return isinstance(array, LazyArray)
+
+
+class LazyArray:
+    """Rows of an on-disk array, read on demand; subclasses implement ``_read(start, stop)``."""
+
+    def __init__(self, shape, dtype, block, label):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.block = max(1, int(block))
+        self.label = label  # "file.h5:/x", for messages
+        self.reads = 0      # blocks read from disk (tests and benchmarks look at this)
+        self._cache = {}
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def row_bytes(self):
+        return self.dtype.itemsize * int(np.prod(self.shape[1:], dtype=np.int64))
+
+    def set_block(self, rows):
+        """Use blocks of ``rows`` (a split aligns all its arrays to its widest one's)."""
+        if rows != self.block:
+            self.block = rows
+            self._cache.clear()
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __getitem__(self, rows):
+        if isinstance(rows, slice):
+            return self.take(np.arange(*rows.indices(len(self))))
+        return self.take(rows)
+
+    def _block(self, b):
+        if b not in self._cache:
+            if len(self._cache) >= CACHED_BLOCKS:
+                self._cache.pop(next(iter(self._cache)))
+            start = b * self.block
+            try:
+                self._cache[b] = self._read(start, min(start + self.block, len(self)))
+            except (OSError, ValueError) as exc:  # a truncated or corrupt file
+                raise DataError(f"{self.label}: cannot read rows {start}..."
+                                f"{min(start + self.block, len(self)) - 1} ({exc})") from None
+            self.reads += 1
+        return self._cache[b]
+
+    def take(self, rows):
+        """The rows asked for, in the order asked for, as an in-memory array."""
+        rows = np.asarray(rows, np.int64).reshape(-1)
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"{self.label}: rows out of range 0..{len(self) - 1}")
+        which = rows // self.block
+        for b in np.unique(which):
+            hit = which == b
+            out[hit] = self._block(int(b))[rows[hit] - b * self.block]
+        return out
+
+    def chunks(self):
+        """(start, array) for each block in order: a streaming pass over every row."""
+        for b in range(-(-len(self) // self.block)):
+            yield b * self.block, self._block(b)
+
+    def view(self, index):
+        return RowView(self, index)
+
+
+class H5Array(LazyArray):
+    """One HDF5 dataset. The file is opened per read (cheap) so no handle stays open."""
+
+    def __init__(self, path, name, dataset):
+        row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+        chunk = dataset.chunks[0] if dataset.chunks else 1
+        per_block = max(1, BLOCK_BYTES // max(1, row_bytes * chunk))
+        super().__init__(dataset.shape, dataset.dtype, chunk * per_block, f"{path}:/{name}")
+        self.path, self.name = path, name
+
+    def _read(self, start, stop):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.name][start:stop]
+
+
+class MemmapArray(LazyArray):
+    """A memory-mapped .npy file: pages are read by the OS as rows are touched. Once a
+    block is copied out, its pages are released from this process (MADV_DONTNEED; they
+    stay in the OS's file cache), so resident memory stays bounded here too."""
+
+    def __init__(self, path, array):
+        row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+        super().__init__(array.shape, array.dtype, BLOCK_BYTES // max(1, row_bytes), str(path))
+        self.array = array
+
+    def _read(self, start, stop):
+        out = np.array(self.array[start:stop])
+        self._release(start, stop)
+        return out
+
+    def _release(self, start, stop):
+        m = getattr(self.array, "_mmap", None)
+        if m is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        # numpy maps from the allocation-granularity boundary below the data's offset
+        base = self.array.offset % mmap.ALLOCATIONGRANULARITY
+        first = base + start * self.row_bytes
+        last = base + stop * self.row_bytes
+        first -= first % mmap.PAGESIZE
+        try:
+            m.madvise(mmap.MADV_DONTNEED, first, min(last, len(m)) - first)
+        except (OSError, ValueError):
+            pass  # only an optimisation
+
+
+class RowView(LazyArray):
+    """Some rows of a lazy array (a validation split of it): ``index`` in increasing
+    order, so neighbouring rows of the view stay neighbours on disk."""
+
+    def __init__(self, base, index):
+        index = np.asarray(index, np.int64)
+        super().__init__((len(index), *base.shape[1:]), base.dtype, base.block, base.label)
+        self.base, self.index = base, index
+
+    def take(self, rows):
+        return self.base.take(self.index[np.asarray(rows, np.int64)])
+
+    def set_block(self, rows):
+        self.block = rows
+        self.base.set_block(rows)
+
+    def chunks(self):
+        for start in range(0, len(self), self.block):
+            yield start, self.take(np.arange(start, min(start + self.block, len(self))))
+
+    def view(self, index):
+        return RowView(self.base, self.index[np.asarray(index, np.int64)])
+
+
+def chunked(array, block=65536):
+    """(start, rows) pieces of an in-memory or lazy array, for streaming statistics."""
+    if is_lazy(array):
+        yield from array.chunks()
+        return
+    for start in range(0, len(array), block):
+        yield start, array[start:start + block]
