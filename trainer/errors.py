@@ -47,3 +47,14 @@ class InterruptedRun(TrainerError):
     """Ctrl-C or SIGTERM; a resumable checkpoint was written first."""
 
     exit_code = 130
+
+
+class TerminatedRun(InterruptedRun):
+    """SIGTERM; a resumable checkpoint was written first."""
+
+    exit_code = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received during training, raised at the next step boundary (as Ctrl-C
+    raises KeyboardInterrupt there); fit turns it into TerminatedRun."""
