@@ -73,8 +73,10 @@ def _json_default(value):
 
 
 def checksum(f):
-    """SHA-256 over every attribute and dataset (name, dtype, shape, bytes), in name
-    order; the checksum attribute itself left out."""
+    """SHA-256 over every group's attributes and every dataset (name, dtype, shape,
+    bytes), in name order; the checksum attribute itself left out."""
+    import h5py
+
     h = hashlib.sha256()
 
     def add(name, value):
@@ -82,19 +84,19 @@ def checksum(f):
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
 
-    def attrs(prefix, obj):
-        for k in sorted(obj.attrs):
+    def attrs(prefix, group):
+        for k, v in sorted(group.attrs.items()):
             if not (prefix == "/" and k == CHECKSUM):
-                add(f"{prefix}@{k}", obj.attrs[k])
+                add(f"{prefix}@{k}", v)
 
+    objects = []
+    f.visititems(lambda name, obj: objects.append((name, obj)))
     attrs("/", f)
-    names = []
-    f.visit(names.append)
-    for name in sorted(names):
-        obj = f[name]
-        attrs(name, obj)
-        if hasattr(obj, "shape"):
+    for name, obj in sorted(objects, key=lambda item: item[0]):
+        if isinstance(obj, h5py.Dataset):
             add(name, obj[()])
+        else:
+            attrs(name, obj)
     return h.hexdigest()
 
 

@@ -33,6 +33,24 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _mode(path):
+    """The file's current mode, else what the umask gives a new file (mkstemp's 0600
+    would make run files private)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def remove_temporaries(folder):
+    """Delete the temporary files of writes a killed process left in ``folder``."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _keep(path, previous):
     """Make ``previous`` name the current ``path`` (atomically replacing it)."""
     if not path.exists():
@@ -64,6 +82,7 @@ def atomic_path(path, keep_previous=None):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _mode(path))
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -15,7 +15,7 @@ import yaml
 
 from trainer import __version__
 from trainer.errors import ConfigError
-from trainer.fileio import write_text
+from trainer.fileio import remove_temporaries, write_text
 
 
 def now():
@@ -82,6 +82,8 @@ class Run:
                                   f"{self.path}`") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            for folder in (self.path, self.checkpoints):
+                remove_temporaries(folder)  # of a process killed while writing
             yield self
         finally:
             os.close(fd)  # releases the lock
