@@ -126,11 +126,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             run.reopen(resolved, argv, point.summary())
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
-        loop.begin()
-        if point is not None:
-            loop.set_state(point.state["loop"], point.arrays)
-            run.write_history(history.rows())
-        return run, train_until_done(loop, run, history)
+        return run, train_until_done(loop, run, history, point)
 
 
 def fit_data(cfg, model, preprocessor_state=None):
@@ -194,12 +190,17 @@ def save_last(run, loop, pre, history, resolved):
     run.write_history(history.rows())
 
 
-def train_until_done(loop, run, history):
-    """Run the loop; on SIGINT/SIGTERM (honoured at a step boundary) write last.h5
-    and exit 130/143; record how the run ended in run.json."""
+def train_until_done(loop, run, history, point=None):
+    """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
+    (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
+    ended in run.json."""
     from trainer.resume import stop_at_boundary
 
     try:
+        loop.begin()
+        if point is not None:
+            loop.set_state(point.state["loop"], point.arrays)
+            run.write_history(history.rows())  # drops rows of a later, lost checkpoint
         with stop_at_boundary(loop):
             logs = loop.run_epochs()
     except KeyboardInterrupt as exc:

@@ -127,12 +127,11 @@ class ResumePoint:
         if problems and run.last.exists() and path != run.last:
             run.last.replace(run.last.with_name("last.corrupt.h5"))
         state, arrays = checkpoint.read_state(path)
-        expected = config_hash(resolved)
-        if state.get("config_hash") != expected and not force:
+        other_config = state.get("config_hash") != config_hash(resolved)
+        if other_config and not force:
             raise ConfigError(f"{path} was written for a different config than "
                               f"{config_file} (config hash differs); --force resumes anyway")
-        return cls(path, state, arrays, changed, bool(force and (unsafe or state.get(
-            "config_hash") != expected)))
+        return cls(path, state, arrays, changed, forced=bool(unsafe or other_config))
 
     def summary(self):
         """What run.json records of this resume."""
