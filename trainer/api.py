@@ -196,17 +196,19 @@ def train_until_done(loop, run, history, point=None):
     ended in run.json."""
     from trainer.resume import stop_at_boundary
 
+    started = False  # until then, the loop's state is not the run's
     try:
         loop.begin()
         if point is not None:
             loop.set_state(point.state["loop"], point.arrays)
             run.write_history(history.rows())  # drops rows of a later, lost checkpoint
+        started = True
         with stop_at_boundary(loop):
             logs = loop.run_epochs()
     except KeyboardInterrupt as exc:
         where = "the checkpoint of the last epoch or step boundary was kept"
-        if loop.at_boundary:
-            loop.save()
+        if started and loop.at_boundary:
+            loop.checkpoint()
             where = f"a resumable checkpoint was written at epoch {loop.epoch + 1}, " \
                     f"step {loop.step}"
         run.finish("interrupted", history_last(history))

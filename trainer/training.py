@@ -122,6 +122,7 @@ class Loop:
         self.logs = {}
         self.pending_signal = None
         self.at_boundary = True
+        self.saved_at = None
         self._train_sums = None  # the epoch's training sums, kept while validation runs
 
     def epoch_batches(self, epoch):
@@ -171,7 +172,7 @@ class Loop:
         self.logs = logs
         self.callbacks.on_epoch_end(epoch, logs)
         self.at_boundary = True
-        self.save()
+        self.checkpoint()
         self.honour_signal()
 
     def train_step(self, plan):
@@ -190,8 +191,14 @@ class Loop:
         self.callbacks.on_batch_end(step, logs)
         every = self.checkpoint_every
         if every and model.optimizer.iterations % every == 0 and self.step < len(plan):
-            self.save()  # the epoch's end saves anyway
+            self.checkpoint()  # (the epoch's end saves anyway)
         self.honour_signal()
+
+    def checkpoint(self):
+        """Call ``save`` unless this very position was saved already."""
+        if self.saved_at != (self.epoch, self.step):
+            self.save()
+            self.saved_at = (self.epoch, self.step)
 
     def honour_signal(self):
         if self.pending_signal == signal.SIGTERM:
@@ -224,6 +231,7 @@ class Loop:
         """Continue from ``get_state()`` of an earlier run (call after ``begin``)."""
         model = self.model
         self.epoch, self.step = state["epoch"], state["step"]
+        self.saved_at = (self.epoch, self.step)
         self.epoch_lr = state["epoch_lr"]
         self.logs = state["logs"]
         model.stop_training = state["stopped"]
