@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_config
-from resume_helpers import (QUICK, TINY, StopAt, assert_same_run, config, contents, fit,
-                            kernel, resume)
+from resume_helpers import (QUICK, TINY, StopAt, assert_same_run, config, fit, kernel,
+                            resume)
 from trainer import api, checkpoint
 from trainer.cli import main
 from trainer.errors import ConfigError, DataError, InterruptedRun
@@ -220,3 +220,24 @@ def test_lock_held_by_a_real_process_and_freed_by_its_death(tmp_path):
         p.wait()
     with Run(tmp_path).lock():  # a killed holder leaves nothing stuck
         pass
+
+
+def test_which_config_changes_a_resume_accepts():
+    from trainer.resume import config_hash, unsafe_differences
+
+    base = {"name": "a", "fit": {"epochs": 3, "batch_size": 16, "verbose": 0},
+            "expect": {}, "callbacks": [{"EarlyStopping": {"patience": 2}}],
+            "model": {"layers": [{"Dense": {"units": 4}}]}}
+    safe = json.loads(json.dumps(base))
+    safe["fit"].update(epochs=9, verbose=2, checkpoint_every=5)
+    safe.update(name="b", expect={"val_loss": "<= 1"})
+    safe["callbacks"] = ["ProgbarLogger", *safe["callbacks"], {"CSVLogger": {"f": "x.csv"}}]
+    assert unsafe_differences(base, safe) == []
+    assert config_hash(base) == config_hash(safe)
+    unsafe = json.loads(json.dumps(safe))
+    unsafe["callbacks"][1]["EarlyStopping"]["patience"] = 3
+    unsafe["model"]["layers"].append("Flatten")
+    unsafe["fit"]["batch_size"] = 8
+    assert unsafe_differences(base, unsafe) == [
+        "fit.batch_size", "callbacks[0].EarlyStopping.patience", "model.layers"]
+    assert config_hash(base) != config_hash(unsafe)

@@ -160,4 +160,5 @@ class Run:
 
 
 def command_line():
-    return [Path(sys.argv[0]).name] + sys.argv[1:]
+    name = Path(sys.argv[0]).name
+    return ["trainer" if name == "__main__.py" else name] + sys.argv[1:]
