@@ -123,7 +123,7 @@ def test_truncated_or_corrupt_checkpoint_is_rejected_naming_the_file(tmp_path):
     flipped = bytearray(data)
     flipped[offset + 10] ^= 0xFF
     bad.write_bytes(bytes(flipped))
-    with pytest.raises(DataError, match="bad.h5 is corrupt: its content does not match"):
+    with pytest.raises(DataError, match="bad.h5 is truncated or corrupt: its content does not match"):
         checkpoint.verify(bad)
     with pytest.raises(DataError, match="bad.h5"):  # evaluate and load check it too
         checkpoint.load(bad, api.build(config()))

@@ -2,8 +2,8 @@
 
 Layout (the one Keras 2 ``save_weights('x.h5')`` writes, extended):
 
-    /                       attrs: layer_names, backend, keras_version, trainer_format,
-                                   trainer_checksum
+    (user block)            512 bytes before the HDF5 data: "trainer-checkpoint sha256:<hex>"
+    /                       attrs: layer_names, backend, keras_version, trainer_format
     /<layer>/               attrs: weight_names = ["<layer>/kernel:0", ...]
     /<layer>/<layer>/kernel:0   one dataset per weight
     /optimizer_weights/     optimizer slots and iteration count (ours)
@@ -13,9 +13,10 @@ Layout (the one Keras 2 ``save_weights('x.h5')`` writes, extended):
 
 Every write goes to a temporary file in the same folder, is flushed and fsynced, then
 renamed over the target, so a crash leaves the previous checkpoint intact; with
-``keep_previous`` the replaced file is kept too (``last.prev.h5``). ``trainer_checksum``
-is a SHA-256 over every dataset and attribute, checked on load, so a truncated or
-corrupt file is reported as such instead of resuming from garbage.
+``keep_previous`` the replaced file is kept too (``last.prev.h5``). The file starts
+with an HDF5 user block (which HDF5 readers, Keras's included, skip) holding the
+SHA-256 of every byte after it; it is checked on load, so a truncated or corrupt file
+is reported as such instead of resuming from garbage.
 """
 
 import contextlib
@@ -28,7 +29,8 @@ from trainer.errors import ConfigError, DataError
 from trainer.fileio import atomic_path
 
 FORMAT = 2
-CHECKSUM = "trainer_checksum"
+USERBLOCK = 512  # bytes before the HDF5 data; HDF5 looks for its signature at 0, 512, ...
+SEAL = b"trainer-checkpoint sha256:"
 
 
 def _names(values):
@@ -51,7 +53,7 @@ def save(path, model, state=None, arrays=None, keep_previous=None):
     import h5py
 
     with atomic_path(path, keep_previous=keep_previous) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
             write_weights(f, model)
             if model.optimizer is not None and model.optimizer.slots is not None:
                 g = f.create_group("optimizer_weights")
@@ -63,7 +65,7 @@ def save(path, model, state=None, arrays=None, keep_previous=None):
                 a = g.create_group("arrays")
                 for k, v in (arrays or {}).items():
                     a.create_dataset(k, data=v)
-            f.attrs[CHECKSUM] = checksum(f)
+        _seal(tmp)
 
 
 def _json_default(value):
@@ -72,32 +74,41 @@ def _json_default(value):
     raise TypeError(f"not JSON-able in a checkpoint state: {value!r}")
 
 
-def checksum(f):
-    """SHA-256 over every group's attributes and every dataset (name, dtype, shape,
-    bytes), in name order; the checksum attribute itself left out."""
-    import h5py
-
+def _digest(fh):
+    fh.seek(USERBLOCK)
     h = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        h.update(chunk)
+    return h.hexdigest().encode()
 
-    def add(name, value):
-        a = np.asarray(value)
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
 
-    def attrs(prefix, group):
-        for k, v in sorted(group.attrs.items()):
-            if not (prefix == "/" and k == CHECKSUM):
-                add(f"{prefix}@{k}", v)
+def _seal(path):
+    """Write the SHA-256 of the HDF5 data into the file's user block."""
+    with open(path, "r+b") as fh:
+        digest = _digest(fh)
+        fh.seek(0)
+        fh.write(SEAL + digest + b"\n")
 
-    objects = []
-    f.visititems(lambda name, obj: objects.append((name, obj)))
-    attrs("/", f)
-    for name, obj in sorted(objects, key=lambda item: item[0]):
-        if isinstance(obj, h5py.Dataset):
-            add(name, obj[()])
-        else:
-            attrs(name, obj)
-    return h.hexdigest()
+
+def _check_seal(path, resumable):
+    """DataError naming ``path`` if its bytes do not match its seal. A file without a
+    seal (a Keras weights file) passes unless training is to resume from it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SEAL) + 64)
+            if not head.startswith(SEAL):
+                if resumable:
+                    raise DataError(f"checkpoint {path} is truncated or corrupt, or not "
+                                    f"a trainer checkpoint: it does not start with a "
+                                    f"trainer checksum")
+                return
+            if _digest(fh) != head[len(SEAL):]:
+                raise DataError(f"checkpoint {path} is truncated or corrupt: its content "
+                                f"does not match its SHA-256 checksum")
+    except FileNotFoundError:
+        raise DataError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise DataError(f"checkpoint {path} is a folder, not a file") from None
 
 
 @contextlib.contextmanager
@@ -115,32 +126,22 @@ def _reading(path):
                         f"({type(exc).__name__}: {exc})") from None
 
 
-def _check(f, path, resumable):
-    stored = f.attrs.get(CHECKSUM)
-    if stored is None:
-        if resumable:
-            raise DataError(f"checkpoint {path} has no checksum; it was not written by "
-                            f"this version of trainer and cannot be resumed from")
-        return  # a plain Keras weights file
-    if isinstance(stored, bytes):
-        stored = stored.decode()
-    if checksum(f) != stored:
-        raise DataError(f"checkpoint {path} is corrupt: its content does not match its "
-                        f"SHA-256 checksum")
-    if resumable:
-        version = int(f.attrs.get("trainer_format", 0))
-        if version != FORMAT:
-            raise DataError(f"checkpoint {path} has format {version}; this trainer "
-                            f"resumes format {FORMAT}")
-        if "trainer_state" not in f:
-            raise DataError(f"checkpoint {path} holds weights only, no training state")
+def _check(f, path):
+    """The checks a resume needs beyond the checksum: format and training state."""
+    version = int(f.attrs.get("trainer_format", 0))
+    if version != FORMAT:
+        raise DataError(f"checkpoint {path} has format {version}; this trainer resumes "
+                        f"format {FORMAT}")
+    if "trainer_state" not in f:
+        raise DataError(f"checkpoint {path} holds weights only, no training state")
 
 
 def verify(path):
     """Raise DataError naming ``path`` unless it is a complete, uncorrupted checkpoint
     that training can resume from (checksum, format and training state)."""
+    _check_seal(path, resumable=True)
     with _reading(path) as f:
-        _check(f, path, resumable=True)
+        _check(f, path)
 
 
 def newest_valid(paths):
@@ -174,8 +175,8 @@ def write_weights(f, model):
 def load(path, model, with_optimizer=True):
     """Load weights (and optimizer state) into ``model``; return (state, arrays).
     The checksum, when the file has one, is checked first."""
+    _check_seal(path, resumable=False)
     with _reading(path) as f:
-        _check(f, path, resumable=False)
         read_weights(f, model, path)
         if with_optimizer and "optimizer_weights" in f and model.optimizer is not None:
             model.optimizer.set_state(_flat(f["optimizer_weights"]), model.params())
