@@ -241,3 +241,22 @@ def test_which_config_changes_a_resume_accepts():
     assert unsafe_differences(base, unsafe) == [
         "fit.batch_size", "callbacks[0].EarlyStopping.patience", "model.layers"]
     assert config_hash(base) != config_hash(unsafe)
+
+
+def test_resume_finds_data_relative_to_the_original_config(tmp_path, monkeypatch):
+    # the run folder's config.yaml keeps `path: digits.npz`; a resume from another
+    # folder still reads it next to the config the run was started from
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(QUICK.parent.parent / "trainer/datasets/files/digits.npz", folder)
+    text = QUICK.read_text().replace("{dataset: digits, subset: train}",
+                                     "{path: digits.npz, x: x, y: y}")
+    cfg_path = write_config(folder, text)
+    run_dir = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", str(cfg_path), "--run-dir", str(run_dir),
+                                  *sum((["--set", s] for s in [*TINY, "fit.epochs=1"]), [])])
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["fit", "--resume", "run", "--set", "fit.epochs=2"])
+    assert r.exit_code == 0, r.output
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3
