@@ -80,10 +80,7 @@ def load_run_config(run_dir, overrides=()):
     relative to the folder of the config the run was started from."""
     from trainer.runs import Run
 
-    run = Run(run_dir)
-    if not (run.path / "config.yaml").is_file():
-        raise ConfigError(f"{run.path} is not a run folder (no config.yaml); give a "
-                          f"folder `trainer fit` wrote")
+    run = Run(run_dir).require()
     cfg = load_config(run.path / "config.yaml", overrides)
     folder = run.read_meta().get("config_folder")
     if folder:
@@ -107,7 +104,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         resolved = resolved_config(cfg, model)
         point = None
         if resume is not None:
-            run = Run(resume)
+            run = Run(resume).require()
             held.enter_context(run.lock())
             point = ResumePoint.find(run, resolved, force)
         train, val, pre = fit_data(cfg, model, point.arrays if point else None)

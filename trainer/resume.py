@@ -108,10 +108,7 @@ class ResumePoint:
         from trainer import checkpoint
 
         warn = warn or _warn
-        config_file = run.path / "config.yaml"
-        if not config_file.exists():
-            raise ConfigError(f"{run.path} is not a run folder (no config.yaml); "
-                              f"give the folder a `trainer fit` wrote")
+        config_file = run.require().path / "config.yaml"
         stored = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
         changed = differences(_plain(stored), _plain(resolved))
         unsafe = unsafe_differences(stored, resolved)

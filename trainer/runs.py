@@ -62,6 +62,13 @@ class Run:
         self.checkpoints = self.path / "checkpoints"
         self.meta = {}
 
+    def require(self):
+        """ConfigError unless this is a run folder `trainer fit` wrote."""
+        if not (self.path / "config.yaml").is_file():
+            raise ConfigError(f"{self.path} is not a run folder (no config.yaml); give a "
+                              f"folder `trainer fit` wrote")
+        return self
+
     @contextlib.contextmanager
     def lock(self):
         """Hold the run folder's lock (``.lock``, fcntl.flock on an open file: the
