@@ -206,8 +206,9 @@ def train_until_done(loop, run, history, point=None):
         where = "the checkpoint of the last epoch or step boundary was kept"
         if started and loop.at_boundary:
             loop.checkpoint()
-            where = f"a resumable checkpoint was written at epoch {loop.epoch + 1}, " \
-                    f"step {loop.step}"
+            at = f"after epoch {loop.epoch}" if loop.step == 0 else \
+                f"after step {loop.step} of epoch {loop.epoch + 1}"
+            where = f"a resumable checkpoint was written {at}"
         run.finish("interrupted", history_last(history))
         error = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
         raise error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "

@@ -111,8 +111,11 @@ def fit(config_path, overrides, run_dir, resume, force, as_json, quiet):
         cfg = api.load_config(config_path, overrides)
     else:
         cfg = api.load_run_config(resume, overrides)
-    run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
-                        resume=resume, force=force)
+    from trainer.resume import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
+                            resume=resume, force=force)
     if as_json:
         click.echo(json.dumps({"run_dir": str(run.path), "metrics": logs}))
     else:

@@ -143,6 +143,26 @@ def _warn(message):
 
 # -- signals ----------------------------------------------------------------------------
 @contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises Terminated, as SIGINT raises KeyboardInterrupt: `trainer fit`
+    then ends the same way (run.json updated, exit 143) whenever it comes. While
+    training, ``stop_at_boundary`` defers both to the next step boundary."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        from trainer.errors import Terminated
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def stop_at_boundary(loop):
     """While training: the first SIGINT/SIGTERM asks ``loop`` to stop at the next step
     boundary (where a resumable checkpoint is written); a second one stops at once,
