@@ -98,6 +98,7 @@ def fit(config_path, overrides, run_dir, resume, force, as_json, quiet):
     stopped run."""
     from trainer import api, console
     from trainer.errors import ConfigError
+    from trainer.resume import sigterm_as_interrupt
 
     console.use_stderr(as_json)
     if resume is None and config_path is None:
@@ -111,8 +112,6 @@ def fit(config_path, overrides, run_dir, resume, force, as_json, quiet):
         cfg = api.load_config(config_path, overrides)
     else:
         cfg = api.load_run_config(resume, overrides)
-    from trainer.resume import sigterm_as_interrupt
-
     with sigterm_as_interrupt():
         run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
                             resume=resume, force=force)

@@ -44,7 +44,7 @@ class DivergedError(TrainerError):
 
 
 class InterruptedRun(TrainerError):
-    """Ctrl-C or SIGTERM; a resumable checkpoint was written first."""
+    """Ctrl-C; a resumable checkpoint was written first."""
 
     exit_code = 130
 
@@ -56,5 +56,5 @@ class TerminatedRun(InterruptedRun):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM received during training, raised at the next step boundary (as Ctrl-C
-    raises KeyboardInterrupt there); fit turns it into TerminatedRun."""
+    """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt (during training: at the
+    next step boundary); `trainer fit` turns it into TerminatedRun."""
