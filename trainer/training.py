@@ -167,6 +167,8 @@ class Loop:
             self.callbacks.on_test_end(val)
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = self.epoch_lr
+        # plain Python numbers: what a checkpoint's JSON gives back after a resume
+        logs = {k: v.item() if isinstance(v, np.generic) else v for k, v in logs.items()}
         self.at_boundary = False  # until every callback has seen the epoch's end
         self.epoch, self.step, self._train_sums = epoch + 1, 0, None
         self.logs = logs
