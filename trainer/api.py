@@ -3,17 +3,16 @@
 The CLI parses arguments and calls these; nothing here knows about click.
 """
 
+import contextlib
 import copy
 from pathlib import Path
 
 import numpy as np
 
 from trainer import config as config_lib
-from trainer.errors import ConfigError, DataError, DivergedError, InterruptedRun, TrainerError
+from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRun, Terminated,
+                            TerminatedRun, TrainerError)
 from trainer.registry import config_of
-
-CHECKPOINT_STATE_VERSION = 1
-
 
 def load_config(path, overrides=()):
     return config_lib.load(path, overrides)
@@ -110,61 +109,146 @@ def make_callbacks(cfg, verbose):
     return history, [history, *user]
 
 
-def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
-    """Train from a config into a run folder. Returns (run, logs)."""
-    from trainer import checkpoint
-    from trainer.data.pipeline import prepare
-    from trainer.runs import Run, RunRecorder, command_line, new_run_dir
-    from trainer.training import Loop
+def load_run_config(run_dir, overrides=()):
+    """The config a run was trained with (its config.yaml); relative data paths stay
+    relative to the folder of the config the run was started from."""
+    from trainer.runs import Run
 
-    model = build(cfg)
-    fit_cfg = cfg["fit"]
-    # callbacks are built before any data is read: a bad one fails first
-    history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
-                                        if verbose is None else verbose)
-    callbacks.extend(extra_callbacks)
+    run = Run(run_dir).require()
+    cfg = load_config(run.path / "config.yaml", overrides)
+    folder = run.read_meta().get("config_folder")
+    if folder:
+        cfg.path = Path(folder) / cfg.path.name
+    return cfg
+
+
+def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=()):
+    """Train from a config into a run folder. Returns (run, logs).
+
+    ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
+    differ from the run's config only in safe keys (trainer.resume), unless ``force``.
+    ``callbacks``: extra Callback instances, after the config's (library use, tests).
+    """
+    from trainer.resume import ResumePoint
+    from trainer.runs import Run, command_line, new_run_dir
+
+    argv = argv or command_line()
+    with contextlib.ExitStack() as held:
+        model = build(cfg)
+        # callbacks are built before any data is read: a bad one fails first
+        history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
+                                      if verbose is None else verbose)
+        resolved = resolved_config(cfg, model)
+        resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
+        point = None
+        if resume is not None:
+            run = Run(resume).require()
+            held.enter_context(run.lock())
+            point = ResumePoint.find(run, resolved, force)
+        train, val, pre = fit_data(cfg, model, point.arrays if point else None)
+        if point is not None:
+            from trainer import checkpoint
+            checkpoint.load(point.path, model)
+        elif "weights" in cfg["model"]:
+            initial_weights(cfg, model)
+        if point is None:
+            run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
+            held.enter_context(run.lock())
+            run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
+            if val is not None and val.rows is not None:  # the rows validation took
+                np.save(run.path / "validation_rows.npy", val.rows, allow_pickle=False)
+        else:
+            run.reopen(resolved, argv, point.summary())
+        loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
+        loop.save = lambda: save_last(run, loop, pre, history, resolved)
+        return run, train_until_done(loop, run, history, point)
+
+
+def fit_data(cfg, model, preprocessor_state=None):
+    """(train, validation, preprocessor), checked against the model. A resume passes
+    the checkpoint's preprocessing statistics instead of fitting them again."""
+    from trainer.data.pipeline import prepare
+
     splits, pre = prepare(cfg, model.input_names, model.output_names,
-                          need=("train", "validation"))
+                          need=("train", "validation"),
+                          preprocessor_state=preprocessor_state)
     train, val = splits["train"], splits.get("validation")
     for name, split in (("data.train", train), ("data.validation", val)):
         if split is not None:
             check_data(model, split, name)
-    if "weights" in cfg["model"]:
-        import h5py
-        wpath = config_lib.resolve_path(cfg, cfg["model"]["weights"])
-        try:
-            with h5py.File(wpath, "r") as f:
-                checkpoint.read_weights(f, model, wpath)
-        except (FileNotFoundError, OSError) as exc:
-            raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
-    run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
-    resolved = resolved_config(cfg, model)
-    resolved["callbacks"] = resolved_callbacks(cfg, callbacks[1:])
-    run.create(resolved, cfg.get("seed", 0), argv or command_line())
-    if val is not None and val.rows is not None:  # which training rows validation took
-        np.save(run.path / "validation_rows.npy", val.rows, allow_pickle=False)
-    loop = Loop(model, train, val, callbacks,
+    if len(train) == 0:
+        raise DataError("data.train holds no rows")
+    return train, val, pre
+
+
+def initial_weights(cfg, model):
+    import h5py
+
+    from trainer import checkpoint
+
+    wpath = config_lib.resolve_path(cfg, cfg["model"]["weights"])
+    try:
+        with h5py.File(wpath, "r") as f:
+            checkpoint.read_weights(f, model, wpath)
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
+
+
+def make_loop(cfg, model, train, val, callbacks, run):
+    from trainer.training import Loop
+
+    fit_cfg = cfg["fit"]
+    return Loop(model, train, val, callbacks,
                 epochs=fit_cfg["epochs"], batch_size=fit_cfg["batch_size"],
                 shuffle=fit_cfg["shuffle"], seed=cfg.get("seed", 0),
                 class_weight=class_weights(fit_cfg.get("class_weight"), train),
                 initial_epoch=fit_cfg.get("initial_epoch", 0),
                 validation_batch_size=fit_cfg.get("validation_batch_size"),
-                steps_per_epoch=fit_cfg.get("steps_per_epoch"), run=run)
+                steps_per_epoch=fit_cfg.get("steps_per_epoch"),
+                checkpoint_every=fit_cfg.get("checkpoint_every"), run=run)
 
-    def save_last():
-        checkpoint.save(run.last, model, state=train_state(loop, callbacks),
-                        arrays=pre.get_state())
 
-    recorder = RunRecorder(run, save_last)
-    recorder.history = history
-    # after every callback's on_epoch_end, so last.h5 holds their state for that epoch
-    loop.callbacks.callbacks.append(recorder)
+def save_last(run, loop, pre, history, resolved):
+    """checkpoints/last.h5 (the one it replaces kept as last.prev.h5), then
+    history.csv: a crash between the two leaves history.csv behind the checkpoint,
+    and a resume rewrites it from the checkpoint's history."""
+    from trainer import checkpoint
+    from trainer.resume import config_hash
+
+    state, arrays = loop.get_state()
+    checkpoint.save(run.last, loop.model, keep_previous=run.previous,
+                    state={"version": checkpoint.FORMAT,
+                           "config_hash": config_hash(resolved), "loop": state},
+                    arrays={**pre.get_state(), **arrays})
+    run.write_history(history.rows())
+
+
+def train_until_done(loop, run, history, point=None):
+    """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
+    (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
+    ended in run.json."""
+    from trainer.resume import stop_at_boundary
+
+    started = False  # until then, the loop's state is not the run's
     try:
-        logs = loop.run_fit()
-    except KeyboardInterrupt:
-        save_last()
+        loop.begin()
+        if point is not None:
+            loop.set_state(point.state["loop"], point.arrays)
+            run.write_history(history.rows())  # drops rows of a later, lost checkpoint
+        started = True
+        with stop_at_boundary(loop):
+            logs = loop.run_epochs()
+    except KeyboardInterrupt as exc:
+        where = "the checkpoint of the last epoch or step boundary was kept"
+        if started and loop.at_boundary:
+            loop.checkpoint()
+            at = f"after epoch {loop.epoch}" if loop.step == 0 else \
+                f"after step {loop.step} of epoch {loop.epoch + 1}"
+            where = f"a resumable checkpoint was written {at}"
         run.finish("interrupted", history_last(history))
-        raise InterruptedRun(f"interrupted; a resumable checkpoint was written to {run.last}")
+        error = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
+        raise error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "
+                    f"{where}; continue with `trainer fit --resume {run.path}`") from None
     except DivergedError as exc:
         run.finish("diverged", history_last(history), error=str(exc))
         raise
@@ -174,22 +258,14 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
     except BaseException as exc:
         run.finish("failed", history_last(history), error=f"internal error: {exc!r}")
         raise
+    logs = logs or history_last(history)
     run.finish("completed", logs)
-    return run, logs
+    return logs
 
 
 def history_last(history):
     rows = history.rows()
     return {k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {}
-
-
-def train_state(loop, callbacks):
-    return {
-        "version": CHECKPOINT_STATE_VERSION,
-        "epoch": loop.epoch,
-        "noise_rng": loop.model.noise_rng.bit_generator.state,
-        "callbacks": [{"class": type(c).__name__, "state": c.get_state()} for c in callbacks],
-    }
 
 
 def class_weights(spec, train):

@@ -2,7 +2,8 @@
 calls ``trainer.api``, prints, and maps errors to the documented exit codes:
 
 0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data ·
-4 an `expect:` gate not met · 5 training diverged · 130 interrupted.
+4 an `expect:` gate not met · 5 training diverged · 130 interrupted (Ctrl-C) ·
+143 terminated (SIGTERM); both write a resumable checkpoint first.
 
 Heavy imports stay inside the commands so that `trainer --help` is instant.
 """
@@ -48,11 +49,14 @@ def handle_errors(fn):
                 raise
             _emit_error(str(exc), exc.exit_code, as_json)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if debug:
                 raise
-            _emit_error("interrupted", 130, as_json)
-            sys.exit(130)
+            from trainer.errors import Terminated
+
+            code = 143 if isinstance(exc, Terminated) else 130
+            _emit_error("terminated" if code == 143 else "interrupted", code, as_json)
+            sys.exit(code)
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
             if debug:
                 raise
@@ -96,29 +100,50 @@ LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "jsonl"]), 
 Examples:
   trainer fit configs/quickstart.yaml
   trainer fit configs/quickstart.yaml --set fit.epochs=5 --expect 'val_accuracy>=0.9'
-  trainer fit configs/quickstart.yaml --json --run-dir runs/ci""")
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+  trainer fit configs/quickstart.yaml --json --run-dir runs/ci
+  trainer fit --resume runs/quickstart-20261126-101500 --set fit.epochs=50""")
+@click.argument("config_path", metavar="[CONFIG]", required=False,
+                type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config value (repeatable).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Write the run here.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
+              help="Continue the run in RUN_DIR from its last checkpoint, exactly as if it "
+                   "had never stopped (config: RUN_DIR/config.yaml unless CONFIG is given).")
+@click.option("--force", is_flag=True,
+              help="With --resume: accept config changes beyond the safe ones "
+                   "(fit.epochs, verbose, expect, logging callbacks).")
 @click.option("--expect", "cli_expect", multiple=True, metavar="GATE", help=EXPECT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result on stdout.")
 @LOG_FORMAT
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @handle_errors
-def fit(config_path, overrides, run_dir, cli_expect, as_json, log_format, quiet):
-    """Train the model of CONFIG; write the run folder; check `expect:` gates."""
-    from trainer import api, console, events, gates
+def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log_format, quiet):
+    """Train the model of CONFIG; write the run folder; check `expect:` gates. With
+    --resume, continue a stopped run."""
+    from trainer import api, events, gates
     from trainer.callbacks.events import EventLogger
-    from trainer.errors import GateError
+    from trainer.errors import ConfigError, GateError
+    from trainer.resume import sigterm_as_interrupt
 
     _json_output(as_json, log_format)
-    cfg = api.load_config(config_path, overrides)
+    if resume is None and config_path is None:
+        raise ConfigError("fit needs a CONFIG file (or --resume RUN_DIR)")
+    if resume is not None and run_dir is not None:
+        raise ConfigError("--run-dir and --resume exclude each other: a resumed run "
+                          "continues in its own folder")
+    if force and resume is None:
+        raise ConfigError("--force only applies with --resume")
+    if config_path is not None:
+        cfg = api.load_config(config_path, overrides)
+    else:
+        cfg = api.load_run_config(resume, overrides)
     expect = _gate_items(cfg, cli_expect)
-    events.emit("run_started", config=str(config_path))
+    events.emit("run_started", config=str(config_path or resume), resume=resume is not None)
     try:
-        run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
-                            extra_callbacks=[EventLogger()])
+        with sigterm_as_interrupt():
+            run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
+                                resume=resume, force=force, callbacks=[EventLogger()])
     except Exception as exc:
         events.emit("error", message=str(exc), exit_code=getattr(exc, "exit_code", 1))
         raise

@@ -44,6 +44,17 @@ class DivergedError(TrainerError):
 
 
 class InterruptedRun(TrainerError):
-    """Ctrl-C or SIGTERM; a resumable checkpoint was written first."""
+    """Ctrl-C; a resumable checkpoint was written first."""
 
     exit_code = 130
+
+
+class TerminatedRun(InterruptedRun):
+    """SIGTERM; a resumable checkpoint was written first."""
+
+    exit_code = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt (during training: at the
+    next step boundary); `trainer fit` turns it into TerminatedRun."""

@@ -1,4 +1,10 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, rename, fsync folder."""
+"""Atomic file writes: a temporary file in the same folder, fsync, rename, fsync folder.
+
+A reader (or a process killed at any instant) sees either the old file or the new
+one, never a half-written one. ``keep_previous`` also keeps the file being replaced
+under a second name, itself replaced atomically (a hard link, so the target never
+goes missing).
+"""
 
 import contextlib
 import os
@@ -27,17 +33,61 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+def _mode(path):
+    """The file's current mode, else what the umask gives a new file (mkstemp's 0600
+    would make run files private)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def remove_temporaries(folder):
+    """Delete the temporary files of writes a killed process left in ``folder``."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _keep(path, previous):
+    """Make ``previous`` name the current ``path`` (atomically replacing it)."""
+    if not path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{previous.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # a file system without hard links
+            import shutil
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, previous)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temporary path; on success it replaces ``path`` atomically."""
+def atomic_path(path, keep_previous=None):
+    """Yield a temporary path; on success it replaces ``path`` atomically.
+
+    With ``keep_previous`` (a path in the same folder), the file ``path`` held
+    before is kept there.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, _mode(path))
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if keep_previous is not None:
+            _keep(path, Path(keep_previous))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:

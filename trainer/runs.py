@@ -1,9 +1,11 @@
-"""The run folder: resolved config, run.json, history.csv, checkpoints/."""
+"""The run folder: resolved config, run.json, history.csv, checkpoints/, .lock."""
 
+import contextlib
 import csv
 import io
 import json
 import math
+import os
 import platform
 import sys
 from datetime import datetime, timezone
@@ -12,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from trainer import __version__
-from trainer.callbacks.base import Callback
-from trainer.fileio import write_text
+from trainer.errors import ConfigError
+from trainer.fileio import remove_temporaries, write_text
 
 
 def now():
@@ -52,21 +54,82 @@ def _jsonable(value):
 
 
 class Run:
-    """One run folder. Every file is written atomically."""
+    """One run folder. Every file is written atomically; one process at a time
+    writes it (``lock``)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.checkpoints = self.path / "checkpoints"
         self.meta = {}
 
-    def create(self, resolved_config, seed, argv):
+    def require(self):
+        """ConfigError unless this is a run folder `trainer fit` wrote."""
+        if not (self.path / "config.yaml").is_file():
+            raise ConfigError(f"{self.path} is not a run folder (no config.yaml); give a "
+                              f"folder `trainer fit` wrote")
+        return self
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run folder's lock (``.lock``, fcntl.flock on an open file: the
+        kernel drops it when the process dies, so a killed run never leaves it
+        stuck). A second ``trainer fit`` on the same folder stops with ConfigError."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise ConfigError(f"run folder {self.path} is in use by another trainer "
+                                  f"process (pid {holder}); wait for it to finish or stop "
+                                  f"it, then resume with `trainer fit --resume "
+                                  f"{self.path}`") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            for folder in (self.path, self.checkpoints):
+                remove_temporaries(folder)  # of a process killed while writing
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def create(self, resolved_config, seed, argv, config_folder=None):
+        """Start a new run here (the lock held); checkpoints of an earlier run in the
+        same folder are removed so a resume can never pick them up."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        write_text(self.path / "config.yaml",
-                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True))
+        for old in (self.last, self.previous):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+        self.write_config(resolved_config)
         self.meta = {"status": "running", "seed": seed, "command": argv,
                      "started": now(), "ended": None, "versions": versions(),
                      "final_metrics": {}}
+        if config_folder is not None:
+            self.meta["config_folder"] = str(Path(config_folder).resolve())
         self.write_meta()
+
+    def reopen(self, resolved_config, argv, resumed):
+        """Continue this run: status back to running, the resume noted in run.json
+        (``resumes``: when, from where, what changed)."""
+        self.meta = self.read_meta()
+        self.write_config(resolved_config)
+        self.meta.update(status="running", ended=None, versions=versions())
+        self.meta.pop("error", None)
+        self.meta.setdefault("resumes", []).append(
+            {"at": now(), "command": argv, **resumed})
+        self.write_meta()
+
+    def read_meta(self):
+        try:
+            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def write_config(self, resolved_config):
+        write_text(self.path / "config.yaml",
+                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True))
 
     def write_meta(self):
         write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n")
@@ -93,23 +156,16 @@ class Run:
     def last(self):
         return self.checkpoints / "last.h5"
 
+    @property
+    def previous(self):
+        """The checkpoint last.h5 replaced: what a resume falls back to when last.h5
+        is damaged."""
+        return self.checkpoints / "last.prev.h5"
+
     def load_config_text(self):
         return (self.path / "config.yaml").read_text(encoding="utf-8")
 
 
-class RunRecorder(Callback):
-    """Writes history.csv and checkpoints/last.h5 at the end of every epoch."""
-
-    def __init__(self, run, save_checkpoint):
-        super().__init__()
-        self.run_folder = run
-        self.save_checkpoint = save_checkpoint
-        self.history = None
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.run_folder.write_history(self.history.rows())
-        self.save_checkpoint()
-
-
 def command_line():
-    return [Path(sys.argv[0]).name] + sys.argv[1:]
+    name = Path(sys.argv[0]).name
+    return ["trainer" if name == "__main__.py" else name] + sys.argv[1:]

@@ -1,10 +1,12 @@
 """The epoch loop: batches → train steps → logs → callbacks; and evaluation."""
 
+import signal
+
 import numpy as np
 
 from trainer.callbacks.base import CallbackList
 from trainer.data.pipeline import batches
-from trainer.errors import DataError, DivergedError
+from trainer.errors import DataError, DivergedError, Terminated
 
 
 class EpochMeans:
@@ -25,6 +27,13 @@ class EpochMeans:
 
     def results(self):
         return {n: s / self.count if self.count else 0.0 for n, s in self.sums.items()}
+
+    def get_state(self):
+        return {"sums": dict(self.sums), "count": self.count}
+
+    def set_state(self, state):
+        self.sums = {n: float(state["sums"][n]) for n in self.names}
+        self.count = state["count"]
 
 
 def loss_names(model):
@@ -74,11 +83,30 @@ def predict(model, split, batch_size):
 
 
 class Loop:
-    """Runs ``fit``: the state a checkpoint needs (epoch, step) is kept here."""
+    """Runs ``fit`` and holds what a resumed run needs to continue exactly.
+
+    The run's position is (``epoch``, ``step``): ``step`` batches of ``epoch`` are
+    done. A run stops cleanly only at a step boundary — between two optimizer steps,
+    after the last step of an epoch, or after an epoch's end — never in the middle of
+    a step: a signal handler sets ``pending_signal`` and the loop raises
+    KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) at the next boundary.
+    ``at_boundary`` says whether ``get_state`` describes a consistent point.
+
+    Resuming: ``begin()`` (callbacks' on_train_begin, which may reset them), then
+    ``set_state`` restores the position, the epoch's loss sums and metric
+    accumulators, every random stream and each callback's ``get_state()``; then
+    ``run_epochs()``. A resumed epoch calls on_epoch_begin again (as Keras's
+    BackupAndRestore) and continues at the next step. The batch order is a pure
+    function of the seed and the epoch (``batches``), so it needs no state.
+
+    ``save`` is called after every epoch's end (after every callback's
+    on_epoch_end, so their state is final) and, with ``checkpoint_every``, every that
+    many optimizer steps inside epochs.
+    """
 
     def __init__(self, model, train, validation, callbacks, *, epochs, batch_size, shuffle,
                  seed, class_weight=None, initial_epoch=0, validation_batch_size=None,
-                 steps_per_epoch=None, run=None):
+                 steps_per_epoch=None, run=None, checkpoint_every=None, save=None):
         self.model = model
         self.train = train
         self.validation = validation
@@ -88,11 +116,20 @@ class Loop:
         self.shuffle = shuffle
         self.seed = seed
         self.class_weight = class_weight
-        self.epoch = initial_epoch
         self.validation_batch_size = validation_batch_size or batch_size
         self.steps_per_epoch = steps_per_epoch
         self.run = run
+        self.checkpoint_every = checkpoint_every
+        self.save = save or (lambda: None)
+        self.epoch = initial_epoch
+        self.step = 0
+        self.epoch_lr = None
+        self.means = EpochMeans(loss_names(model))
         self.logs = {}
+        self.pending_signal = None
+        self.at_boundary = True
+        self.saved_at = None
+        self._train_sums = None  # the epoch's training sums, kept while validation runs
 
     def epoch_batches(self, epoch):
         plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch,
@@ -100,53 +137,157 @@ class Loop:
         return plan[:self.steps_per_epoch] if self.steps_per_epoch else plan
 
     def run_fit(self):
-        model = self.model
+        self.begin()
+        return self.run_epochs()
+
+    def begin(self):
         steps = len(self.epoch_batches(self.epoch))
-        self.callbacks.set_context(model, self.run, {
+        self.callbacks.set_context(self.model, self.run, {
             "epochs": self.epochs, "steps": steps, "batch_size": self.batch_size,
             "samples": len(self.train), "do_validation": self.validation is not None,
             "initial_epoch": self.epoch,
             "metrics": self.metric_names()})
-        model.stop_training = False
+        self.model.stop_training = False
         self.callbacks.on_train_begin()
-        means = EpochMeans(loss_names(model))
-        while self.epoch < self.epochs and not model.stop_training:
-            epoch = self.epoch
-            model.reset_metrics()
-            means.reset()
-            self.callbacks.on_epoch_begin(epoch)
-            lr = model.optimizer.current_lr()
-            for step, rows in enumerate(self.epoch_batches(epoch)):
-                self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
-                xs, ys, sw = self.train.take(rows)
-                sw = sample_weights(model, self.train, rows, self.class_weight, ys, sw)
-                total, per_output = model.train_on_batch(xs, ys, sw)
-                means.add([total] + (per_output if model.multi_output else []), len(rows))
-                logs = {"batch": step, "size": len(rows), **means.results(),
-                        **model.metric_results()}
-                self.callbacks.on_batch_end(step, logs)
-                if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
-                    raise DivergedError(f"the loss became {total} at epoch {epoch + 1}, "
-                                        f"batch {step + 1} (optimizer step "
-                                        f"{model.optimizer.iterations + 1}); the last good "
-                                        f"checkpoint is kept")
-                if model.stop_training:
-                    break
-            logs = {**means.results(), **model.metric_results()}
-            if self.validation is not None:
-                self.callbacks.on_test_begin()
-                val = evaluate(model, self.validation, self.validation_batch_size)
-                self.callbacks.on_test_end(val)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            logs["lr"] = lr
-            self.epoch = epoch + 1
-            self.logs = logs
-            self.callbacks.on_epoch_end(epoch, logs)
+
+    def run_epochs(self):
+        while self.epoch < self.epochs and not self.model.stop_training:
+            self.run_epoch()
         self.callbacks.on_train_end(self.logs)
         return self.logs
+
+    def run_epoch(self):
+        model, epoch = self.model, self.epoch
+        plan = self.epoch_batches(epoch)
+        if self.step == 0:
+            model.reset_metrics()
+            self.means.reset()
+        self.callbacks.on_epoch_begin(epoch)
+        if self.step == 0:
+            self.epoch_lr = model.optimizer.current_lr()
+        while self.step < len(plan) and not model.stop_training:
+            self.train_step(plan)
+        logs = {**self.means.results(), **model.metric_results()}
+        if self.validation is not None:
+            self._train_sums = self.accumulators()  # evaluate() resets the metrics
+            self.callbacks.on_test_begin()
+            val = evaluate(model, self.validation, self.validation_batch_size)
+            self.callbacks.on_test_end(val)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        logs["lr"] = self.epoch_lr
+        # plain Python numbers: what a checkpoint's JSON gives back after a resume
+        logs = {k: v.item() if isinstance(v, np.generic) else v for k, v in logs.items()}
+        self.at_boundary = False  # until every callback has seen the epoch's end
+        self.epoch, self.step, self._train_sums = epoch + 1, 0, None
+        self.logs = logs
+        self.callbacks.on_epoch_end(epoch, logs)
+        self.at_boundary = True
+        self.checkpoint()
+        self.honour_signal()
+
+    def train_step(self, plan):
+        model, step = self.model, self.step
+        rows = plan[step]
+        self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
+        xs, ys, sw = self.train.take(rows)
+        sw = sample_weights(model, self.train, rows, self.class_weight, ys, sw)
+        self.at_boundary = False
+        total, per_output = model.train_on_batch(xs, ys, sw)
+        self.means.add([total] + (per_output if model.multi_output else []), len(rows))
+        self.step = step + 1
+        self.at_boundary = True
+        logs = {"batch": step, "size": len(rows), **self.means.results(),
+                **model.metric_results()}
+        self.callbacks.on_batch_end(step, logs)
+        if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
+            raise DivergedError(f"the loss became {total} at epoch {self.epoch + 1}, "
+                                f"batch {step + 1} (optimizer step "
+                                f"{model.optimizer.iterations + 1}); the last good "
+                                f"checkpoint is kept")
+        every = self.checkpoint_every
+        if every and model.optimizer.iterations % every == 0 and self.step < len(plan):
+            self.checkpoint()  # (the epoch's end saves anyway)
+        self.honour_signal()
+
+    def checkpoint(self):
+        """Call ``save`` unless this very position was saved already."""
+        if self.saved_at != (self.epoch, self.step):
+            self.save()
+            self.saved_at = (self.epoch, self.step)
+
+    def honour_signal(self):
+        if self.pending_signal == signal.SIGTERM:
+            raise Terminated()
+        if self.pending_signal is not None:
+            raise KeyboardInterrupt()
+
+    # -- resuming -----------------------------------------------------------
+    def accumulators(self):
+        """The epoch's running sums: (JSON-able loss sums, metric arrays)."""
+        arrays = {}
+        for i, o in enumerate(self.model.outputs):
+            for j, m in enumerate(o.metrics):
+                for k, v in m.get_state().items():
+                    arrays[f"metrics/{i}/{j}/{k}"] = v
+        return self.means.get_state(), arrays
+
+    def get_state(self):
+        """(JSON-able state, name → array) of the run at the current step boundary."""
+        means, arrays = self._train_sums or self.accumulators()
+        state = {
+            "epoch": self.epoch, "step": self.step, "epoch_lr": self.epoch_lr,
+            "stopped": bool(self.model.stop_training), "logs": self.logs, "means": means,
+            "rngs": {k: g.bit_generator.state for k, g in random_streams(self.model).items()},
+            "callbacks": {key: c.get_state() for key, c in keyed(self.callbacks)},
+        }
+        return state, arrays
+
+    def set_state(self, state, arrays):
+        """Continue from ``get_state()`` of an earlier run (call after ``begin``)."""
+        model = self.model
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.saved_at = (self.epoch, self.step)
+        self.epoch_lr = state["epoch_lr"]
+        self.logs = state["logs"]
+        model.stop_training = state["stopped"]
+        self.means.set_state(state["means"])
+        for i, o in enumerate(model.outputs):
+            for j, m in enumerate(o.metrics):
+                prefix = f"metrics/{i}/{j}/"
+                m.set_state({k[len(prefix):]: v for k, v in arrays.items()
+                             if k.startswith(prefix)})
+        streams = random_streams(model)
+        for k, value in state["rngs"].items():
+            if k in streams:
+                streams[k].bit_generator.state = value
+        saved = state["callbacks"]
+        for key, c in keyed(self.callbacks):
+            if key in saved:
+                c.set_state(saved[key])
 
     def metric_names(self):
         names = self.model.metric_names()
         if self.validation is not None:
             names += [f"val_{n}" for n in names]
         return names
+
+
+def random_streams(model):
+    """Every random generator training draws from: the model's dropout/noise stream,
+    and any layer's own ``rng`` (weight initialisation only matters at build)."""
+    streams = {"noise": model.noise_rng}
+    for layer in model.layers:
+        rng = getattr(layer, "rng", None)
+        if isinstance(rng, np.random.Generator) and rng is not model.noise_rng:
+            streams[f"layer/{layer.name}"] = rng
+    return streams
+
+
+def keyed(callbacks):
+    """(key, callback) with keys stable when other callbacks are added or removed:
+    the class name, and ``#n`` for the n-th (n ≥ 1) of a class."""
+    seen = {}
+    for c in callbacks:
+        name = type(c).__name__
+        n = seen[name] = seen.get(name, -1) + 1
+        yield (f"{name}#{n}" if n else name), c

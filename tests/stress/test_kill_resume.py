@@ -1,0 +1,103 @@
+"""Real `trainer fit` processes stopped by signals — kill -9 at random moments,
+SIGTERM, SIGINT — then resumed: the run ends bit for bit where an uninterrupted one
+does. Runs in the default `pytest` (a few seconds)."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from resume_helpers import QUICK, TINY, assert_same_run, fit, resume
+from trainer import checkpoint
+from trainer.cli import main
+
+# long enough never to finish on its own; the final resume cuts fit.epochs down
+SETS = [*TINY, "fit.epochs=1000"]
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-m", "trainer", "fit", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_fit(run_dir, *sets):
+    return start(QUICK, "--run-dir", run_dir, *sum((["--set", s] for s in [*SETS, *sets]), []))
+
+
+def wait_for(path, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def wait_for_progress(run_dir, before, proc, timeout=60):
+    end = time.monotonic() + timeout
+    while position(run_dir) == before:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "the resumed run made no progress"
+        time.sleep(0.02)
+
+
+def position(run_dir):
+    path, _ = checkpoint.newest_valid([run_dir / "checkpoints/last.h5",
+                                       run_dir / "checkpoints/last.prev.h5"])
+    loop = checkpoint.read_state(path)[0]["loop"]
+    return loop["epoch"], loop["step"]
+
+
+def finish_and_compare(run_dir, tmp_path):
+    """Resume to the end of the epoch the run was in, and compare with a run that
+    went there without stopping (and without mid-epoch checkpoints, which change
+    nothing but where a resume may start)."""
+    epoch, _ = position(run_dir)
+    epochs = f"fit.epochs={epoch + 1}"
+    resume(run_dir, epochs)
+    fit(tmp_path / "straight", epochs)
+    assert_same_run(tmp_path / "straight", run_dir)
+
+
+def test_kill_9_at_random_moments_then_resume(tmp_path):
+    rng = np.random.default_rng(2026)
+    run_dir = tmp_path / "run"
+    # a checkpoint every step: most of the time goes to writing last.h5, so the
+    # kills land inside checkpoint writes as well as inside steps
+    p = start_fit(run_dir, "fit.checkpoint_every=1")
+    wait_for(run_dir / "checkpoints/last.h5", p)
+    # while it runs, the run folder is locked
+    r = CliRunner().invoke(main, ["fit", "--resume", str(run_dir)])
+    assert r.exit_code == 2 and "in use by another trainer process" in r.output
+    kills = []
+    for attempt in range(3):
+        time.sleep(rng.uniform(0.0, 0.6))
+        p.kill()
+        p.wait()
+        kills.append(position(run_dir))
+        if attempt < 2:
+            p = start("--resume", run_dir)
+            wait_for_progress(run_dir, kills[-1], p)
+    assert kills[0] < kills[1] < kills[2]  # each resumed process trained
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    finish_and_compare(run_dir, tmp_path)
+
+
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, 143, "terminated"),
+                                           (signal.SIGINT, 130, "interrupted")])
+def test_signal_writes_checkpoint_and_exits(tmp_path, sig, code, word):
+    run_dir = tmp_path / "run"
+    p = start_fit(run_dir, "fit.checkpoint_every=5")
+    wait_for(run_dir / "checkpoints/last.h5", p)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert word in err and f"--resume {run_dir}" in err and "Traceback" not in err
+    checkpoint.verify(run_dir / "checkpoints/last.h5")
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    finish_and_compare(run_dir, tmp_path)
