@@ -33,17 +33,17 @@ def new_run_dir(name, base="runs"):
 
 
 def versions():
-    import h5py
-    import numpy
+    """Versions that decide whether a run reproduces (read from package metadata, so
+    nothing heavy is imported for it)."""
+    from importlib import metadata
 
     out = {"trainer": __version__, "python": platform.python_version(),
-           "numpy": numpy.__version__, "h5py": h5py.__version__,
            "platform": platform.platform()}
-    try:
-        import numba
-        out["numba"] = numba.__version__
-    except ImportError:
-        pass
+    for package in ("numpy", "numba", "h5py"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
 

@@ -47,12 +47,13 @@ def run_trial(sweep, trial, run_dir, env):
     resumable = status in ("interrupted", "running", "failed") and (
         run_dir / "checkpoints" / "last.h5").exists()
     write_trial_file(trial, run_dir)
-    cmd = [sys.executable, "-m", "trainer", "fit", str(sweep.base), "--run-dir", str(run_dir),
-           "--json", "-q"]
-    if resumable:
-        cmd += ["--resume", str(run_dir)]
-    for item in trial.overrides:
-        cmd += ["--set", item]
+    if resumable:  # exact resume: the run's own config.yaml already holds the overrides
+        cmd = [sys.executable, "-m", "trainer", "fit", "--resume", str(run_dir), "--json", "-q"]
+    else:
+        cmd = [sys.executable, "-m", "trainer", "fit", str(sweep.base), "--run-dir",
+               str(run_dir), "--json", "-q"]
+        for item in trial.overrides:
+            cmd += ["--set", item]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     status, metrics = trial_status(run_dir)
     error = ""
