@@ -11,7 +11,8 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
-from trainer.engine.kernels.conv import col2im, crop2d, im2col, pad2d, plan2d
+from trainer.engine.kernels.conv import col2im, crop2d, im2col, pad2d, padded_shape, plan2d
+from trainer.engine.kernels.workspace import Workspace
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.registries import layers
@@ -76,6 +77,7 @@ class Conv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.workspace = Workspace()
 
     # 2-D geometry of the op (Conv1D prepends a height-1 axis)
     def _geometry(self):
@@ -120,26 +122,67 @@ class Conv(Layer):
         kernel, strides, dilation = self._geometry()
         x4 = self._as4d(x)
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
-        xp = pad2d(x4, pads)
+        ws = self.workspace
+        xp = pad2d(x4, pads, out=ws.take("xp", padded_shape(x4.shape, pads), x.dtype))
         W2 = self.params["kernel"].reshape(-1, self.filters)
         pointwise = kernel == (1, 1) and strides == (1, 1)
-        cols = xp.reshape(-1, xp.shape[-1]) if pointwise else im2col(
-            xp, kernel, strides, dilation, out_hw)
+        if pointwise:
+            cols = xp.reshape(-1, xp.shape[-1])
+        else:
+            n_rows = x4.shape[0] * out_hw[0] * out_hw[1]
+            cols = im2col(xp, kernel, strides, dilation, out_hw,
+                          out=ws.take("cols", (n_rows, W2.shape[0]), x.dtype))
         z = (cols @ W2).reshape(x4.shape[0], *out_hw, self.filters)
         y, finish_back = self.finish(z)
+        input_grad = getattr(self, "needs_input_grad", True)
+
+        def release():
+            if xp is not x4:
+                ws.give("xp", xp)
+            if not pointwise:
+                ws.give("cols", cols)
+
+        if not training:
+            release()
 
         def backward(dy):
-            dz = finish_back(self._as4d(dy)).reshape(-1, self.filters)
+            dz4 = finish_back(self._as4d(dy))
+            dz = dz4.reshape(-1, self.filters)
             self.grads["kernel"] += (cols.T @ dz).reshape(self.grads["kernel"].shape)
-            dcols = dz @ W2.T
+            release()
+            if not input_grad:
+                return None  # the graph's input: nobody needs its gradient
             if pointwise:
-                dxp = dcols.reshape(xp.shape)
+                dx = (dz @ W2.T).reshape(x4.shape)
+            elif strides == (1, 1):
+                dx = self._input_grad_stride1(dz4, x4.shape, kernel, dilation, pads)
             else:
-                dxp = col2im(dcols, xp.shape, kernel, strides, dilation, out_hw)
-            dx = crop2d(dxp, pads)
+                dcols = dz @ W2.T
+                dx = crop2d(col2im(dcols, xp.shape, kernel, strides, dilation, out_hw), pads)
             return dx[:, 0] if self.rank == 1 else dx
 
         return (y[:, 0] if self.rank == 1 else y), backward
+
+    def _input_grad_stride1(self, dz4, x_shape, kernel, dilation, pads):
+        """dx of a stride-1 convolution is itself a convolution: the output gradient,
+        padded by (dilated kernel - 1 - forward pad), with the kernel flipped and its
+        in/out axes swapped. im2col + GEMM again, instead of a col2im scatter."""
+        ws = self.workspace
+        (pt, pb), (pl, pr) = pads
+        eh, ew = [(k - 1) * d for k, d in zip(kernel, dilation)]
+        back_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
+        dyp = pad2d(dz4, back_pads,
+                    out=ws.take("dyp", padded_shape(dz4.shape, back_pads), dz4.dtype))
+        n, h, w, c = x_shape
+        W = self.params["kernel"].reshape(*kernel, c, self.filters)
+        W_flip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
+        cols = im2col(dyp, kernel, (1, 1), dilation, (h, w),
+                      out=ws.take("dcols", (n * h * w, W_flip.shape[0]), dz4.dtype))
+        dx = (cols @ W_flip).reshape(x_shape)
+        ws.give("dcols", cols)
+        if dyp is not dz4:
+            ws.give("dyp", dyp)
+        return dx
 
 
 @layers.register("Conv2D", "Convolution2D")

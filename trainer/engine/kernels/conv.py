@@ -42,15 +42,28 @@ def transpose_out_size(n, k, stride=1, dilation=1, padding="valid"):
     return out, total // 2
 
 
-def pad2d(x, pads, value=0.0):
-    """Pad axes 1 and 2 of an NHWC array: pads = ((top, bottom), (left, right))."""
+def padded_shape(shape, pads):
+    (t, b), (l, r) = pads
+    n, h, w, c = shape
+    return (n, h + t + b, w + l + r, c)
+
+
+def pad2d(x, pads, value=0.0, out=None):
+    """Pad axes 1 and 2 of an NHWC array: pads = ((top, bottom), (left, right)).
+    ``out`` (optional) is a reused buffer of the padded shape; only its border and
+    interior are written."""
     (t, b), (l, r) = pads
     if not (t or b or l or r):
         return x
     n, h, w, c = x.shape
-    xp = np.full((n, h + t + b, w + l + r, c), value, dtype=x.dtype)
-    xp[:, t:t + h, l:l + w, :] = x
-    return xp
+    if out is None:
+        out = np.empty(padded_shape(x.shape, pads), dtype=x.dtype)
+    out[:, :t] = value
+    out[:, t + h:] = value
+    out[:, t:t + h, :l] = value
+    out[:, t:t + h, l + w:] = value
+    out[:, t:t + h, l:l + w, :] = x
+    return out
 
 
 def patches(xp, kernel, strides, dilation, out_hw):
