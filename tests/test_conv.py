@@ -183,3 +183,52 @@ def test_float32_by_default_and_keras_layout(rng):
     assert layer.params["kernel"].dtype == np.float32
     y, _ = layer.forward(rng.normal(size=(2, 10, 10, 4)).astype(np.float32), False)
     assert y.dtype == np.float32 and y.shape == (2, 8, 9, 8)
+
+
+def _graph(layer_list, shape, rng):
+    from trainer.engine.graph import Graph
+    g = Graph(["x"], [shape])
+    t = 0
+    for layer in layer_list:
+        layer.dtype = np.float64
+        t = g.add(layer, [t], rng)
+    g.outputs = [t]
+    return g
+
+
+def test_shared_conv_reuses_buffers_safely(rng):
+    """One Conv2D called twice in a graph (two lent-out buffers at once), for two
+    steps: its gradient equals the sum over two separate copies of it."""
+    shared = make("Conv2D", filters=2, kernel_size=3, padding="same", activation="tanh")
+    first, second = (make("Conv2D", filters=2, kernel_size=3, padding="same",
+                          activation="tanh") for _ in range(2))
+    g_shared = _graph([shared, shared], (5, 5, 2), rng)
+    g_pair = _graph([first, second], (5, 5, 2), rng)
+    for layer in (first, second):
+        layer.set_weights(shared.get_weights())
+    for _ in range(2):
+        x = rng.normal(size=(3, 5, 5, 2))
+        (a,), (b,) = g_shared.forward([x], True), g_pair.forward([x], True)
+        np.testing.assert_allclose(a, b)
+        dy = rng.normal(size=a.shape)
+        (dx_shared,), (dx_pair,) = g_shared.backward([dy]), g_pair.backward([dy])
+        assert dx_shared is None and dx_pair is None  # no gradient for the graph's input
+        for name in ("kernel", "bias"):
+            np.testing.assert_allclose(shared.grads[name],
+                                       first.grads[name] + second.grads[name])
+
+
+def test_inference_forward_does_not_disturb_training_buffers(rng):
+    layer = built(make("Conv2D", filters=3, kernel_size=3), rng.normal(size=(2, 6, 6, 2)))
+    layer.cast(np.float64)
+    x = rng.normal(size=(2, 6, 6, 2))
+    y, back = layer.forward(x, True)
+    layer.forward(rng.normal(size=(4, 6, 6, 2)), False)  # another batch size, in between
+    layer.zero_grads()
+    dx = back(np.ones_like(y))
+    expect = built(make("Conv2D", filters=3, kernel_size=3), x)
+    expect.cast(np.float64)
+    expect.set_weights(layer.get_weights())
+    _, back2 = expect.forward(x, True)
+    np.testing.assert_allclose(dx, back2(np.ones_like(y)))
+    np.testing.assert_allclose(layer.grads["kernel"], expect.grads["kernel"])
