@@ -232,3 +232,12 @@ def test_inference_forward_does_not_disturb_training_buffers(rng):
     _, back2 = expect.forward(x, True)
     np.testing.assert_allclose(dx, back2(np.ones_like(y)))
     np.testing.assert_allclose(layer.grads["kernel"], expect.grads["kernel"])
+
+
+def test_default_layer_names_follow_keras():
+    from trainer.engine.layer import snake_case
+    names = ["Conv2D", "MaxPooling2D", "Conv2DTranspose", "BatchNormalization",
+             "GlobalAveragePooling2D", "LeakyReLU", "SeparableConv2D"]
+    assert [snake_case(n) for n in names] == [
+        "conv2d", "max_pooling2d", "conv2d_transpose", "batch_normalization",
+        "global_average_pooling2d", "leaky_re_lu", "separable_conv2d"]
