@@ -81,3 +81,20 @@ def test_classic_shapes(rng):
     assert layer.build((30, 30, 32), rng) == (15, 15, 32)
     assert make("MaxPooling2D").build((13, 13, 64), rng) == (6, 6, 64)
     assert make("MaxPooling2D", padding="same").build((13, 13, 64), rng) == (7, 7, 64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_numba_max_pool_matches_numpy_version(seed):
+    from trainer.engine.kernels.conv import plan2d
+    from trainer.layers.pooling import max_pool, max_pool_numpy
+    r = np.random.default_rng(seed)
+    pool = tuple(int(v) for v in r.integers(1, 4, 2))
+    strides = tuple(int(v) for v in r.integers(1, 4, 2))
+    padding = ["valid", "same"][seed % 2]
+    x = r.integers(0, 4, (2, 9, 8, 3)).astype(np.float32)  # many ties
+    out_hw, pads = plan2d(x.shape[1:3], pool, strides, (1, 1), padding)
+    y, back = max_pool(x, pool, strides, out_hw, pads)
+    y_ref, back_ref = max_pool_numpy(x, pool, strides, out_hw, pads)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = r.normal(size=y.shape).astype(np.float32)
+    np.testing.assert_allclose(back(dy), back_ref(dy), rtol=1e-6, atol=1e-6)

@@ -63,6 +63,16 @@ def _offsets(pool, strides, out_hw):
 
 
 def max_pool(x, pool, strides, out_hw, pads):
+    """Numba kernel for float inputs (trainer/engine/kernels/pool.py); NumPy otherwise."""
+    if x.dtype.kind != "f":
+        return max_pool_numpy(x, pool, strides, out_hw, pads)
+    from trainer.engine.kernels import pool as kernels
+    y, back = kernels.max_pool(pad2d(x, pads, -np.inf), pool, strides, out_hw)
+    return y, lambda dy: crop2d(back(dy), pads)
+
+
+def max_pool_numpy(x, pool, strides, out_hw, pads):
+    """The NumPy version: a pass per pool offset (the reference of the Numba kernel)."""
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     xp = pad2d(x, pads, fill)
     view = patches(xp, pool, strides, (1, 1), out_hw)
