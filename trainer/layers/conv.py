@@ -123,7 +123,8 @@ class Conv(Layer):
         x4 = self._as4d(x)
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
         ws = self.workspace
-        xp = pad2d(x4, pads, out=ws.take("xp", padded_shape(x4.shape, pads), x.dtype))
+        xp = x4 if not any(pads[0] + pads[1]) else pad2d(
+            x4, pads, out=ws.take("xp", padded_shape(x4.shape, pads), x.dtype))
         W2 = self.params["kernel"].reshape(-1, self.filters)
         pointwise = kernel == (1, 1) and strides == (1, 1)
         if pointwise:
@@ -171,8 +172,8 @@ class Conv(Layer):
         (pt, pb), (pl, pr) = pads
         eh, ew = [(k - 1) * d for k, d in zip(kernel, dilation)]
         back_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
-        dyp = pad2d(dz4, back_pads,
-                    out=ws.take("dyp", padded_shape(dz4.shape, back_pads), dz4.dtype))
+        dyp = dz4 if not any(back_pads[0] + back_pads[1]) else pad2d(
+            dz4, back_pads, out=ws.take("dyp", padded_shape(dz4.shape, back_pads), dz4.dtype))
         n, h, w, c = x_shape
         W = self.params["kernel"].reshape(*kernel, c, self.filters)
         W_flip = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
