@@ -128,7 +128,8 @@ def test_separable_matches_depthwise_then_pointwise(rng):
 
 @pytest.mark.parametrize("kernel,strides,padding,out", [
     (3, 1, "valid", (7, 6)), (3, 2, "valid", (11, 9)), (3, 2, "same", (10, 8)),
-    (2, 2, "same", (10, 8)), (1, 2, "same", (10, 8)), (4, 3, "same", (15, 12))])
+    (2, 2, "same", (10, 8)), (1, 2, "same", (10, 8)), (4, 3, "same", (15, 12)),
+    (1, 2, "valid", (10, 8))])
 def test_conv2d_transpose_shapes_reference_and_gradients(rng, kernel, strides, padding, out):
     x = rng.normal(size=(2, 5, 4, 3))
     layer = make("Conv2DTranspose", filters=2, kernel_size=kernel, strides=strides,

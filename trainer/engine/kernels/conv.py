@@ -35,8 +35,8 @@ def transpose_out_size(n, k, stride=1, dilation=1, padding="valid"):
     """Conv2DTranspose: (output length, crop before) — the conv whose input is ours."""
     k_eff = (k - 1) * dilation + 1
     full = (n - 1) * stride + k_eff
-    if padding == "valid":
-        return full, 0
+    if padding == "valid":  # Keras: n·stride + max(k - stride, 0), zeros past the full scatter
+        return n * stride + max(k_eff - stride, 0), 0
     out = n * stride
     total = max(full - out, 0)
     return out, total // 2
