@@ -30,8 +30,8 @@ def test_batchnorm_moving_statistics_formula(rng):
     layer.forward(x.astype(np.float32), True)
     np.testing.assert_allclose(layer.buffers["moving_mean"], 0.9 * 0 + 0.1 * x.mean(0),
                                rtol=1e-5)
-    np.testing.assert_allclose(layer.buffers["moving_variance"], 0.9 * 1 + 0.1 * x.var(0),
-                               rtol=1e-5)
+    np.testing.assert_allclose(layer.buffers["moving_variance"],
+                               0.9 * 1 + 0.1 * x.var(0, ddof=1), rtol=1e-5)  # unbiased
     before = {k: v.copy() for k, v in layer.buffers.items()}
     layer.forward(x.astype(np.float32), False)  # inference leaves them alone
     for k in before:

@@ -88,8 +88,11 @@ class _Normalization(Layer):
 class BatchNormalization(_Normalization):
     """Normalises each feature over the batch (and spatial axes).
 
-    While training it uses the batch's mean and (biased) variance and updates the
-    moving statistics ``moving = moving·momentum + batch·(1 - momentum)``; at inference
+    While training it normalises with the batch's mean and (biased) variance and
+    updates the moving statistics ``moving = moving·momentum + batch·(1 - momentum)``,
+    where the batch variance is the unbiased one, m/(m-1) times the biased (m values
+    per feature), as Keras 2 (and tf.keras's fused kernel, its default for conv
+    feature maps; its non-fused path for 2-D inputs uses the biased one); at inference
     (and when the layer is frozen, ``trainable: false``, as in Keras 2) it uses the
     moving statistics.
 
@@ -135,8 +138,10 @@ class BatchNormalization(_Normalization):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
         if training and self.trainable:
             xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon)
+            m = x.size // mean.size  # values per feature
+            unbiased = var * (m / max(m - 1, 1))
             keep = self.momentum
-            for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+            for name, batch in (("moving_mean", mean), ("moving_variance", unbiased)):
                 moving = self.buffers[name]
                 moving *= keep
                 moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
