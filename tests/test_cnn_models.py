@@ -71,3 +71,24 @@ def test_flatten_after_unknown_spatial_size_is_refused(workdir):
         "    - GlobalAveragePooling2D\n", "    - Flatten\n")
     r = run("validate", write_config(workdir, text))
     assert r.exit_code == 2 and "fully known input shape" in r.output, r.output
+
+
+def test_every_new_layer_round_trips_through_the_resolved_config(workdir):
+    """Fit writes the resolved config (tuples and nested pairs included); it
+    validates and builds again."""
+    text = CNN.replace("    - BatchNormalization\n", """    - ZeroPadding2D: {padding: [[1, 0], [0, 1]]}
+    - Cropping2D: {cropping: [1, 1]}
+    - UpSampling2D: {size: [1, 1]}
+    - BatchNormalization: {axis: [3]}
+    - DepthwiseConv2D: {kernel_size: 1, depth_multiplier: 1}
+    - Conv2DTranspose: {filters: 8, kernel_size: 2, padding: same}
+    - AveragePooling2D: {pool_size: 1}
+    - PReLU: {shared_axes: [1, 2]}
+    - LayerNormalization
+""")
+    r = run("fit", write_config(workdir, text), "--run-dir", workdir / "r")
+    assert r.exit_code == 0, r.output
+    resolved = workdir / "r" / "config.yaml"
+    assert "ZeroPadding2D" in resolved.read_text()
+    r = run("validate", resolved)
+    assert r.exit_code == 0, r.output

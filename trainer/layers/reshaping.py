@@ -24,7 +24,7 @@ def _pairs(value, layer, what):
     if not ok:
         raise layer.error(f"{what} must be an int, [rows, cols] or [[top, bottom], "
                           f"[left, right]] of non-negative ints, got {value!r}")
-    return tuple(tuple(v) for v in value)
+    return [list(v) for v in value]
 
 
 def _check_image(layer, input_shape):
