@@ -14,6 +14,7 @@ class Node:
         self.layer = layer
         self.inputs = inputs  # indices into Graph.tensors
         self.shape = None
+        self.input_grad = True  # False when every input is a graph input
 
 
 class Graph:
@@ -58,6 +59,7 @@ class Graph:
                               f"(input shape {shape_arg})")
         node = Node(layer, list(inputs))
         node.shape = out_shape
+        node.input_grad = any(i >= self.n_inputs for i in inputs)
         self.nodes.append(node)
         self.shapes.append(out_shape)
         return len(self.shapes) - 1
@@ -77,6 +79,9 @@ class Graph:
         backs = []
         for node in self.nodes:
             args = [values[i] for i in node.inputs]
+            # a hint layers may take: the gradient of a graph input is never used,
+            # so a first convolution can skip computing it (backward returns None)
+            node.layer.needs_input_grad = node.input_grad
             y, back = node.layer.forward(args if node.layer.multi_input else args[0], training)
             values.append(y)
             backs.append(back)

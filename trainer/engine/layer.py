@@ -12,6 +12,8 @@ A layer owns its weights and says what it computes:
 Layers raise ``ConfigError`` for arguments or shapes that don't fit, at build time.
 """
 
+import re
+
 import numpy as np
 
 from trainer.errors import ConfigError
@@ -103,10 +105,8 @@ class Layer:
 
 
 def snake_case(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or
-                                   (i + 1 < len(name) and name[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras 2's layer-name rule (``to_snake_case``): Conv2D → conv2d,
+    MaxPooling2D → max_pooling2d, SimpleRNN → simple_rnn. Default names must match
+    Keras's so that Keras HDF5 weight files load by layer name."""
+    intermediate = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", intermediate).lower()

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from trainer.errors import ConfigError
+from trainer.registries import layers
+
+NORMAL = {"random_normal": {"mean": 1.0, "stddev": 0.5}}
+
+
+def make(kind, **args):
+    return layers.get({kind: args})
+
+
+def test_batchnorm_training_uses_batch_statistics(rng):
+    x = rng.normal(2.0, 3.0, size=(16, 4, 4, 3))
+    layer = make("BatchNormalization", gamma_initializer=NORMAL, beta_initializer=NORMAL)
+    y = check_layer(layer, x)
+    g, b = layer.params["gamma"], layer.params["beta"]
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(y, g * (x - mean) / np.sqrt(var + 1e-3) + b)
+
+
+def test_batchnorm_moving_statistics_formula(rng):
+    x = rng.normal(5.0, 2.0, size=(32, 3))
+    layer = make("BatchNormalization", momentum=0.9)
+    layer.build((3,), rng)
+    assert layer.weight_names() == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert list(layer.buffers) == ["moving_mean", "moving_variance"]
+    layer.forward(x.astype(np.float32), True)
+    np.testing.assert_allclose(layer.buffers["moving_mean"], 0.9 * 0 + 0.1 * x.mean(0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(layer.buffers["moving_variance"],
+                               0.9 * 1 + 0.1 * x.var(0, ddof=1), rtol=1e-5)  # unbiased
+    before = {k: v.copy() for k, v in layer.buffers.items()}
+    layer.forward(x.astype(np.float32), False)  # inference leaves them alone
+    for k in before:
+        np.testing.assert_array_equal(layer.buffers[k], before[k])
+    assert layer.count_params() == (6, 6)
+
+
+def test_batchnorm_inference_uses_moving_statistics(rng):
+    layer = make("BatchNormalization", epsilon=0.01)
+    layer.build((2, 3), rng)
+    layer.buffers["moving_mean"][:] = [1.0, 2.0, 3.0]
+    layer.buffers["moving_variance"][:] = [4.0, 1.0, 0.25]
+    layer.params["gamma"][:] = 2.0
+    layer.params["beta"][:] = 0.5
+    x = rng.normal(size=(5, 2, 3)).astype(np.float32)
+    y, _ = layer.forward(x, False)
+    expect = 2.0 * (x - [1, 2, 3]) / np.sqrt(np.array([4.0, 1.0, 0.25]) + 0.01) + 0.5
+    np.testing.assert_allclose(y, expect, rtol=1e-5)
+    assert y.dtype == np.float32
+
+
+def test_batchnorm_inference_and_frozen_gradients(rng):
+    x = rng.normal(size=(6, 5))
+    check_layer(make("BatchNormalization", gamma_initializer=NORMAL), x, training=False)
+    frozen = make("BatchNormalization", trainable=False, moving_variance_initializer=NORMAL)
+    y = check_layer(frozen, x, training=True)  # frozen → inference mode, as Keras 2
+    np.testing.assert_allclose(y, x / np.sqrt(frozen.buffers["moving_variance"] + 1e-3))
+
+
+@pytest.mark.parametrize("args", [{"center": False}, {"scale": False}, {"axis": 1},
+                                  {"axis": [1, 3]}])
+def test_batchnorm_options(rng, args):
+    layer = make("BatchNormalization", gamma_initializer=NORMAL, **args)
+    check_layer(layer, rng.normal(size=(4, 3, 2, 2)))
+    if "center" in args:
+        assert "beta" not in layer.params
+    if args.get("axis") == [1, 3]:
+        assert layer.params["gamma"].shape == (3, 2)
+
+
+def test_layernorm_forward_and_gradients(rng):
+    x = rng.normal(1.0, 2.0, size=(4, 3, 5))
+    layer = make("LayerNormalization", gamma_initializer=NORMAL, beta_initializer=NORMAL)
+    y = check_layer(layer, x)
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    np.testing.assert_allclose(y, layer.params["gamma"] * (x - mean) / np.sqrt(var + 1e-3)
+                               + layer.params["beta"])
+    check_layer(make("LayerNormalization", axis=[1, 2], gamma_initializer=NORMAL), x)
+    check_layer(make("LayerNormalization", center=False, scale=False), x, training=False)
+
+
+def test_normalization_errors(rng):
+    with pytest.raises(ConfigError, match="axis"):
+        make("BatchNormalization", axis=3, name="bn").build((4, 2), rng)
+    with pytest.raises(ConfigError, match="momentum"):
+        make("BatchNormalization", momentum=1.5)

@@ -1,0 +1,61 @@
+"""Max pooling with Numba: one pass forward (max and where it was), one scatter pass
+backward. NumPy would need a compare/mask/add pass per pool offset for the backward
+scatter (see ``max_pool_numpy`` in trainer/layers/pooling.py, the reference these are
+tested against). Compiled on first use, cached on disk."""
+
+import numpy as np
+
+_KERNELS = None
+
+
+def _compile():
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def forward(xp, ph, pw, sh, sw, ho, wo):
+        n, _, _, c = xp.shape
+        y = np.empty((n, ho, wo, c), xp.dtype)
+        arg = np.empty((n, ho, wo, c), np.int16)
+        for b in range(n):
+            for i in range(ho):
+                for j in range(wo):
+                    for ch in range(c):
+                        best = xp[b, i * sh, j * sw, ch]
+                        k = 0
+                        for p in range(ph):
+                            for q in range(pw):
+                                v = xp[b, i * sh + p, j * sw + q, ch]
+                                if v > best:  # strict: the first maximum wins, as TF
+                                    best = v
+                                    k = p * pw + q
+                        y[b, i, j, ch] = best
+                        arg[b, i, j, ch] = k
+        return y, arg
+
+    @numba.njit(cache=True, nogil=True)
+    def backward(dy, arg, hp, wp, pw, sh, sw):
+        n, ho, wo, c = dy.shape
+        dxp = np.zeros((n, hp, wp, c), dy.dtype)
+        for b in range(n):
+            for i in range(ho):
+                for j in range(wo):
+                    for ch in range(c):
+                        k = arg[b, i, j, ch]
+                        dxp[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
+        return dxp
+
+    return forward, backward
+
+
+def max_pool(xp, pool, strides, out_hw):
+    """Max pooling of a padded NHWC array: (y, backward(dy) → dxp)."""
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _compile()
+    forward, backward = _KERNELS
+    (ph, pw), (sh, sw), (ho, wo) = pool, strides, out_hw
+    xp = np.ascontiguousarray(xp)
+    y, arg = forward(xp, ph, pw, sh, sw, ho, wo)
+    hp, wp = xp.shape[1:3]
+    return y, lambda dy: backward(np.ascontiguousarray(dy, dtype=y.dtype), arg, hp, wp,
+                                  pw, sh, sw)

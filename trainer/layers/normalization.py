@@ -1,0 +1,198 @@
+"""BatchNormalization and LayerNormalization, Keras 2 semantics.
+
+Both normalise ``x̂ = (x - mean) / sqrt(var + epsilon)`` and return ``gamma·x̂ + beta``;
+they differ in which axes the statistics are taken over. The backward pass is the
+usual closed form, ``dx = (dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂)) / sqrt(var + epsilon)``.
+"""
+
+import numpy as np
+
+from trainer import initializers, regularizers
+from trainer.engine.layer import Layer
+from trainer.registries import layers
+from trainer.registry import component
+
+
+def _axes(axis, ndim, layer):
+    """Feature axes of a sample-less shape of rank ``ndim``, as positive batch-including
+    axis numbers (Keras counts the batch axis as 0)."""
+    values = [axis] if isinstance(axis, int) else list(axis)
+    out = []
+    for a in values:
+        a = a + ndim + 1 if a < 0 else a
+        if not 1 <= a <= ndim:
+            raise layer.error(f"axis {axis!r} is out of range for inputs of rank {ndim + 1}")
+        out.append(a)
+    return sorted(set(out))
+
+
+def normalize(x, reduce_axes, epsilon):
+    mean = x.mean(axis=reduce_axes, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=reduce_axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(var + epsilon)
+    return centred * inv_std, mean, var, inv_std
+
+
+def normalize_backward(dxhat, xhat, inv_std, reduce_axes):
+    mean_d = dxhat.mean(axis=reduce_axes, keepdims=True)
+    mean_dx = (dxhat * xhat).mean(axis=reduce_axes, keepdims=True)
+    return (dxhat - mean_d - xhat * mean_dx) * inv_std
+
+
+class _Normalization(Layer):
+    def _init_affine(self, center, scale, beta_initializer, gamma_initializer,
+                     beta_regularizer, gamma_regularizer):
+        self.center = center
+        self.scale = scale
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _build_affine(self, input_shape, rng):
+        self._feature_axes = _axes(self.axis, len(input_shape), self)
+        shape = [input_shape[a - 1] for a in self._feature_axes]
+        if any(d is None for d in shape):
+            raise self.error(f"needs known sizes on axis {self.axis}, got input shape "
+                             f"{tuple(input_shape)}")
+        # broadcastable against (N, *input_shape)
+        self._bshape = tuple(input_shape[a - 1] if a in self._feature_axes else 1
+                             for a in range(1, len(input_shape) + 1))
+        if self.scale:
+            self.add_weight("gamma", shape, self.gamma_initializer, rng, self.gamma_regularizer)
+        if self.center:
+            self.add_weight("beta", shape, self.beta_initializer, rng, self.beta_regularizer)
+        return shape
+
+    def _affine(self, xhat):
+        """gamma·x̂ + beta and its backward (dy → dx̂, adding dgamma, dbeta)."""
+        gamma = self.params["gamma"].reshape(self._bshape) if self.scale else None
+        y = xhat * gamma if self.scale else xhat.copy()
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
+        others = tuple(a for a in range(xhat.ndim) if a not in self._feature_axes)
+
+        def backward(dy):
+            if self.scale:
+                self.grads["gamma"] += (dy * xhat).sum(axis=others).reshape(
+                    self.grads["gamma"].shape)
+            if self.center:
+                self.grads["beta"] += dy.sum(axis=others).reshape(self.grads["beta"].shape)
+            return dy * gamma if self.scale else dy
+
+        return y, backward
+
+
+@layers.register("BatchNormalization")
+class BatchNormalization(_Normalization):
+    """Normalises each feature over the batch (and spatial axes).
+
+    While training it normalises with the batch's mean and (biased) variance and
+    updates the moving statistics ``moving = moving·momentum + batch·(1 - momentum)``,
+    where the batch variance is the unbiased one, m/(m-1) times the biased (m values
+    per feature), as Keras 2 (and tf.keras's fused kernel, its default for conv
+    feature maps; its non-fused path for 2-D inputs uses the biased one); at inference
+    (and when the layer is frozen, ``trainable: false``, as in Keras 2) it uses the
+    moving statistics.
+
+    Args: axis (-1, the channels), momentum (0.99), epsilon (0.001), center (true:
+    beta), scale (true: gamma), beta_initializer (zeros), gamma_initializer (ones),
+    moving_mean_initializer (zeros), moving_variance_initializer (ones),
+    beta_regularizer, gamma_regularizer.
+    Weights (Keras order): gamma, beta, then the non-trainable moving_mean,
+    moving_variance, each of shape (features,).
+    """
+
+    def __init__(self, axis: int | list[int] = -1, momentum: float = 0.99,
+                 epsilon: float = 0.001, center: bool = True, scale: bool = True,
+                 beta_initializer: component("initializer") = "zeros",
+                 gamma_initializer: component("initializer") = "ones",
+                 moving_mean_initializer: component("initializer") = "zeros",
+                 moving_variance_initializer: component("initializer") = "ones",
+                 beta_regularizer: component("regularizer") = None,
+                 gamma_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
+        self.axis = axis
+        if not 0 <= momentum <= 1:
+            raise self.error(f"momentum must be in [0, 1], got {momentum}")
+        if not epsilon > 0:
+            raise self.error(f"epsilon must be positive, got {epsilon}")
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+                          beta_regularizer, gamma_regularizer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def build(self, input_shape, rng):
+        shape = self._build_affine(input_shape, rng)
+        self.add_weight("moving_mean", shape, self.moving_mean_initializer, rng,
+                        trainable=False)
+        self.add_weight("moving_variance", shape, self.moving_variance_initializer, rng,
+                        trainable=False)
+        return input_shape
+
+    def forward(self, x, training):
+        reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
+        if training and self.trainable:
+            xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon)
+            m = x.size // mean.size  # values per feature
+            unbiased = var * (m / max(m - 1, 1))
+            keep = self.momentum
+            for name, batch in (("moving_mean", mean), ("moving_variance", unbiased)):
+                moving = self.buffers[name]
+                moving *= keep
+                moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
+        else:
+            mean = self.buffers["moving_mean"].reshape(self._bshape)
+            inv_std = 1.0 / np.sqrt(self.buffers["moving_variance"].reshape(self._bshape)
+                                    + self.epsilon)
+            xhat = (x - mean) * inv_std
+        y, affine_back = self._affine(xhat)
+        training_stats = training and self.trainable
+
+        def backward(dy):
+            dxhat = affine_back(dy)
+            if training_stats:
+                return normalize_backward(dxhat, xhat, inv_std, reduce_axes)
+            return dxhat * inv_std
+
+        return y.astype(x.dtype, copy=False), backward
+
+
+@layers.register("LayerNormalization")
+class LayerNormalization(_Normalization):
+    """Normalises each sample over ``axis`` (default the last), then ``gamma·x̂ + beta``.
+
+    Args: axis (-1, or a list), epsilon (0.001), center, scale, beta_initializer,
+    gamma_initializer, beta_regularizer, gamma_regularizer.
+    Weights: gamma, beta of the shape of the normalised axes.
+    """
+
+    def __init__(self, axis: int | list[int] = -1, epsilon: float = 0.001,
+                 center: bool = True, scale: bool = True,
+                 beta_initializer: component("initializer") = "zeros",
+                 gamma_initializer: component("initializer") = "ones",
+                 beta_regularizer: component("regularizer") = None,
+                 gamma_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
+        self.axis = axis
+        if not epsilon > 0:
+            raise self.error(f"epsilon must be positive, got {epsilon}")
+        self.epsilon = epsilon
+        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+                          beta_regularizer, gamma_regularizer)
+
+    def build(self, input_shape, rng):
+        self._build_affine(input_shape, rng)
+        return input_shape
+
+    def forward(self, x, training):
+        axes = tuple(self._feature_axes)
+        xhat, _, _, inv_std = normalize(x, axes, self.epsilon)
+        y, affine_back = self._affine(xhat)
+        return y.astype(x.dtype, copy=False), lambda dy: normalize_backward(
+            affine_back(dy), xhat, inv_std, axes)
