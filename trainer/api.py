@@ -95,14 +95,8 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, extra_callbacks=()):
             check_input_shapes(model, split, name)
     if len(train) == 0:
         raise DataError("data.train holds no rows")
-    if "weights" in cfg["model"]:
-        import h5py
-        wpath = config_lib.resolve_path(cfg, cfg["model"]["weights"])
-        try:
-            with h5py.File(wpath, "r") as f:
-                checkpoint.read_weights(f, model, wpath)
-        except (FileNotFoundError, OSError) as exc:
-            raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
+    from trainer.keras_io.h5 import load_weights_option
+    load_weights_option(cfg, model)
     history, callbacks = make_callbacks(cfg, fit_cfg.get("verbose", "auto")
                                         if verbose is None else verbose)
     callbacks.extend(extra_callbacks)

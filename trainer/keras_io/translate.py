@@ -1,0 +1,324 @@
+"""A Keras model config (``to_json()``, or ``model_config`` of an ``.h5``) → our
+``model:`` config section, which the normal builder then builds.
+
+The translation is generic. A Keras layer's ``class_name`` is looked up in our layer
+registry (our layers carry Keras 2 names and arguments); an argument our layer takes is
+kept, with nested ``{class_name, config}`` initializers, regularizers and wrapped layers
+turned into our ``{name: args}`` components. Keras bookkeeping that doesn't change what
+a layer computes (``dtype``, seeds, ``null`` constraints, ``channels_last``, ...) is
+dropped; anything else is reported. Every unsupported layer and argument of a file is
+named in one ConfigError.
+
+Read: Sequential (``batch_input_shape`` / ``batch_shape`` / ``build_input_shape``) and
+functional models (Keras 2 ``inbound_nodes`` ``[[["dense", 0, 0, {}]]]`` and Keras 3
+``[{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}],
+"kwargs": {}}]``). A shared layer's further calls become ``{call: name}`` entries,
+referred to as ``name[k]``, as in the functional builder.
+"""
+
+import typing
+
+from trainer import registries
+from trainer.registry import Ref, _hints, parameters
+
+# Never change what a layer computes here (one run seed drives every random stream).
+IGNORED = {"dtype", "seed", "batch_size", "fused", "implementation", "use_cudnn",
+           "autocast", "build_config", "module", "registered_name", "input_dtype"}
+
+# Harmless at these values when our layer doesn't take the argument.
+HARMLESS = {
+    "trainable": lambda v: v is True,
+    "data_format": lambda v: v == "channels_last",
+    "groups": lambda v: v == 1,
+    "dilation_rate": lambda v: all(d == 1 for d in (v if isinstance(v, list) else [v])),
+    **{k: (lambda v: not v) for k in ("sparse", "ragged", "synchronized", "unroll",
+                                      "stateful", "time_major", "go_backwards", "renorm",
+                                      "optional")},
+}
+
+# Keras 3 renamed a few arguments; ours are Keras 2's.
+RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}
+
+# Keras class names of plain VarianceScaling settings we know under their own name.
+VARIANCE_SCALING = {
+    (1.0, "fan_avg", "uniform"): "glorot_uniform",
+    (1.0, "fan_avg", "truncated_normal"): "glorot_normal",
+    (2.0, "fan_in", "uniform"): "he_uniform",
+    (2.0, "fan_in", "truncated_normal"): "he_normal",
+    (1.0, "fan_in", "uniform"): "lecun_uniform",
+    (1.0, "fan_in", "truncated_normal"): "lecun_normal",
+}
+
+MODELS = ("Sequential", "Functional", "Model")
+
+
+class Problems:
+    """Everything a file uses that we can't build, reported at once."""
+
+    def __init__(self):
+        self.layers = {}  # class name → layer names
+        self.items = []
+
+    def layer(self, cls, name):
+        self.layers.setdefault(cls, []).append(name)
+
+    def add(self, text):
+        self.items.append(text)
+
+    def message(self, source):
+        lines = []
+        if self.layers:
+            listed = "; ".join(f"{c} ({', '.join(n)})" for c, n in self.layers.items())
+            lines.append(f"unsupported Keras layers: {listed}. Supported layers: "
+                         f"{', '.join(sorted(registries.layers.names()))}")
+        lines += self.items
+        head = f"{source}: the Keras model uses what trainer can't build"
+        return head + ":\n  " + "\n  ".join(lines) if lines else ""
+
+
+def translate_model(keras, source="keras model", lenient_init=False):
+    """Keras ``{"class_name", "config"}`` of a model → (our model section, problems).
+
+    lenient_init: an initializer we don't know falls back to the layer's default
+    instead of being a problem (the weights come from a file anyway).
+    """
+    problems = Problems()
+    ctx = {"problems": problems, "lenient_init": lenient_init}
+    cls = keras.get("class_name")
+    config = keras.get("config")
+    if cls == "Sequential":
+        model = _sequential(config, ctx)
+    elif cls in ("Functional", "Model"):
+        model = _functional(config, ctx)
+    else:
+        problems.add(f"the top level is a '{cls}'; expected a Sequential or functional "
+                     f"model (class_name Sequential, Functional or Model)")
+        model = {}
+    return model, problems
+
+
+# -- models ---------------------------------------------------------------------------
+
+def _sequential(config, ctx):
+    records = config if isinstance(config, list) else config.get("layers", [])  # Keras 2.2: a list
+    name = None if isinstance(config, list) else config.get("name")
+    shape, layers = None, []
+    for i, rec in enumerate(records):
+        kc = rec.get("config", {})
+        if rec.get("class_name") == "InputLayer":
+            shape = _batch_shape(kc)
+            continue
+        if shape is None and not layers:
+            shape = (_batch_shape(kc) or _placement_shape(kc)
+                     or _build_shape(rec) or _build_shape(config))
+        spec = layer_spec(rec, ctx)
+        if spec is not None:
+            layers.append(spec)
+    if shape is None:
+        ctx["problems"].add("the Sequential model has no input shape (no InputLayer, "
+                            "batch_input_shape or build_input_shape)")
+    model = {"input_shape": list(shape or []), "layers": layers}
+    if name:
+        model["name"] = name
+    return model
+
+
+def _batch_shape(kc):
+    shape = kc.get("batch_input_shape") or kc.get("batch_shape")
+    return list(shape[1:]) if shape else None
+
+
+def _placement_shape(kc):
+    if kc.get("input_shape"):
+        return list(kc["input_shape"])
+    return None
+
+
+def _build_shape(rec):
+    if not isinstance(rec, dict):
+        return None
+    shape = rec.get("build_input_shape") or (rec.get("build_config") or {}).get("input_shape")
+    return list(shape[1:]) if isinstance(shape, list) and shape else None
+
+
+def _functional(config, ctx):
+    problems = ctx["problems"]
+    records = config.get("layers", [])
+    inputs, layers = {}, []
+    for rec in records:
+        if rec.get("class_name") == "InputLayer":
+            name = rec.get("name") or rec["config"]["name"]
+            inputs[name] = {"shape": _batch_shape(rec.get("config", {})) or []}
+    for rec in records:
+        if rec.get("class_name") == "InputLayer":
+            continue
+        name = rec.get("name") or rec.get("config", {}).get("name")
+        nodes = [_node_inputs(node, name, problems) for node in rec.get("inbound_nodes", [])]
+        if not nodes:
+            continue  # a layer the model never calls
+        spec = layer_spec(rec, ctx, functional=True)
+        if spec is None:
+            continue
+        (cls, args), = spec.items()
+        for k, refs in enumerate(nodes):
+            ref = refs[0] if len(refs) == 1 else refs
+            if k == 0:
+                layers.append({cls: {**args, "inputs": ref}})
+            else:
+                layers.append({"call": name, "inputs": ref})
+    order = [_ref(t, problems) for t in _tensor_list(config.get("input_layers", []))]
+    missing = [n for n in order if n not in inputs]
+    if missing:
+        problems.add(f"input_layers name {missing}, which are not InputLayers of the model")
+    model = {"inputs": {n: inputs[n] for n in order if n in inputs},
+             "layers": layers,
+             "outputs": [_ref(t, problems) for t in _tensor_list(config.get("output_layers", []))]}
+    if config.get("name"):
+        model["name"] = config["name"]
+    return model
+
+
+def _tensor_list(value):
+    """``[["a", 0, 0], ...]`` or a single ``["a", 0, 0]`` (Keras 3, one tensor)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if value and isinstance(value[0], str):
+        return [value]
+    return value
+
+
+def _ref(history, problems):
+    """(layer, node index, tensor index) → the name our functional config uses."""
+    layer, node, tensor = history[0], int(history[1]), int(history[2])
+    if tensor != 0:
+        problems.add(f"output {tensor} of layer '{layer}' is used; layers with several "
+                     f"outputs can't be connected yet")
+    return layer if node == 0 else f"{layer}[{node}]"
+
+
+def _node_inputs(node, layer, problems):
+    """The inputs of one call, both Keras forms → our reference names."""
+    if isinstance(node, dict):  # Keras 3
+        found = []
+        _keras_tensors(node.get("args", []), found)
+        extra = []
+        _keras_tensors(node.get("kwargs", {}), extra)
+        if extra:
+            problems.add(f"layer '{layer}' is called with tensor keyword arguments "
+                         f"(e.g. a mask); not supported")
+        return [_ref(h, problems) for h in found]
+    return [_ref(item, problems) for item in node]  # Keras 2: [["dense", 0, 0, {}], ...]
+
+
+def _keras_tensors(value, out):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            out.append(value["config"]["keras_history"])
+            return
+        for v in value.values():
+            _keras_tensors(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _keras_tensors(v, out)
+
+
+# -- layers and their arguments ---------------------------------------------------------
+
+PLACEMENT = ("batch_input_shape", "batch_shape", "input_shape")
+
+
+def layer_spec(rec, ctx, functional=False):
+    """A Keras layer record → ``{OurName: args}``, or None (a problem was noted)."""
+    problems = ctx["problems"]
+    cls_name = rec.get("class_name")
+    kc = rec.get("config") or {}
+    name = kc.get("name") or rec.get("name") or "?"
+    if cls_name in MODELS:
+        problems.add(f"layer '{name}' is a nested {cls_name} model; flatten it into one "
+                     f"model before importing")
+        return None
+    if cls_name not in registries.layers:
+        problems.layer(cls_name, name)
+        return None
+    cls = registries.layers.lookup(cls_name)
+    params = parameters(cls)
+    kinds = _component_kinds(cls)
+    args = {}
+    for key, value in kc.items():
+        ours = RENAMED.get((cls_name, key), key)
+        if key in PLACEMENT or (key == "input_dim" and key not in params) or value is None:
+            continue  # where the layer sits (the model translation takes it), or a default
+        if ours in params:
+            kind = kinds.get(ours)
+            args[ours] = _component(value, kind, f"layer '{name}' argument {key}", ctx) \
+                if kind else value
+        elif key in IGNORED or HARMLESS.get(key, lambda v: False)(value):
+            continue
+        else:
+            problems.add(f"layer '{name}' ({cls_name}): argument {key}={_short(value)} is "
+                         f"not supported")
+    args = {k: v for k, v in args.items() if v is not _DROP}
+    return {registries.layers.canonical(cls_name): args}
+
+
+_DROP = object()
+
+
+def _component_kinds(cls):
+    """Argument name → registry kind, for the arguments that are components."""
+    out = {}
+    for arg, hint in _hints(cls).items():
+        for meta in typing.get_args(hint)[1:] if typing.get_origin(hint) is typing.Annotated \
+                else ():
+            if isinstance(meta, Ref):
+                out[arg] = meta.kind
+    return out
+
+
+def _component(value, kind, what, ctx):
+    """A Keras serialized component → our spec (a name or {name: args})."""
+    problems = ctx["problems"]
+    if value is None:
+        return None
+    if kind == "layer" and isinstance(value, dict) and "class_name" in value:
+        spec = layer_spec(value, ctx)
+        return _DROP if spec is None else spec
+    registry = registries.ALL[kind]
+    if isinstance(value, dict) and value.get("class_name") == "function" \
+            and isinstance(value.get("config"), str):
+        value = value["config"]  # Keras 3 form of a built-in activation
+    if isinstance(value, str):
+        if value in registry:
+            return value
+        return _unknown(value, kind, what, ctx)
+    if not (isinstance(value, dict) and "class_name" in value):
+        return value  # already ours
+    name, config = value["class_name"], value.get("config") or {}
+    if name == "VarianceScaling":
+        key = (float(config.get("scale", 1.0)), config.get("mode", "fan_in"),
+               {"normal": "truncated_normal"}.get(config.get("distribution"),
+                                                   config.get("distribution")))
+        if key in VARIANCE_SCALING:
+            return VARIANCE_SCALING[key]
+    if name not in registry:
+        return _unknown(name, kind, what, ctx)
+    params = parameters(registry.lookup(name))
+    args = {}
+    for k, v in config.items():
+        if k in params:
+            args[k] = v
+        elif k not in IGNORED and v is not None:
+            problems.add(f"{what}: {kind} {name} argument {k}={_short(v)} is not supported")
+    return {name: args} if args else name
+
+
+def _unknown(name, kind, what, ctx):
+    if kind == "initializer" and ctx["lenient_init"]:
+        return _DROP  # the weights come from a file: the layer's default will do
+    ctx["problems"].add(f"{what}: unknown {kind} '{name}'")
+    return _DROP
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
