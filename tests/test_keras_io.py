@@ -447,3 +447,46 @@ def test_round_trip_fit_export_import_identical_predictions(tmp_path):
 def test_export_needs_a_run_and_a_format(tmp_path):
     r = CliRunner().invoke(main, ["export", str(tmp_path), str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "not a run folder" in r.output
+
+
+def test_keras3_native_weights_file_is_named(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps(keras3_mlp()))
+    with h5py.File(tmp_path / "w.weights.h5", "w") as f:
+        f.create_dataset("layers/dense/vars/0", data=np.zeros((4, 5)))
+    with pytest.raises(Exception, match="Keras 3's native weights format"):
+        imported(tmp_path, "  keras: m.json\n  weights: w.weights.h5")
+
+
+def test_initializers_translate_and_unknown_ones_need_weights():
+    keras = keras2_mlp()
+    dense = keras["config"]["layers"][1]["config"]
+    dense["kernel_initializer"] = {"class_name": "VarianceScaling", "config": {
+        "scale": 2.0, "mode": "fan_in", "distribution": "truncated_normal", "seed": None}}
+    dense["bias_initializer"] = {"class_name": "RandomNormal",
+                                 "config": {"mean": 0.0, "stddev": 0.1, "seed": 3}}
+    dense["kernel_regularizer"] = {"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.5}}
+    model, problems = translate_model(keras)
+    args = model["layers"][0]["Dense"]
+    assert args["kernel_initializer"] == "he_normal"
+    assert args["bias_initializer"] == {"RandomNormal": {"mean": 0.0, "stddev": 0.1}}
+    assert args["kernel_regularizer"] == {"L1L2": {"l1": 0.0, "l2": 0.5}}
+    assert not problems.items
+    dense["kernel_initializer"] = {"class_name": "NoSuchInit", "config": {}}
+    _, problems = translate_model(keras)
+    assert problems.items == ["layer 'dense' argument kernel_initializer: unknown "
+                              "initializer 'NoSuchInit'"]
+    model, problems = translate_model(keras, lenient_init=True)  # weights come from a file
+    assert not problems.items and "kernel_initializer" not in model["layers"][0]["Dense"]
+
+
+def test_cli_summary_and_validate_of_a_keras_model(tmp_path):
+    write_saved_model(tmp_path / "m.h5", keras2_mlp(), mlp_weights())
+    path = write_config(tmp_path, CONFIG.format(model="  keras: m.h5"))
+    r = CliRunner().invoke(main, ["summary", str(path)])
+    assert r.exit_code == 0 and "dense_1" in r.output, r.output
+    keras = keras2_mlp()
+    keras["config"]["layers"].append(k2("Lambda", name="lam"))
+    (tmp_path / "bad.json").write_text(json.dumps(keras))
+    path = write_config(tmp_path, CONFIG.format(model="  keras: bad.json"), "bad.yaml")
+    r = CliRunner().invoke(main, ["validate", str(path)])
+    assert r.exit_code == 2 and "Lambda (lam)" in r.output, r.output

@@ -54,6 +54,10 @@ def write_list_attr(group, name, values):
 def weights_root(f, path):
     """The group holding ``layer_names``: ``model_weights/`` or the file root."""
     root = f["model_weights"] if "model_weights" in f else f
+    if not read_list_attr(root, "layer_names") and "layers" in f:
+        raise DataError(f"{path}: this is Keras 3's native weights format (.weights.h5: "
+                        f"layers/<name>/vars/<i>), which trainer doesn't read; in Keras 3 "
+                        f"save the model as legacy HDF5 instead: model.save('model.h5')")
     if not read_list_attr(root, "layer_names"):
         raise DataError(f"{path}: no 'layer_names' attribute at the root or under "
                         f"model_weights/; not a Keras or trainer weights file")

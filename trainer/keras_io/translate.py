@@ -320,5 +320,7 @@ def _unknown(name, kind, what, ctx):
 
 
 def _short(value):
+    if isinstance(value, dict) and "class_name" in value:
+        return value["class_name"]
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
