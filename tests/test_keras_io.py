@@ -490,3 +490,41 @@ def test_cli_summary_and_validate_of_a_keras_model(tmp_path):
     path = write_config(tmp_path, CONFIG.format(model="  keras: bad.json"), "bad.yaml")
     r = CliRunner().invoke(main, ["validate", str(path)])
     assert r.exit_code == 2 and "Lambda (lam)" in r.output, r.output
+
+
+@pytest.mark.skipif("LSTM" not in registries.layers, reason="LSTM lands with the seq branch")
+def test_lstm_weights_in_keras_gate_order(tmp_path):
+    """Keras 2 LSTM: kernel (in, 4u), recurrent_kernel (u, 4u), bias (4u), gates i, f, c, o."""
+    rng = np.random.default_rng(6)
+    lstm = k2("LSTM", name="lstm", units=3, activation="tanh", recurrent_activation="sigmoid",
+              use_bias=True, return_sequences=False, return_state=False, go_backwards=False,
+              stateful=False, unroll=False, time_major=False, implementation=2,
+              kernel_initializer={"class_name": "GlorotUniform", "config": {"seed": None}},
+              recurrent_initializer={"class_name": "Orthogonal",
+                                     "config": {"gain": 1.0, "seed": None}},
+              bias_initializer={"class_name": "Zeros", "config": {}}, unit_forget_bias=True,
+              kernel_regularizer=None, recurrent_regularizer=None, bias_regularizer=None,
+              activity_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+              bias_constraint=None, dropout=0.0, recurrent_dropout=0.0,
+              batch_input_shape=[None, 5, 2])
+    keras = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        lstm, k2_dense("dense", 2)]}}
+    w = {"lstm": [rng.normal(size=(2, 12)) * 0.5, rng.normal(size=(3, 12)) * 0.5,
+                  rng.normal(size=12) * 0.5],
+         "dense": [rng.normal(size=(3, 2)), rng.normal(size=2)]}
+    write_saved_model(tmp_path / "m.h5", keras, w)
+    _, model = imported(tmp_path, "  keras: m.h5")
+    x = rng.normal(size=(4, 5, 2))
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    k, r, b = w["lstm"]
+    h = c = np.zeros((4, 3))
+    for t in range(5):
+        z = x[:, t] @ k + h @ r + b
+        i, f, g, o = z[:, :3], z[:, 3:6], z[:, 6:9], z[:, 9:]
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+    np.testing.assert_allclose(predict(model, x), h @ w["dense"][0] + w["dense"][1],
+                               rtol=1e-4, atol=1e-5)

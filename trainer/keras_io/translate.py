@@ -303,12 +303,16 @@ def _component(value, kind, what, ctx):
     if name not in registry:
         return _unknown(name, kind, what, ctx)
     params = parameters(registry.lookup(name))
-    args = {}
+    args, bad = {}, []
     for k, v in config.items():
-        if k in params:
+        if k in params and v is not None:
             args[k] = v
         elif k not in IGNORED and v is not None:
-            problems.add(f"{what}: {kind} {name} argument {k}={_short(v)} is not supported")
+            bad.append(f"{what}: {kind} {name} argument {k}={_short(v)} is not supported")
+    if bad and kind == "initializer" and ctx["lenient_init"]:
+        return _DROP
+    for text in bad:
+        problems.add(text)
     return {name: args} if args else name
 
 
