@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_config
+from conftest import ROOT, write_config
 from trainer import api, registries
 from trainer.cli import main
 from trainer.errors import ConfigError
@@ -528,3 +528,29 @@ def test_lstm_weights_in_keras_gate_order(tmp_path):
         h = sigmoid(o) * np.tanh(c)
     np.testing.assert_allclose(predict(model, x), h @ w["dense"][0] + w["dense"][1],
                                rtol=1e-4, atol=1e-5)
+
+
+# -- files written by real Keras (3.15.1; tests/data/keras3/make_files.py) ---------------
+
+REAL = ROOT / "tests" / "data" / "keras3"
+REAL_NEEDS = {"mlp": (), "fun": ("Concatenate",),
+              "cnn": ("Conv2D", "BatchNormalization", "MaxPooling2D"),
+              "lstm": ("LSTM",), "gru": ("GRU",)}
+
+
+@pytest.mark.parametrize("name", list(REAL_NEEDS))
+def test_real_keras3_saved_models_predict_the_same(tmp_path, name):
+    missing = [n for n in REAL_NEEDS[name] if n not in registries.layers]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not registered yet")
+    import shutil
+    shutil.copy(REAL / f"{name}.h5", tmp_path / "m.h5")
+    _, model = imported(tmp_path, "  keras: m.h5")
+    data = np.load(REAL / "predictions.npz")
+    x = data[f"{name}_x"]
+    xs = [x, x[::-1].copy()] if name == "fun" else [x]
+    np.testing.assert_allclose(model.predict_on_batch(xs)[0], data[f"{name}_y"],
+                               rtol=1e-5, atol=1e-6)
+    export.write_h5(model, tmp_path / "back.h5")  # and back, as Keras 2 writes it
+    _, again = imported(tmp_path, "  keras: back.h5")
+    np.testing.assert_array_equal(again.predict_on_batch(xs)[0], model.predict_on_batch(xs)[0])

@@ -22,8 +22,11 @@ from trainer import registries
 from trainer.registry import Ref, _hints, parameters
 
 # Never change what a layer computes here (one run seed drives every random stream).
+# renorm_* only act with renorm (reported when true); zero_output_for_mask is Keras 3's
+# switch for what Keras 2 does by itself.
 IGNORED = {"dtype", "seed", "batch_size", "fused", "implementation", "use_cudnn",
-           "autocast", "build_config", "module", "registered_name", "input_dtype"}
+           "autocast", "build_config", "module", "registered_name", "input_dtype",
+           "renorm_momentum", "renorm_clipping", "zero_output_for_mask"}
 
 # Harmless at these values when our layer doesn't take the argument.
 HARMLESS = {
