@@ -554,3 +554,25 @@ def test_real_keras3_saved_models_predict_the_same(tmp_path, name):
     export.write_h5(model, tmp_path / "back.h5")  # and back, as Keras 2 writes it
     _, again = imported(tmp_path, "  keras: back.h5")
     np.testing.assert_array_equal(again.predict_on_batch(xs)[0], model.predict_on_batch(xs)[0])
+
+
+def test_keras_2_2_sequential_config_is_a_list():
+    """Standalone Keras 2.2 wrote a Sequential's config as the list of its layers."""
+    layers = keras2_mlp()["config"]["layers"][1:]
+    layers[0]["config"]["kernel_initializer"] = {"class_name": "VarianceScaling", "config": {
+        "scale": 1.0, "mode": "fan_avg", "distribution": "uniform", "seed": None}}
+    model, problems = translate_model({"class_name": "Sequential", "config": layers})
+    assert not problems.items and not problems.layers
+    assert model["input_shape"] == [4]
+    assert [next(iter(s)) for s in model["layers"]] == ["Dense", "Dropout", "Dense"]
+    assert model["layers"][0]["Dense"]["kernel_initializer"] == "glorot_uniform"
+
+
+def test_weightless_frozen_layers_and_keras_bookkeeping_are_dropped():
+    keras = keras2_mlp()
+    keras["config"]["layers"][2]["config"]["trainable"] = False  # a frozen Dropout
+    keras["config"]["layers"][1]["config"]["trainable"] = False  # a frozen Dense
+    model, problems = translate_model(keras)
+    assert not problems.items
+    assert "trainable" not in model["layers"][1]["Dropout"]
+    assert model["layers"][0]["Dense"]["trainable"] is False

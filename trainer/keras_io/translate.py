@@ -26,11 +26,11 @@ from trainer.registry import Ref, _hints, parameters
 # switch for what Keras 2 does by itself.
 IGNORED = {"dtype", "seed", "batch_size", "fused", "implementation", "use_cudnn",
            "autocast", "build_config", "module", "registered_name", "input_dtype",
-           "renorm_momentum", "renorm_clipping", "zero_output_for_mask"}
+           "renorm_momentum", "renorm_clipping", "zero_output_for_mask",
+           "trainable"}  # only where our layer has no weights (else it takes trainable)
 
 # Harmless at these values when our layer doesn't take the argument.
 HARMLESS = {
-    "trainable": lambda v: v is True,
     "data_format": lambda v: v == "channels_last",
     "groups": lambda v: v == 1,
     "dilation_rate": lambda v: all(d == 1 for d in (v if isinstance(v, list) else [v])),
