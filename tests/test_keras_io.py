@@ -535,7 +535,9 @@ def test_lstm_weights_in_keras_gate_order(tmp_path):
 REAL = ROOT / "tests" / "data" / "keras3"
 REAL_NEEDS = {"mlp": (), "fun": ("Concatenate",),
               "cnn": ("Conv2D", "BatchNormalization", "MaxPooling2D"),
-              "lstm": ("LSTM",), "gru": ("GRU",)}
+              "lstm": ("LSTM",), "gru": ("GRU",),
+              "nested_seq": ("Conv2D", "BatchNormalization"),  # a frozen base model inside
+              "nested_fun": ("Concatenate", "BatchNormalization")}  # functional in functional
 
 
 @pytest.mark.parametrize("name", list(REAL_NEEDS))
@@ -576,3 +578,30 @@ def test_weightless_frozen_layers_and_keras_bookkeeping_are_dropped():
     assert not problems.items
     assert "trainable" not in model["layers"][1]["Dropout"]
     assert model["layers"][0]["Dense"]["trainable"] is False
+
+
+def test_nested_keras2_sequential_is_spliced_and_its_weights_found(tmp_path):
+    """Sequential([base, Dense]) with base a frozen Sequential: Keras saves base's weights
+    as one group `base` holding `dense/kernel:0`, ..."""
+    base = {"class_name": "Sequential", "config": {"name": "base", "trainable": False, "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4],
+                                                "dtype": "float32", "name": "base_input"}},
+        k2_dense("dense", 5, "relu", trainable=False)]}}
+    keras = {"class_name": "Sequential", "config": {"name": "outer", "layers": [
+        base, k2("Dropout", name="dropout", rate=0.3), k2_dense("dense_1", 3, "softmax")]}}
+    (tmp_path / "m.json").write_text(json.dumps(keras))
+    w = mlp_weights(7)
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f.attrs["layer_names"] = [b"base", b"dropout", b"dense_1"]
+        g = f.create_group("base")
+        g.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        g["dense/kernel:0"], g["dense/bias:0"] = w["dense"]
+        f.create_group("dropout").attrs["weight_names"] = np.array([], "S")
+        g = f.create_group("dense_1")
+        g.attrs["weight_names"] = [b"dense_1/kernel:0", b"dense_1/bias:0"]
+        g["dense_1/kernel:0"], g["dense_1/bias:0"] = w["dense_1"]
+    cfg, model = imported(tmp_path, "  keras: m.json\n  weights: w.h5")
+    assert cfg["model"]["input_shape"] == [4]
+    assert [la.name for la in model.layers] == ["dense", "dropout", "dense_1"]
+    assert model.layers[0].trainable is False
+    np.testing.assert_allclose(predict(model, X), numpy_mlp(X, w), rtol=1e-5, atol=1e-6)

@@ -76,6 +76,22 @@ def stored_layers(root):
     return out
 
 
+def nested_layers(stored, wanted):
+    """Weights of layers that sat inside a nested model, which Keras saves as one group
+    (``base/`` with ``conv2d/kernel:0``, Keras 3 ``base/conv2d/kernel``): each goes to the
+    innermost wanted layer named in its path, in file order (Keras order per layer)."""
+    out = {}
+    for group, weights in stored.items():
+        if group in wanted:
+            continue
+        for name, value in weights:
+            parts = name.split("/")[:-1]
+            owner = next((p for p in reversed(parts) if p in wanted and p not in stored), None)
+            if owner is not None:
+                out.setdefault(owner, []).append((name, value))
+    return out
+
+
 def warn(message):
     from trainer import events
 
@@ -110,6 +126,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True)
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")
     stored = stored_layers(weights_root(f, path))
     with_weights = [layer for layer in model.layers if layer.weight_names()]
+    stored.update(nested_layers(stored, {layer.name for layer in with_weights}))
     if not by_name:
         pairs = _in_order(with_weights, stored, path)
     else:

@@ -102,25 +102,71 @@ def translate_model(keras, source="keras model", lenient_init=False):
 
 # -- models ---------------------------------------------------------------------------
 
-def _sequential(config, ctx):
-    records = config if isinstance(config, list) else config.get("layers", [])  # Keras 2.2: a list
-    name = None if isinstance(config, list) else config.get("name")
-    shape, layers = None, []
-    for i, rec in enumerate(records):
+def _is_model(rec):
+    return isinstance(rec, dict) and rec.get("class_name") in MODELS
+
+
+def _records(config):
+    return config if isinstance(config, list) else config.get("layers", [])  # Keras 2.2: a list
+
+
+def _frozen(rec, frozen):
+    return frozen or (rec.get("config") or {}).get("trainable") is False
+
+
+def _flat(records, frozen=False):
+    """(record, frozen) of a Sequential's layers, nested Sequentials spliced in; None when
+    a nested functional model needs the functional form."""
+    out = []
+    for rec in records:
+        if rec.get("class_name") == "Sequential":
+            inner = _flat(_records(rec["config"]), _frozen(rec, frozen))
+            if inner is None:
+                return None
+            out += inner
+        elif _is_model(rec):
+            return None
+        elif rec.get("class_name") != "InputLayer":
+            out.append((rec, frozen))
+    return out
+
+
+def _sequential_shape(config):
+    records = _records(config)
+    for rec in records[:2]:
         kc = rec.get("config", {})
         if rec.get("class_name") == "InputLayer":
-            shape = _batch_shape(kc)
-            continue
-        if shape is None and not layers:
-            shape = (_batch_shape(kc) or _placement_shape(kc)
-                     or _build_shape(rec) or _build_shape(config))
-        spec = layer_spec(rec, ctx)
-        if spec is not None:
-            layers.append(spec)
+            return _batch_shape(kc)
+        if _is_model(rec):
+            inner = rec["config"]
+            return (_sequential_shape(inner) if rec["class_name"] == "Sequential"
+                    else _batch_shape(inner["layers"][0].get("config", {})))
+        shape = _batch_shape(kc) or _placement_shape(kc) or _build_shape(rec)
+        if shape:
+            return shape
+        break
+    return None if isinstance(config, list) else _build_shape(config)
+
+
+def _sequential(config, ctx):
+    name = None if isinstance(config, list) else config.get("name")
+    shape = _sequential_shape(config)
     if shape is None:
         ctx["problems"].add("the Sequential model has no input shape (no InputLayer, "
                             "batch_input_shape or build_input_shape)")
-    model = {"input_shape": list(shape or []), "layers": layers}
+    flat = _flat(_records(config))
+    if flat is None:  # a functional model inside: the whole becomes functional
+        first = _records(config)[0]
+        input_name = first["config"]["name"] if first.get("class_name") == "InputLayer" \
+            else "input"
+        entries, aliases = [], {}
+        outputs = _chain(_records(config), [input_name], ctx, entries, aliases, False)
+        model = _resolved({"inputs": {input_name: {"shape": list(shape or [])}},
+                           "layers": entries, "outputs": outputs}, aliases)
+    else:
+        specs = [layer_spec(rec, ctx, frozen=frozen) for rec, frozen in flat]
+        model = {"input_shape": list(shape or []),
+                 "layers": [spec for spec in specs if spec is not None]}
     if name:
         model["name"] = name
     return model
@@ -145,39 +191,104 @@ def _build_shape(rec):
 
 
 def _functional(config, ctx):
-    problems = ctx["problems"]
-    records = config.get("layers", [])
-    inputs, layers = {}, []
-    for rec in records:
+    inputs = {}
+    for rec in config.get("layers", []):
         if rec.get("class_name") == "InputLayer":
             name = rec.get("name") or rec["config"]["name"]
             inputs[name] = {"shape": _batch_shape(rec.get("config", {})) or []}
-    for rec in records:
+    order = [_ref(t, ctx["problems"]) for t in _tensor_list(config.get("input_layers", []))]
+    missing = [n for n in order if n not in inputs]
+    if missing:
+        ctx["problems"].add(f"input_layers name {missing}, which are not InputLayers of "
+                            f"the model")
+    entries, aliases = [], {}
+    outputs = _graph(config, None, ctx, entries, aliases, False)
+    model = _resolved({"inputs": {n: inputs[n] for n in order if n in inputs},
+                       "layers": entries, "outputs": outputs}, aliases)
+    if config.get("name"):
+        model["name"] = config["name"]
+    return model
+
+
+def _graph(config, feed, ctx, entries, aliases, frozen):
+    """Entries for a functional model's layers; returns its output references. A nested
+    model (``feed``: the references its inputs are called on) is flattened into them."""
+    problems = ctx["problems"]
+    if feed is not None:
+        names = [_ref(t, problems) for t in _tensor_list(config.get("input_layers", []))]
+        aliases.update({n: f for n, f in zip(names, feed) if n != f})
+    for rec in config.get("layers", []):
         if rec.get("class_name") == "InputLayer":
             continue
         name = rec.get("name") or rec.get("config", {}).get("name")
         nodes = [_node_inputs(node, name, problems) for node in rec.get("inbound_nodes", [])]
         if not nodes:
             continue  # a layer the model never calls
-        spec = layer_spec(rec, ctx, functional=True)
+        if _is_model(rec):
+            if len(nodes) > 1:
+                problems.add(f"nested model '{name}' is called {len(nodes)} times; only a "
+                             f"nested model called once can be flattened")
+                continue
+            outs = _inline(rec, nodes[0], ctx, entries, aliases, frozen)
+            if len(outs) == 1 and outs[0] != name:
+                aliases[name] = outs[0]
+            elif len(outs) != 1:
+                problems.add(f"nested model '{name}' has {len(outs)} outputs; not supported")
+            continue
+        spec = layer_spec(rec, ctx, frozen=frozen)
         if spec is None:
             continue
         (cls, args), = spec.items()
         for k, refs in enumerate(nodes):
             ref = refs[0] if len(refs) == 1 else refs
             if k == 0:
-                layers.append({cls: {**args, "inputs": ref}})
+                entries.append({cls: {**args, "inputs": ref}})
             else:
-                layers.append({"call": name, "inputs": ref})
-    order = [_ref(t, problems) for t in _tensor_list(config.get("input_layers", []))]
-    missing = [n for n in order if n not in inputs]
-    if missing:
-        problems.add(f"input_layers name {missing}, which are not InputLayers of the model")
-    model = {"inputs": {n: inputs[n] for n in order if n in inputs},
-             "layers": layers,
-             "outputs": [_ref(t, problems) for t in _tensor_list(config.get("output_layers", []))]}
-    if config.get("name"):
-        model["name"] = config["name"]
+                entries.append({"call": name, "inputs": ref})
+    return [_ref(t, problems) for t in _tensor_list(config.get("output_layers", []))]
+
+
+def _chain(records, feed, ctx, entries, aliases, frozen):
+    """Entries for a Sequential's layers, each taking the one before; returns [output]."""
+    ref = feed[0]
+    for rec in records:
+        if rec.get("class_name") == "InputLayer":
+            continue
+        if _is_model(rec):
+            ref = _inline(rec, [ref], ctx, entries, aliases, frozen)[0]
+            continue
+        spec = layer_spec(rec, ctx, frozen=frozen)
+        if spec is not None:
+            (cls, args), = spec.items()
+            entries.append({cls: {**args, "inputs": ref}})
+            ref = args.get("name") or rec.get("name")
+    return [ref]
+
+
+def _inline(rec, feed, ctx, entries, aliases, frozen):
+    """A nested model's layers, called on ``feed``, as entries of the outer model."""
+    config, frozen = rec["config"], _frozen(rec, frozen)
+    if rec["class_name"] == "Sequential":
+        return _chain(_records(config), feed, ctx, entries, aliases, frozen)
+    return _graph(config, feed, ctx, entries, aliases, frozen)
+
+
+def _resolved(model, aliases):
+    """References to a flattened model (or its inputs) replaced by what they stand for."""
+    def resolve(ref):
+        seen = set()
+        while ref in aliases and ref not in seen:
+            seen.add(ref)
+            ref = aliases[ref]
+        return ref
+
+    def fix(refs):
+        return [resolve(r) for r in refs] if isinstance(refs, list) else resolve(refs)
+
+    for entry in model["layers"]:
+        target = entry if "call" in entry else next(iter(entry.values()))
+        target["inputs"] = fix(target["inputs"])
+    model["outputs"] = fix(model["outputs"])
     return model
 
 
@@ -230,15 +341,14 @@ def _keras_tensors(value, out):
 PLACEMENT = ("batch_input_shape", "batch_shape", "input_shape")
 
 
-def layer_spec(rec, ctx, functional=False):
+def layer_spec(rec, ctx, frozen=False):
     """A Keras layer record → ``{OurName: args}``, or None (a problem was noted)."""
     problems = ctx["problems"]
     cls_name = rec.get("class_name")
     kc = rec.get("config") or {}
     name = kc.get("name") or rec.get("name") or "?"
     if cls_name in MODELS:
-        problems.add(f"layer '{name}' is a nested {cls_name} model; flatten it into one "
-                     f"model before importing")
+        problems.add(f"layer '{name}' is a nested {cls_name} model here; not supported")
         return None
     if cls_name not in registries.layers:
         problems.layer(cls_name, name)
@@ -261,6 +371,8 @@ def layer_spec(rec, ctx, functional=False):
             problems.add(f"layer '{name}' ({cls_name}): argument {key}={_short(value)} is "
                          f"not supported")
     args = {k: v for k, v in args.items() if v is not _DROP}
+    if frozen and "trainable" in params:
+        args["trainable"] = False  # inside a frozen nested model
     return {registries.layers.canonical(cls_name): args}
 
 
