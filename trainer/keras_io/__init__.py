@@ -2,7 +2,8 @@
 ``.h5`` saved model), ``model.weights`` reads Keras HDF5 weights, ``trainer export``
 writes a run back as Keras files.
 
-- translate.py: a Keras model config → our ``model:`` section (the builder builds it).
+- translate.py: a Keras model config → our ``model:`` section (the builder builds it);
+  arguments.py: one Keras layer → our layer spec, generically, with a few exceptions.
 - h5.py: the HDF5 weight layout, read and written.
 - export.py: a built model → Keras 2 JSON and ``.h5``.
 """

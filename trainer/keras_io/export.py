@@ -17,7 +17,7 @@ from trainer import registries
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.keras_io.h5 import KERAS_VERSION, write_weights
-from trainer.keras_io.translate import _component_kinds
+from trainer.keras_io.arguments import component_kinds
 from trainer.registry import config_of, split_spec
 
 
@@ -58,7 +58,7 @@ def layer_record(spec_or_layer, where, dtype="float32"):
         else spec_or_layer
     name, args = split_spec(spec)
     cls = registries.layers.lookup(name)
-    kinds = _component_kinds(cls)
+    kinds = component_kinds(cls)
     config = {}
     for k, v in (args or {}).items():
         if k in kinds:
