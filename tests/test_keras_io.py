@@ -605,3 +605,9 @@ def test_nested_keras2_sequential_is_spliced_and_its_weights_found(tmp_path):
     assert [la.name for la in model.layers] == ["dense", "dropout", "dense_1"]
     assert model.layers[0].trainable is False
     np.testing.assert_allclose(predict(model, X), numpy_mlp(X, w), rtol=1e-5, atol=1e-6)
+
+
+def test_keras_file_and_layers_together_is_an_error(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps(keras2_mlp()))
+    with pytest.raises(ConfigError, match="drop model.input_shape, model.layers"):
+        imported(tmp_path, "  keras: m.json\n  input_shape: [4]\n  layers: [Flatten]")

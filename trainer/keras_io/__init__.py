@@ -58,6 +58,10 @@ def expand(cfg):
 
     model_cfg = cfg["model"]
     where = cfg.where(("model", "keras"))
+    both = [k for k in ("input_shape", "layers", "inputs", "outputs") if k in model_cfg]
+    if both:
+        raise ConfigError(f"model.keras: the architecture comes from the Keras file; drop "
+                          f"model.{', model.'.join(both)} (or drop model.keras)", where=where)
     path = resolve_path(cfg, model_cfg["keras"]).resolve()
     keras, has_weights = read_model_file(path, where)
     weights = model_cfg.get("weights") or (str(path) if has_weights else None)
