@@ -52,9 +52,13 @@ def resolved_config(cfg, model):
 
 def _absolute_model_paths(out, cfg):
     """Model file paths made absolute, like the data paths (see absolute_paths)."""
+    model = out["model"]
     for key in ("weights", "keras"):
-        if isinstance(out["model"].get(key), str):
-            out["model"][key] = str(config_lib.resolve_path(cfg, out["model"][key]).resolve())
+        if isinstance(model.get(key), str):
+            model[key] = str(config_lib.resolve_path(cfg, model[key]).resolve())
+    if isinstance(model.get("weights"), dict) and "path" in model["weights"]:
+        model["weights"]["path"] = str(config_lib.resolve_path(
+            cfg, model["weights"]["path"]).resolve())
 
 
 def _clean(value):
@@ -182,16 +186,10 @@ def fit_data(cfg, model, preprocessor_state=None):
 
 
 def initial_weights(cfg, model):
-    import h5py
+    """``model.weights``: a path, or {path, by_name, skip_mismatch} (Keras semantics)."""
+    from trainer.keras_io.h5 import load_weights_option
 
-    from trainer import checkpoint
-
-    wpath = config_lib.resolve_path(cfg, cfg["model"]["weights"])
-    try:
-        with h5py.File(wpath, "r") as f:
-            checkpoint.read_weights(f, model, wpath)
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"model.weights: cannot read {wpath}: {exc}") from None
+    load_weights_option(cfg, model)
 
 
 def make_loop(cfg, model, train, val, callbacks, run):

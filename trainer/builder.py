@@ -91,9 +91,9 @@ def _input_shape(placement):
 def build_graph(cfg, rng):
     """The Sequential stack or functional graph of ``cfg['model']``."""
     model_cfg = cfg["model"]
-    if "keras" in model_cfg:
-        raise ConfigError("model.keras: importing Keras models is not available yet",
-                          where=cfg.where(("model", "keras")))
+    if "keras" in model_cfg:  # translated into plain config, in place
+        from trainer.keras_io import expand
+        model_cfg = expand(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
         from trainer.functional import build_functional
         return build_functional(cfg, rng)

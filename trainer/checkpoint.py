@@ -25,20 +25,13 @@ import json
 
 import numpy as np
 
-from trainer.errors import ConfigError, DataError
+from trainer.errors import DataError
 from trainer.fileio import atomic_path
+from trainer.keras_io import h5 as keras_h5
 
 FORMAT = 2
 USERBLOCK = 512  # bytes before the HDF5 data; HDF5 looks for its signature at 0, 512, ...
 SEAL = b"trainer-checkpoint sha256:"
-
-
-def _names(values):
-    return np.array([v.encode("utf8") for v in values], dtype="S")
-
-
-def _decode(values):
-    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
 def _flat(group):
@@ -160,16 +153,9 @@ def newest_valid(paths):
 
 
 def write_weights(f, model):
-    f.attrs["layer_names"] = _names([layer.name for layer in model.layers])
-    f.attrs["backend"] = "tensorflow"
-    f.attrs["keras_version"] = "2.15.0"
+    """Weights in Keras 2's HDF5 layout (trainer/keras_io/h5.py), marked as ours."""
+    keras_h5.write_weights(f, model)
     f.attrs["trainer_format"] = FORMAT
-    for layer in model.layers:
-        g = f.create_group(layer.name)
-        names = [f"{layer.name}/{n}:0" for n in layer.weight_names()]
-        g.attrs["weight_names"] = _names(names)
-        for full, value in zip(names, layer.get_weights()):
-            g.create_dataset(full, data=value)
 
 
 def load(path, model, with_optimizer=True):
@@ -195,26 +181,6 @@ def read_state(path):
         return json.loads(g.attrs["state"]), _flat(g["arrays"])
 
 
-def read_weights(f, model, path, by_name=True, skip_mismatch=False):
+def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True):
     """Keras HDF5 weights (at the root or under model_weights/) → model, by layer name."""
-    root = f["model_weights"] if "model_weights" in f else f
-    if "layer_names" not in root.attrs:
-        raise DataError(f"{path}: no 'layer_names' attribute; not a Keras/trainer weights file")
-    stored = _decode(root.attrs["layer_names"])
-    for layer in model.layers:
-        if layer.name not in stored:
-            if layer.weight_names():
-                raise ConfigError(f"{path}: no weights for layer '{layer.name}' "
-                                  f"(the file has: {', '.join(stored)})")
-            continue
-        g = root[layer.name]
-        names = _decode(g.attrs.get("weight_names", []))
-        values = [np.asarray(g[n]) for n in names]
-        if len(values) != len(layer.weight_names()):
-            raise ConfigError(f"{path}: layer '{layer.name}' has {len(layer.weight_names())} "
-                              f"weights, the file has {len(values)} ({', '.join(names)})")
-        for want, have, n in zip(layer.get_weights(), values, names):
-            if want.shape != have.shape:
-                raise ConfigError(f"{path}: layer '{layer.name}' weight '{n}': the model "
-                                  f"needs shape {want.shape}, the file has {have.shape}")
-        layer.set_weights([v.astype(layer.dtype) for v in values])
+    keras_h5.read_weights(f, model, path, by_name, skip_mismatch, strict)

@@ -350,6 +350,24 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
         sweeps.check_gates(spec_, table)
 
 
+@main.command(epilog="""\b
+Examples:
+  trainer export runs/quickstart-20261126-101500 --format keras-h5 model.h5
+  trainer export runs/quickstart-20261126-101500 model.json     # the architecture only""")
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.argument("output", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["keras-h5", "keras-json"]),
+              help="Default: from OUT's suffix (.h5 → keras-h5, .json → keras-json).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Weights to export.")
+@handle_errors
+def export(run_dir, output, fmt, checkpoint):
+    """Write a run's model as Keras files: an .h5 that Keras 2's load_model reads, or
+    the to_json() architecture."""
+    from trainer.keras_io.export import export_run
+
+    click.echo(f"wrote {export_run(run_dir, output, fmt, checkpoint)}")
+
+
 @main.command(epilog="\b\nExample:\n  trainer schema > config.schema.json")
 @click.option("--sweep", "of_sweep", is_flag=True, help="The schema of sweep files instead.")
 def schema(of_sweep):

@@ -173,8 +173,14 @@ def config_schema():
                                        "dtype": {"type": "string"}}}},
                     "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
                     "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    "weights": {"type": "string"},
-                    "keras": {"type": "string"},
+                    "weights": {"anyOf": [
+                        {"type": "string", "minLength": 1},
+                        {"type": "object", "required": ["path"], "additionalProperties": False,
+                         "properties": {"path": {"type": "string", "minLength": 1},
+                                        "by_name": {"type": "boolean", "default": True},
+                                        "skip_mismatch": {"type": "boolean",
+                                                          "default": False}}}]},
+                    "keras": {"type": "string", "minLength": 1},
                 },
             },
             "compile": {

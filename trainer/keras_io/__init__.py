@@ -1,0 +1,87 @@
+"""Keras interop: ``model: {keras: PATH}`` imports a Keras model (``to_json()`` file or
+``.h5`` saved model), ``model.weights`` reads Keras HDF5 weights, ``trainer export``
+writes a run back as Keras files.
+
+- translate.py: a Keras model config → our ``model:`` section (the builder builds it);
+  arguments.py: one Keras layer → our layer spec, generically, with a few exceptions.
+- h5.py: the HDF5 weight layout, read and written.
+- export.py: a built model → Keras 2 JSON and ``.h5``.
+"""
+
+import json
+from pathlib import Path
+
+from trainer.errors import ConfigError
+
+
+def read_model_file(path, where=None):
+    """(Keras model config dict, whether the file holds weights) of a ``to_json()`` file
+    or an HDF5 saved model."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"model.keras: file not found: {path}", where=where)
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            text = f.attrs.get("model_config")
+            if text is None:
+                raise ConfigError(
+                    f"model.keras: {path} has no 'model_config' attribute: it holds weights "
+                    f"only (save_weights). Give the architecture (a to_json file in "
+                    f"model.keras, or model.layers) and this file as model.weights",
+                    where=where)
+            text = text.decode("utf8") if isinstance(text, bytes) else str(text)
+            has_weights = "model_weights" in f
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"model.keras: cannot read {path}: {exc}", where=where) from None
+        has_weights = False
+    try:
+        keras = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"model.keras: {path} is neither an HDF5 file nor Keras JSON "
+                          f"({exc})", where=where) from None
+    if not isinstance(keras, dict) or "class_name" not in keras:
+        raise ConfigError(f"model.keras: {path} is not a Keras model config (no class_name)",
+                          where=where)
+    return keras, has_weights
+
+
+def expand(cfg):
+    """Replace ``model.keras`` in ``cfg`` (in place) by the translated model section, so
+    the builder, the run folder's config.yaml and ``model.weights`` see plain config."""
+    from trainer.config import resolve_path, validate
+    from trainer.keras_io.translate import translate_model
+
+    model_cfg = cfg["model"]
+    where = cfg.where(("model", "keras"))
+    both = [k for k in ("input_shape", "layers", "inputs", "outputs") if k in model_cfg]
+    if both:
+        raise ConfigError(f"model.keras: the architecture comes from the Keras file; drop "
+                          f"model.{', model.'.join(both)} (or drop model.keras)", where=where)
+    path = resolve_path(cfg, model_cfg["keras"]).resolve()
+    keras, has_weights = read_model_file(path, where)
+    weights = model_cfg.get("weights") or (str(path) if has_weights else None)
+    model, problems = translate_model(keras, path.name, lenient_init=weights is not None)
+    if problems.layers or problems.items:
+        raise ConfigError(f"model.keras: {problems.message(path.name)}", where=where)
+    for key in ("name", "weights"):
+        if key in model_cfg:
+            model[key] = model_cfg[key]
+    if weights is not None:
+        model["weights"] = weights
+    cfg["model"] = model
+    for i, spec in enumerate(model.get("layers", [])):
+        args = next(iter(spec.values())) if isinstance(spec, dict) else {}
+        label = spec.get("call") if "call" in spec else (args or {}).get("name", "?")
+        cfg.marks[("model", "layers", i)] = f"{path.name}: Keras layer '{label}'"
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"model.keras: {path.name} translated into a config that does "
+                          f"not validate:\n{exc}", where=where) from None
+    return cfg
+

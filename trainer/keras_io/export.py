@@ -1,0 +1,159 @@
+"""A built model → Keras 2 files: the architecture as ``to_json()`` writes it, and an
+``.h5`` saved model that Keras 2's ``load_model`` reads:
+
+    attrs: model_config (JSON {"class_name": "Sequential" | "Functional", "config": ...}),
+           keras_version, backend
+    model_weights/  the weight layout of h5.py
+
+Each layer's config is its resolved config (``config_of``; our arguments are Keras 2's)
+with components written the Keras way: ``{"class_name": "GlorotUniform", "config": {}}``
+for initializers and regularizers, a name for activations.
+"""
+
+import json
+from pathlib import Path
+
+from trainer import registries
+from trainer.errors import ConfigError
+from trainer.fileio import atomic_path
+from trainer.keras_io.h5 import KERAS_VERSION, write_weights
+from trainer.keras_io.arguments import component_kinds
+from trainer.registry import config_of, split_spec
+
+
+def keras_name(kind, name):
+    """The Keras class name of one of our components (``GlorotUniform``, ``L2``)."""
+    registry = registries.ALL[kind]
+    canonical = registry.canonical(name)
+    for alias in [canonical, *registry.aliases_of(canonical)]:
+        if alias[:1].isupper():
+            return alias
+    return canonical
+
+
+def _keras_component(value, kind, where):
+    if value is None:
+        return None
+    name, args = split_spec(value)
+    if kind == "activation":
+        defaults = {k: p.default for k, p in _params(kind, name).items()}
+        if any(args.get(k) != defaults.get(k) for k in args or {}):
+            raise ConfigError(f"{where}: activation {name} with arguments {args} has no "
+                              f"Keras 2 string form; use an activation layer instead")
+        return name
+    if kind == "layer":
+        return layer_record(value, where)
+    return {"class_name": keras_name(kind, name), "config": dict(args or {})}
+
+
+def _params(kind, name):
+    from trainer.registry import parameters
+
+    return parameters(registries.ALL[kind].lookup(name))
+
+
+def layer_record(spec_or_layer, where, dtype="float32"):
+    """``{"class_name", "config"}`` of a layer (instance or resolved spec)."""
+    spec = config_of(spec_or_layer) if not isinstance(spec_or_layer, (dict, str)) \
+        else spec_or_layer
+    name, args = split_spec(spec)
+    cls = registries.layers.lookup(name)
+    kinds = component_kinds(cls)
+    config = {}
+    for k, v in (args or {}).items():
+        if k in kinds:
+            v = _keras_component(v, kinds[k], f"{where} argument {k}")
+        elif isinstance(v, tuple):
+            v = list(v)
+        config[k] = v
+    config.setdefault("trainable", True)
+    config["dtype"] = dtype
+    return {"class_name": cls.registered_name, "config": config}
+
+
+def keras_config(model, dtype="float32"):
+    """Keras 2 ``{"class_name", "config"}`` of a built model."""
+    graph = model.graph
+    if getattr(graph, "functional", False) or graph.n_inputs != 1 or not _is_chain(graph):
+        return _functional(model, dtype)
+    first = graph.nodes[0].layer.name
+    records = [{"class_name": "InputLayer", "config": {
+        "batch_input_shape": [None, *graph.shapes[0]], "dtype": dtype, "sparse": False,
+        "ragged": False, "name": f"{first}_input"}}]
+    records += [layer_record(n.layer, f"layer '{n.layer.name}'", dtype) for n in graph.nodes]
+    return {"class_name": "Sequential", "config": {"name": model.name, "layers": records}}
+
+
+def _is_chain(graph):
+    return all(node.inputs == [k + graph.n_inputs - 1] for k, node in enumerate(graph.nodes)) \
+        and graph.outputs == [len(graph.shapes) - 1] \
+        and len({id(n.layer) for n in graph.nodes}) == len(graph.nodes)
+
+
+def _functional(model, dtype):
+    graph = model.graph
+    records, by_layer = [], {}
+    history = []  # tensor index → [layer name, node index, 0]
+    for name, shape in zip(graph.input_names, graph.shapes):
+        records.append({"class_name": "InputLayer", "name": name, "inbound_nodes": [],
+                        "config": {"batch_input_shape": [None, *shape], "dtype": dtype,
+                                   "sparse": False, "ragged": False, "name": name}})
+        history.append([name, 0, 0])
+    for node in graph.nodes:
+        layer = node.layer
+        if id(layer) not in by_layer:
+            rec = layer_record(layer, f"layer '{layer.name}'", dtype)
+            rec["name"] = layer.name
+            rec["inbound_nodes"] = []
+            by_layer[id(layer)] = rec
+            records.append(rec)
+        rec = by_layer[id(layer)]
+        rec["inbound_nodes"].append([[*history[i], {}] for i in node.inputs])
+        history.append([layer.name, len(rec["inbound_nodes"]) - 1, 0])
+    return {"class_name": "Functional", "config": {
+        "name": model.name, "layers": records,
+        "input_layers": [[n, 0, 0] for n in graph.input_names],
+        "output_layers": [history[i] for i in graph.outputs]}}
+
+
+def model_json(model, dtype="float32"):
+    return json.dumps({**keras_config(model, dtype), "keras_version": KERAS_VERSION,
+                       "backend": "tensorflow"})
+
+
+def write_h5(model, path, dtype="float32"):
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["model_config"] = json.dumps(keras_config(model, dtype)).encode("utf8")
+            f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
+            f.attrs["backend"] = b"tensorflow"
+            write_weights(f.create_group("model_weights"), model)
+
+
+FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json"}
+
+
+def export_run(run_dir, out, fmt=None, checkpoint_path=None):
+    """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
+    from trainer import api, checkpoint
+    from trainer.fileio import write_text
+
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
+    fmt = fmt or FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"export: give --format keras-h5 or keras-json (cannot tell from "
+                          f"'{out.name}')")
+    cfg = api.load_config(run_dir / "config.yaml")
+    model = api.build(cfg)
+    dtype = cfg.get("dtype", "float32")
+    if fmt == "keras-json":
+        write_text(out, model_json(model, dtype) + "\n")
+        return out
+    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
+    checkpoint.load(ckpt, model, with_optimizer=False)
+    write_h5(model, out, dtype)
+    return out

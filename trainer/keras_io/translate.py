@@ -1,0 +1,270 @@
+"""A Keras model config (``to_json()``, or ``model_config`` of an ``.h5``) → our
+``model:`` config section, which the normal builder then builds.
+
+Read: Sequential (``batch_input_shape`` / ``batch_shape`` / ``build_input_shape``) and
+functional models (Keras 2 ``inbound_nodes`` ``[[["dense", 0, 0, {}]]]`` and Keras 3
+``[{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}],
+"kwargs": {}}]``). A shared layer's further calls become ``{call: name}`` entries,
+referred to as ``name[k]``, as in the functional builder. A nested model called once is
+flattened into the outer one: a Sequential inside a Sequential is spliced in, anything
+else becomes a functional config. Each layer goes through ``arguments.layer_spec``.
+"""
+
+from trainer.keras_io.arguments import MODELS, Problems, layer_spec
+
+
+def translate_model(keras, source="keras model", lenient_init=False):
+    """Keras ``{"class_name", "config"}`` of a model → (our model section, problems).
+
+    lenient_init: an initializer we don't know falls back to the layer's default
+    instead of being a problem (the weights come from a file anyway).
+    """
+    problems = Problems()
+    ctx = {"problems": problems, "lenient_init": lenient_init}
+    cls = keras.get("class_name")
+    config = keras.get("config")
+    if cls == "Sequential":
+        model = _sequential(config, ctx)
+    elif cls in ("Functional", "Model"):
+        model = _functional(config, ctx)
+    else:
+        problems.add(f"the top level is a '{cls}'; expected a Sequential or functional "
+                     f"model (class_name Sequential, Functional or Model)")
+        model = {}
+    return model, problems
+
+
+# -- models ---------------------------------------------------------------------------
+
+def _is_model(rec):
+    return isinstance(rec, dict) and rec.get("class_name") in MODELS
+
+
+def _records(config):
+    return config if isinstance(config, list) else config.get("layers", [])  # Keras 2.2: a list
+
+
+def _frozen(rec, frozen):
+    return frozen or (rec.get("config") or {}).get("trainable") is False
+
+
+def _flat(records, frozen=False):
+    """(record, frozen) of a Sequential's layers, nested Sequentials spliced in; None when
+    a nested functional model needs the functional form."""
+    out = []
+    for rec in records:
+        if rec.get("class_name") == "Sequential":
+            inner = _flat(_records(rec["config"]), _frozen(rec, frozen))
+            if inner is None:
+                return None
+            out += inner
+        elif _is_model(rec):
+            return None
+        elif rec.get("class_name") != "InputLayer":
+            out.append((rec, frozen))
+    return out
+
+
+def _sequential_shape(config):
+    records = _records(config)
+    for rec in records[:2]:
+        kc = rec.get("config", {})
+        if rec.get("class_name") == "InputLayer":
+            return _batch_shape(kc)
+        if _is_model(rec):
+            inner = rec["config"]
+            return (_sequential_shape(inner) if rec["class_name"] == "Sequential"
+                    else _batch_shape(inner["layers"][0].get("config", {})))
+        shape = _batch_shape(kc) or _placement_shape(kc) or _build_shape(rec)
+        if shape:
+            return shape
+        break
+    return None if isinstance(config, list) else _build_shape(config)
+
+
+def _sequential(config, ctx):
+    name = None if isinstance(config, list) else config.get("name")
+    shape = _sequential_shape(config)
+    if shape is None:
+        ctx["problems"].add("the Sequential model has no input shape (no InputLayer, "
+                            "batch_input_shape or build_input_shape)")
+    flat = _flat(_records(config))
+    if flat is None:  # a functional model inside: the whole becomes functional
+        first = _records(config)[0]
+        input_name = first["config"]["name"] if first.get("class_name") == "InputLayer" \
+            else "input"
+        entries, aliases = [], {}
+        outputs = _chain(_records(config), [input_name], ctx, entries, aliases, False)
+        model = _resolved({"inputs": {input_name: {"shape": list(shape or [])}},
+                           "layers": entries, "outputs": outputs}, aliases)
+    else:
+        specs = [layer_spec(rec, ctx, frozen=frozen) for rec, frozen in flat]
+        model = {"input_shape": list(shape or []),
+                 "layers": [spec for spec in specs if spec is not None]}
+    if name:
+        model["name"] = name
+    return model
+
+
+def _batch_shape(kc):
+    shape = kc.get("batch_input_shape") or kc.get("batch_shape")
+    return list(shape[1:]) if shape else None
+
+
+def _placement_shape(kc):
+    if kc.get("input_shape"):
+        return list(kc["input_shape"])
+    return None
+
+
+def _build_shape(rec):
+    if not isinstance(rec, dict):
+        return None
+    shape = rec.get("build_input_shape") or (rec.get("build_config") or {}).get("input_shape")
+    return list(shape[1:]) if isinstance(shape, list) and shape else None
+
+
+def _functional(config, ctx):
+    inputs = {}
+    for rec in config.get("layers", []):
+        if rec.get("class_name") == "InputLayer":
+            name = rec.get("name") or rec["config"]["name"]
+            inputs[name] = {"shape": _batch_shape(rec.get("config", {})) or []}
+    order = [_ref(t, ctx["problems"]) for t in _tensor_list(config.get("input_layers", []))]
+    missing = [n for n in order if n not in inputs]
+    if missing:
+        ctx["problems"].add(f"input_layers name {missing}, which are not InputLayers of "
+                            f"the model")
+    entries, aliases = [], {}
+    outputs = _graph(config, None, ctx, entries, aliases, False)
+    model = _resolved({"inputs": {n: inputs[n] for n in order if n in inputs},
+                       "layers": entries, "outputs": outputs}, aliases)
+    if config.get("name"):
+        model["name"] = config["name"]
+    return model
+
+
+def _graph(config, feed, ctx, entries, aliases, frozen):
+    """Entries for a functional model's layers; returns its output references. A nested
+    model (``feed``: the references its inputs are called on) is flattened into them."""
+    problems = ctx["problems"]
+    if feed is not None:
+        names = [_ref(t, problems) for t in _tensor_list(config.get("input_layers", []))]
+        aliases.update({n: f for n, f in zip(names, feed) if n != f})
+    for rec in config.get("layers", []):
+        if rec.get("class_name") == "InputLayer":
+            continue
+        name = rec.get("name") or rec.get("config", {}).get("name")
+        nodes = [_node_inputs(node, name, problems) for node in rec.get("inbound_nodes", [])]
+        if not nodes:
+            continue  # a layer the model never calls
+        if _is_model(rec):
+            if len(nodes) > 1:
+                problems.add(f"nested model '{name}' is called {len(nodes)} times; only a "
+                             f"nested model called once can be flattened")
+                continue
+            outs = _inline(rec, nodes[0], ctx, entries, aliases, frozen)
+            if len(outs) == 1 and outs[0] != name:
+                aliases[name] = outs[0]
+            elif len(outs) != 1:
+                problems.add(f"nested model '{name}' has {len(outs)} outputs; not supported")
+            continue
+        spec = layer_spec(rec, ctx, frozen=frozen)
+        if spec is None:
+            continue
+        (cls, args), = spec.items()
+        for k, refs in enumerate(nodes):
+            ref = refs[0] if len(refs) == 1 else refs
+            if k == 0:
+                entries.append({cls: {**args, "inputs": ref}})
+            else:
+                entries.append({"call": name, "inputs": ref})
+    return [_ref(t, problems) for t in _tensor_list(config.get("output_layers", []))]
+
+
+def _chain(records, feed, ctx, entries, aliases, frozen):
+    """Entries for a Sequential's layers, each taking the one before; returns [output]."""
+    ref = feed[0]
+    for rec in records:
+        if rec.get("class_name") == "InputLayer":
+            continue
+        if _is_model(rec):
+            ref = _inline(rec, [ref], ctx, entries, aliases, frozen)[0]
+            continue
+        spec = layer_spec(rec, ctx, frozen=frozen)
+        if spec is not None:
+            (cls, args), = spec.items()
+            entries.append({cls: {**args, "inputs": ref}})
+            ref = args.get("name") or rec.get("name")
+    return [ref]
+
+
+def _inline(rec, feed, ctx, entries, aliases, frozen):
+    """A nested model's layers, called on ``feed``, as entries of the outer model."""
+    config, frozen = rec["config"], _frozen(rec, frozen)
+    if rec["class_name"] == "Sequential":
+        return _chain(_records(config), feed, ctx, entries, aliases, frozen)
+    return _graph(config, feed, ctx, entries, aliases, frozen)
+
+
+def _resolved(model, aliases):
+    """References to a flattened model (or its inputs) replaced by what they stand for."""
+    def resolve(ref):
+        seen = set()
+        while ref in aliases and ref not in seen:
+            seen.add(ref)
+            ref = aliases[ref]
+        return ref
+
+    def fix(refs):
+        return [resolve(r) for r in refs] if isinstance(refs, list) else resolve(refs)
+
+    for entry in model["layers"]:
+        target = entry if "call" in entry else next(iter(entry.values()))
+        target["inputs"] = fix(target["inputs"])
+    model["outputs"] = fix(model["outputs"])
+    return model
+
+
+def _tensor_list(value):
+    """``[["a", 0, 0], ...]`` or a single ``["a", 0, 0]`` (Keras 3, one tensor)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if value and isinstance(value[0], str):
+        return [value]
+    return value
+
+
+def _ref(history, problems):
+    """(layer, node index, tensor index) → the name our functional config uses."""
+    layer, node, tensor = history[0], int(history[1]), int(history[2])
+    if tensor != 0:
+        problems.add(f"output {tensor} of layer '{layer}' is used; layers with several "
+                     f"outputs can't be connected yet")
+    return layer if node == 0 else f"{layer}[{node}]"
+
+
+def _node_inputs(node, layer, problems):
+    """The inputs of one call, both Keras forms → our reference names."""
+    if isinstance(node, dict):  # Keras 3
+        found = []
+        _keras_tensors(node.get("args", []), found)
+        extra = []
+        _keras_tensors(node.get("kwargs", {}), extra)
+        if extra:
+            problems.add(f"layer '{layer}' is called with tensor keyword arguments "
+                         f"(e.g. a mask); not supported")
+        return [_ref(h, problems) for h in found]
+    return [_ref(item, problems) for item in node]  # Keras 2: [["dense", 0, 0, {}], ...]
+
+
+def _keras_tensors(value, out):
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            out.append(value["config"]["keras_history"])
+            return
+        for v in value.values():
+            _keras_tensors(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _keras_tensors(v, out)
