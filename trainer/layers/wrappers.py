@@ -40,7 +40,8 @@ class Bidirectional(Layer):
 
     takes_mask = True
 
-    def __init__(self, layer: component("layer"), merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat",
+    def __init__(self, layer: component("layer"),
+                 merge_mode: Literal["concat", "sum", "mul", "ave"] = "concat",
                  backward_layer: component("layer") = None,
                  name: str | None = None, trainable: bool = True):
         super().__init__(name=name, trainable=trainable)
@@ -49,6 +50,8 @@ class Bidirectional(Layer):
                              f"got {merge_mode!r}")
         self.merge_mode = merge_mode
         self.layer = _inner(layer, self)
+        if not hasattr(self.layer, "go_backwards"):
+            raise self.error(f"wraps a recurrent layer, got {type(self.layer).__name__}")
         if backward_layer is None:
             back = copy.deepcopy(self.layer)
             back.go_backwards = not self.layer.go_backwards
