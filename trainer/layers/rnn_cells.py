@@ -84,53 +84,87 @@ def simple_backward(cache, dH, dfinal):
 
 
 # -- LSTM: gates i, f, c, o ---------------------------------------------------------
+def _fused(act, ract):
+    """The Numba step kernels when they cover these activations (imported lazily)."""
+    from trainer.engine import rnn_kernels
+
+    code = rnn_kernels.fused_code(act, ract)
+    return None if code is None else (rnn_kernels, code)
+
+
 def lstm_forward(xp, U, states, mask, rmask, act, ract, **_):
-    h, c = states
+    h0, c0 = states
     T, u = len(xp), U.shape[0]
     Z = np.empty_like(xp)       # pre-activations of the gates
     G = np.empty_like(xp)       # i, f, g(=c~), o
-    Hin = np.empty((T,) + h.shape, xp.dtype)
-    Cprev = np.empty_like(Hin)
-    Cn = np.empty_like(Hin)     # new cell before masking
-    AC = np.empty_like(Hin)     # act(Cn)
-    H = np.empty_like(Hin)
+    Hs = np.empty((T + 1,) + h0.shape, xp.dtype)  # h_0 .. h_T (after masking)
+    Cs = np.empty_like(Hs)                         # c_0 .. c_T
+    Hs[0], Cs[0] = h0, c0
+    Hin = Hs[:-1] if rmask is None else np.empty_like(Hs[1:])  # what meets U
+    Cn = np.empty_like(Hs[1:])  # new cell before masking
+    AC = np.empty_like(Cn)      # act(Cn)
+    fused = _fused(act, ract)
+    if fused is not None:
+        kernels, code = fused
+        ones = kernels.no_mask(len(h0), xp.dtype)
     for t in range(T):
-        hr = _step_in(h, rmask)
-        Hin[t] = hr
+        h, c = Hs[t], Cs[t]
+        hr = h
+        if rmask is not None:
+            hr = Hin[t]
+            np.multiply(h, rmask, out=hr)
         z = Z[t]
         np.matmul(hr, U, out=z)
+        m = None if mask is None else mask[t]
+        if fused is not None:
+            kernels.lstm_step_forward(z, xp[t], h, c, ones if m is None else m[:, 0], code,
+                                      G[t], Cn[t], AC[t], Hs[t + 1], Cs[t + 1])
+            continue
         z += xp[t]
         g = G[t]
         g[:, :2 * u] = ract.forward(z[:, :2 * u])
         g[:, 2 * u:3 * u] = act.forward(z[:, 2 * u:3 * u])
         g[:, 3 * u:] = ract.forward(z[:, 3 * u:])
-        Cprev[t] = c
         cn = Cn[t]
         np.multiply(g[:, u:2 * u], c, out=cn)
         cn += g[:, :u] * g[:, 2 * u:3 * u]
         AC[t] = act.forward(cn)
         hn = g[:, 3 * u:] * AC[t]
-        m = None if mask is None else mask[t]
-        h = _carry(h, hn, m)
-        c = _carry(c, cn, m)
-        H[t] = h
-    return H, [h, c], (Z, G, Hin, Cprev, Cn, AC, U, mask, rmask, act, ract)
+        Hs[t + 1] = _carry(h, hn, m)
+        Cs[t + 1] = _carry(c, cn, m)
+    cache = (Z, G, Hin, Cs[:-1], Cn, AC, U, mask, rmask, act, ract, fused)
+    return Hs[1:], [Hs[T], Cs[T]], cache
 
 
 def lstm_backward(cache, dH, dfinal):
-    Z, G, Hin, Cprev, Cn, AC, U, mask, rmask, act, ract = cache
+    Z, G, Hin, Cprev, Cn, AC, U, mask, rmask, act, ract, fused = cache
     u = U.shape[0]
     dh = _final(dfinal[0], Hin[0])
     dc = _final(dfinal[1], Hin[0])
     dZ = np.empty_like(Z)
     UT = np.ascontiguousarray(U.T)
+    if fused is not None:
+        kernels, code = fused
+        keep_h, dc_next = np.empty_like(dh), np.empty_like(dc)
+        ones = kernels.no_mask(len(dh), dh.dtype)
     for t in range(len(Z) - 1, -1, -1):
         if dH is not None:
             dh += dH[t]
         m = None if mask is None else mask[t]
+        z, g, dz = Z[t], G[t], dZ[t]
+        if fused is not None:
+            kernels.lstm_step_backward(dh, dc, z, g, Cn[t], AC[t], Cprev[t],
+                                       ones if m is None else m[:, 0], code, dz, dc_next,
+                                       keep_h)
+            dc, dc_next = dc_next, dc
+            dh = dz @ UT
+            if rmask is not None:
+                dh *= rmask
+            if m is not None:
+                dh += keep_h
+            continue
         dhn, keep_h = _split(dh, m)
         dcn, keep_c = _split(dc, m)
-        z, g, dz = Z[t], G[t], dZ[t]
         i, f, gc, o = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]
         dcn = dcn + act.backward(Cn[t], AC[t], dhn * o)
         dz[:, :u] = ract.backward(z[:, :u], i, dcn * gc)
