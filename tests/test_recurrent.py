@@ -30,7 +30,7 @@ class WithMask(Layer):
     def __init__(self, layer, mask=None):
         super().__init__(name="adapter")
         self.layer, self.mask = layer, mask
-        self.rng = None
+        self.rng = np.random.default_rng(0)  # check_layer resets it before every run
 
     def build(self, input_shape, rng):
         out = self.layer.build(input_shape, rng)
@@ -48,8 +48,7 @@ class WithMask(Layer):
         self._sync()
 
     def forward(self, x, training):
-        if self.rng is not None:
-            self.layer.rng = self.rng
+        self.layer.rng = self.rng
         y, back = self.layer.forward(x, training, mask=self.mask)
         if not self.layer.return_state:
             return y, back
@@ -68,6 +67,7 @@ VARIANTS = [
     ("LSTM", {"return_sequences": True}),
     ("LSTM", {"go_backwards": True, "recurrent_activation": "sigmoid"}),
     ("LSTM", {"unit_forget_bias": False, "use_bias": False}),
+    ("LSTM", {"activation": "sigmoid", "return_sequences": True}),  # the NumPy path
     ("GRU", {}),
     ("GRU", {"reset_after": False}),
     ("GRU", {"reset_after": False, "return_sequences": True, "go_backwards": True}),
@@ -89,7 +89,8 @@ def test_gradients_with_dropout(rng, name, args, seq):
 
 
 @pytest.mark.parametrize("name,args", [("SimpleRNN", {}), ("LSTM", {}), ("GRU", {}),
-                                       ("GRU", {"reset_after": False})])
+                                       ("GRU", {"reset_after": False}),
+                                       ("LSTM", {"activation": "sigmoid"})])
 @pytest.mark.parametrize("seq,back", [(False, False), (True, False), (True, True)])
 def test_gradients_with_mask(rng, name, args, seq, back):
     layer = make(name, return_sequences=seq, go_backwards=back, **args)
@@ -169,6 +170,34 @@ def test_forward_matches_keras_formulas(rng, name, args, masked):
     y = check_layer(WithMask(layer, mask), x)
     expected, _ = reference(layer, x, mask)
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_fused_lstm_kernels_match_the_numpy_path(rng, monkeypatch, masked):
+    from trainer.layers import rnn_cells
+
+    x = rng.normal(size=(B, T, D))
+    mask = mask_of(rng) if masked else None
+    results = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(rnn_cells, "_fused", lambda act, ract: None)
+        layer = make("LSTM", return_sequences=True, dropout=0.2, recurrent_dropout=0.2)
+        y = check_layer(WithMask(layer, mask), x)
+        results.append((y, {k: v.copy() for k, v in layer.grads.items()}))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    for k in results[0][1]:
+        np.testing.assert_allclose(results[0][1][k], results[1][1][k], rtol=1e-9, err_msg=k)
+
+
+def test_float32_lstm_is_close_to_float64(rng):
+    x = rng.normal(size=(B, T, D))
+    layer = make("LSTM", return_sequences=True, recurrent_activation="sigmoid")
+    y64 = check_layer(layer, x)
+    layer.cast(np.float32)
+    y32, _ = layer.forward(x.astype(np.float32), training=False)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, atol=2e-6)
 
 
 def test_masked_steps_repeat_the_previous_output_and_padding_is_ignored(rng):

@@ -19,6 +19,26 @@ Conventions (Keras 2 formulas and weight layouts):
 import numpy as np
 
 
+class _TanhSigmoid:
+    """sigmoid as 0.5 * tanh(x / 2) + 0.5: the same function, stable for any x, and a
+    few times faster than a masked exp on the small arrays of one step."""
+
+    registered_name = "sigmoid"
+
+    def forward(self, x):
+        y = np.tanh(x * x.dtype.type(0.5))
+        y *= x.dtype.type(0.5)
+        y += x.dtype.type(0.5)
+        return y
+
+    def backward(self, x, y, dy):
+        return dy * y * (1 - y)
+
+
+def _fast(a):
+    return _TanhSigmoid() if getattr(a, "registered_name", None) == "sigmoid" else a
+
+
 def _step_in(h, rmask):
     return h if rmask is None else h * rmask
 
@@ -49,6 +69,7 @@ def _final(d, like):
 # -- SimpleRNN: h = act(xp + h_prev @ U) ------------------------------------------
 def simple_forward(xp, U, states, mask, rmask, act, **_):
     (h,) = states
+    act = _fast(act)
     T = len(xp)
     Z = np.empty_like(xp)
     A = np.empty_like(xp)
@@ -104,6 +125,7 @@ def lstm_forward(xp, U, states, mask, rmask, act, ract, **_):
     Cn = np.empty_like(Hs[1:])  # new cell before masking
     AC = np.empty_like(Cn)      # act(Cn)
     fused = _fused(act, ract)
+    act, ract = _fast(act), _fast(ract)
     if fused is not None:
         kernels, code = fused
         ones = kernels.no_mask(len(h0), xp.dtype)
@@ -183,6 +205,7 @@ def lstm_backward(cache, dH, dfinal):
 # -- GRU: gates z, r, h; reset before (Keras 2 original) or after the product ---------
 def gru_forward(xp, U, states, mask, rmask, act, ract, reset_after, rbias=None, **_):
     (h,) = states
+    act, ract = _fast(act), _fast(ract)
     T, u = len(xp), U.shape[0]
     Uzr = np.ascontiguousarray(U[:, :2 * u])
     Uh = np.ascontiguousarray(U[:, 2 * u:])
