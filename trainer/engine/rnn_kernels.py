@@ -36,7 +36,7 @@ def tanh(x):
     return math.tanh(x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_impl(x):
     if x != types.float32:
         return lambda x: math.tanh(x)
@@ -53,7 +53,7 @@ def _tanh_impl(x):
     return impl
 
 
-@njit(cache=True, fastmath=True, inline="always")
+@njit(cache=True, fastmath=True)
 def _ract(x, code):
     if code == SIGMOID:
         h = x * _HALF
@@ -61,7 +61,7 @@ def _ract(x, code):
     return min(max(0.2 * x + 0.5, 0.0), 1.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dract(x, y, code):
     if code == SIGMOID:
         return y * (1.0 - y)
