@@ -2,9 +2,10 @@
 
 One training step = forward over the whole sequence, backward from the gradient of the
 last output, and a plain SGD update of the weights; float32, batch 64, 100 steps, 128
-inputs, 256 units by default (both use sigmoid gates, PyTorch's only choice). Prints
-samples/s of each and the ratio ours / PyTorch's, as a median over ``--repeats`` timed
-rounds (the machine may be shared and noisy). PyTorch is optional:
+inputs, 256 units by default (both use sigmoid gates, PyTorch's only choice). Rounds
+of the two alternate, so a load that drifts hits both alike; prints samples/s of each
+(median over ``--repeats`` rounds) and the median of the per-round ratios ours /
+PyTorch's (the machine may be shared and noisy). PyTorch is optional:
 ``pip install torch==2.13.0`` (a CPU build). Not run by the tests.
 
     python benchmarks/bench_lstm.py [--threads 2] [--repeats 5] [--steps 10]
@@ -29,15 +30,12 @@ def parse():
     return p.parse_args()
 
 
-def rounds(step, args):
-    step()  # warm-up (allocations, lazy imports)
-    rates = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step()
-        rates.append(args.steps * args.batch / (time.perf_counter() - t0))
-    return statistics.median(rates), rates
+def rate(step, args):
+    """Samples per second over one round of ``args.steps`` training steps."""
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    return args.steps * args.batch / (time.perf_counter() - t0)
 
 
 def ours(args):
@@ -59,7 +57,7 @@ def ours(args):
         for name, p in layer.params.items():
             p -= np.float32(1e-3) * layer.grads[name]
 
-    return rounds(step, args)
+    return step
 
 
 def pytorch(args):
@@ -80,7 +78,7 @@ def pytorch(args):
         out[:, -1].backward(dy)
         opt.step()
 
-    return rounds(step, args)
+    return step
 
 
 def main():
@@ -90,16 +88,23 @@ def main():
     print(f"LSTM batch {args.batch}, {args.time} steps, {args.inputs} inputs, "
           f"{args.units} units, float32, {args.threads} threads, median of "
           f"{args.repeats} rounds x {args.steps} steps")
-    mine, mine_all = ours(args)
-    print(f"trainer: {mine:8.1f} samples/s   (rounds: {', '.join(f'{r:.0f}' for r in mine_all)})")
-    theirs = pytorch(args)
-    if theirs is None:
+    steps = {"trainer": ours(args), "pytorch": pytorch(args)}
+    steps = {k: v for k, v in steps.items() if v is not None}
+    for step in steps.values():
+        step()  # warm-up: allocations, lazy imports, Numba compile
+    rates = {k: [] for k in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            rates[name].append(rate(step, args))
+    for name, rs in rates.items():
+        print(f"{name}: {statistics.median(rs):8.1f} samples/s   "
+              f"(rounds: {', '.join(f'{r:.0f}' for r in rs)})")
+    if "pytorch" not in rates:
         print("pytorch: not installed (pip install torch==2.13.0)")
         return
-    print(f"pytorch: {theirs[0]:8.1f} samples/s   "
-          f"(rounds: {', '.join(f'{r:.0f}' for r in theirs[1])})")
-    print(f"ratio trainer/pytorch: {mine / theirs[0]:.2f}")
-
+    ratios = [a / b for a, b in zip(rates["trainer"], rates["pytorch"])]
+    print(f"ratio trainer/pytorch: {statistics.median(ratios):.2f} (median of per-round "
+          f"ratios {', '.join(f'{r:.2f}' for r in ratios)})")
 
 if __name__ == "__main__":
     main()

@@ -283,6 +283,13 @@ def test_keras_weight_layouts_and_initial_values(rng):
     np.testing.assert_array_equal(lstm.params["bias"], [0] * 5 + [1] * 5 + [0] * 10)
 
 
+def test_regularizers_reach_the_model(rng):
+    layer = make("GRU", kernel_regularizer="l2", recurrent_regularizer={"l1": 0.1},
+                 bias_regularizer="l2")
+    layer.build((T, D), rng)
+    assert sorted(layer.regularizers) == ["bias", "kernel", "recurrent_kernel"]
+
+
 def test_hard_sigmoid_is_keras_2():
     x = np.array([-3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0])
     np.testing.assert_allclose(activations.get("hard_sigmoid").forward(x),

@@ -73,8 +73,10 @@ def test_bidirectional_refusals(rng):
     with pytest.raises(ConfigError, match="recurrent"):
         bidi({"Dense": {"units": 3}})
     with pytest.raises(ConfigError, match="return_sequences"):
-        bidi({"LSTM": {"units": 3}}, backward_layer={"LSTM": {"units": 3,
-                                                              "return_sequences": True}})
+        bidi({"LSTM": {"units": 3}}, backward_layer={"LSTM": {
+            "units": 3, "return_sequences": True, "go_backwards": True}})
+    with pytest.raises(ConfigError, match="go_backwards"):
+        bidi({"LSTM": {"units": 3}}, backward_layer={"LSTM": {"units": 3}})
 
 
 def test_time_distributed_dense(rng):

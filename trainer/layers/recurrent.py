@@ -150,7 +150,7 @@ class RNN(Layer):
                 dH = dy.transpose(1, 0, 2)
             elif dy is not None:
                 dstates[0] = dy if dstates[0] is None else dstates[0] + dy
-            dxp, grads, dstates0 = type(self).loop_backward(cache, dH, dstates)
+            dxp, grads, _ = type(self).loop_backward(cache, dH, dstates)  # _: d(initial states)
             for name, g in grads.items():
                 self.add_grad(name, g)
             dxp2 = dxp.reshape(T * B, -1)
@@ -162,9 +162,7 @@ class RNN(Layer):
                 dx *= dmask
             if self.go_backwards:
                 dx = dx[::-1]
-            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
-            self.dstates0 = dstates0  # gradients of the initial states, for callers
-            return dx
+            return np.ascontiguousarray(dx.transpose(1, 0, 2))
 
         if self.return_state:
             return [y] + finals, backward

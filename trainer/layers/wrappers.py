@@ -62,6 +62,9 @@ class Bidirectional(Layer):
                 raise self.error(f"wraps a recurrent layer, got {type(sub).__name__}")
             if getattr(sub, "return_state", False):
                 raise self.error("return_state inside Bidirectional is not supported")
+        if back.go_backwards == self.layer.go_backwards:
+            raise self.error("backward_layer must read the other way: its go_backwards "
+                             "must differ from layer's")
         if back.return_sequences != self.layer.return_sequences:
             raise self.error("backward_layer must have the same return_sequences as layer")
         self.backward_layer = None if backward_layer is None else back
