@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from trainer.datasets.base import BuiltinDataset
+from trainer.errors import ConfigError
 from trainer.registries import datasets
 from trainer.registry import PositiveInt, Schema
 
@@ -52,7 +53,7 @@ class MarkerOrder(BuiltinDataset):
                  vocab_size: Annotated[int, Schema(minimum=4)] = 16, seed: int = 0,
                  padding: Literal["pre", "post"] = "pre"):
         if min_length > length:
-            raise ValueError(f"min_length ({min_length}) is larger than length ({length})")
+            raise ConfigError(f"min_length ({min_length}) is larger than length ({length})")
         self.subset, self.n, self.length, self.min_length = subset, n, length, min_length
         self.vocab_size, self.seed, self.padding = vocab_size, seed, padding
 
@@ -93,10 +94,10 @@ class TokenTopics(BuiltinDataset):
                  vocab_size: Annotated[int, Schema(minimum=8)] = 50,
                  plants: PositiveInt = 2, seed: int = 0):
         if vocab_size <= classes + 1:
-            raise ValueError(f"vocab_size ({vocab_size}) must exceed classes + 1 "
+            raise ConfigError(f"vocab_size ({vocab_size}) must exceed classes + 1 "
                              f"({classes + 1})")
         if 6 * plants > length:
-            raise ValueError(f"length ({length}) is too short for {plants} plants")
+            raise ConfigError(f"length ({length}) is too short for {plants} plants")
         self.subset, self.n, self.length, self.classes = subset, n, length, classes
         self.vocab_size, self.plants, self.seed = vocab_size, plants, seed
 
