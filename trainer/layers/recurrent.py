@@ -11,10 +11,11 @@ Defaults follow Keras 2: ``recurrent_activation='hard_sigmoid'`` (standalone Ker
 tf.keras 2 uses ``sigmoid`` — write it to match a tf.keras model), recurrent kernel
 ``orthogonal``; GRU ``reset_after=True`` (tf.keras 2; standalone Keras 2 had False).
 
-Dropout is Keras's "implementation 2": one input mask ``(batch, features)`` and one
-recurrent mask ``(batch, units)`` per batch, shared by every gate and time step, so
-the input projection stays one GEMM over all steps (Keras's implementation 1 draws
-one mask per gate).
+Dropout draws one input mask ``(batch, features)`` and one recurrent mask ``(batch,
+units)`` per batch, shared by every gate and time step, so the input projection stays
+one GEMM over all steps. (Keras draws one mask per gate when recurrent_dropout is set;
+the expectation is the same.) The recurrent mask multiplies ``h_{t-1}`` where it meets
+``recurrent_kernel``, not in GRU's ``z * h_{t-1}`` term.
 
 Masks (``Embedding(mask_zero=True)``): a masked step keeps every state and outputs the
 previous output; with ``return_sequences`` the mask goes on to the next layer.
