@@ -1,7 +1,7 @@
 """LSTM training throughput: trainer's engine beside PyTorch's nn.LSTM (CPU, same threads).
 
 One training step = forward over the whole sequence, backward from the gradient of the
-last output, and a plain SGD update of the weights; float32, batch 64, 100 steps, 128
+last output (to the weights and to the input sequence), and a plain SGD update; float32, batch 64, 100 steps, 128
 inputs, 256 units by default (both use sigmoid gates, PyTorch's only choice). Rounds
 of the two alternate, so a load that drifts hits both alike; prints samples/s of each
 (median over ``--repeats`` rounds) and the median of the per-round ratios ours /
@@ -69,11 +69,13 @@ def pytorch(args):
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(args.inputs, args.units, batch_first=True)
     opt = torch.optim.SGD(lstm.parameters(), lr=1e-3)
-    x = torch.randn(args.batch, args.time, args.inputs)
+    # the input gradient too, as ours computes it (an LSTM after an Embedding needs it)
+    x = torch.randn(args.batch, args.time, args.inputs, requires_grad=True)
     dy = torch.randn(args.batch, args.units)
 
     def step():
         opt.zero_grad()
+        x.grad = None
         out, _ = lstm(x)
         out[:, -1].backward(dy)
         opt.step()
