@@ -13,7 +13,7 @@ from trainer.errors import ConfigError
 from trainer.model import Model, Output
 from trainer.registries import layers as layer_registry
 from trainer.registries import losses, optimizers
-from trainer.registry import split_spec
+from trainer.registry import parameters, split_spec
 
 # Arguments that place a layer in a model rather than configure it.
 PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
@@ -54,10 +54,10 @@ def make_layer(spec, keypath, cfg, namer):
     name, args = split_spec(spec)
     args = dict(args) if isinstance(args, dict) else args
     placement = {}
-    if isinstance(args, dict):
-        placement = {k: args.pop(k) for k in PLACEMENT if k in args}
     where = cfg.where(keypath)
     cls = layer_registry.lookup(name)
+    if isinstance(args, dict):  # Embedding's own input_dim is its vocabulary size
+        placement = {k: args.pop(k) for k in PLACEMENT if k in args and k not in parameters(cls)}
     try:
         layer = layer_registry.get({name: args})
     except ConfigError as exc:
@@ -119,6 +119,8 @@ def build_sequential(cfg, rng):
             raise ConfigError(f"{_dotted(keypath)}: `inputs` needs a functional model "
                               f"(model.inputs and model.outputs)", where=cfg.where(keypath))
         given = _input_shape(placement)
+        if given is None and i == 0 and getattr(layer, "input_length", None) is not None:
+            given = (layer.input_length,)  # Embedding(input_length=T) as the first layer
         if type(layer).__name__ == "InputLayer":
             given = tuple(layer.shape) if layer.shape is not None else given
             if i != 0:

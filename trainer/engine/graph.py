@@ -38,6 +38,9 @@ class Graph:
     def add(self, layer, inputs, rng):
         """Call ``layer`` on tensor indices ``inputs``; build it on first call."""
         in_shapes = [self.shapes[i] for i in inputs]
+        if layer.multi_output:
+            raise layer.error("gives several outputs (return_state), which a model graph "
+                              "can't use yet; use it inside Bidirectional or call it directly")
         if not layer.multi_input and len(inputs) != 1:
             raise layer.error(f"takes one input, got {len(inputs)}")
         shape_arg = in_shapes if layer.multi_input else in_shapes[0]
@@ -76,14 +79,22 @@ class Graph:
     def forward(self, xs, training=False):
         """Run the graph on input arrays; keep the backward closures when training."""
         values = list(xs)
+        masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
         backs = []
         for node in self.nodes:
+            layer = node.layer
             args = [values[i] for i in node.inputs]
             # a hint layers may take: the gradient of a graph input is never used,
             # so a first convolution can skip computing it (backward returns None)
-            node.layer.needs_input_grad = node.input_grad
-            y, back = node.layer.forward(args if node.layer.multi_input else args[0], training)
+            layer.needs_input_grad = node.input_grad
+            arg = args if layer.multi_input else args[0]
+            mask = None if layer.multi_input else masks[node.inputs[0]]
+            if mask is not None and layer.takes_mask:
+                y, back = layer.forward(arg, training, mask=mask)
+            else:
+                y, back = layer.forward(arg, training)
             values.append(y)
+            masks.append(layer.compute_mask(arg, mask))
             backs.append(back)
         self._backs = backs if training else None
         self._values_shapes = [v.shape for v in values]

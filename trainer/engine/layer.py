@@ -24,6 +24,14 @@ class Layer:
 
     #: Layers with several inputs (merge layers) get lists of shapes and arrays.
     multi_input = False
+    #: Layers whose forward returns several arrays (an RNN with return_state).
+    multi_output = False
+    #: Masks (Keras ``mask_zero``): a layer that reads its input's mask gets it as
+    #: ``forward(x, training, mask=m)`` (m: bool (batch, time)); ``compute_mask`` gives
+    #: the mask of its output. By default a mask stops at a layer; elementwise layers
+    #: set ``passes_mask`` to hand it on unchanged.
+    takes_mask = False
+    passes_mask = False
 
     def __init__(self, name: str | None = None, trainable: bool = True):
         self.name = name
@@ -61,6 +69,10 @@ class Layer:
     # -- running ----------------------------------------------------------
     def forward(self, x, training):
         raise NotImplementedError
+
+    def compute_mask(self, x, mask):
+        """The mask of this layer's output, given its input and the input's mask."""
+        return mask if self.passes_mask else None
 
     def zero_grads(self):
         for g in self.grads.values():

@@ -39,6 +39,8 @@ class Dense(Layer):
     Shapes: ``(..., in) → (..., units)``; weights ``kernel (in, units)``, ``bias (units,)``.
     """
 
+    passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
+
     def __init__(self, units: PositiveInt, activation: component("activation") = None,
                  use_bias: bool = True,
                  kernel_initializer: component("initializer") = "glorot_uniform",
@@ -88,6 +90,8 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation by name: ``Activation: relu``."""
 
+    passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
+
     def __init__(self, activation: component("activation"), name: str | None = None):
         super().__init__(name=name)
         self.activation = act.get(activation)
@@ -107,6 +111,8 @@ class Dropout(Layer):
         noise_shape: optional shape of the mask (1 where it is broadcast).
         seed: ignored; the run's seed drives every random stream.
     """
+
+    passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
 
     def __init__(self, rate: Rate, noise_shape: list[int | None] | None = None,
                  seed: int | None = None, name: str | None = None):
