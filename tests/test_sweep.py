@@ -147,3 +147,20 @@ storage: journal.log
         JournalFileBackend(str(workdir / "journal.log"))))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
+
+
+def test_sweep_schema_file_matches():
+    from conftest import ROOT
+    from trainer.sweeps.spec import sweep_schema
+    on_disk = json.loads((ROOT / "schemas" / "sweep.schema.json").read_text())
+    assert on_disk == sweep_schema(), "run `trainer schema --sweep > schemas/sweep.schema.json`"
+
+
+def test_example_sweep_runs_one_shard(workdir):
+    """configs/sweeps/ examples run too (one trial of eight, so the test stays short)."""
+    from conftest import ROOT
+    path = ROOT / "configs" / "sweeps" / "quickstart_lr.yaml"
+    r = sweep(path, "--shard", "1/8", "--runs-root", workdir / "runs")
+    assert r.exit_code in (0, 4), r.output
+    rows = ledger(workdir / "runs", "quickstart-lr")
+    assert [r["status"] for r in rows].count("completed") == 1 and len(rows) == 1
