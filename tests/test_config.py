@@ -104,3 +104,13 @@ def test_bad_override_is_validated(tmp_path):
 def test_unknown_top_level_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'fitt'. Did you mean 'fit'"):
         config.load(write_config(tmp_path, BASE + "fitt: {epochs: 2}\n"))
+
+
+def test_readme_lists_every_component():
+    """The README's Components table names every registered component."""
+    from trainer import registries
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"{kind}:{name}" for kind, reg in registries.ALL.items()
+               for name in reg.names() if f"`{name}`" not in readme]
+    assert not missing, missing
