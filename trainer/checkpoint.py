@@ -27,6 +27,7 @@ import numpy as np
 
 from trainer.errors import ConfigError, DataError
 from trainer.fileio import atomic_path
+from trainer.h5limits import attr, check_dataset
 
 FORMAT = 2
 USERBLOCK = 512  # bytes before the HDF5 data; HDF5 looks for its signature at 0, 512, ...
@@ -42,9 +43,14 @@ def _decode(values):
 
 
 def _flat(group):
-    """name → array of every dataset under an HDF5 group."""
+    """name → array of every dataset under an HDF5 group (sizes checked first)."""
     out = {}
-    group.visititems(lambda k, v: out.__setitem__(k, v[()]) if hasattr(v, "shape") else None)
+
+    def read(name, obj):
+        if hasattr(obj, "shape"):
+            check_dataset(obj, f"{obj.file.filename}:{obj.name}")
+            out[name] = obj[()]
+    group.visititems(read)
     return out
 
 
@@ -128,7 +134,7 @@ def _reading(path):
 
 def _check(f, path):
     """The checks a resume needs beyond the checksum: format and training state."""
-    version = int(f.attrs.get("trainer_format", 0))
+    version = int(attr(f, "trainer_format", path, 0))
     if version != FORMAT:
         raise DataError(f"checkpoint {path} has format {version}; this trainer resumes "
                         f"format {FORMAT}")
@@ -181,9 +187,13 @@ def load(path, model, with_optimizer=True):
         if with_optimizer and "optimizer_weights" in f and model.optimizer is not None:
             model.optimizer.set_state(_flat(f["optimizer_weights"]), model.params())
         if "trainer_state" in f:
-            g = f["trainer_state"]
-            return json.loads(g.attrs["state"]), _flat(g["arrays"])
+            return _state(f, path)
     return None, {}
+
+
+def _state(f, path):
+    g = f["trainer_state"]
+    return json.loads(attr(g, "state", path, "{}")), _flat(g["arrays"])
 
 
 def read_state(path):
@@ -191,8 +201,7 @@ def read_state(path):
     with _reading(path) as f:
         if "trainer_state" not in f:
             raise DataError(f"checkpoint {path} holds weights only, no training state")
-        g = f["trainer_state"]
-        return json.loads(g.attrs["state"]), _flat(g["arrays"])
+        return _state(f, path)
 
 
 def read_weights(f, model, path, by_name=True, skip_mismatch=False):
@@ -200,7 +209,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False):
     root = f["model_weights"] if "model_weights" in f else f
     if "layer_names" not in root.attrs:
         raise DataError(f"{path}: no 'layer_names' attribute; not a Keras/trainer weights file")
-    stored = _decode(root.attrs["layer_names"])
+    stored = _decode(attr(root, "layer_names", path))
     for layer in model.layers:
         if layer.name not in stored:
             if layer.weight_names():
@@ -208,13 +217,13 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False):
                                   f"(the file has: {', '.join(stored)})")
             continue
         g = root[layer.name]
-        names = _decode(g.attrs.get("weight_names", []))
-        values = [np.asarray(g[n]) for n in names]
-        if len(values) != len(layer.weight_names()):
+        names = _decode(attr(g, "weight_names", path, []))
+        if len(names) != len(layer.weight_names()):
             raise ConfigError(f"{path}: layer '{layer.name}' has {len(layer.weight_names())} "
-                              f"weights, the file has {len(values)} ({', '.join(names)})")
-        for want, have, n in zip(layer.get_weights(), values, names):
-            if want.shape != have.shape:
+                              f"weights, the file has {len(names)} ({', '.join(names)})")
+        for want, n in zip(layer.get_weights(), names):  # shapes before reading
+            if want.shape != g[n].shape:
                 raise ConfigError(f"{path}: layer '{layer.name}' weight '{n}': the model "
-                                  f"needs shape {want.shape}, the file has {have.shape}")
-        layer.set_weights([v.astype(layer.dtype) for v in values])
+                                  f"needs shape {want.shape}, the file has {g[n].shape}")
+            check_dataset(g[n], f"{path}:{g[n].name}")
+        layer.set_weights([np.asarray(g[n]).astype(layer.dtype) for n in names])
