@@ -14,27 +14,12 @@ values. So, before reading:
 """
 
 import math
-import os
 
 from trainer.errors import DataError
+from trainer.limits import human_size as _size
+from trainer.limits import memory_bytes
 
 MAX_ATTR_BYTES = 16 << 20
-
-
-def memory_bytes():
-    """Physical memory of this machine (a generous bound if it cannot be read)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 40
-
-
-def _size(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
-        if n < 1024 or unit == "EiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"
 
 
 def check_dataset(ds, label, whole=True):
