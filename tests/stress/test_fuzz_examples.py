@@ -3,7 +3,8 @@ a functional model with two inputs and outputs, four callbacks, a CSV source, a
 schedule. Besides deleting, replacing, misspelling, adding and nesting keys it puts
 huge, negative and non-finite numbers anywhere, nests beyond the depth bound, and
 breaks the YAML with tags that construct Python objects and alias bombs. Every case
-ends in exit 0, 2 or 3 with one message, never a traceback."""
+ends in exit 0, 2, 3 or 5 (a huge learning rate diverges) with one message, never a
+traceback."""
 
 import copy
 import json
@@ -73,7 +74,7 @@ def test_mutated_example_configs_fail_cleanly(case, tmp_path_factory):
     CASES["by_config"][name] = CASES["by_config"].get(name, 0) + 1
     assert "Traceback" not in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
-    assert r.exit_code in (0, 2, 3), (r.exit_code, r.output, text)
+    assert r.exit_code in (0, 2, 3, 5), (r.exit_code, r.output, text)  # 5: a huge lr diverges
     if r.exit_code:
         assert r.output.startswith("error: "), r.output
         assert "internal error" not in r.output, (r.output, text)
