@@ -80,7 +80,8 @@ def test_yaml_alias_bomb_is_refused_not_expanded(tmp_path, where):
 
 
 def test_aliases_of_small_parts_still_work(tmp_path):
-    text = OK.replace("layers: [{Dense: {units: 3}}]", "layers: [&d {Dense: {units: 4}}, *d, {Dense: {units: 3}}]")
+    text = OK.replace("layers: [{Dense: {units: 3}}]",
+                      "layers: [&d {Dense: {units: 4}}, *d, {Dense: {units: 3}}]")
     cfg = config.load(write_config(tmp_path, text))
     assert cfg["model"]["layers"][0] == cfg["model"]["layers"][1]
 
@@ -123,7 +124,8 @@ def test_object_arrays_are_refused_never_unpickled(tmp_path, suffix):
 def test_no_pickle_eval_or_unsafe_yaml_in_trainer():
     """The code never turns pickle on, imports pickle, evaluates strings or loads YAML
     with a loader that builds Python objects."""
-    forbidden = [r"allow_pickle\s*=\s*True", r"^\s*(import|from)\s+(c?pickle|dill|marshal|shelve)\b",
+    forbidden = [r"allow_pickle\s*=\s*True",
+                 r"^\s*(import|from)\s+(c?pickle|dill|marshal|shelve)\b",
                  r"\beval\(", r"\bexec\(", r"yaml\.(unsafe_load|full_load|load)\(",
                  r"yaml\.(Unsafe|Full)?Loader\b", r"\bpickle\.loads?\("]
     hits = []
@@ -339,3 +341,11 @@ def test_callback_files_outside_the_run_folder_are_refused(tmp_path, callback):
     r = cli("fit", path, "--run-dir", tmp_path / "r")
     assert r.exit_code == 2 and "inside the run folder" in r.output, r.output
     assert not (tmp_path / "escape.csv").exists()
+
+
+@pytest.mark.parametrize("line", ["seed: 1.0e+308", "seed: 3.0", "fit: {epochs: 1.0e+300}"])
+def test_integers_must_be_written_as_integers(tmp_path, line):
+    """JSON Schema counts 1e308 as an integer; trainer does not (found by the fuzzer:
+    a float seed reached NumPy's SeedSequence)."""
+    with pytest.raises(ConfigError, match="expected an integer"):
+        config.load(write_config(tmp_path, OK.replace("fit: {epochs: 1}\n", "") + line + "\n"))

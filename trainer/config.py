@@ -191,9 +191,7 @@ def validate(cfg):
 def check_schema(schema, doc):
     """Validate ``doc`` (a Config, for its marks) against ``schema``; raise one
     ConfigError listing every problem."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _strict_validator()(schema)
     problems = []
     for top in validator.iter_errors(dict(doc)):
         for error in _leaves(top):
@@ -204,6 +202,17 @@ def check_schema(schema, doc):
     if problems:
         problems.sort(key=lambda p: _sort_key(p[2]))
         raise ConfigError(_summarise(problems), problems=problems)
+
+
+def _strict_validator():
+    """Draft 2020-12, except that an integer must be written as one: JSON Schema takes
+    1.0 and 1e308 as integers, which Python code then gets as floats."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def _sort_key(where):

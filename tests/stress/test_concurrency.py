@@ -2,9 +2,10 @@
 share of the BLAS/Numba threads (at least one), and the results are those of a
 sweep run with one worker.
 
-(Two fits on one run folder: tests/test_resume.py::test_second_fit_on_a_locked_run_folder_is_refused
-and ::test_lock_held_by_a_real_process_and_freed_by_its_death; a run folder deleted
-mid-run: tests/test_faults.py::test_run_folder_deleted_mid_run.)"""
+(Two fits on one run folder: tests/test_resume.py::
+test_second_fit_on_a_locked_run_folder_is_refused and
+::test_lock_held_by_a_real_process_and_freed_by_its_death; a run folder deleted mid-run:
+tests/test_faults.py::test_run_folder_deleted_mid_run.)"""
 
 import csv
 import json
