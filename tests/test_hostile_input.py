@@ -349,3 +349,31 @@ def test_integers_must_be_written_as_integers(tmp_path, line):
     a float seed reached NumPy's SeedSequence)."""
     with pytest.raises(ConfigError, match="expected an integer"):
         config.load(write_config(tmp_path, OK.replace("fit: {epochs: 1}\n", "") + line + "\n"))
+
+
+# -- bad data not covered in tests/test_data_errors.py ----------------------------------------
+
+def _x():
+    return np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+
+
+@pytest.mark.parametrize("x, y, message", [
+    (np.where(np.arange(160).reshape(40, 4) == 7, np.inf, _x()), np.arange(40) % 3,
+     "holds 1 NaN/Inf values (first in row 1)"),
+    (np.full((40, 4), 1e300), np.arange(40) % 3, "beyond float32's range"),
+    (_x().astype(np.complex64), np.arange(40) % 3, "complex64 values"),
+    (np.zeros((40, 4), "datetime64[s]"), np.arange(40) % 3, "datetime64[s] values"),
+    (np.zeros((40, 4), dtype=[("a", "f4")]), np.arange(40) % 3, "numbers are needed"),
+    (np.float32(3), np.arange(40) % 3, "x[input] is a single value"),
+    (_x(), np.where(np.arange(40) == 3, np.nan, np.arange(40) % 3), "hold NaN or Inf"),
+    (_x(), np.arange(40) % 3 - 1, "class ids in [-1, 1]"),
+    (_x(), np.arange(40) % 3 + 0.5, "hold fractions"),
+    (_x(), np.zeros((40, 5)), "labels have shape (40, 5)"),
+])
+def test_bad_arrays_are_data_errors(tmp_path, x, y, message):
+    with np.errstate(over="ignore"):
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+    r = cli("fit", make_config(tmp_path, {"train": {"path": "d.npz", "y": "y"}}),
+            "--run-dir", tmp_path / "r")
+    assert r.exit_code == 3 and message in r.output, r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
