@@ -377,3 +377,20 @@ def test_bad_arrays_are_data_errors(tmp_path, x, y, message):
             "--run-dir", tmp_path / "r")
     assert r.exit_code == 3 and message in r.output, r.output
     assert "Traceback" not in r.output and "internal error" not in r.output
+
+
+def test_layers_and_labels_too_large_for_memory_are_refused(tmp_path):
+    """Found by the example fuzzer: both were a MemoryError (exit 1)."""
+    from trainer import api
+
+    big = OK.replace("units: 3", "units: 1000000000000")
+    with pytest.raises(ConfigError, match=r"weight 'kernel' of shape \(4, 1000000000000\)"):
+        api.build(config.load(write_config(tmp_path, big)))
+    data = {"train": {"path": "d.npz", "y": "y"}}
+    np.savez(tmp_path / "d.npz", x=_x(), y=np.arange(40) % 3)
+    path = make_config(tmp_path, data, loss="categorical_crossentropy")
+    text = path.read_text().replace('"y": "y"}}', '"y": "y"}, "preprocess": {"y": '
+                                    '[{"to_categorical": {"num_classes": 1000000000000}}]}}')
+    path.write_text(text)
+    r = cli("fit", path, "--run-dir", tmp_path / "r")
+    assert r.exit_code in (2, 3) and "would take" in r.output, r.output
