@@ -100,6 +100,9 @@ def atomic_path(path, keep_previous=None):
         _fsync_dir(path.parent)
     except OSError as exc:
         _discard(tmp)
+        if not path.parent.is_dir():
+            raise WriteError(f"could not write {path}: its folder was deleted or moved "
+                             f"while trainer was writing it") from None
         raise WriteError(f"could not write {path}: {exc.strerror or exc}; "
                          f"the previous version of the file is kept") from None
     except BaseException:

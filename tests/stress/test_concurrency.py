@@ -100,3 +100,33 @@ def test_more_workers_than_cores_finishes_with_the_same_results(workdir, monkeyp
     for a, b in zip(results[4], results[1]):
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert np.isclose(float(a[key]), float(b[key]), rtol=1e-5, atol=1e-7), (key, a, b)
+
+
+def test_run_folder_deleted_under_a_running_fit(tmp_path):
+    """rm -rf of the run folder while a real `trainer fit` writes a checkpoint every
+    step: whatever write the deletion hits, exit 6 saying the folder is gone. (Files
+    being written at that instant may reappear; the in-process, deterministic version
+    that checks nothing is recreated: tests/test_faults.py::test_run_folder_deleted_mid_run.)"""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from resume_helpers import QUICK, TINY
+
+    for i, delay in enumerate((0.0, 0.15, 0.3)):
+        run = tmp_path / f"run{i}"
+        sets = [*TINY, "fit.epochs=1000", "fit.checkpoint_every=1",
+                "callbacks=[{CSVLogger: {filename: epochs.csv}}]"]
+        p = subprocess.Popen([sys.executable, "-m", "trainer", "fit", str(QUICK), "--run-dir",
+                              str(run), *sum((["--set", s] for s in sets), [])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 60
+        while not (run / "checkpoints/last.h5").exists():
+            assert p.poll() is None and time.monotonic() < end, p.communicate()
+            time.sleep(0.02)
+        time.sleep(delay)
+        shutil.rmtree(run, ignore_errors=True)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 6, err
+        assert "deleted or moved" in err and "Traceback" not in err, err
