@@ -1,6 +1,8 @@
 """A property-based fuzzer over configs: every mutation of a valid config ends in a
-valid run (exit 0) or one clear message with exit 2 (3 for data it points at), naming
-a config path; never a traceback or another exit code."""
+valid run (exit 0) or one clear message with exit 2 (3 for data it points at, 5 when a
+huge learning rate diverges), naming a config path; never a traceback or another exit
+code. Mutations: delete, replace with odd values, misspell, add, nest, huge/negative/
+non-finite numbers, nesting beyond the depth bound, broken YAML."""
 
 import copy
 import json
@@ -60,14 +62,19 @@ ODD_VALUES = st.one_of(
 
 @st.composite
 def mutated(draw):
-    doc = copy.deepcopy(VALID)
+    return mutate(draw, copy.deepcopy(VALID), extra_kinds=("huge", "deep"))
+
+
+def mutate(draw, doc, extra_kinds=()):
+    """1-3 random changes to ``doc``, then (1 time in 10) broken YAML."""
     for _ in range(draw(st.integers(1, 3))):
         all_paths = [p for p in paths(doc) if p]
         if not all_paths:
             break
         path = draw(st.sampled_from(all_paths))
         parent = get_parent(doc, path)
-        kind = draw(st.sampled_from(["delete", "replace", "misspell", "add", "nest"]))
+        kind = draw(st.sampled_from(["delete", "replace", "misspell", "add", "nest",
+                                     *extra_kinds]))
         key = path[-1]
         if kind == "delete":
             del parent[key]
@@ -83,12 +90,23 @@ def mutated(draw):
             for _ in range(draw(st.integers(1, 40))):
                 value = {"x": value}
             parent[key] = value
+        elif kind == "huge":  # sizes, rates and counts far out of range
+            parent[key] = draw(HUGE)
+        elif kind == "deep":  # beyond the nesting bound, lists or mappings
+            value = parent[key]
+            for _ in range(draw(st.integers(50, 300))):
+                value = [value] if draw(st.booleans()) else {"x": value}
+            parent[key] = value
     text = yaml.safe_dump(doc, sort_keys=False)
     if draw(st.integers(0, 9)) == 0:  # break the YAML itself
         cut = draw(st.integers(0, max(0, len(text) - 1)))
         text = text[:cut] + draw(st.sampled_from(["[", "{", ": :", "\t", "'", "- -\n  x"])) + \
             text[cut:]
     return text
+
+
+HUGE = st.sampled_from([10**9, 2**31, 2**63, 10**30, 10**300, 1e308, float("inf"), -1, -7,
+                        -10**6, -1e308, 0, 0.0, -0.0, 1e-320])
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,
@@ -104,7 +122,7 @@ def test_mutated_configs_fail_cleanly(text, tmp_path_factory):
     CASES["codes"][r.exit_code] = CASES["codes"].get(r.exit_code, 0) + 1
     assert "Traceback" not in r.output, r.output
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
-    assert r.exit_code in (0, 2, 3), (r.exit_code, r.output, text)
+    assert r.exit_code in (0, 2, 3, 5), (r.exit_code, r.output, text)  # 5: a huge lr diverges
     if r.exit_code:
         assert r.output.startswith("error: "), r.output
         assert "internal error" not in r.output, (r.output, text)

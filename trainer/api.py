@@ -211,8 +211,12 @@ def save_last(run, loop, pre, history, resolved):
     history.csv: a crash between the two leaves history.csv behind the checkpoint,
     and a resume rewrites it from the checkpoint's history."""
     from trainer import checkpoint
+    from trainer.fileio import WriteError
     from trainer.resume import config_hash
 
+    if not run.present():  # atomic writes would create the folder again
+        raise WriteError(f"the run folder {run.path} was deleted or moved while the run "
+                         f"was training; stopped before writing a checkpoint")
     state, arrays = loop.get_state()
     checkpoint.save(run.last, loop.model, keep_previous=run.previous,
                     state={"version": checkpoint.FORMAT,
@@ -251,14 +255,46 @@ def train_until_done(loop, run, history, point=None):
         run.finish("diverged", history_last(history), error=str(exc))
         raise
     except TrainerError as exc:
-        run.finish("failed", history_last(history), error=str(exc))
+        _finish_failed(run, history, str(exc))
         raise
+    except OSError as exc:  # a callback's own file (CSVLogger, TensorBoard) not written
+        error = _write_error(run, exc)
+        if error is None:
+            _finish_failed(run, history, f"internal error: {exc!r}")
+            raise
+        _finish_failed(run, history, str(error))
+        raise error from None
     except BaseException as exc:
         run.finish("failed", history_last(history), error=f"internal error: {exc!r}")
         raise
     logs = logs or history_last(history)
     run.finish("completed", logs)
     return logs
+
+
+def _write_error(run, exc):
+    """A WriteError for an OSError that says the run folder cannot be written (gone,
+    full, read-only); None for any other OSError."""
+    from trainer.fileio import WRITE_ERRNOS, WriteError
+
+    if not run.present():
+        return WriteError(f"the run folder {run.path} was deleted or moved while the run "
+                          f"was training; stopped ({exc.strerror or exc})")
+    if exc.errno in WRITE_ERRNOS:
+        name = f" {exc.filename}" if exc.filename else ""
+        return WriteError(f"could not write{name}: {exc.strerror or exc}; the last "
+                          f"checkpoint written is kept")
+    return None
+
+
+def _finish_failed(run, history, error):
+    """Record the failure in run.json, if the run folder can still be written (it may
+    be the very problem): never recreate a deleted folder, never hide the first error."""
+    from trainer.fileio import WriteError
+
+    if run.present():
+        with contextlib.suppress(WriteError):
+            run.finish("failed", history_last(history), error=error)
 
 
 def history_last(history):

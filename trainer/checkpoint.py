@@ -27,6 +27,7 @@ import numpy as np
 
 from trainer.errors import DataError
 from trainer.fileio import atomic_path
+from trainer.h5limits import attr, check_dataset
 from trainer.keras_io import h5 as keras_h5
 
 FORMAT = 2
@@ -35,9 +36,14 @@ SEAL = b"trainer-checkpoint sha256:"
 
 
 def _flat(group):
-    """name → array of every dataset under an HDF5 group."""
+    """name → array of every dataset under an HDF5 group (sizes checked first)."""
     out = {}
-    group.visititems(lambda k, v: out.__setitem__(k, v[()]) if hasattr(v, "shape") else None)
+
+    def read(name, obj):
+        if hasattr(obj, "shape"):
+            check_dataset(obj, f"{obj.file.filename}:{obj.name}")
+            out[name] = obj[()]
+    group.visititems(read)
     return out
 
 
@@ -121,7 +127,7 @@ def _reading(path):
 
 def _check(f, path):
     """The checks a resume needs beyond the checksum: format and training state."""
-    version = int(f.attrs.get("trainer_format", 0))
+    version = int(attr(f, "trainer_format", path, 0))
     if version != FORMAT:
         raise DataError(f"checkpoint {path} has format {version}; this trainer resumes "
                         f"format {FORMAT}")
@@ -167,9 +173,13 @@ def load(path, model, with_optimizer=True):
         if with_optimizer and "optimizer_weights" in f and model.optimizer is not None:
             model.optimizer.set_state(_flat(f["optimizer_weights"]), model.params())
         if "trainer_state" in f:
-            g = f["trainer_state"]
-            return json.loads(g.attrs["state"]), _flat(g["arrays"])
+            return _state(f, path)
     return None, {}
+
+
+def _state(f, path):
+    g = f["trainer_state"]
+    return json.loads(attr(g, "state", path, "{}")), _flat(g["arrays"])
 
 
 def read_state(path):
@@ -177,8 +187,7 @@ def read_state(path):
     with _reading(path) as f:
         if "trainer_state" not in f:
             raise DataError(f"checkpoint {path} holds weights only, no training state")
-        g = f["trainer_state"]
-        return json.loads(g.attrs["state"]), _flat(g["arrays"])
+        return _state(f, path)
 
 
 def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True):

@@ -49,8 +49,20 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool",
                                                    "map", "seq")}
 
 
+#: Bounds on what a config may expand to: YAML aliases can repeat a node
+#: exponentially often ("billion laughs"), and deep nesting exhausts the stack.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
 def _build(node, loader, path, marks, filename):
     marks[path] = _mark(node, filename)
+    if len(marks) > MAX_VALUES:
+        raise ConfigError(f"the config expands to more than {MAX_VALUES} values (YAML "
+                          f"aliases repeating large parts?); refused", where=marks[path])
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(f"the config is nested more than {MAX_DEPTH} levels deep; refused",
+                          where=marks[path])
     if node.tag not in _PLAIN_TAGS:
         raise ConfigError(f"tag {node.tag} not allowed in a config; only plain YAML "
                           f"(strings, numbers, booleans, null, lists, mappings) is read",
@@ -88,6 +100,9 @@ def parse_text(text, filename):
         raise ConfigError(f"invalid YAML: {problem}", where=where) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", where=filename) from None
+    except RecursionError:  # the YAML composer recurses once per nesting level
+        raise ConfigError(f"the config is nested more than {MAX_DEPTH} levels deep; refused",
+                          where=filename) from None
     finally:
         loader.dispose()
     return value, marks
@@ -134,10 +149,8 @@ def apply_override(value, marks, item):
     keys = [k for k in dotted.strip().split(".")]
     if not all(keys):
         raise ConfigError(f"--set: empty key in '{dotted}'")
-    try:
-        new = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {dotted}: cannot parse value {raw!r}: {exc}") from None
+    # parsed as a config is (plain tags only, bounded), its place "--set KEY"
+    new = parse_text(raw, f"--set {dotted}")[0] if raw.strip() else ""
     node, trail = value, []
     for i, key in enumerate(keys):
         last = i == len(keys) - 1
@@ -178,9 +191,7 @@ def validate(cfg):
 def check_schema(schema, doc):
     """Validate ``doc`` (a Config, for its marks) against ``schema``; raise one
     ConfigError listing every problem."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _strict_validator()(schema)
     problems = []
     for top in validator.iter_errors(dict(doc)):
         for error in _leaves(top):
@@ -191,6 +202,17 @@ def check_schema(schema, doc):
     if problems:
         problems.sort(key=lambda p: _sort_key(p[2]))
         raise ConfigError(_summarise(problems), problems=problems)
+
+
+def _strict_validator():
+    """Draft 2020-12, except that an integer must be written as one: JSON Schema takes
+    1.0 and 1e308 as integers, which Python code then gets as floats."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
 
 
 def _sort_key(where):

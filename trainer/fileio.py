@@ -7,6 +7,7 @@ goes missing).
 """
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -15,9 +16,15 @@ from trainer.errors import TrainerError
 
 
 class WriteError(TrainerError):
-    """A run file could not be written (full disk, read-only folder)."""
+    """A run file could not be written (full disk, read-only or deleted run folder);
+    the checkpoint written before stays intact."""
 
-    exit_code = 1
+    exit_code = 6
+
+
+#: errno values that mean "this folder cannot be written", not a bug of ours
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                errno.EFBIG, errno.EIO}
 
 
 def _fsync_dir(folder):
@@ -78,10 +85,11 @@ def atomic_path(path, keep_previous=None):
     before is kept there.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         os.chmod(tmp, _mode(path))
         yield tmp
         with open(tmp, "rb+") as f:
@@ -91,14 +99,21 @@ def atomic_path(path, keep_previous=None):
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _discard(tmp)
+        if not path.parent.is_dir():
+            raise WriteError(f"could not write {path}: its folder was deleted or moved "
+                             f"while trainer was writing it") from None
         raise WriteError(f"could not write {path}: {exc.strerror or exc}; "
                          f"the previous version of the file is kept") from None
     except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp):
+    if tmp is not None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
 
 
 def write_text(path, text):

@@ -175,3 +175,9 @@ class Model:
                     first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
                     raise DataError(f"{where}: input '{name}' holds {int(bad.sum())} NaN/Inf "
                                     f"values (first in row {first})")
+                big = np.abs(x) > np.finfo(np.float32).max  # Inf once cast to float32
+                if x.dtype.itemsize > 4 and big.any():
+                    first = int(np.argwhere(big.reshape(len(x), -1).any(axis=1))[0, 0])
+                    raise DataError(f"{where}: input '{name}' holds {int(big.sum())} values "
+                                    f"beyond float32's range (±3.4e38; first in row {first}), "
+                                    f"which become Inf; rescale them")

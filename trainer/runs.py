@@ -15,7 +15,7 @@ import yaml
 
 from trainer import __version__
 from trainer.errors import ConfigError
-from trainer.fileio import remove_temporaries, write_text
+from trainer.fileio import WriteError, remove_temporaries, write_text
 
 
 def now():
@@ -62,6 +62,11 @@ class Run:
         self.checkpoints = self.path / "checkpoints"
         self.meta = {}
 
+    def present(self):
+        """Whether the run folder is still there (with its lock file and checkpoints/):
+        a folder deleted mid-run must not be silently written again."""
+        return (self.path / ".lock").is_file() and self.checkpoints.is_dir()
+
     def require(self):
         """ConfigError unless this is a run folder `trainer fit` wrote."""
         if not (self.path / "config.yaml").is_file():
@@ -76,8 +81,12 @@ class Run:
         stuck). A second ``trainer fit`` on the same folder stops with ConfigError."""
         import fcntl
 
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WriteError(f"cannot write the run folder {self.path}: "
+                             f"{exc.strerror or exc}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

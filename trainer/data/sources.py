@@ -22,6 +22,7 @@ import numpy as np
 from trainer.config import resolve_path
 from trainer.data.lazy import H5Array, MemmapArray
 from trainer.errors import ConfigError, DataError
+from trainer.h5limits import check_dataset
 from trainer.registries import datasets
 
 
@@ -139,7 +140,9 @@ def read_hdf5(path, lazy=True):
         out = {}
         for name in names:
             ds = f[name]
-            if ds.dtype.kind in "biuf" and ds.ndim >= 1 and lazy:
+            lazy_ds = ds.dtype.kind in "biuf" and ds.ndim >= 1 and lazy
+            check_dataset(ds, f"{path}:/{name}", whole=not lazy_ds)
+            if lazy_ds:
                 out[name] = H5Array(str(path), name, ds)
             else:
                 try:

@@ -24,6 +24,12 @@ class Split:
         self.transform = transform
         self.rows = rows
         self.check = None
+        for role, arrays in (("x", x), ("y", y), ("sample_weight", {"": sample_weight})):
+            for k, v in arrays.items():
+                if v is not None and not getattr(v, "shape", ()):
+                    raise DataError(f"{role}{f'[{k}]' if k else ''} is a single value "
+                                    f"({np.asarray(v)!r}), not an array with one row per "
+                                    f"sample")
         lengths = {f"x[{k}]": len(v) for k, v in x.items()}
         lengths.update({f"y[{k}]": len(v) for k, v in y.items()})
         if sample_weight is not None:

@@ -12,11 +12,13 @@ A layer owns its weights and says what it computes:
 Layers raise ``ConfigError`` for arguments or shapes that don't fit, at build time.
 """
 
+import math
 import re
 
 import numpy as np
 
 from trainer.errors import ConfigError
+from trainer.limits import human_size, memory_bytes
 
 
 class Layer:
@@ -51,7 +53,12 @@ class Layer:
         return input_shape
 
     def add_weight(self, name, shape, initializer, rng, regularizer=None, trainable=True):
-        value = initializer(tuple(int(d) for d in shape), rng, self.dtype)
+        shape = tuple(int(d) for d in shape)
+        need = math.prod(shape) * 8  # initializers draw in float64
+        if need > memory_bytes() // 4:  # the weight, its gradient, optimizer slots
+            raise self.error(f"weight '{name}' of shape {shape} would take {human_size(need)}"
+                             f", more than this machine's memory allows; make it smaller")
+        value = initializer(shape, rng, self.dtype)
         value = np.ascontiguousarray(value, dtype=self.dtype)
         if trainable:
             self.params[name] = value

@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 from trainer.errors import ConfigError, DataError
+from trainer.h5limits import attr, check_dataset
 
 KERAS_VERSION = "2.15.0"
 HEADER_LIMIT = 64512  # bytes; larger attributes are chunked (Keras's constant)
@@ -31,12 +32,14 @@ def decode(values):
 
 
 def read_list_attr(group, name):
-    """A list-of-strings attribute, whole or in Keras's numbered chunks; [] if absent."""
+    """A list-of-strings attribute, whole or in Keras's numbered chunks; [] if absent.
+    Each attribute's size is checked before it is read (trainer/h5limits.py)."""
+    label = f"{group.file.filename}:{group.name}"
     if name in group.attrs:
-        return decode(group.attrs[name])
+        return decode(attr(group, name, label))
     out, k = [], 0
     while f"{name}{k}" in group.attrs:
-        out += decode(group.attrs[f"{name}{k}"])
+        out += decode(attr(group, f"{name}{k}", label))
         k += 1
     return out
 
@@ -72,8 +75,14 @@ def stored_layers(root):
             out[name] = []
             continue
         g = root[name]
-        out[name] = [(w, np.asarray(g[w])) for w in read_list_attr(g, "weight_names")]
+        out[name] = [(w, _read(g[w])) for w in read_list_attr(g, "weight_names")]
     return out
+
+
+def _read(ds):
+    """A weight dataset, its declared size checked before it is read."""
+    check_dataset(ds, f"{ds.file.filename}:{ds.name}")
+    return np.asarray(ds)
 
 
 def nested_layers(stored, wanted):

@@ -9,6 +9,7 @@ import numpy as np
 
 from trainer.data.preprocessing.steps import Step
 from trainer.errors import DataError
+from trainer.limits import human_size, memory_bytes
 from trainer.registries import preprocessing
 from trainer.registry import PositiveInt
 
@@ -23,6 +24,11 @@ def _flat_labels(array, step):
 
 
 def _one_hot(ids, n):
+    need = len(ids) * n * 4
+    if need > memory_bytes() // 4:
+        raise DataError(f"one-hot labels of {len(ids)} rows × {n} classes would take "
+                        f"{human_size(need)}, more than this machine's memory allows; "
+                        f"check num_classes or the label values")
     out = np.zeros((len(ids), n), np.float32)
     out[np.arange(len(ids)), ids] = 1
     return out

@@ -1,0 +1,71 @@
+"""Size checks made before anything is read from an HDF5 file (data or checkpoint).
+
+An HDF5 dataset declares its shape apart from what it stores: a chunked dataset of
+shape (10**12, 10**6) costs a few bytes on disk and reads as fill values. Reading it
+whole would allocate its declared size, and training on it would train on fill
+values. So, before reading:
+
+- a dataset read whole must fit in this machine's memory;
+- one row of a dataset read per batch must fit in a fraction of it;
+- every chunk of a numeric or fixed-length text dataset (all its bytes, when not
+  chunked) must be stored: fewer means a writer died mid-way, and the missing rows
+  would read as fill values;
+- an attribute must be smaller than ``MAX_ATTR_BYTES``.
+"""
+
+import math
+
+from trainer.errors import DataError
+from trainer.limits import human_size as _size
+from trainer.limits import memory_bytes
+
+MAX_ATTR_BYTES = 16 << 20
+
+
+def check_dataset(ds, label, whole=True):
+    """DataError naming ``label`` unless dataset ``ds`` can be read safely: whole
+    (``whole=True``) or a row at a time."""
+    shape = tuple(int(n) for n in ds.shape or ())
+    declared = math.prod(shape) * ds.dtype.itemsize
+    memory = memory_bytes()
+    if whole and declared > memory:
+        raise DataError(f"{label}: declares shape {shape} ({_size(declared)}), more than "
+                        f"this machine's memory ({_size(memory)}); refused before reading")
+    row = math.prod(shape[1:]) * ds.dtype.itemsize if shape else declared
+    if row > memory // 8:
+        raise DataError(f"{label}: one row of shape {shape[1:]} is {_size(row)}, more than "
+                        f"an eighth of this machine's memory; refused before reading")
+    if ds.dtype.kind in "biufcS" and declared:
+        if ds.chunks:  # compressed or not: count the chunks written
+            want = math.prod(-(-n // c) for n, c in zip(shape, ds.chunks))
+            have = ds.id.get_num_chunks()
+            missing = f"{want - have} of its {want} chunks were never written"
+        else:
+            want, have = declared, ds.id.get_storage_size()
+            missing = f"only {_size(have)} of its {_size(declared)} are stored"
+        if have < want:
+            raise DataError(f"{label}: declares shape {shape} ({_size(declared)}) but "
+                            f"{missing}: the file was not completely written (those rows "
+                            f"would read as fill values); refused")
+
+
+def check_attr(obj, name, label):
+    """DataError unless attribute ``name`` of ``obj`` is small enough to read."""
+    aid = obj.attrs.get_id(name)
+    declared = math.prod(int(n) for n in (aid.shape or ())) * aid.dtype.itemsize
+    try:
+        stored = aid.get_storage_size()
+    except RuntimeError:  # an empty attribute
+        stored = 0
+    if max(declared, stored) > MAX_ATTR_BYTES:
+        raise DataError(f"{label}: attribute '{name}' is {_size(max(declared, stored))}, "
+                        f"more than the {_size(MAX_ATTR_BYTES)} a trainer file may hold; "
+                        f"refused before reading")
+
+
+def attr(obj, name, label, default=None):
+    """``obj.attrs[name]`` (or ``default`` when absent), its size checked first."""
+    if name not in obj.attrs:
+        return default
+    check_attr(obj, name, label)
+    return obj.attrs[name]
