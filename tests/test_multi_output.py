@@ -225,7 +225,7 @@ def test_seq2seq_config_trains_and_loss_decreases(workdir):
 def test_dataset_reverses_with_teacher_forcing():
     from trainer.datasets.seq2seq import Seq2SeqTokens
     x, y = Seq2SeqTokens(subset="all", samples=10, length=4, vocab_size=3).load()
-    src, dec, tgt = x["enc_in"].argmax(-1), x["dec_in"].argmax(-1), y["out"].argmax(-1)
+    src, dec, tgt = x["enc_in"].argmax(-1), x["dec_in"].argmax(-1), y["out"]
     assert x["enc_in"].shape == (10, 4, 3) and x["dec_in"].shape == (10, 4, 4)
     np.testing.assert_array_equal(tgt, src[:, ::-1])
     assert (dec[:, 0] == 3).all()  # the start token

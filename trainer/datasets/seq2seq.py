@@ -17,8 +17,9 @@ class Seq2SeqTokens(BuiltinDataset):
     - x ``dec_in`` (N, length, vocab_size + 1) float32: the target shifted right by one
       step, starting with a start token (the extra last feature), as a decoder reads it
       while training (teacher forcing).
-    - y ``out`` (N, length, vocab_size) float32: the target tokens, one-hot — the source
-      reversed (``task: reverse``) or as it is (``task: copy``).
+    - y ``out`` (N, length) int64: the target token ids — the source reversed
+      (``task: reverse``) or as it is (``task: copy``); a per-step softmax over
+      ``vocab_size`` fits them with ``sparse_categorical_crossentropy``.
 
     The Keras seq2seq pattern: an LSTM encoder with ``return_state`` hands its final
     ``h, c`` to the decoder as initial states. Generated from ``seed`` (not the run's);
@@ -46,7 +47,7 @@ class Seq2SeqTokens(BuiltinDataset):
         eye = np.eye(v + 1, dtype=np.float32)
         shifted = np.concatenate([np.full((n, 1), v), target[:, :-1]], axis=1)  # v: start
         x = {"enc_in": eye[source][..., :v], "dec_in": eye[shifted]}
-        return x, {"out": eye[target][..., :v]}
+        return x, {"out": target.astype(np.int64)}
 
     def load(self):
         x, y = self.arrays()
