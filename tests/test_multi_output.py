@@ -189,7 +189,8 @@ def test_initial_state_count_and_shape(tmp_path):
     with pytest.raises(ConfigError, match=r"model.layers\[1\].*LSTM takes 2 initial "
                                           r"state\(s\) \[h, c\].*got 1"):
         build(tmp_path, seq2seq("LSTM", 1))
-    text = seq2seq("GRU", 1).replace("units: 4, return_sequences", "units: 5, return_sequences")
+    text = seq2seq("GRU", 1).replace("units: 4, return_sequences",
+                                    "units: 5, return_sequences")
     with pytest.raises(ConfigError, match=r"initial_state 0: shape \(None, 4\) doesn't fit "
                                           r"the state shape \(None, 5\)"):
         build(tmp_path, text)

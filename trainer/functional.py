@@ -285,7 +285,9 @@ def _check_output_index(cfg, ref, tensor_of, graph, keypath, place):
     node = graph.producer[first]
     n = 1 if node is None else len(node.outputs)
     have = f"{base}:0" if n == 1 else f"{base}:0 .. {base}:{n - 1}"
-    why = "" if n > 1 else " (an RNN gives its states with return_state: true)"
+    why = ""
+    if n == 1 and node is not None:
+        why = " (an RNN gives its states with return_state: true)"
     raise ConfigError(f"{_dotted(place)}: '{ref}' refers to output {ref[len(base) + 1:]} of "
                       f"'{base}', which has {n} output{'s' if n > 1 else ''} ({have}){why}",
                       where=cfg.where(keypath))
