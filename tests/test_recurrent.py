@@ -36,8 +36,8 @@ class WithMask(Layer):
         out = self.layer.build(input_shape, rng)
         self.layer.built = True
         self._sync()
-        if self.layer.return_state:
-            return (*out[:-1], out[-1] + sum(s[-1] for s in self.layer.state_shapes))
+        if self.layer.return_state:  # [output shape, *state shapes]
+            return (*out[0][:-1], sum(s[-1] for s in out))
         return out
 
     def _sync(self):
@@ -246,10 +246,10 @@ def test_return_state_gives_output_and_states(rng):
     assert back([None, np.ones((B, U))]).shape == x.shape  # only the state's gradient
 
 
-def test_return_state_is_refused_in_a_graph(rng):
+def test_return_state_gives_several_tensors_in_a_graph(rng):
     graph = Graph(["x"], [(T, D)])
-    with pytest.raises(ConfigError, match="return_state"):
-        graph.add(make("GRU", return_state=True), [0], rng)
+    assert graph.add(make("GRU", return_state=True), [0], rng) == [1, 2]
+    assert graph.shapes[1:] == [(U,), (U,)]
 
 
 def test_dropout_is_off_at_inference_and_on_in_training(rng):

@@ -136,6 +136,10 @@ def build_sequential(cfg, rng):
                 raise ConfigError(f"{_dotted(keypath)}: only the first layer can set the "
                                   f"input shape", where=cfg.where(keypath))
             shape = given
+        if layer.multi_output:
+            raise ConfigError(f"{_dotted(keypath)}: layer '{layer.name}' gives several "
+                              f"outputs (return_state); a Sequential model takes one output "
+                              f"per layer, use a functional model", where=cfg.where(keypath))
         built.append((layer, keypath))
     if shape is None:
         raise ConfigError("model: the input shape is unknown; give model.input_shape, an "

@@ -10,6 +10,11 @@ and shared layers (one layer, its weights used at several places).
         - {call: label, inputs: other, name: label_2}          # the same weights again
       outputs: [label]
 
+A layer with several outputs (an RNN with ``return_state``) is referred to as
+``name:k`` for its output k (``name`` alone is output 0), e.g. an LSTM's h and c as
+``encoder:1`` and ``encoder:2``; given to a recurrent layer after its input, they are
+its initial states: ``inputs: [dec_in, "encoder:1", "encoder:2"]``.
+
 Every config entry becomes one call of a layer (a node of the engine Graph). A layer
 without ``inputs`` takes the entry written before it (the only model input for the
 first entry). Entries are placed in topological order, in config order where the
@@ -18,6 +23,7 @@ the equivalent Sequential model. Everything is checked here, before any data is 
 """
 
 import heapq
+import re
 
 import numpy as np
 
@@ -25,6 +31,15 @@ from trainer.builder import PLACEMENT, Namer, _dotted, make_layer
 from trainer.engine.graph import Graph
 from trainer.errors import ConfigError
 from trainer.registry import suggest
+
+
+_OUTPUT = re.compile(r"(.+):(\d+)")
+
+
+def _base(ref):
+    """The entry part of a reference: ``encoder:1`` → ``encoder``."""
+    m = _OUTPUT.fullmatch(ref)
+    return m.group(1) if m else ref
 
 
 class Entry:
@@ -141,7 +156,7 @@ def _producers(cfg, entries, input_names):
     known = list(input_names) + [e.label for e in entries]
     for e in entries:
         for j, r in enumerate(e.refs):
-            if r not in by_ref and r not in input_names:
+            if _base(r) not in by_ref and _base(r) not in input_names:
                 where = cfg.where(e.refs_key + ((j,) if len(e.refs) > 1 else ()))
                 hint = suggest(r, known)
                 raise ConfigError(
@@ -154,7 +169,7 @@ def _topological(cfg, entries, input_names):
     """Entry indices in an order where every input comes first: config order wherever
     the graph allows. A cycle fails, naming the layers in it."""
     by_ref = _producers(cfg, entries, input_names)
-    deps = [{by_ref[r] for r in e.refs if r in by_ref} for e in entries]
+    deps = [{by_ref[_base(r)] for r in e.refs if _base(r) in by_ref} for e in entries]
     users = [[] for _ in entries]
     for k, ds in enumerate(deps):
         for d in ds:
@@ -193,7 +208,7 @@ def _check_reachable(cfg, entries, input_names):
         if name in input_names:
             raise ConfigError(f"model.outputs[{j}]: '{name}' is a model input; an output "
                               f"must be a layer that depends on the inputs", where=where)
-        if name not in by_ref:
+        if _base(name) not in by_ref:
             known = [e.label for e in entries]
             raise ConfigError(f"model.outputs[{j}]: unknown output '{name}'."
                               f"{suggest(name, known)} Layers: {', '.join(known)}",
@@ -201,17 +216,17 @@ def _check_reachable(cfg, entries, input_names):
         if outputs.index(name) != j:
             raise ConfigError(f"model.outputs[{j}]: '{name}' is listed twice", where=where)
     needed, used_inputs = set(), set()
-    stack = [by_ref[n] for n in outputs]
+    stack = [by_ref[_base(n)] for n in outputs]
     while stack:
         k = stack.pop()
         if k in needed:
             continue
         needed.add(k)
         for r in entries[k].refs:
-            if r in by_ref:
-                stack.append(by_ref[r])
+            if _base(r) in by_ref:
+                stack.append(by_ref[_base(r)])
             else:
-                used_inputs.add(r)
+                used_inputs.add(_base(r))
     for name in input_names:
         if name not in used_inputs:
             raise ConfigError(f"model.inputs.{name}: input '{name}' is not used by any "
@@ -230,11 +245,16 @@ def _build(cfg, entries, order, input_names, rng):
     graph = Graph(input_names, [tuple(inputs[n]["shape"]) for n in input_names])
     graph.functional = True
     dtype = np.dtype(cfg.get("dtype", "float32"))
-    tensor_of = {name: i for i, name in enumerate(input_names)}  # name → tensor index
+    tensor_of = {}  # reference → tensor index
+    for i, name in enumerate(input_names):
+        tensor_of.update({name: i, f"{name}:0": i})
     for k in order:
         e = entries[k]
         if not e.layer.built:
             e.layer.dtype = dtype.type
+        for j, r in enumerate(e.refs):
+            _check_output_index(cfg, r, tensor_of, graph,
+                                e.refs_key + ((j,) if len(e.refs) > 1 else ()), e.keypath)
         args = [tensor_of[r] for r in e.refs]
         try:
             t = graph.add(e.layer, args, rng)
@@ -243,8 +263,31 @@ def _build(cfg, entries, order, input_names, rng):
             raise ConfigError(f"{_dotted(e.keypath)}: {exc.message} (inputs: {got})",
                               where=cfg.where(e.keypath)) from None
         graph.nodes[-1].call_index = e.call_index
-        tensor_of.update({n: t for n in e.names})
+        ts = t if isinstance(t, list) else [t]
+        for n in e.names:
+            tensor_of[n] = ts[0]
+            tensor_of.update({f"{n}:{j}": tj for j, tj in enumerate(ts)})
     outputs = cfg["model"]["outputs"]
+    for j, name in enumerate(outputs):
+        _check_output_index(cfg, name, tensor_of, graph, ("model", "outputs", j),
+                            ("model", "outputs", j))
     graph.outputs = [tensor_of[n] for n in outputs]
     graph.output_names = list(outputs)
     return graph
+
+
+def _check_output_index(cfg, ref, tensor_of, graph, keypath, place):
+    """``name:k`` names an output the layer has (the name itself was checked before)."""
+    if ref in tensor_of:
+        return
+    base = _base(ref)
+    first = tensor_of[base]
+    node = graph.producer[first]
+    n = 1 if node is None else len(node.outputs)
+    have = f"{base}:0" if n == 1 else f"{base}:0 .. {base}:{n - 1}"
+    why = ""
+    if n == 1 and node is not None:
+        why = " (an RNN gives its states with return_state: true)"
+    raise ConfigError(f"{_dotted(place)}: '{ref}' refers to output {ref[len(base) + 1:]} of "
+                      f"'{base}', which has {n} output{'s' if n > 1 else ''} ({have}){why}",
+                      where=cfg.where(keypath))

@@ -87,7 +87,7 @@ def _loss_keypath(cfg, output, multi):
 
 
 def _last_activation(model, output_index):
-    node = model.graph.nodes[model.graph.outputs[output_index] - model.graph.n_inputs]
+    node = model.graph.producer[model.graph.outputs[output_index]]
     act = getattr(node.layer, "activation", None)
     return getattr(act, "registered_name", None)
 

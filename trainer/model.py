@@ -28,7 +28,7 @@ class Model:
         self.layers = graph.layers()
         self.input_names = list(graph.input_names)
         self.output_names = getattr(graph, "output_names", None) or [
-            graph.nodes[i - graph.n_inputs].layer.name for i in graph.outputs]
+            graph.producer[i].layer.name for i in graph.outputs]
         self.outputs = []
         self.optimizer = None
         self.stop_training = False

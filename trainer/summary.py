@@ -2,12 +2,19 @@
 
 Functional models get Keras's "Connected to" column: one row per layer (a shared
 layer once), listing for each of its calls the tensors it was called on, written
-``layer[call][0]`` as Keras writes ``layer[node_index][tensor_index]``.
+``layer[call][k]`` as Keras writes ``layer[node_index][tensor_index]``. A layer with
+several outputs (return_state) lists their shapes in one row, as Keras does.
 """
 
 
 def _shape(shape):
     return str((None, *shape))
+
+
+def _shapes(node):
+    if len(node.shapes) == 1:
+        return _shape(node.shape)
+    return "[" + ", ".join(_shape(s) for s in node.shapes) + "]"
 
 
 def _is_functional(graph):
@@ -23,21 +30,21 @@ def summary_rows(model):
     rows = [(f"{name} (InputLayer)", _shape(shape), 0, [])
             for name, shape in zip(g.input_names, g.shapes)]
     by_layer = {}
-    for k, node in enumerate(g.nodes):
+    for node in g.nodes:
         layer = node.layer
         call = getattr(node, "call_index", None)
         if call is None:
             call = calls.get(id(layer), 0)
         calls[id(layer)] = calls.get(id(layer), 0) + 1
-        producer[g.n_inputs + k] = f"{layer.name}[{call}][0]"
+        producer.update({t: f"{layer.name}[{call}][{j}]" for j, t in enumerate(node.outputs)})
         conns = [producer[i] for i in node.inputs]
         if id(layer) in by_layer:
             row = by_layer[id(layer)]
             row[3].extend(conns)
-            if row[1] != _shape(node.shape):
+            if row[1] != _shapes(node):
                 row[1] = "multiple"
             continue
-        row = [f"{layer.name} ({type(layer).__name__})", _shape(node.shape),
+        row = [f"{layer.name} ({type(layer).__name__})", _shapes(node),
                sum(layer.count_params()), conns]
         by_layer[id(layer)] = row
         rows.append(row)

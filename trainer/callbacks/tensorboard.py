@@ -116,7 +116,7 @@ class TensorBoard(Callback):
             name = base if seen[base] == 1 else f"{base}_call{seen[base]}"
             nodes.append(node_def_pb2.NodeDef(name=name, op=type(node.layer).__name__,
                                               input=[names[i] for i in node.inputs]))
-            names.append(name)
+            names += [name] + [f"{name}:{k}" for k in range(1, len(node.outputs))]
         graph = graph_pb2.GraphDef(node=nodes)
         writer = self._writer("train")
         writer._get_file_writer().add_event(

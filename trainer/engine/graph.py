@@ -4,24 +4,36 @@ Nodes are kept in topological order. ``forward`` runs them in order and keeps ea
 node's backward closure; ``backward`` walks them in reverse, adding the gradient of
 every consumer into its producer (``+=``), and checks every gradient's shape
 against its tensor's.
+
+A layer with several outputs (an RNN with ``return_state``) makes one node that
+produces several tensors; its backward gets the gradients of all of them as one list
+(None for a tensor nothing used) and is called once.
 """
 
 
 class Node:
     """One call of a layer on the outputs of earlier nodes (or of graph inputs)."""
 
-    def __init__(self, layer, inputs):
+    def __init__(self, layer, inputs, listed):
         self.layer = layer
         self.inputs = inputs  # indices into Graph.tensors
-        self.shape = None
+        self.listed = listed  # the layer gets a list of inputs (and returns a list of grads)
+        self.outputs = []  # the tensor indices it produces (several for multi_output)
+        self.shapes = []  # their shapes
         self.input_grad = True  # False when every input is a graph input
+
+    @property
+    def shape(self):
+        """The shape of the (first) output."""
+        return self.shapes[0]
 
 
 class Graph:
     """Inputs, nodes in topological order, outputs.
 
-    Tensors are numbered: first the graph inputs, then one per node, so node ``i``
-    produces tensor ``len(inputs) + i``.
+    Tensors are numbered: first the graph inputs, then each node's outputs in node
+    order (one per node, several for a multi-output layer); ``producer`` maps a
+    tensor to its node.
     """
 
     def __init__(self, input_names, input_shapes):
@@ -29,6 +41,7 @@ class Graph:
         self.shapes = [tuple(s) for s in input_shapes]
         self.nodes = []
         self.outputs = []
+        self.producer = [None] * len(self.shapes)  # tensor index → Node (None: input)
         self._backs = None
 
     @property
@@ -36,36 +49,36 @@ class Graph:
         return len(self.input_names)
 
     def add(self, layer, inputs, rng):
-        """Call ``layer`` on tensor indices ``inputs``; build it on first call."""
+        """Call ``layer`` on tensor indices ``inputs``; build it on first call. Returns
+        the output's tensor index (a list of them for a multi-output layer)."""
         in_shapes = [self.shapes[i] for i in inputs]
-        if layer.multi_output:
-            raise layer.error("gives several outputs (return_state), which a model graph "
-                              "can't use yet; use it inside Bidirectional or call it directly")
-        if not layer.multi_input and len(inputs) != 1:
+        # extra_inputs layers (an RNN given initial states) take a list when given several
+        listed = layer.multi_input or (layer.extra_inputs and len(inputs) > 1)
+        if not listed and len(inputs) != 1:
             raise layer.error(f"takes one input, got {len(inputs)}")
-        shape_arg = in_shapes if layer.multi_input else in_shapes[0]
+        shape_arg = in_shapes if listed else in_shapes[0]
         if not layer.built:
             out_shape = layer.build(shape_arg, rng)
             layer.built = True
             layer.input_shape = shape_arg
-            layer.output_shape = tuple(out_shape)
-        else:
-            if shape_arg != layer.input_shape:
-                raise layer.error(
-                    f"shared layer called on shape {shape_arg}, but it was built for "
-                    f"{layer.input_shape}"
-                )
-            out_shape = layer.output_shape
-        out_shape = tuple(out_shape)
-        if any(d is not None and d <= 0 for d in out_shape):
-            raise layer.error(f"output shape {out_shape} has an empty dimension "
-                              f"(input shape {shape_arg})")
-        node = Node(layer, list(inputs))
-        node.shape = out_shape
+            layer.output_shape = ([tuple(s) for s in out_shape] if layer.multi_output
+                                  else tuple(out_shape))
+        elif shape_arg != layer.input_shape:
+            raise layer.error(f"shared layer called on shape {shape_arg}, but it was built "
+                              f"for {layer.input_shape}")
+        out_shapes = layer.output_shape if layer.multi_output else [layer.output_shape]
+        for out_shape in out_shapes:
+            if any(d is not None and d <= 0 for d in out_shape):
+                raise layer.error(f"output shape {out_shape} has an empty dimension "
+                                  f"(input shape {shape_arg})")
+        node = Node(layer, list(inputs), listed)
         node.input_grad = any(i >= self.n_inputs for i in inputs)
+        node.shapes = list(out_shapes)
+        node.outputs = list(range(len(self.shapes), len(self.shapes) + len(out_shapes)))
         self.nodes.append(node)
-        self.shapes.append(out_shape)
-        return len(self.shapes) - 1
+        self.shapes += node.shapes
+        self.producer += [node] * len(out_shapes)
+        return node.outputs if layer.multi_output else node.outputs[0]
 
     def layers(self):
         """Each distinct layer once, in first-call order."""
@@ -87,14 +100,15 @@ class Graph:
             # a hint layers may take: the gradient of a graph input is never used,
             # so a first convolution can skip computing it (backward returns None)
             layer.needs_input_grad = node.input_grad
-            arg = args if layer.multi_input else args[0]
+            arg = args if node.listed else args[0]
             mask = None if layer.multi_input else masks[node.inputs[0]]
             if mask is not None and layer.takes_mask:
                 y, back = layer.forward(arg, training, mask=mask)
             else:
                 y, back = layer.forward(arg, training)
-            values.append(y)
-            masks.append(layer.compute_mask(arg, mask))
+            ys = y if layer.multi_output else [y]
+            values += ys
+            masks += [layer.compute_mask(arg, mask)] + [None] * (len(ys) - 1)
             backs.append(back)
         self._backs = backs if training else None
         self._values_shapes = [v.shape for v in values]
@@ -109,22 +123,21 @@ class Graph:
         grads = [None] * len(self.shapes)
         for i, d in zip(self.outputs, douts):
             grads[i] = d if grads[i] is None else grads[i] + d
-        first = self.n_inputs
         for k in range(len(self.nodes) - 1, -1, -1):
-            dy = grads[first + k]
-            if dy is None:
-                continue  # this node feeds no output
             node = self.nodes[k]
-            assert dy.shape == self._values_shapes[first + k], (
-                f"gradient shape {dy.shape} != tensor shape "
-                f"{self._values_shapes[first + k]} at layer {node.layer.name}")
-            dx = self._backs[k](dy)
-            dxs = dx if node.layer.multi_input else [dx]
+            dys = [grads[t] for t in node.outputs]
+            if all(d is None for d in dys):
+                continue  # this node feeds no output
+            for t, d in zip(node.outputs, dys):
+                assert d is None or d.shape == self._values_shapes[t], (
+                    f"gradient shape {d.shape} != tensor shape "
+                    f"{self._values_shapes[t]} at layer {node.layer.name}")
+                grads[t] = None  # free memory early
+            dx = self._backs[k](dys if node.layer.multi_output else dys[0])
+            dxs = dx if node.listed else [dx]
             for i, g in zip(node.inputs, dxs):
                 if g is None:
                     continue
                 grads[i] = g if grads[i] is None else grads[i] + g
-            grads[first + k] = None  # free memory early
         self._backs = None
-        return grads[:first]
-
+        return grads[:self.n_inputs]

@@ -26,8 +26,13 @@ class Layer:
 
     #: Layers with several inputs (merge layers) get lists of shapes and arrays.
     multi_input = False
-    #: Layers whose forward returns several arrays (an RNN with return_state).
+    #: Layers whose forward returns several arrays (an RNN with return_state): build
+    #: returns a list of shapes, forward a list of arrays, and backward takes a list of
+    #: gradients (None where an output is unused).
     multi_output = False
+    #: Layers that take optional extra inputs after the main one (an RNN's initial
+    #: states): called on several inputs they get lists, as multi_input layers do.
+    extra_inputs = False
     #: Masks (Keras ``mask_zero``): a layer that reads its input's mask gets it as
     #: ``forward(x, training, mask=m)`` (m: bool (batch, time)); ``compute_mask`` gives
     #: the mask of its output. By default a mask stops at a layer; elementwise layers

@@ -85,7 +85,8 @@ def keras_config(model, dtype="float32"):
 
 
 def _is_chain(graph):
-    return all(node.inputs == [k + graph.n_inputs - 1] for k, node in enumerate(graph.nodes)) \
+    return all(node.inputs == [k + graph.n_inputs - 1] and len(node.outputs) == 1
+               for k, node in enumerate(graph.nodes)) \
         and graph.outputs == [len(graph.shapes) - 1] \
         and len({id(n.layer) for n in graph.nodes}) == len(graph.nodes)
 
@@ -109,7 +110,8 @@ def _functional(model, dtype):
             records.append(rec)
         rec = by_layer[id(layer)]
         rec["inbound_nodes"].append([[*history[i], {}] for i in node.inputs])
-        history.append([layer.name, len(rec["inbound_nodes"]) - 1, 0])
+        history += [[layer.name, len(rec["inbound_nodes"]) - 1, k]
+                    for k in range(len(node.outputs))]
     return {"class_name": "Functional", "config": {
         "name": model.name, "layers": records,
         "input_layers": [[n, 0, 0] for n in graph.input_names],

@@ -5,7 +5,11 @@ Read: Sequential (``batch_input_shape`` / ``batch_shape`` / ``build_input_shape`
 functional models (Keras 2 ``inbound_nodes`` ``[[["dense", 0, 0, {}]]]`` and Keras 3
 ``[{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}],
 "kwargs": {}}]``). A shared layer's further calls become ``{call: name}`` entries,
-referred to as ``name[k]``, as in the functional builder. A nested model called once is
+referred to as ``name[k]``, as in the functional builder; output ``j`` of a layer with
+several outputs (Keras's tensor index, e.g. an LSTM's states with ``return_state``) is
+``name:j`` (``name[k]:j`` for call k). A recurrent layer's ``initial_state`` tensors
+(Keras 2 lists them as inputs after the first; Keras 3 as the ``initial_state``
+keyword) become its extra inputs. A nested model called once is
 flattened into the outer one: a Sequential inside a Sequential is spliced in, anything
 else becomes a functional config. Each layer goes through ``arguments.layer_spec``.
 """
@@ -236,12 +240,11 @@ def _tensor_list(value):
 
 
 def _ref(history, problems):
-    """(layer, node index, tensor index) → the name our functional config uses."""
+    """(layer, node index, tensor index) → the name our functional config uses:
+    ``layer``, ``layer[node]``, and ``:tensor`` for a layer's further outputs."""
     layer, node, tensor = history[0], int(history[1]), int(history[2])
-    if tensor != 0:
-        problems.add(f"output {tensor} of layer '{layer}' is used; layers with several "
-                     f"outputs can't be connected yet")
-    return layer if node == 0 else f"{layer}[{node}]"
+    ref = layer if node == 0 else f"{layer}[{node}]"
+    return ref if tensor == 0 else f"{ref}:{tensor}"
 
 
 def _node_inputs(node, layer, problems):
@@ -249,8 +252,10 @@ def _node_inputs(node, layer, problems):
     if isinstance(node, dict):  # Keras 3
         found = []
         _keras_tensors(node.get("args", []), found)
+        kwargs = dict(node.get("kwargs", {}))
+        _keras_tensors(kwargs.pop("initial_state", None), found)  # after the input
         extra = []
-        _keras_tensors(node.get("kwargs", {}), extra)
+        _keras_tensors(kwargs, extra)
         if extra:
             problems.add(f"layer '{layer}' is called with tensor keyword arguments "
                          f"(e.g. a mask); not supported")

@@ -20,9 +20,14 @@ the expectation is the same.) The recurrent mask multiplies ``h_{t-1}`` where it
 Masks (``Embedding(mask_zero=True)``): a masked step keeps every state and outputs the
 previous output; with ``return_sequences`` the mask goes on to the next layer.
 
-``return_state`` makes ``forward`` return ``[output, h]`` (``[output, h, c]`` for
-LSTM) and its backward take a list of gradients (None for an unused one). A model
-graph does not take several outputs per layer yet, so such a layer is refused there.
+``return_state`` makes the layer give several outputs: ``build`` returns ``[output
+shape, (units,), ...]`` and ``forward`` ``[output, h]`` (``[output, h, c]`` for LSTM); its
+backward takes a list of gradients (None for an unused one). In a functional model they
+are ``name:0`` (or ``name``), ``name:1``, ``name:2``.
+
+Initial states (Keras ``initial_state=[h, c]``): called on ``[x, *states]`` (one state
+per ``n_states``, each ``(batch, units)``), the layer starts from them instead of zeros,
+and its backward returns ``[dx, *dstates]``.
 """
 
 import numpy as np
@@ -40,6 +45,7 @@ class RNN(Layer):
     projection and its gradient. Subclasses name their time loop and gate count."""
 
     takes_mask = True
+    extra_inputs = True  # [x, *initial_states]
     gates = 1
     n_states = 1
     loop_forward = None
@@ -76,6 +82,9 @@ class RNN(Layer):
 
     # -- building ---------------------------------------------------------
     def build(self, input_shape, rng):
+        if isinstance(input_shape, list):  # [x, *initial states]
+            input_shape, *states = input_shape
+            self._check_states(states)
         if len(input_shape) != 2 or input_shape[-1] is None:
             raise self.error(f"expects inputs of shape (timesteps, features) with known "
                              f"features, got {tuple(input_shape)}")
@@ -88,9 +97,19 @@ class RNN(Layer):
             self.add_weight("bias", self.bias_shape(), self.bias_initializer_for(), rng,
                             self.bias_regularizer)
         self.state_shapes = [(self.units,)] * self.n_states
-        if self.return_sequences:
-            return (input_shape[0], self.units)
-        return (self.units,)
+        out = (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        return [out] + self.state_shapes if self.return_state else out
+
+    def _check_states(self, shapes):
+        kind, n = type(self).__name__, self.n_states
+        names = "[h, c]" if n == 2 else "[h]"
+        if len(shapes) != n:
+            raise self.error(f"initial_state: {kind} takes {n} initial state(s) {names} "
+                             f"after its input, got {len(shapes)}")
+        for k, shape in enumerate(shapes):
+            if tuple(shape) != (self.units,):
+                raise self.error(f"initial_state {k}: shape {(None, *shape)} doesn't fit "
+                                 f"the state shape {(None, self.units)} (units={self.units})")
 
     def bias_shape(self):
         return (self.gates * self.units,)
@@ -112,7 +131,9 @@ class RNN(Layer):
         keep = 1.0 - rate
         return (self.rng.random(shape) < keep).astype(dtype) / dtype.type(keep)
 
-    def forward(self, x, training, mask=None, initial_state=None):
+    def forward(self, x, training, mask=None):
+        listed = isinstance(x, list)
+        x, *initial_state = x if listed else [x]
         B, T, D = x.shape
         dtype = x.dtype
         W, U = self.params["kernel"], self.params["recurrent_kernel"]
@@ -134,7 +155,7 @@ class RNN(Layer):
         b = self.input_bias()
         if b is not None:
             xp += b
-        if initial_state is None:
+        if not initial_state:
             states = [np.zeros((B, self.units), dtype) for _ in range(self.n_states)]
         else:
             states = [np.asarray(s, dtype) for s in initial_state]
@@ -151,7 +172,7 @@ class RNN(Layer):
                 dH = dy.transpose(1, 0, 2)
             elif dy is not None:
                 dstates[0] = dy if dstates[0] is None else dstates[0] + dy
-            dxp, grads, _ = type(self).loop_backward(cache, dH, dstates)  # _: d(initial states)
+            dxp, grads, dstates0 = type(self).loop_backward(cache, dH, dstates)
             for name, g in grads.items():
                 self.add_grad(name, g)
             dxp2 = dxp.reshape(T * B, -1)
@@ -163,7 +184,8 @@ class RNN(Layer):
                 dx *= dmask
             if self.go_backwards:
                 dx = dx[::-1]
-            return np.ascontiguousarray(dx.transpose(1, 0, 2))
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+            return [dx] + list(dstates0) if listed else dx
 
         if self.return_state:
             return [y] + finals, backward
@@ -185,7 +207,8 @@ def _common_doc(cls):
         dropout, recurrent_dropout: fractions of the inputs / of the recurrent state
             dropped while training (one mask per batch, shared over time).
         return_sequences: output every step ``(batch, time, units)``, not only the last.
-        return_state: also return the final state(s) (layer level; see module doc).
+        return_state: also return the final state(s): outputs ``name:1`` (h) and, for
+            LSTM, ``name:2`` (c) in a functional model (see module doc).
         go_backwards: read the sequence from its end (outputs come in that order).
         stateful: not supported (refused). unroll: accepted, no effect.
     """

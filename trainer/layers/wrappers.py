@@ -176,8 +176,8 @@ class TimeDistributed(Layer):
                  trainable: bool = True):
         super().__init__(name=name, trainable=trainable)
         self.layer = _inner(layer, self)
-        if self.layer.multi_input:
-            raise self.error("wraps a layer with one input")
+        if self.layer.multi_input or self.layer.multi_output:
+            raise self.error("wraps a layer with one input and one output")
 
     @property
     def rng(self):
