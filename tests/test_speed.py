@@ -1,0 +1,192 @@
+"""The optimized engine paths against the plain ones: batch-parallel chunked
+convolution vs the loop reference and vs its own single-thread run, and float32 kept
+everywhere in a training step (no silent float64 promotion). No timings here: speed
+lives in benchmarks/run.py."""
+
+import numpy as np
+import pytest
+
+from trainer.engine.kernels import conv_reference as ref
+from trainer.engine.kernels import parallel
+from trainer.layers.conv import ConvPlan
+from trainer.registries import layers
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = parallel.num_threads()
+    yield
+    parallel.set_num_threads(before)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of one sample and two worker threads: every split path is taken."""
+    monkeypatch.setattr(ConvPlan, "CHUNK_BYTES", 1)
+    parallel.set_num_threads(2)
+
+
+def _conv(x, filters, **args):
+    layer = layers.get({"Conv2D": {"filters": filters, **args}})
+    layer.dtype = np.float64
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    layer.cast(np.float64)
+    return layer
+
+
+def _loop_grads(x, W, b, dy, strides, padding, dilation):
+    """dx, dW, db of sum(dy * conv(x)) from the loop reference, by linearity:
+    conv is linear in x and in W, so each gradient is a reference conv's adjoint —
+    computed here by finite differences of the exact (linear) forward."""
+    base = ref.conv2d(x, W, b, strides, padding, dilation)
+    dW = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        e = np.zeros_like(W)
+        e[idx] = 1.0
+        dW[idx] = (dy * (ref.conv2d(x, W + e, b, strides, padding, dilation) - base)).sum()
+    db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+    dx = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1.0
+        dx[idx] = (dy * (ref.conv2d(x + e, W, b, strides, padding, dilation) - base)).sum()
+    return dx, dW, db
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_parallel_chunked_conv_matches_reference_on_random_shapes(seed, small_chunks):
+    r = np.random.default_rng(seed)
+    kh, kw = (int(v) for v in r.integers(1, 4, 2))
+    sh, sw = (int(v) for v in r.integers(1, 3, 2))
+    dh, dw = (1, 1) if max(sh, sw) > 1 else (int(v) for v in r.integers(1, 3, 2))
+    padding = ["valid", "same"][seed % 2]
+    n = int(r.integers(4, 7))  # more samples than threads: several chunks per thread
+    x = r.normal(size=(n, int(r.integers(5, 8)), int(r.integers(5, 8)), 2))
+    layer = _conv(x, 3, kernel_size=[kh, kw], strides=[sh, sw], dilation_rate=[dh, dw],
+                  padding=padding)
+    W = r.normal(size=layer.params["kernel"].shape)
+    b = r.normal(size=3)
+    layer.set_weights([W, b])
+    y, back = layer.forward(x, True)
+    np.testing.assert_allclose(y, ref.conv2d(x, W, b, (sh, sw), padding, (dh, dw)),
+                               atol=1e-10)
+    dy = r.normal(size=y.shape)
+    layer.zero_grads()
+    dx = back(dy)
+    want_dx, want_dW, want_db = _loop_grads(x, W, b, dy, (sh, sw), padding, (dh, dw))
+    np.testing.assert_allclose(dx, want_dx, atol=1e-8)
+    np.testing.assert_allclose(layer.grads["kernel"], want_dW, atol=1e-8)
+    np.testing.assert_allclose(layer.grads["bias"], want_db, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ["relu", "linear", "tanh"])
+def test_threads_and_chunks_do_not_change_results(activation, monkeypatch):
+    r = np.random.default_rng(3)
+    x = r.normal(size=(9, 8, 8, 3)).astype(np.float32)
+    dy = r.normal(size=(9, 8, 8, 4)).astype(np.float32)
+    results = []
+    for threads, chunk in ((1, 1 << 30), (2, 1), (2, 300)):
+        monkeypatch.setattr(ConvPlan, "CHUNK_BYTES", chunk)
+        parallel.set_num_threads(threads)
+        layer = layers.get({"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same",
+                                       "activation": activation}})
+        layer.build(x.shape[1:], np.random.default_rng(0))
+        y, back = layer.forward(x, True)
+        dx = back(dy)
+        results.append((y, dx, layer.grads["kernel"].copy(), layer.grads["bias"].copy()))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_first_layer_skips_its_input_gradient():
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2)).astype(np.float32)
+    layer = layers.get({"Conv2D": {"filters": 2, "kernel_size": 3}})
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    layer.needs_input_grad = False
+    y, back = layer.forward(x, True)
+    assert back(np.ones_like(y)) is None
+    assert np.abs(layer.grads["kernel"]).sum() > 0
+
+
+def test_split_covers_the_range_evenly():
+    assert parallel.split(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert parallel.split(2, 8) == [(0, 1), (1, 2)]
+    assert parallel.split(0, 2) == [(0, 0)]
+    assert parallel.run(lambda a, b: (a, b), 1) == [(0, 1)]
+
+
+def test_worker_threads_get_a_single_threaded_blas():
+    """The engine's workers pin OpenBLAS to one thread each (where NumPy's BLAS is an
+    OpenBLAS with the per-thread setter); the calling thread keeps its count."""
+    setter = parallel._blas_local_setter()
+    if setter is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with openblas_set_num_threads_local")
+    parallel.set_num_threads(2)
+    seen = parallel.run(lambda a, b: (setter(1), setter(1))[0], 8, min_items=1)
+    assert seen == [1, 1]
+
+
+def _model(layer_list, input_shape, loss="categorical_crossentropy", optimizer="adam"):
+    from pathlib import Path
+
+    from trainer.builder import build_model
+    from trainer.config import from_dict
+
+    cfg = from_dict({"data": {"train": {"dataset": "iris"}},
+                     "model": {"input_shape": input_shape, "layers": layer_list},
+                     "compile": {"loss": loss, "optimizer": optimizer}}, Path("t.yaml"))
+    return build_model(cfg)
+
+
+CNN = [{"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+       {"Conv2D": {"filters": 4, "kernel_size": 3, "strides": 2, "activation": "relu"}},
+       {"MaxPooling2D": {"pool_size": 2}}, {"Dropout": {"rate": 0.25}}, "Flatten",
+       {"Dense": {"units": 8, "activation": "relu"}}, {"BatchNormalization": {}},
+       {"Dense": {"units": 3, "activation": "softmax"}}]
+LSTM = [{"LSTM": {"units": 5, "return_sequences": True}}, {"GRU": {"units": 4}},
+        {"Dense": {"units": 3, "activation": "softmax"}}]
+
+
+@pytest.mark.parametrize("spec", [(CNN, [9, 9, 2], "rmsprop"), (LSTM, [6, 3], "adam"),
+                                  ([{"Dense": {"units": 7, "activation": "tanh"}},
+                                    {"Dropout": {"rate": 0.2}},
+                                    {"Dense": {"units": 3, "activation": "softmax"}}],
+                                   [4], {"SGD": {"momentum": 0.9, "nesterov": True}})])
+def test_a_training_step_stays_in_float32(spec):
+    """Every activation, input gradient, weight, weight gradient and optimizer slot of
+    a training step is float32: no silent float64 promotion anywhere."""
+    layer_list, input_shape, optimizer = spec
+    model = _model(layer_list, input_shape, optimizer=optimizer)
+    seen = []
+    for layer in model.layers:
+        forward = layer.forward
+
+        def traced(x, training, _f=forward, _name=layer.name, **kw):
+            y, back = _f(x, training, **kw)
+            seen.append((f"{_name} output", y.dtype))
+
+            def traced_back(dy):
+                dx = back(dy)
+                if dx is not None:
+                    seen.append((f"{_name} input gradient", dx.dtype))
+                return dx
+
+            return y, traced_back
+
+        layer.forward = traced
+    r = np.random.default_rng(0)
+    x = r.normal(size=(16, *input_shape)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[r.integers(0, 3, 16)]
+    for _ in range(2):
+        model.train_on_batch([x], [y])
+    assert seen
+    seen += [(f"{layer.name} weight {k}", v.dtype) for layer in model.layers
+             for d in (layer.params, layer.grads, layer.buffers) for k, v in d.items()]
+    for slots in model.optimizer.slots:
+        seen += [("optimizer slot", np.asarray(s).dtype) for s in
+                 (slots.values() if isinstance(slots, dict) else slots)]
+    promoted = [name for name, dtype in seen if dtype != np.float32]
+    assert not promoted, promoted
+    assert model.predict_on_batch([x])[0].dtype == np.float32

@@ -1,0 +1,121 @@
+"""Batch-parallel work on Python threads, each with a single-threaded BLAS.
+
+The convolution layers' work is im2col copies, GEMMs, bias sums and activation
+masks. NumPy runs the copies and elementwise passes on one core, and OpenBLAS
+splits a narrow GEMM (32 or 64 output channels) poorly across threads. Splitting the
+*batch* instead — each worker thread running the whole chain on its own samples,
+with BLAS pinned to one thread in that worker — keeps every core busy and each
+chunk's column matrix in cache. NumPy releases the GIL in all of these calls.
+
+Threads: ``TRAINER_NUM_THREADS``, else ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``
+(what a user already sets to limit BLAS), else the CPUs this process may run on.
+With one thread everything runs inline, in the calling thread.
+
+BLAS per worker: OpenBLAS ≥ 0.3.27 has ``openblas_set_num_threads_local``, which
+sets the count for the calling thread only; where it is missing (another BLAS) the
+workers leave BLAS alone, which is correct, only oversubscribed.
+"""
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_lock = threading.Lock()
+_pool = None
+_threads = None
+_local_setter = None
+
+
+def num_threads():
+    """The number of threads the engine uses (≥ 1)."""
+    global _threads
+    if _threads is None:
+        for var in ("TRAINER_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            value = os.environ.get(var, "").strip()
+            if value.isdigit() and int(value) > 0:
+                _threads = int(value)
+                break
+        else:
+            try:
+                _threads = len(os.sched_getaffinity(0))
+            except AttributeError:  # not Linux
+                _threads = os.cpu_count() or 1
+    return _threads
+
+
+def set_num_threads(n):
+    """Use ``n`` threads from now on (tests and benchmarks); restarts the pool."""
+    global _threads, _pool
+    with _lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = max(1, int(n))
+
+
+def _blas_local_setter():
+    """``openblas_set_num_threads_local`` of the OpenBLAS NumPy loaded, or None."""
+    global _local_setter
+    if _local_setter is None:
+        _local_setter = False
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+        except OSError:
+            paths = set()
+        for path in sorted(paths):
+            try:
+                fn = ctypes.CDLL(path).openblas_set_num_threads_local
+            except (OSError, AttributeError):
+                continue
+            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+            _local_setter = fn
+            break
+    return _local_setter or None
+
+
+def _init_worker():
+    setter = _blas_local_setter()
+    if setter is not None:
+        setter(1)
+
+
+def _get_pool():
+    global _pool
+    with _lock:
+        if _pool is None:
+            import numpy  # noqa: F401  (BLAS must be loaded before we look for it)
+
+            _blas_local_setter()
+            _pool = ThreadPoolExecutor(max_workers=num_threads(), initializer=_init_worker,
+                                       thread_name_prefix="trainer-engine")
+        return _pool
+
+
+def split(n, parts):
+    """``parts`` contiguous (start, stop) ranges covering range(n), sizes within 1."""
+    parts = max(1, min(parts, n))
+    base, extra = divmod(n, parts)
+    bounds, start = [], 0
+    for k in range(parts):
+        stop = start + base + (k < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def run(fn, n, min_items=2):
+    """Call ``fn(start, stop)`` over contiguous ranges of range(n), one per thread,
+    and return their results in order. Runs inline when one thread is configured
+    or ``n`` is too small to split, and inside a worker (no nested pools)."""
+    threads = num_threads()
+    nested = threading.current_thread().name.startswith("trainer-engine")
+    if threads == 1 or n < min_items * 2 or nested:
+        return [fn(0, n)]
+    ranges = split(n, min(threads, n // min_items))
+    if len(ranges) == 1:
+        return [fn(0, n)]
+    pool = _get_pool()
+    futures = [pool.submit(fn, a, b) for a, b in ranges]
+    return [f.result() for f in futures]
