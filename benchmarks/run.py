@@ -1,0 +1,508 @@
+"""Issue 14's benchmark harness: trainer's engine beside PyTorch eager on the CPU.
+
+    python benchmarks/run.py                          # all cases, 2 threads, 5 repeats
+    python benchmarks/run.py --threads 1 --repeats 3 --seconds 2
+    python benchmarks/run.py --cases cnn,tiny --json results.json
+    python benchmarks/run.py --no-torch               # ours only (also without torch)
+
+Cases (float32; loss categorical cross-entropy over a softmax — PyTorch: its
+CrossEntropyLoss on logits, as a PyTorch user writes it; optimizers with Keras's
+defaults on both sides):
+
+    case        model                                           optimizer          batches
+    cnn         the classic Keras CIFAR CNN (configs/cifar_cnn  RMSprop lr 1e-3    train 128,
+                .yaml: 4 convs, 2 max-pools, dropout, Dense      rho .9, eps 1e-7  infer 1024
+                512, softmax), 32×32×3 inputs
+    mlp         784-512-512-10 relu, Dropout 0.2 after each     Adam lr 1e-3       train 128,
+                hidden layer                                     eps 1e-7          infer 1024
+    tiny        20-64-10 relu/softmax (framework overhead)      SGD lr 0.01        train 32
+    lstm        LSTM 128 inputs → 256 units (sigmoid gates,     Adam lr 1e-3       train 64
+                the last output) → Dense 10 softmax; 100 steps   eps 1e-7
+    quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
+                training step (target < 2 s), with a warm Numba cache
+
+Ours is built from a config dict by trainer.builder and driven by
+``model.train_on_batch([x], [y])`` / ``model.predict_on_batch([x])``; PyTorch is the same
+network as an ``nn.Module`` (NCHW images, integer labels), trained with
+zero_grad/forward/loss/backward/step, and run for inference in ``eval()`` mode under
+``torch.inference_mode()`` with a softmax on the logits (ours returns probabilities).
+
+Methodology:
+
+- Every measurement is a fresh subprocess (this script with a hidden ``--child``
+  flag): one (case, mode, framework, repeat) each. So peak RSS is that process's own
+  ``ru_maxrss`` and nothing is shared between frameworks (no BLAS pool, no allocator).
+- Threads: the parent sets OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS and
+  NUMBA_NUM_THREADS to ``--threads`` in the child's environment (so before NumPy,
+  Numba or torch load); torch children also call ``torch.set_num_threads``.
+- Interleaving: for each case and mode, repeat r runs ours then PyTorch's, the next
+  repeat PyTorch's then ours (alternating), so a load that drifts on a shared machine
+  hits both alike. The table shows medians over repeats; ratio = median(ours) /
+  median(PyTorch's), "met?" compares it with the target.
+- In a child: the first step (timed from the parent's ``time.time()`` just before it
+  launched the child: interpreter start, imports, building the model, making the data
+  and the first step, including Numba compilation or cache loading — the "first step
+  s" column; for inference rows the first predict), then ``--warmup`` more steps,
+  then one timed window of ``--seconds`` seconds (or ``--steps`` steps): samples/s =
+  samples in the window / its wall time. The data is one random batch made once.
+- quickstart: one untimed launch first (warms the Numba cache), then ``--repeats``
+  launches of the real CLI (``--set fit.epochs=1``, ``-q``, a temporary run folder) with
+  a callback (benchmarks/first_step_hook.py) that stamps the end of the first training
+  batch and stops training. Peak RSS of that process from ``os.wait4``.
+
+PyTorch is optional (``pip install torch==2.13.0``, the CPU build); without it only ours
+is measured. Not run by the tests: timings on a shared machine are noisy.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CNN_CONFIG = ROOT / "configs" / "cifar_cnn.yaml"
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+MARK = "BENCH_RESULT "
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+# (case, mode, batch, target): target is a minimum ratio ours / PyTorch's
+JOBS = [
+    ("cnn", "train", 128, 1.0),
+    ("cnn", "infer", 1024, 1.0),
+    ("mlp", "train", 128, 1.0),
+    ("mlp", "infer", 1024, 1.0),
+    ("tiny", "train", 32, 2.0),
+    ("lstm", "train", 64, 0.8),
+]
+QUICKSTART_TARGET_S = 2.0
+CASES = ("cnn", "mlp", "tiny", "lstm", "quickstart")
+
+LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
+
+
+# ---------------------------------------------------------------- the models: ours
+
+def _our_model(input_shape, layers, optimizer):
+    from trainer.builder import build_model
+    from trainer.config import from_dict
+
+    cfg = from_dict({"data": {"train": {"dataset": "iris"}},  # unused: only the model
+                     "model": {"input_shape": list(input_shape), "layers": layers},
+                     "compile": {"loss": "categorical_crossentropy", "optimizer": optimizer}},
+                    ROOT / "benchmarks" / "bench.yaml")
+    return build_model(cfg)
+
+
+def _cnn_layers():
+    """The layers of configs/cifar_cnn.yaml, as written there."""
+    import yaml
+
+    return yaml.safe_load(CNN_CONFIG.read_text())["model"]["layers"]
+
+
+def ours(case):
+    """(model, input shape without batch, classes)"""
+    rmsprop = {"RMSprop": {"learning_rate": 0.001, "rho": 0.9, "epsilon": 1e-7}}
+    adam = {"Adam": {"learning_rate": 0.001, "epsilon": 1e-7}}
+    sgd = {"SGD": {"learning_rate": 0.01}}
+    relu = lambda n: {"Dense": {"units": n, "activation": "relu"}}  # noqa: E731
+    softmax = {"Dense": {"units": 10, "activation": "softmax"}}
+    if case == "cnn":
+        return _our_model((32, 32, 3), _cnn_layers(), rmsprop), (32, 32, 3)
+    if case == "mlp":
+        drop = {"Dropout": {"rate": 0.2}}
+        return _our_model((784,), [relu(512), drop, relu(512), drop, softmax], adam), (784,)
+    if case == "tiny":
+        return _our_model((20,), [relu(64), softmax], sgd), (20,)
+    if case == "lstm":
+        lstm = {"LSTM": {"units": LSTM_UNITS, "recurrent_activation": "sigmoid"}}
+        return (_our_model((LSTM_TIME, LSTM_INPUTS), [lstm, softmax], adam),
+                (LSTM_TIME, LSTM_INPUTS))
+    raise ValueError(case)
+
+
+def our_step(case, mode, batch):
+    import numpy as np
+
+    model, shape = ours(case)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, *shape), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
+    if mode == "train":
+        return lambda: model.train_on_batch([x], [y])
+    return lambda: model.predict_on_batch([x])
+
+
+# ------------------------------------------------------------- the models: PyTorch
+
+def torch_net(case):
+    """(nn.Module giving logits, optimizer factory, input shape without batch)"""
+    import torch
+    from torch import nn
+
+    rmsprop = lambda p: torch.optim.RMSprop(p, lr=1e-3, alpha=0.9, eps=1e-7)  # noqa: E731
+    adam = lambda p: torch.optim.Adam(p, lr=1e-3, eps=1e-7)  # noqa: E731
+    sgd = lambda p: torch.optim.SGD(p, lr=0.01)  # noqa: E731
+    if case == "cnn":
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(),
+            nn.Linear(64 * 6 * 6, 512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, 10))
+        return net, rmsprop, (3, 32, 32)
+    if case == "mlp":
+        net = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2),
+                            nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2),
+                            nn.Linear(512, 10))
+        return net, adam, (784,)
+    if case == "tiny":
+        return nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10)), sgd, (20,)
+    if case == "lstm":
+        class LSTMHead(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = nn.LSTM(LSTM_INPUTS, LSTM_UNITS, batch_first=True)
+                self.head = nn.Linear(LSTM_UNITS, 10)
+
+            def forward(self, x):
+                out, _ = self.lstm(x)
+                return self.head(out[:, -1])
+
+        return LSTMHead(), adam, (LSTM_TIME, LSTM_INPUTS)
+    raise ValueError(case)
+
+
+def torch_step(case, mode, batch, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net, make_opt, shape = torch_net(case)
+    x = torch.rand(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    if mode == "train":
+        net.train()
+        opt = make_opt(net.parameters())
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            return loss.item()
+        return step
+    net.eval()
+
+    def infer():
+        with torch.inference_mode():
+            return torch.softmax(net(x), dim=1)
+    return infer
+
+
+# ------------------------------------------------------------------- the child
+
+def child(args):
+    """One measurement; prints MARK + one JSON line."""
+    if args.child == "ours":
+        sys.path.insert(0, str(ROOT))
+        step = our_step(args.case, args.mode, args.batch)
+    else:
+        step = torch_step(args.case, args.mode, args.batch, args.threads)
+    load = [_loadavg()]
+    step()
+    first = time.time() - args.t0
+    for _ in range(args.warmup):
+        step()
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    n, start = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if (args.steps and n >= args.steps) or (not args.steps and elapsed >= args.seconds):
+            break
+    if args.profile:
+        import pstats
+        profiler.disable()
+        print(f"--- cProfile of {n} {args.child} {args.case} {args.mode} steps, batch "
+              f"{args.batch} (by own time) ---")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(20)
+    result = {"framework": args.child, "case": args.case, "mode": args.mode,
+              "batch": args.batch, "rates": [n * args.batch / elapsed], "steps": [n],
+              "first_step_s": first,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "loadavg": load + [_loadavg()], "versions": _versions(args.child)}
+    print(MARK + json.dumps(result), flush=True)
+
+
+def _loadavg():
+    """The 1-minute load average (other work on a shared machine shows here)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _versions(framework):
+    import numpy
+
+    out = {"numpy": numpy.__version__}
+    if framework == "torch":
+        import torch
+        out["torch"] = torch.__version__
+        out["torch_threads"] = torch.get_num_threads()
+    else:
+        import numba
+        out["numba"] = numba.__version__
+    return out
+
+
+# ------------------------------------------------------------------- the parent
+
+def child_env(threads):
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    # this checkout's trainer, not another installed one
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def child_command(framework, case, mode, batch, args):
+    return [sys.executable, str(Path(__file__).resolve()), "--child", framework,
+            "--case", case, "--mode", mode, "--batch", str(batch),
+            "--threads", str(args.threads), "--seconds", str(args.seconds),
+            "--steps", str(args.steps), "--warmup", str(args.warmup)]
+
+
+def run_child(framework, case, mode, batch, args):
+    cmd = child_command(framework, case, mode, batch, args)
+    t0 = time.time()
+    proc = subprocess.run(cmd + ["--t0", repr(t0)], env=child_env(args.threads), cwd=ROOT,
+                          capture_output=True, text=True, timeout=args.timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+    raise RuntimeError(f"{framework} {case} {mode} failed (exit {proc.returncode}):\n{tail}")
+
+
+def run_quickstart(tmp, args, index):
+    """Seconds from launching `trainer fit configs/quickstart.yaml` to the end of its
+    first training batch, and the peak RSS of that process (MB)."""
+    stamp = Path(tmp) / f"first_step_{index}.json"
+    stamp.unlink(missing_ok=True)
+    env = child_env(args.threads)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env["PYTHONPATH"]])
+    env["TRAINER_BENCH_FIRST_STEP"] = str(stamp)
+    cmd = [sys.executable, "-m", "trainer", "fit", str(QUICKSTART.relative_to(ROOT)),
+           "--set", "fit.epochs=1", "--set", "expect={}",  # one step is not a trained model
+           "--set", 'callbacks=[{callback: "first_step_hook:FirstStep"}]',
+           "--run-dir", str(Path(tmp) / f"run_{index}"), "-q"]
+    load = [_loadavg()]
+    with open(Path(tmp) / f"stderr_{index}.txt", "w+") as err:
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read()
+    if proc.returncode != 0 or not stamp.exists():
+        tail = "\n".join(text.strip().splitlines()[-8:])
+        raise RuntimeError(f"quickstart failed (exit {proc.returncode}):\n{tail}")
+    first = json.loads(stamp.read_text())["time"] - t0
+    return {"framework": "ours", "case": "quickstart", "mode": "fit", "batch": 32,
+            "rates": [], "first_step_s": first, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "loadavg": load + [_loadavg()]}
+
+
+def have_torch():
+    try:
+        import importlib.util
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(case, mode, batch, target, results):
+    row = {"case": case, "mode": mode, "batch": batch, "target": target}
+    for fw in ("ours", "torch"):
+        rs = results.get(fw, [])
+        row[fw] = {
+            "samples_per_s": median([r for x in rs for r in x["rates"]]),
+            "peak_rss_mb": median([x["peak_rss_mb"] for x in rs]),
+            "first_step_s": median([x["first_step_s"] for x in rs]),
+            "repeats": rs,
+        }
+    a, b = row["ours"]["samples_per_s"], row["torch"]["samples_per_s"]
+    if case == "quickstart":
+        row["ratio"] = None
+        first = row["ours"]["first_step_s"]
+        row["met"] = None if first is None else first < target
+    else:
+        row["ratio"] = a / b if a and b else None
+        row["met"] = None if row["ratio"] is None else row["ratio"] >= target
+    return row
+
+
+COLUMNS = [("case", 10), ("mode", 5), ("batch", 5), ("ours samples/s", 14),
+           ("torch samples/s", 15), ("ratio", 5), ("target", 6), ("met?", 4),
+           ("ours peak RSS MB", 16), ("torch peak RSS MB", 17), ("ours first step s", 17),
+           ("torch first step s", 18)]
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows):
+    lines = [" | ".join(f"{name:>{w}}" if i > 2 else f"{name:<{w}}"
+                        for i, (name, w) in enumerate(COLUMNS))]
+    lines.append("-+-".join("-" * w for _, w in COLUMNS))
+    for r in rows:
+        o, t = r["ours"], r["torch"]
+        target = (f"<{r['target']:g} s" if r["case"] == "quickstart" else f">={r['target']:g}")
+        met = {None: "-", True: "yes", False: "no"}[r["met"]]
+        cells = [r["case"], r["mode"], str(r["batch"]), _fmt(o["samples_per_s"], ".0f"),
+                 _fmt(t["samples_per_s"], ".0f"), _fmt(r["ratio"], ".2f"), target, met,
+                 _fmt(o["peak_rss_mb"], ".0f"), _fmt(t["peak_rss_mb"], ".0f"),
+                 _fmt(o["first_step_s"], ".2f"), _fmt(t["first_step_s"], ".2f")]
+        lines.append(" | ".join(f"{c:>{w}}" if i > 2 else f"{c:<{w}}"
+                                for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS))))
+    return "\n".join(lines)
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def parent(args):
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+    if args.profile:  # ours only, output passed through
+        for case, mode, batch, _ in [j for j in JOBS if j[0] in cases]:
+            cmd = child_command(framework="ours", case=case, mode=mode, batch=batch, args=args)
+            subprocess.run(cmd + ["--profile", "--t0", repr(time.time())],
+                           env=child_env(args.threads), cwd=ROOT, check=False)
+        return
+    frameworks = ["ours"]
+    if not args.no_torch:
+        if have_torch():
+            frameworks.append("torch")
+        else:
+            log("torch is not installed: measuring trainer only (pip install torch==2.13.0)")
+    window = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
+    log(f"{args.threads} thread(s), {args.repeats} repeat(s), {args.warmup} warm-up "
+        f"step(s) then a {window} window per process; frameworks: {', '.join(frameworks)}")
+    rows, errors = [], []
+    for case, mode, batch, target in [j for j in JOBS if j[0] in cases]:
+        results = {fw: [] for fw in frameworks}
+        for r in range(args.repeats):
+            order = frameworks if r % 2 == 0 else frameworks[::-1]
+            for fw in order:
+                try:
+                    res = run_child(fw, case, mode, batch, args)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    errors.append(str(exc))
+                    log(f"  {case} {mode} {fw}: {exc}")
+                    continue
+                results[fw].append(res)
+                log(f"  {case:5s} {mode:5s} b{batch:<5d} repeat {r + 1} {fw:5s} "
+                    f"{res['rates'][0]:9.1f} samples/s  first step {res['first_step_s']:.2f} s  "
+                    f"peak RSS {res['peak_rss_mb']:.0f} MB")
+        rows.append(summarize(case, mode, batch, target, results))
+    if "quickstart" in cases:
+        results = {"ours": []}
+        with tempfile.TemporaryDirectory(prefix="trainer_bench_") as tmp:
+            try:
+                run_quickstart(tmp, args, "warm")  # fills the Numba cache; not counted
+                for r in range(args.repeats):
+                    res = run_quickstart(tmp, args, r)
+                    results["ours"].append(res)
+                    log(f"  quickstart repeat {r + 1}: first step {res['first_step_s']:.2f} s"
+                        f"  peak RSS {res['peak_rss_mb']:.0f} MB")
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors.append(str(exc))
+                log(f"  quickstart: {exc}")
+        rows.append(summarize("quickstart", "fit", 32, QUICKSTART_TARGET_S, results))
+    print()
+    print(f"trainer vs PyTorch eager, CPU, {args.threads} thread(s), medians of "
+          f"{args.repeats} repeat(s), {window} per window; ratio = ours / torch "
+          f"samples/s; first step = from process launch")
+    print(table(rows))
+    loads = [v for row in rows for fw in ("ours", "torch") for rep in row[fw]["repeats"]
+             for v in rep.get("loadavg", []) if v is not None]
+    if loads:
+        print(f"1-minute load average around the measurements: {min(loads):.2f} to "
+              f"{max(loads):.2f} on {os.cpu_count()} CPUs (our own child counts ~{args.threads})")
+    if args.json:
+        versions = {}
+        for row in rows:
+            for fw in ("ours", "torch"):
+                for rep in row[fw]["repeats"]:
+                    versions.update(rep.get("versions", {}))
+        meta = {"threads": args.threads, "repeats": args.repeats, "seconds": args.seconds,
+                "steps": args.steps, "warmup": args.warmup, "python": platform.python_version(),
+                "machine": platform.machine(), "cpus": os.cpu_count(),
+                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors},
+                                              indent=1))
+        log(f"results written to {args.json}")
+    if errors:
+        log(f"{len(errors)} measurement(s) failed (see above)")
+        sys.exit(1)
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="threads for both (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="processes per framework and case")
+    p.add_argument("--seconds", type=float, default=2.0, help="timed window (default 2 s)")
+    p.add_argument("--steps", type=int, default=0, help="timed window of N steps instead")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    p.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
+    p.add_argument("--no-torch", action="store_true", help="measure ours only")
+    p.add_argument("--json", metavar="FILE", help="write all results here")
+    p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
+    p.add_argument("--profile", action="store_true",
+                   help="instead: cProfile our steps in each selected case's timed window")
+    # the child side (one measurement), used by the parent only
+    p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--case", help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=["train", "infer"], help=argparse.SUPPRESS)
+    p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main():
+    args = parse()
+    if args.child:
+        child(args)
+    else:
+        parent(args)
+
+
+if __name__ == "__main__":
+    main()
