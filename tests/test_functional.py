@@ -74,6 +74,7 @@ def test_graph_shape_names_and_shared_weights(tmp_path):
 def check_graph_gradients(model, xs, ys):
     """Finite differences of the weighted total loss through the whole graph (float64):
     every weight (a shared layer's gradient sums all its calls) and every input."""
+    model.graph.input_gradients = True
     _, parts, _ = total_loss(model, xs, ys)
     dxs = model.graph.backward([g for _, g in parts])
     scalar = lambda: total_loss(model, xs, ys, training=False)[2]  # noqa: E731

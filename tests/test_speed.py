@@ -167,12 +167,17 @@ def test_a_training_step_stays_in_float32(spec):
             y, back = _f(x, training, **kw)
             seen.append((f"{_name} output", y.dtype))
 
-            def traced_back(dy):
-                dx = back(dy)
-                if dx is not None:
-                    seen.append((f"{_name} input gradient", dx.dtype))
-                return dx
+            def traced(fn):
+                def run(dy):
+                    dx = fn(dy)
+                    if dx is not None:
+                        seen.append((f"{_name} input gradient", dx.dtype))
+                    return dx
+                return run
 
+            traced_back = traced(back)
+            if hasattr(back, "preactivation"):  # the fused softmax + cross-entropy
+                traced_back.preactivation = traced(back.preactivation)
             return y, traced_back
 
         layer.forward = traced
@@ -190,3 +195,55 @@ def test_a_training_step_stays_in_float32(spec):
     promoted = [name for name, dtype in seen if dtype != np.float32]
     assert not promoted, promoted
     assert model.predict_on_batch([x])[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("loss,labels", [
+    ("categorical_crossentropy", "onehot"),
+    ({"categorical_crossentropy": {"label_smoothing": 0.1}}, "onehot"),
+    ("sparse_categorical_crossentropy", "ids"),
+])
+@pytest.mark.parametrize("head", ["dense", "activation", "sequence"])
+def test_fused_softmax_cross_entropy_matches_the_chained_gradient(loss, labels, head):
+    """The fused softmax + cross-entropy backward (gradient handed to the softmax's
+    input) gives the same weight gradients as the loss gradient chained through the
+    softmax Jacobian, with sample weights too (probabilities here are far from the
+    1e-7 clip, where the two differ by design)."""
+    from trainer.losses.crossentropy import fuses_with_softmax
+
+    if head == "sequence":
+        layer_list = [{"LSTM": {"units": 5, "return_sequences": True}},
+                      {"Dense": {"units": 4, "activation": "softmax"}}]
+        input_shape, out_shape = [3, 2], (6, 3, 4)
+    else:
+        last = ([{"Dense": {"units": 4, "activation": "softmax"}}] if head == "dense" else
+                [{"Dense": {"units": 4}}, {"Activation": "softmax"}])
+        layer_list = [{"Dense": {"units": 5, "activation": "tanh"}}, *last]
+        input_shape, out_shape = [3], (6, 4)
+    r = np.random.default_rng(0)
+    x = r.normal(size=(6, *input_shape))
+    ids = r.integers(0, 4, out_shape[:-1])
+    y = ids if labels == "ids" else np.eye(4)[ids]
+    sw = r.random(6)
+    grads = []
+    for fuse in (True, False):
+        model = _model(layer_list, input_shape, loss=loss, optimizer="sgd")
+        for layer in model.layers:
+            layer.cast(np.float64)
+        model.dtype = np.dtype(np.float64)
+        assert bool(model._fused) and fuses_with_softmax(model.outputs[0].loss)
+        if not fuse:
+            model._fused = set()
+        model.optimizer.learning_rate = 0.0  # gradients only: weights stay put
+        model.train_on_batch([x], [y], sw)
+        grads.append([g.copy() for g in model.grads()])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_only_cross_entropy_on_a_softmax_output_is_fused():
+    assert _model([{"Dense": {"units": 4, "activation": "softmax"}}], [3])._fused == {0}
+    assert _model([{"Dense": {"units": 4, "activation": "softmax"}}], [3],
+                  loss="mse")._fused == set()
+    assert _model([{"Dense": {"units": 4, "activation": "sigmoid"}}], [3])._fused == set()
+    assert _model([{"Dense": {"units": 4, "activation": "softmax"}}], [3],
+                  loss={"categorical_crossentropy": {"from_logits": True}})._fused == set()

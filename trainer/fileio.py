@@ -100,7 +100,9 @@ def atomic_path(path, keep_previous=None):
         _fsync_dir(path.parent)
     except OSError as exc:
         _discard(tmp)
-        if not path.parent.is_dir():
+        # ENOENT: our own temporary file or its folder vanished mid-write (a folder
+        # deleted under us and perhaps recreated by a concurrent write since)
+        if not path.parent.is_dir() or exc.errno == errno.ENOENT:
             raise WriteError(f"could not write {path}: its folder was deleted or moved "
                              f"while trainer was writing it") from None
         raise WriteError(f"could not write {path}: {exc.strerror or exc}; "

@@ -37,8 +37,13 @@ class Model:
 
     # -- compile ----------------------------------------------------------
     def compile(self, outputs, optimizer):
+        from trainer.losses.crossentropy import fuses_with_softmax
+
         self.outputs = outputs
         self.optimizer = optimizer
+        # outputs whose loss gradient goes straight to their softmax's input
+        self._fused = {k for k, o in enumerate(outputs)
+                       if fuses_with_softmax(o.loss) and self.graph.fusable_output(k)}
 
     @property
     def multi_output(self):
@@ -80,13 +85,19 @@ class Model:
                 total += reg.penalty(layer.params[name])
         return total
 
-    def _losses(self, ys, preds, sw):
-        """Per output: (weighted batch loss, gradient of it wrt the prediction)."""
+    def _losses(self, ys, preds, sw, fused=()):
+        """Per output: (weighted batch loss, gradient of it wrt the prediction — or
+        wrt the softmax's input for the outputs in ``fused``)."""
+        from trainer.losses.crossentropy import softmax_input_gradient
+
         results = []
-        for o, y, p in zip(self.outputs, ys, preds):
+        for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
             n = len(p)
             values = o.loss(y, p)
-            grad = o.loss.gradient(y, p)
+            if k in fused:
+                grad = softmax_input_gradient(o.loss, y, p)
+            else:
+                grad = o.loss.gradient(y, p)
             if sw is not None:
                 w = sw.astype(p.dtype)
                 batch_loss = float((values * w).sum()) / n
@@ -100,13 +111,14 @@ class Model:
         """One optimizer step. Returns the batch's total loss (with penalties) and
         the per-output losses; updates the metric accumulators."""
         preds = self.graph.forward(self.cast_inputs(xs), training=True)
-        per_output = self._losses(ys, preds, sw)
+        fused = getattr(self, "_fused", ())
+        per_output = self._losses(ys, preds, sw, fused)
         reg = self.regularization()
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
         if not np.isfinite(total):  # no update from it; the loop reports the divergence
             return total, [l for l, _ in per_output]
         self.graph.backward([g.astype(p.dtype, copy=False)
-                             for (_, g), p in zip(per_output, preds)])
+                             for (_, g), p in zip(per_output, preds)], preactivation=fused)
         for layer in self.trainable_layers():
             for name, reg_fn in layer.regularizers.items():
                 layer.grads[name] += reg_fn.gradient(layer.params[name])

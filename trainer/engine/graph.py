@@ -42,6 +42,9 @@ class Graph:
         self.nodes = []
         self.outputs = []
         self.producer = [None] * len(self.shapes)  # tensor index → Node (None: input)
+        #: backward returns the gradients of the graph inputs only when this is set
+        #: (training never needs them: layers at the inputs skip computing them)
+        self.input_gradients = False
         self._backs = None
 
     @property
@@ -99,7 +102,7 @@ class Graph:
             args = [values[i] for i in node.inputs]
             # a hint layers may take: the gradient of a graph input is never used,
             # so a first convolution can skip computing it (backward returns None)
-            layer.needs_input_grad = node.input_grad
+            layer.needs_input_grad = node.input_grad or self.input_gradients
             arg = args if node.listed else args[0]
             mask = None if layer.multi_input else masks[node.inputs[0]]
             if mask is not None and layer.takes_mask:
@@ -114,17 +117,29 @@ class Graph:
         self._values_shapes = [v.shape for v in values]
         return [values[i] for i in self.outputs]
 
-    def backward(self, douts):
+    def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
-        and the gradients of the graph inputs, which are returned."""
+        and the gradients of the graph inputs, which are returned.
+
+        ``preactivation``: positions of outputs whose gradient is given with respect
+        to their layer's pre-activation (a fused softmax + cross-entropy); see
+        ``fusable_output``."""
         assert self._backs is not None, "backward needs forward(training=True) first"
         for layer in self.layers():
             layer.zero_grads()
         grads = [None] * len(self.shapes)
-        for i, d in zip(self.outputs, douts):
+        fused = {}
+        for k, (i, d) in enumerate(zip(self.outputs, douts)):
+            if k in preactivation:
+                fused[i] = d
+                continue
             grads[i] = d if grads[i] is None else grads[i] + d
         for k in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[k]
+            if node.outputs[0] in fused:
+                dx = self._backs[k].preactivation(fused[node.outputs[0]])
+                self._add_input_grads(node, dx, grads)
+                continue
             dys = [grads[t] for t in node.outputs]
             if all(d is None for d in dys):
                 continue  # this node feeds no output
@@ -134,10 +149,32 @@ class Graph:
                     f"{self._values_shapes[t]} at layer {node.layer.name}")
                 grads[t] = None  # free memory early
             dx = self._backs[k](dys if node.layer.multi_output else dys[0])
-            dxs = dx if node.listed else [dx]
-            for i, g in zip(node.inputs, dxs):
-                if g is None:
-                    continue
-                grads[i] = g if grads[i] is None else grads[i] + g
+            self._add_input_grads(node, dx, grads)
         self._backs = None
         return grads[:self.n_inputs]
+
+    @staticmethod
+    def _add_input_grads(node, dx, grads):
+        dxs = dx if node.listed else [dx]
+        for i, g in zip(node.inputs, dxs):
+            if g is None:
+                continue
+            grads[i] = g if grads[i] is None else grads[i] + g
+
+    def fusable_output(self, k):
+        """Whether output ``k`` is a softmax (over the last axis) of a Dense or
+        Activation layer whose result feeds nothing else: its loss may then hand the
+        gradient with respect to the softmax's input straight to that layer."""
+        from trainer.layers.core import Activation, Dense
+
+        t = self.outputs[k]
+        node = self.producer[t]
+        if node is None:
+            return False
+        act = getattr(node.layer, "activation", None)
+        if not isinstance(node.layer, (Dense, Activation)) or node.layer.multi_output:
+            return False
+        if getattr(act, "registered_name", None) != "softmax" or act.axis not in (-1,):
+            return False
+        consumers = sum(t in n.inputs for n in self.nodes) + self.outputs.count(t)
+        return consumers == 1

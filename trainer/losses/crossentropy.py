@@ -4,7 +4,8 @@
 import numpy as np
 
 from trainer.errors import DataError
-from trainer.losses.base import EPSILON, ElementwiseLoss, Loss, RowLoss
+from trainer.losses.base import (EPSILON, ElementwiseLoss, Loss, RowLoss, dense_labels,
+                                 rows_per_sample)
 from trainer.registries import losses
 from trainer.registry import Rate
 
@@ -101,6 +102,33 @@ class CategoricalCrossentropy(RowLoss):
         return (dq - (dq * q).sum(axis=-1, keepdims=True)) / total
 
 
+def softmax_input_gradient(loss, y_true, y_pred):
+    """Gradient of ``loss`` (categorical or sparse categorical cross-entropy on
+    probabilities) with respect to the *input* z of the softmax that made ``y_pred``,
+    in one pass: p·sum(t) − t per row, divided by the rows per sample as the loss's
+    mean is. Chaining the clipped loss gradient −t/p through the softmax Jacobian
+    gives the same wherever no probability is clipped (p ≥ 1e-7); where one is,
+    this is the exact gradient of the unclipped loss, as tf.keras computes it from the
+    softmax's logits."""
+    if isinstance(loss, SparseCategoricalCrossentropy):
+        ids = loss.one_hot(y_true, y_pred, ids_only=True)  # checked class ids
+        g = y_pred.copy()
+        np.put_along_axis(g, ids[..., None], np.take_along_axis(g, ids[..., None], -1) - 1,
+                          axis=-1)
+    else:
+        t = loss._targets(dense_labels(y_true, y_pred))
+        g = y_pred * t.sum(axis=-1, keepdims=True)
+        g -= t
+    scale = rows_per_sample(y_pred)
+    return g / g.dtype.type(scale) if scale != 1 else g
+
+
+def fuses_with_softmax(loss):
+    """Whether ``softmax_input_gradient`` applies to ``loss``."""
+    return (isinstance(loss, (CategoricalCrossentropy, SparseCategoricalCrossentropy))
+            and not loss.from_logits)
+
+
 @losses.register("sparse_categorical_crossentropy", "SparseCategoricalCrossentropy", "scce")
 class SparseCategoricalCrossentropy(Loss):
     """categorical_crossentropy with integer class ids as labels: shape (N,) or (N, 1)
@@ -116,13 +144,15 @@ class SparseCategoricalCrossentropy(Loss):
         self.from_logits = from_logits
         self._dense = CategoricalCrossentropy(from_logits=from_logits)
 
-    def one_hot(self, y_true, y_pred):
+    def one_hot(self, y_true, y_pred, ids_only=False):
         k = y_pred.shape[-1]
         ids = np.asarray(y_true).reshape(y_pred.shape[:-1]).astype(np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= k):
             raise DataError(
                 f"sparse labels must be class ids in [0, {k - 1}] for an output of "
                 f"{k} units, got values in [{ids.min()}, {ids.max()}]")
+        if ids_only:
+            return ids
         out = np.zeros(y_pred.shape, dtype=y_pred.dtype)
         np.put_along_axis(out, ids[..., None], 1, axis=-1)
         return out

@@ -5,6 +5,8 @@ tested against). Compiled on first use, cached on disk."""
 
 import numpy as np
 
+from trainer.engine.kernels import parallel
+
 _KERNELS = None
 
 
@@ -12,11 +14,9 @@ def _compile():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def forward(xp, ph, pw, sh, sw, ho, wo):
-        n, _, _, c = xp.shape
-        y = np.empty((n, ho, wo, c), xp.dtype)
-        arg = np.empty((n, ho, wo, c), np.int16)
-        for b in range(n):
+    def forward(xp, ph, pw, sh, sw, y, arg, b0, b1):
+        _, ho, wo, c = y.shape
+        for b in range(b0, b1):
             for i in range(ho):
                 for j in range(wo):
                     for ch in range(c):
@@ -30,32 +30,39 @@ def _compile():
                                     k = p * pw + q
                         y[b, i, j, ch] = best
                         arg[b, i, j, ch] = k
-        return y, arg
 
     @numba.njit(cache=True, nogil=True)
-    def backward(dy, arg, hp, wp, pw, sh, sw):
-        n, ho, wo, c = dy.shape
-        dxp = np.zeros((n, hp, wp, c), dy.dtype)
-        for b in range(n):
+    def backward(dy, arg, dxp, pw, sh, sw, b0, b1):
+        _, ho, wo, c = dy.shape
+        dxp[b0:b1] = 0
+        for b in range(b0, b1):
             for i in range(ho):
                 for j in range(wo):
                     for ch in range(c):
                         k = arg[b, i, j, ch]
                         dxp[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
-        return dxp
 
     return forward, backward
 
 
 def max_pool(xp, pool, strides, out_hw):
-    """Max pooling of a padded NHWC array: (y, backward(dy) → dxp)."""
+    """Max pooling of a padded NHWC array: (y, backward(dy) → dxp). The batch is
+    split over the engine's threads (the kernels release the GIL)."""
     global _KERNELS
     if _KERNELS is None:
         _KERNELS = _compile()
     forward, backward = _KERNELS
     (ph, pw), (sh, sw), (ho, wo) = pool, strides, out_hw
     xp = np.ascontiguousarray(xp)
-    y, arg = forward(xp, ph, pw, sh, sw, ho, wo)
-    hp, wp = xp.shape[1:3]
-    return y, lambda dy: backward(np.ascontiguousarray(dy, dtype=y.dtype), arg, hp, wp,
-                                  pw, sh, sw)
+    n, hp, wp, c = xp.shape
+    y = np.empty((n, ho, wo, c), xp.dtype)
+    arg = np.empty((n, ho, wo, c), np.int16)
+    parallel.run(lambda a, b: forward(xp, ph, pw, sh, sw, y, arg, a, b), n)
+
+    def back(dy):
+        dy = np.ascontiguousarray(dy, dtype=y.dtype)
+        dxp = np.empty((n, hp, wp, c), y.dtype)
+        parallel.run(lambda a, b: backward(dy, arg, dxp, pw, sh, sw, a, b), n)
+        return dxp
+
+    return y, back
