@@ -66,6 +66,7 @@ def loss_of(model, xs, ys, training=True):
 ])
 def test_gradients_through_states_and_initial_states(tmp_path, kind, states, extra):
     model = build(tmp_path, seq2seq(kind, states, extra, extra))
+    model.graph.input_gradients = True  # the inputs' gradients are checked too
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=(B, T, D)), rng.normal(size=(B, T + 1, D))]
     ys = [rng.normal(size=(B, T + 1, 2)), rng.normal(size=(B, 2))]

@@ -247,3 +247,27 @@ def test_only_cross_entropy_on_a_softmax_output_is_fused():
     assert _model([{"Dense": {"units": 4, "activation": "sigmoid"}}], [3])._fused == set()
     assert _model([{"Dense": {"units": 4, "activation": "softmax"}}], [3],
                   loss={"categorical_crossentropy": {"from_logits": True}})._fused == set()
+
+
+@pytest.mark.parametrize("args", [{}, {"recurrent_dropout": 0.3, "return_sequences": True},
+                                  {"return_state": True, "go_backwards": True}])
+def test_lstm_batch_slices_on_threads_match_one_thread(args):
+    """The fused LSTM loop runs batch slices on worker threads: the same outputs,
+    state and weight gradients as one thread, masked steps included."""
+    r = np.random.default_rng(5)
+    x = r.normal(size=(20, 6, 3)).astype(np.float32)
+    mask = np.ones((20, 6), bool)
+    mask[3, 4:] = mask[11, 2:] = False
+    results = []
+    for threads in (1, 2):
+        parallel.set_num_threads(threads)
+        layer = layers.get({"LSTM": {"units": 4, **args}})
+        layer.build(x.shape[1:], np.random.default_rng(0))
+        layer.rng = np.random.default_rng(1)
+        y, back = layer.forward(x, True, mask=mask)
+        outs = y if isinstance(y, list) else [y]
+        dx = back([np.ones_like(o) for o in outs] if isinstance(y, list) else np.ones_like(y))
+        dxs = dx if isinstance(dx, list) else [dx]
+        results.append([*outs, *dxs, *(g.copy() for g in layer.grads.values())])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

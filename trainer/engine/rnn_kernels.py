@@ -53,7 +53,7 @@ def _tanh_impl(x):
     return impl
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _ract(x, code):
     if code == SIGMOID:
         h = x * _HALF
@@ -61,14 +61,14 @@ def _ract(x, code):
     return min(max(0.2 * x + 0.5, 0.0), 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _dract(x, y, code):
     if code == SIGMOID:
         return y * (1.0 - y)
     return 0.2 if -2.5 < x < 2.5 else 0.0
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _gates(z, xp_t, g, lo, hi, code, cell):
     """z[:, lo:hi] += xp_t; g = tanh (cell gate) or the recurrent activation of it.
     One simple loop per gate range, so LLVM vectorises it."""
@@ -79,7 +79,7 @@ def _gates(z, xp_t, g, lo, hi, code, cell):
             g[b, j] = tanh(v) if cell else _ract(v, code)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def lstm_step_forward(z, xp_t, h, c, m, code, g, cn, ac, h_out, c_out):
     """z (B, 4U) holds h_prev @ U on entry and the gate pre-activations on exit;
     m (B,) is the step's mask (ones when there is none)."""
@@ -99,7 +99,7 @@ def lstm_step_forward(z, xp_t, h, c, m, code, g, cn, ac, h_out, c_out):
             c_out[b, j] = c[b, j] + keep * (c_new - c[b, j])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lstm_step_backward(dh, dc, z, g, cn, ac, c_prev, m, code, dz, dc_out, dh_keep):
     """Gradients of one step: dz (B, 4U) of the gate pre-activations, dc_out of the
     previous cell, dh_keep the part of dh a masked step hands straight back."""

@@ -161,6 +161,7 @@ class RNN(Layer):
             states = [np.asarray(s, dtype) for s in initial_state]
         H, finals, cache = type(self).loop_forward(xp, U, states, m, rmask, **self.loop_args())
         y = H.transpose(1, 0, 2) if self.return_sequences else finals[0]
+        input_grad = getattr(self, "needs_input_grad", True)
 
         def backward(dy):
             dstates = [None] * self.n_states
@@ -179,6 +180,8 @@ class RNN(Layer):
             self.grads["kernel"] += X2.T @ dxp2
             if b is not None:
                 self.add_grad("input_bias", dxp2.sum(axis=0))
+            if not input_grad:  # the graph's input: nobody needs its gradient
+                return [None] * (1 + len(dstates0)) if listed else None
             dx = (dxp2 @ W.T).reshape(T, B, D)
             if dmask is not None:
                 dx *= dmask

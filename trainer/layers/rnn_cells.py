@@ -18,6 +18,8 @@ Conventions (Keras 2 formulas and weight layouts):
 
 import numpy as np
 
+from trainer.engine.kernels import parallel
+
 
 class _TanhSigmoid:
     """sigmoid as 0.5 * tanh(x / 2) + 0.5: the same function, stable for any x, and a
@@ -129,6 +131,24 @@ def lstm_forward(xp, U, states, mask, rmask, act, ract, **_):
     if fused is not None:
         kernels, code = fused
         ones = kernels.no_mask(len(h0), xp.dtype)
+
+        def rows(a, b):
+            """The whole time loop for batch rows a:b (samples never interact)."""
+            for t in range(T):
+                h, c = Hs[t, a:b], Cs[t, a:b]
+                hr = h
+                if rmask is not None:
+                    hr = Hin[t, a:b]
+                    np.multiply(h, rmask[a:b], out=hr)
+                np.matmul(hr, U, out=Z[t, a:b])
+                m = ones[a:b] if mask is None else mask[t, a:b, 0]
+                kernels.lstm_step_forward(Z[t, a:b], xp[t, a:b], h, c, m, code, G[t, a:b],
+                                          Cn[t, a:b], AC[t, a:b], Hs[t + 1, a:b],
+                                          Cs[t + 1, a:b])
+
+        parallel.run(rows, len(h0), min_items=8)
+        cache = (Z, G, Hin, Cs[:-1], Cn, AC, U, mask, rmask, act, ract, fused)
+        return Hs[1:], [Hs[T], Cs[T]], cache
     for t in range(T):
         h, c = Hs[t], Cs[t]
         hr = h
@@ -138,10 +158,6 @@ def lstm_forward(xp, U, states, mask, rmask, act, ract, **_):
         z = Z[t]
         np.matmul(hr, U, out=z)
         m = None if mask is None else mask[t]
-        if fused is not None:
-            kernels.lstm_step_forward(z, xp[t], h, c, ones if m is None else m[:, 0], code,
-                                      G[t], Cn[t], AC[t], Hs[t + 1], Cs[t + 1])
-            continue
         z += xp[t]
         g = G[t]
         g[:, :2 * u] = ract.forward(z[:, :2 * u])
@@ -169,22 +185,35 @@ def lstm_backward(cache, dH, dfinal):
         kernels, code = fused
         keep_h, dc_next = np.empty_like(dh), np.empty_like(dc)
         ones = kernels.no_mask(len(dh), dh.dtype)
+
+        def rows(a, b):
+            """The whole backward time loop for batch rows a:b."""
+            h_grad, c_grad, c_next = dh[a:b], dc[a:b], dc_next[a:b]
+            keep = keep_h[a:b]
+            for t in range(len(Z) - 1, -1, -1):
+                if dH is not None:
+                    h_grad += dH[t, a:b]
+                m = ones[a:b] if mask is None else mask[t, a:b, 0]
+                kernels.lstm_step_backward(h_grad, c_grad, Z[t, a:b], G[t, a:b], Cn[t, a:b],
+                                           AC[t, a:b], Cprev[t, a:b], m, code, dZ[t, a:b],
+                                           c_next, keep)
+                c_grad, c_next = c_next, c_grad
+                np.matmul(dZ[t, a:b], UT, out=h_grad)
+                if rmask is not None:
+                    h_grad *= rmask[a:b]
+                if mask is not None:
+                    h_grad += keep
+            return c_grad
+
+        parts = parallel.run(rows, len(dh), min_items=8)
+        dc = np.concatenate(parts)  # each slice's final cell gradient (buffers swap)
+        dU = Hin.reshape(-1, u).T @ dZ.reshape(-1, 4 * u)
+        return dZ, {"recurrent_kernel": dU}, [dh, dc]
     for t in range(len(Z) - 1, -1, -1):
         if dH is not None:
             dh += dH[t]
         m = None if mask is None else mask[t]
         z, g, dz = Z[t], G[t], dZ[t]
-        if fused is not None:
-            kernels.lstm_step_backward(dh, dc, z, g, Cn[t], AC[t], Cprev[t],
-                                       ones if m is None else m[:, 0], code, dz, dc_next,
-                                       keep_h)
-            dc, dc_next = dc_next, dc
-            dh = dz @ UT
-            if rmask is not None:
-                dh *= rmask
-            if m is not None:
-                dh += keep_h
-            continue
         dhn, keep_h = _split(dh, m)
         dcn, keep_c = _split(dc, m)
         i, f, gc, o = g[:, :u], g[:, u:2 * u], g[:, 2 * u:3 * u], g[:, 3 * u:]
