@@ -30,11 +30,12 @@ def trial_status(run_dir):
 
 
 def thread_env(workers):
-    """BLAS and Numba threads per worker, so N workers share the cores, not fight."""
+    """BLAS, Numba and engine threads per worker, so N workers share the cores, not
+    fight."""
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
+                "NUMBA_NUM_THREADS", "TRAINER_NUM_THREADS"):
         env[var] = str(threads)
     return env
 
