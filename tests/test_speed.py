@@ -271,3 +271,20 @@ def test_lstm_batch_slices_on_threads_match_one_thread(args):
         results.append([*outs, *dxs, *(g.copy() for g in layer.grads.values())])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_big_dense_forward_split_over_threads_matches_one_product(monkeypatch):
+    from trainer.layers.core import Dense
+
+    monkeypatch.setattr(Dense, "CHUNK_ROWS", 100)
+    r = np.random.default_rng(0)
+    x = r.normal(size=(1030, 160)).astype(np.float32)  # rows·in·units ≥ 2^24: split
+    for activation in ("relu", "tanh"):
+        layer = layers.get({"Dense": {"units": 128, "activation": activation}})
+        layer.build((160,), r)
+        want = x @ layer.params["kernel"] + layer.params["bias"]
+        want = np.maximum(want, 0) if activation == "relu" else np.tanh(want)
+        parallel.set_num_threads(2)
+        y, _ = layer.forward(x, False)
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)

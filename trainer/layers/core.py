@@ -4,6 +4,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
+from trainer.engine.kernels import parallel
 from trainer.engine.layer import Layer
 from trainer.registries import layers
 from trainer.registry import PositiveInt, Rate, component
@@ -67,16 +68,37 @@ class Dense(Layer):
                             self.bias_regularizer)
         return (*input_shape[:-1], self.units)
 
+    #: rows per chunk when a big product is split over the engine's threads
+    CHUNK_ROWS = 256
+
     def forward(self, x, training):
         W = self.params["kernel"]
-        z = x @ W
-        if self.use_bias:
-            z += self.params["bias"]
         relu = getattr(self.activation, "registered_name", None) == "relu"
-        if relu:  # in place: the backward only needs the sign of the output
-            y = np.maximum(z, 0, out=z)
+        bias = self.params["bias"] if self.use_bias else None
+        if x.ndim == 2 and x.shape[0] * x.shape[1] * W.shape[1] >= 1 << 24:
+            # big: each worker thread multiplies, adds the bias and applies relu to its
+            # rows, a chunk at a time, while the chunk is in cache
+            z = np.empty((x.shape[0], W.shape[1]), dtype=np.result_type(x, W))
+
+            def rows(a, b):
+                for s in range(a, b, self.CHUNK_ROWS):
+                    zc = z[s:min(s + self.CHUNK_ROWS, b)]
+                    np.matmul(x[s:s + len(zc)], W, out=zc)
+                    if bias is not None:
+                        zc += bias
+                    if relu:
+                        np.maximum(zc, 0, out=zc)
+
+            parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
+            y = z if relu else self.activation.forward(z)
         else:
-            y = self.activation.forward(z)
+            z = x @ W
+            if bias is not None:
+                z += bias
+            if relu:  # in place: the backward only needs the sign of the output
+                y = np.maximum(z, 0, out=z)
+            else:
+                y = self.activation.forward(z)
         input_grad = getattr(self, "needs_input_grad", True)
 
         def from_preactivation(dz):
