@@ -288,3 +288,11 @@ def test_big_dense_forward_split_over_threads_matches_one_product(monkeypatch):
         y, _ = layer.forward(x, False)
         assert y.dtype == np.float32
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_malloc_tuning_is_idempotent_and_harmless():
+    parallel.keep_freed_memory()
+    parallel.keep_freed_memory()
+    a = np.ones(10 << 20, np.float32)  # big allocations still work and are zeroed
+    assert float(a.sum()) == 10 << 20
+    assert not np.zeros(5 << 20).any()

@@ -22,6 +22,9 @@ class Output:
 
 class Model:
     def __init__(self, graph, dtype=np.float32, name="model"):
+        from trainer.engine.kernels.parallel import keep_freed_memory
+
+        keep_freed_memory()  # no page faults on each step's fresh activations
         self.graph = graph
         self.dtype = np.dtype(dtype)
         self.name = name

@@ -14,7 +14,7 @@ import numpy as np
 from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.kernels import parallel
-from trainer.engine.kernels.conv import col2im, crop2d, im2col, pad2d, padded_shape, plan2d
+from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.registries import layers
@@ -120,73 +120,75 @@ class Conv(Layer):
         return y, backward
 
     def forward(self, x, training):
-        """im2col + GEMM, batch-parallel: each worker thread pads, copies the columns
-        of a few samples at a time (a chunk that stays in cache), multiplies, adds the
-        bias and applies relu in place — see trainer/engine/kernels/parallel.py.
-        Nothing per chunk is kept: backward rebuilds a chunk's columns from the input
-        (one cache-resident copy) instead of holding the whole column matrix."""
+        """im2col + GEMM, batch-parallel (trainer/engine/kernels/parallel.py): each
+        worker thread pads its samples once, then copies the columns of a few samples
+        at a time (a chunk that stays in cache), multiplies, adds the bias and applies
+        relu in place. The column matrix is never kept: backward rebuilds a chunk's
+        columns from the padded input (one cache-resident copy)."""
         kernel, strides, dilation = self._geometry()
         x4 = self._as4d(x)
-        n = x4.shape[0]
+        n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
-        W2 = self.params["kernel"].reshape(-1, self.filters)
+        W2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None
         act_name = getattr(self.activation, "registered_name", None)
-        inplace = act_name in ("relu", "linear")
-        plan = ConvPlan(x4.shape, kernel, strides, dilation, pads, out_hw, self.filters)
-        z = np.empty((n, *out_hw, self.filters), dtype=x4.dtype)
+        plan = ConvPlan(x4, kernel, strides, dilation, pads, out_hw)
+        z = np.empty((n, *out_hw, f), dtype=x4.dtype)
 
-        def forward_chunks(start, stop):
+        def forward_rows(start, stop):
+            plan.pad(start, stop)
             for a, b in plan.chunks(start, stop):
-                zc = z[a:b].reshape(-1, self.filters)
-                np.matmul(plan.columns(x4[a:b]), W2, out=zc)
+                zc = z[a:b].reshape(-1, f)
+                np.matmul(plan.columns(a, b), W2, out=zc)
                 if bias is not None:
                     zc += bias
                 if act_name == "relu":
                     np.maximum(zc, 0, out=zc)
 
-        parallel.run(forward_chunks, n)
-        y = z if inplace else self.activation.forward(z)
+        parallel.run(forward_rows, n)
+        y = z if act_name in ("relu", "linear") else self.activation.forward(z)
         input_grad = getattr(self, "needs_input_grad", True)
 
         def backward(dy):
             dy4 = self._as4d(dy)
-            if act_name == "relu":
-                mask_of = lambda a, b: dy4[a:b] * (y[a:b] > 0)  # noqa: E731
-            elif act_name == "linear":
-                mask_of = lambda a, b: dy4[a:b]  # noqa: E731
-            else:
-                dz_all = self._as4d(self.activation.backward(self._unas4d(z), self._unas4d(y),
-                                                             dy))
-                mask_of = lambda a, b: dz_all[a:b]  # noqa: E731
+            dz_all = None
+            if act_name not in ("relu", "linear"):
+                dz_all = self._as4d(self.activation.backward(self._unas4d(z),
+                                                             self._unas4d(y), dy))
+            dz = np.empty(z.shape, z.dtype) if dz_all is None else dz_all
             dx = np.empty(x4.shape, dtype=x4.dtype) if input_grad else None
-            back_plan = plan.input_grad_plan() if input_grad else None
+            back = plan.input_grad_plan(dz) if input_grad else None
             W_back = None
-            if back_plan is not None:
-                W_back = ConvPlan.flipped(self.params["kernel"].reshape(
-                    *kernel, x4.shape[-1], self.filters))
+            if back is not None:
+                W_back = ConvPlan.flipped(self.params["kernel"].reshape(*kernel, -1, f))
 
-            def backward_chunks(start, stop):
+            def backward_rows(start, stop):
+                if act_name == "relu":
+                    np.multiply(dy4[start:stop], y[start:stop] > 0, out=dz[start:stop])
+                elif act_name == "linear":
+                    dz[start:stop] = dy4[start:stop]
+                dz2 = dz[start:stop].reshape(-1, f)
+                db = dz2.sum(axis=0) if bias is not None else None
                 dW = np.zeros_like(W2)
-                db = np.zeros(self.filters, dtype=W2.dtype)
+                part = np.empty_like(W2)
+                if back is not None:
+                    back.pad(start, stop)
                 for a, b in plan.chunks(start, stop):
-                    dz = mask_of(a, b)
-                    dz2 = dz.reshape(-1, self.filters)
-                    if bias is not None:
-                        db += dz2.sum(axis=0)
-                    dW += plan.columns(x4[a:b]).T @ dz2
+                    dzc = dz[a:b].reshape(-1, f)
+                    np.matmul(plan.columns(a, b).T, dzc, out=part)
+                    dW += part
                     if dx is None:
                         continue
+                    dxc = dx[a:b].reshape(-1, x4.shape[-1])
                     if plan.pointwise:
-                        np.matmul(dz2, W2.T, out=dx[a:b].reshape(-1, x4.shape[-1]))
-                    elif back_plan is not None:
-                        np.matmul(back_plan.columns(dz), W_back,
-                                  out=dx[a:b].reshape(-1, x4.shape[-1]))
+                        np.matmul(dzc, W2.T, out=dxc)
+                    elif back is not None:
+                        np.matmul(back.columns(a, b), W_back, out=dxc)
                     else:
-                        dx[a:b] = plan.scatter(dz2 @ W2.T, b - a)
+                        dx[a:b] = plan.scatter(dzc @ W2.T, b - a)
                 return dW, db
 
-            parts = parallel.run(backward_chunks, n)
+            parts = parallel.run(backward_rows, n)
             self.grads["kernel"] += sum(p[0] for p in parts).reshape(self.grads["kernel"].shape)
             if bias is not None:
                 self.grads["bias"] += sum(p[1] for p in parts)
@@ -201,71 +203,78 @@ class Conv(Layer):
 
 
 class ConvPlan:
-    """Geometry of one 2-D convolution call and its per-thread chunk buffers.
+    """One 2-D convolution call over a batch: its padded input, the strided view of
+    every patch, and the chunks the workers copy into column matrices.
 
-    Rows of a chunk are sized so that its column matrix takes about ``CHUNK_BYTES``
-    (it then stays in the cache between the copy that fills it and the GEMM that
-    reads it). Buffers are per thread and shared by every layer (the graph runs one
-    layer at a time), grown on demand.
+    ``pad(start, stop)`` pads samples start:stop into the call's padded buffer (each
+    worker its own samples); ``columns(a, b)`` copies the patches of samples a:b into a
+    per-thread column matrix (rows, kh·kw·C). Rows of a chunk are sized so that its
+    column matrix takes about ``CHUNK_BYTES``: it then stays in cache between the copy
+    that fills it and the GEMM that reads it. Column buffers are per thread and shared
+    by every layer (the graph runs one layer at a time).
     """
 
     CHUNK_BYTES = 2 << 20
 
-    def __init__(self, x_shape, kernel, strides, dilation, pads, out_hw, filters=None):
-        self.x_shape = x_shape
+    def __init__(self, x4, kernel, strides, dilation, pads, out_hw):
+        self.x4 = x4
         self.kernel, self.strides, self.dilation = kernel, strides, dilation
         self.pads, self.out_hw = pads, out_hw
-        n, h, w, c = x_shape
-        self.filters = filters
-        self.pointwise = kernel == (1, 1) and strides == (1, 1) and not any(pads[0] + pads[1])
+        n, h, w, c = x4.shape
+        self.padded = any(pads[0] + pads[1])
+        self.pointwise = kernel == (1, 1) and strides == (1, 1) and not self.padded
+        self.xp = np.empty(padded_shape(x4.shape, pads), x4.dtype) if self.padded else x4
+        self.view = None if self.pointwise else patches(self.xp, kernel, strides, dilation,
+                                                        out_hw)
         self.k = kernel[0] * kernel[1] * c
-        row_bytes = out_hw[0] * out_hw[1] * self.k * 4
+        row_bytes = out_hw[0] * out_hw[1] * self.k * x4.dtype.itemsize
         self.per_chunk = max(1, min(n, self.CHUNK_BYTES // max(row_bytes, 1)))
+
+    def pad(self, start, stop):
+        if self.padded:
+            pad2d(self.x4[start:stop], self.pads, out=self.xp[start:stop])
 
     def chunks(self, start, stop):
         for a in range(start, stop, self.per_chunk):
             yield a, min(a + self.per_chunk, stop)
 
-    def columns(self, xs):
-        """The (rows, kh·kw·C) column matrix of samples ``xs`` (a thread buffer)."""
-        m = len(xs)
+    def columns(self, a, b):
+        """The (rows, kh·kw·C) column matrix of samples a:b (a thread buffer)."""
         if self.pointwise:
-            return xs.reshape(-1, xs.shape[-1])
-        xp = xs
-        if any(self.pads[0] + self.pads[1]):
-            xp = pad2d(xs, self.pads, out=_scratch("xp", padded_shape(xs.shape, self.pads),
-                                                   xs.dtype))
-        rows = m * self.out_hw[0] * self.out_hw[1]
-        return im2col(xp, self.kernel, self.strides, self.dilation, self.out_hw,
-                      out=_scratch("cols", (rows, self.k), xs.dtype))
+            return self.x4[a:b].reshape(-1, self.x4.shape[-1])
+        view = self.view[a:b]
+        cols = _scratch("cols", view.shape, self.x4.dtype)
+        np.copyto(cols, view)
+        return cols.reshape(-1, self.k)
 
     def scatter(self, dcols, m):
         """Input gradient of ``m`` samples from their column gradients (col2im)."""
-        n, h, w, c = self.x_shape
+        _, h, w, c = self.x4.shape
         shape = padded_shape((m, h, w, c), self.pads)
         dxp = col2im(dcols, shape, self.kernel, self.strides, self.dilation, self.out_hw,
                      out=_scratch("dxp", shape, dcols.dtype))
         return crop2d(dxp, self.pads)
 
-    def input_grad_plan(self):
-        """dx of a stride-1 convolution is itself a convolution: the output gradient,
-        padded by (dilated kernel - 1 - forward pad), with the kernel flipped and its
-        in/out axes swapped — im2col + GEMM again instead of a col2im scatter. The
-        plan of that convolution, or None (strided: backward scatters with col2im)."""
+    def input_grad_plan(self, dz):
+        """dx of a stride-1 convolution is itself a convolution: of the output
+        gradient ``dz``, padded by (dilated kernel - 1 - forward pad), with the kernel
+        flipped and its in/out axes swapped — im2col + GEMM again instead of a col2im
+        scatter. The plan of that convolution, or None (strided: col2im)."""
         if self.strides != (1, 1) or self.pointwise:
             return None
-        n, h, w, _ = self.x_shape
         (pt, pb), (pl, pr) = self.pads
         eh, ew = [(k - 1) * d for k, d in zip(self.kernel, self.dilation)]
         back_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
-        return ConvPlan((n, *self.out_hw, self.filters), self.kernel, (1, 1), self.dilation,
-                        back_pads, (h, w), filters=self.x_shape[-1])
+        plan = ConvPlan(dz, self.kernel, (1, 1), self.dilation, back_pads,
+                        self.x4.shape[1:3])
+        plan.per_chunk = self.per_chunk  # walk the same chunks as the forward plan
+        return plan
 
     @staticmethod
     def flipped(kernel):
         """The input-gradient convolution's weights: (kh·kw·F, C)."""
-        kh, kw, c, f = kernel.shape
-        return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(-1, c)
+        return np.ascontiguousarray(kernel[::-1, ::-1].transpose(0, 1, 3, 2)).reshape(
+            -1, kernel.shape[2])
 
 
 _local = threading.local()
