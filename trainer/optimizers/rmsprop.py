@@ -52,7 +52,7 @@ class RMSprop(Optimizer):
         return slots
 
     def update(self, i, p, g, lr):
-        s = self.slots[i]
+        s = self.slot(i)
         rms = s["rms"]
         rms *= self.rho
         rms += (1 - self.rho) * (g * g)
