@@ -323,3 +323,23 @@ def test_blocked_threaded_optimizer_update_equals_the_whole_array_update(name, m
         results.append(params)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_big_dropout_masks_drawn_in_pieces_are_reproducible_across_threads(monkeypatch):
+    from trainer.layers.core import Dropout
+
+    monkeypatch.setattr(Dropout, "PIECE", 1000)
+    x = np.random.default_rng(0).random((40, 30, 10)).astype(np.float32) + 1
+    outs = []
+    for threads in (1, 2):
+        parallel.set_num_threads(threads)
+        layer = layers.get({"Dropout": {"rate": 0.3}})
+        layer.rng = np.random.default_rng(7)
+        y, back = layer.forward(x, True)
+        dx = back(np.ones_like(x))
+        kept = y != 0
+        np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6)
+        np.testing.assert_allclose(dx, kept / np.float32(0.7), rtol=1e-6)
+        assert abs(kept.mean() - 0.7) < 0.02 and y.dtype == np.float32
+        outs.append(y)
+    np.testing.assert_array_equal(outs[0], outs[1])
