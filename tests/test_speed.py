@@ -298,33 +298,6 @@ def test_malloc_tuning_is_idempotent_and_harmless():
     assert not np.zeros(5 << 20).any()
 
 
-@pytest.mark.parametrize("name", ["sgd", {"SGD": {"momentum": 0.9, "nesterov": True}},
-                                  "rmsprop", {"RMSprop": {"centered": True, "momentum": 0.5}},
-                                  "adam", {"Adam": {"amsgrad": True}}, "adamw", "nadam",
-                                  "adamax", "adagrad", "adadelta"])
-def test_blocked_threaded_optimizer_update_equals_the_whole_array_update(name, monkeypatch):
-    """Big parameters are updated in cache-sized flat blocks split over threads: the
-    very same numbers as one whole-array update (the rules are elementwise)."""
-    from trainer.optimizers import base
-    from trainer.registries import optimizers
-
-    r = np.random.default_rng(0)
-    shapes = [(300, 130), (7,), (5, 3)]
-    start = [r.normal(size=s).astype(np.float32) for s in shapes]
-    grads = [[r.normal(size=s).astype(np.float32) for s in shapes] for _ in range(3)]
-    results = []
-    for block, threads in ((1 << 30, 1), (1000, 2)):
-        monkeypatch.setattr(base, "BLOCK", block)
-        parallel.set_num_threads(threads)
-        opt = optimizers.get(name)
-        params = [p.copy() for p in start]
-        for g in grads:
-            opt.apply(params, [x.copy() for x in g])
-        results.append(params)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
-
-
 def test_big_dropout_masks_drawn_in_pieces_are_reproducible_across_threads(monkeypatch):
     from trainer.layers.core import Dropout
 

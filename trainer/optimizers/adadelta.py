@@ -40,7 +40,7 @@ class Adadelta(Optimizer):
         return {"accum_grad": np.zeros_like(p), "accum_var": np.zeros_like(p)}
 
     def update(self, i, p, g, lr):
-        a, d = self.slot(i)["accum_grad"], self.slot(i)["accum_var"]
+        a, d = self.slots[i]["accum_grad"], self.slots[i]["accum_var"]
         a *= self.rho
         a += (1 - self.rho) * (g * g)
         delta = np.sqrt(d + self.epsilon) / np.sqrt(a + self.epsilon) * g

@@ -38,6 +38,6 @@ class Adagrad(Optimizer):
         return {"accumulator": np.full_like(p, self.initial_accumulator_value)}
 
     def update(self, i, p, g, lr):
-        a = self.slot(i)["accumulator"]
+        a = self.slots[i]["accumulator"]
         a += g * g
         p -= lr * g / (np.sqrt(a) + self.epsilon)

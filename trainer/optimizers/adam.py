@@ -50,7 +50,7 @@ class Adam(Optimizer):
         return slots
 
     def update(self, i, p, g, lr):
-        s = self.slot(i)
+        s = self.slots[i]
         t = self.iterations  # already incremented: the first step has t = 1
         m, v = s["m"], s["v"]
         m *= self.beta_1

@@ -40,7 +40,7 @@ class Adamax(Optimizer):
         return {"m": np.zeros_like(p), "u": np.zeros_like(p)}
 
     def update(self, i, p, g, lr):
-        m, u = self.slot(i)["m"], self.slot(i)["u"]
+        m, u = self.slots[i]["m"], self.slots[i]["u"]
         m *= self.beta_1
         m += (1 - self.beta_1) * g
         u *= self.beta_2

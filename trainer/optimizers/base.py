@@ -13,23 +13,18 @@ One step (``apply``), as Keras 2 (tf.keras 2.x ``OptimizerV2``) does it:
 
 Subclasses write one update rule, ``update(i, p, g, lr)``, that changes parameter
 ``p`` in place from its gradient ``g``, keeping per-parameter state in
-``self.slot(i)`` (a name → array mapping created by ``new_slots``) and
+``self.slots[i]`` (a name → array mapping created by ``new_slots``) and
 optimizer-wide numbers in ``self.scalars`` (both are saved in checkpoints).
-Update rules are elementwise: a big parameter is updated in cache-sized blocks
-(flat slices of the parameter, its gradient and its slots), split over the engine's
-threads — the same numbers as one whole-array update, a few times faster.
 Update rules use Python floats for their coefficients so that float32 parameters
 and slots are computed in float32, never silently promoted to float64.
 """
 
 import math
 import numbers
-import threading
 from typing import Annotated
 
 import numpy as np
 
-from trainer.engine.kernels import parallel
 from trainer.errors import ConfigError
 from trainer.registry import Schema, component
 
@@ -37,11 +32,6 @@ from trainer.registry import Schema, component
 NonNegative = Annotated[float, Schema(minimum=0)]
 LearningRate = NonNegative | component("schedule")
 Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
-
-
-#: elements per block of a blocked update: its temporaries stay in cache
-BLOCK = 1 << 16
-_local = threading.local()
 
 
 class Optimizer:
@@ -123,28 +113,7 @@ class Optimizer:
         self.iterations += 1
         self.begin_step(lr)
         for i, (p, g) in enumerate(zip(params, self.clip(grads))):
-            if p.size < 2 * BLOCK or not p.flags.c_contiguous:
-                self.update(i, p, g, lr)
-                continue
-            flat = (p.reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                    {k: v.reshape(-1) for k, v in self.slots[i].items()})
-            parallel.run(lambda a, b, i=i, flat=flat: self._update_blocks(i, flat, a, b, lr),
-                         p.size, min_items=BLOCK)
-
-    def _update_blocks(self, i, flat, start, stop, lr):
-        p, g, slots = flat
-        try:
-            for a in range(start, stop, BLOCK):
-                b = min(a + BLOCK, stop)
-                _local.slot = {k: v[a:b] for k, v in slots.items()}
-                self.update(i, p[a:b], g[a:b], lr)
-        finally:
-            _local.slot = None
-
-    def slot(self, i):
-        """Parameter i's slots (in a block update: the block's slices of them)."""
-        block = getattr(_local, "slot", None)
-        return self.slots[i] if block is None else block
+            self.update(i, p, g, lr)
 
     def begin_step(self, lr):
         """Once per step, after ``iterations`` is incremented, before the updates."""

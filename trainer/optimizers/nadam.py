@@ -59,7 +59,7 @@ class Nadam(Optimizer):
         self.cache = self.scalars["momentum_cache"]
 
     def update(self, i, p, g, lr):
-        m, v = self.slot(i)["m"], self.slot(i)["v"]
+        m, v = self.slots[i]["m"], self.slots[i]["v"]
         m *= self.beta_1
         m += (1 - self.beta_1) * g
         v *= self.beta_2

@@ -52,7 +52,7 @@ class RMSprop(Optimizer):
         return slots
 
     def update(self, i, p, g, lr):
-        s = self.slot(i)
+        s = self.slots[i]
         rms = s["rms"]
         rms *= self.rho
         rms += (1 - self.rho) * (g * g)

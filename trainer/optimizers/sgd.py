@@ -44,7 +44,7 @@ class SGD(Optimizer):
         if not self.momentum:
             p -= lr * g
             return
-        v = self.slot(i)["momentum"]
+        v = self.slots[i]["momentum"]
         v *= self.momentum
         v -= lr * g
         if self.nesterov:
