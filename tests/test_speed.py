@@ -316,3 +316,22 @@ def test_big_dropout_masks_drawn_in_pieces_are_reproducible_across_threads(monke
         assert abs(kept.mean() - 0.7) < 0.02 and y.dtype == np.float32
         outs.append(y)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("spec", [(CNN, [9, 9, 2]), (LSTM, [6, 3])])
+def test_inference_split_over_threads_matches_one_pass(spec, monkeypatch):
+    from trainer.model import Model
+
+    layer_list, input_shape = spec
+    model = _model(layer_list, input_shape, optimizer="rmsprop")
+    r = np.random.default_rng(0)
+    x = r.normal(size=(37, *input_shape)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[r.integers(0, 3, 37)]
+    model.train_on_batch([x], [y])  # moving statistics move away from their start
+    parallel.set_num_threads(1)
+    whole = model.predict_on_batch([x])[0]
+    monkeypatch.setattr(Model, "PREDICT_MIN_ROWS", 5)
+    parallel.set_num_threads(2)
+    split = model.predict_on_batch([x])[0]
+    assert split.dtype == np.float32 and split.shape == whole.shape
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-6)

@@ -78,8 +78,29 @@ class Model:
         return [x if i in self._int_inputs else np.asarray(x, self.dtype)
                 for i, x in enumerate(xs)]
 
+    #: inference splits a batch over the engine's threads in slices of at least this
+    PREDICT_MIN_ROWS = 64
+
     def predict_on_batch(self, xs):
-        return self.graph.forward(self.cast_inputs(xs), training=False)
+        """The outputs for one batch. At inference every sample is independent (no
+        dropout, moving statistics, no stateful layers), so a big batch runs as slices
+        of the whole graph on the engine's threads — each slice's activations stay in
+        cache through all the layers, and there is one join per batch, not per layer."""
+        from trainer.engine.kernels import parallel
+
+        xs = self.cast_inputs(xs)
+        n = len(xs[0]) if xs else 0
+        if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
+                or not self._builtin_layers()):
+            return self.graph.forward(xs, training=False)
+        parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
+                                                             training=False),
+                             n, min_items=self.PREDICT_MIN_ROWS)
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+    def _builtin_layers(self):
+        """Only the engine's own layers are known to be safe to run on threads."""
+        return all(type(layer).__module__.startswith("trainer.") for layer in self.layers)
 
     def regularization(self):
         total = 0.0
