@@ -117,15 +117,24 @@ def test_split_covers_the_range_evenly():
     assert parallel.run(lambda a, b: (a, b), 1) == [(0, 1)]
 
 
-def test_worker_threads_get_a_single_threaded_blas():
-    """The engine's workers pin OpenBLAS to one thread each (where NumPy's BLAS is an
-    OpenBLAS with the per-thread setter); the calling thread keeps its count."""
-    setter = parallel._blas_local_setter()
-    if setter is None:
-        pytest.skip("NumPy's BLAS is not an OpenBLAS with openblas_set_num_threads_local")
+def test_blas_is_pinned_to_one_thread_and_big_products_split(monkeypatch):
+    """With several engine threads OpenBLAS runs one thread per call (the engine's
+    workers split the work); parallel.matmul gives the exact product either way."""
+    blas = parallel.blas_threads()
     parallel.set_num_threads(2)
-    seen = parallel.run(lambda a, b: (setter(1), setter(1))[0], 8, min_items=1)
-    assert seen == [1, 1]
+    monkeypatch.setattr(parallel, "_pinned", False)
+    parallel.pin_blas()
+    if blas is not None:
+        assert blas[0]() == 1
+        assert parallel.run(lambda a, b: blas[0](), 8, min_items=1) == [1, 1]
+    monkeypatch.setattr(parallel, "MATMUL_SPLIT", 1)
+    r = np.random.default_rng(0)
+    for shape_a, shape_b in (((50, 7), (7, 3)), ((3, 40), (40, 60))):
+        a = r.normal(size=shape_a).astype(np.float32)
+        b = r.normal(size=shape_b).astype(np.float32)
+        np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-5, atol=1e-5)
+        at = np.ascontiguousarray(a.T).T  # a transposed view, as weight gradients pass
+        np.testing.assert_allclose(parallel.matmul(at, b), a @ b, rtol=1e-5, atol=1e-5)
 
 
 def _model(layer_list, input_shape, loss="categorical_crossentropy", optimizer="adam"):
@@ -278,7 +287,7 @@ def test_big_dense_forward_split_over_threads_matches_one_product(monkeypatch):
 
     monkeypatch.setattr(Dense, "CHUNK_ROWS", 100)
     r = np.random.default_rng(0)
-    x = r.normal(size=(1030, 160)).astype(np.float32)  # rows·in·units ≥ 2^24: split
+    x = r.normal(size=(1030, 160)).astype(np.float32)  # ≥ 2 chunks of rows: split
     for activation in ("relu", "tanh"):
         layer = layers.get({"Dense": {"units": 128, "activation": activation}})
         layer.build((160,), r)

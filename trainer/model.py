@@ -22,9 +22,10 @@ class Output:
 
 class Model:
     def __init__(self, graph, dtype=np.float32, name="model"):
-        from trainer.engine.kernels.parallel import keep_freed_memory
+        from trainer.engine.kernels.parallel import keep_freed_memory, pin_blas
 
         keep_freed_memory()  # no page faults on each step's fresh activations
+        pin_blas()  # the engine's threads, not BLAS's, split the work
         self.graph = graph
         self.dtype = np.dtype(dtype)
         self.name = name

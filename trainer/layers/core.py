@@ -77,7 +77,7 @@ class Dense(Layer):
         W = self.params["kernel"]
         relu = getattr(self.activation, "registered_name", None) == "relu"
         bias = self.params["bias"] if self.use_bias else None
-        if x.ndim == 2 and x.shape[0] * x.shape[1] * W.shape[1] >= 1 << 24:
+        if x.ndim == 2 and x.shape[0] >= 2 * self.CHUNK_ROWS:
             # big: each worker thread multiplies, adds the bias and applies relu to its
             # rows, a chunk at a time, while the chunk is in cache
             z = np.empty((x.shape[0], W.shape[1]), dtype=np.result_type(x, W))
@@ -94,7 +94,7 @@ class Dense(Layer):
             parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
             y = z if relu else self.activation.forward(z)
         else:
-            z = x @ W
+            z = parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], -1)
             if bias is not None:
                 z += bias
             if relu:  # in place: the backward only needs the sign of the output
@@ -106,10 +106,12 @@ class Dense(Layer):
         def from_preactivation(dz):
             x2 = x.reshape(-1, x.shape[-1])
             dz2 = dz.reshape(-1, dz.shape[-1])
-            self.grads["kernel"] += x2.T @ dz2
+            self.grads["kernel"] += parallel.matmul(x2.T, dz2)
             if self.use_bias:
                 self.grads["bias"] += dz2.sum(axis=0)
-            return dz @ W.T if input_grad else None
+            if not input_grad:
+                return None
+            return parallel.matmul(dz2, W.T).reshape(*dz.shape[:-1], W.shape[0])
 
         def backward(dy):
             dz = dy * (y > 0) if relu else self.activation.backward(z, y, dy)

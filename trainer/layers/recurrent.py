@@ -34,6 +34,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
+from trainer.engine.kernels import parallel
 from trainer.engine.layer import Layer
 from trainer.layers import rnn_cells
 from trainer.registries import layers
@@ -151,7 +152,7 @@ class RNN(Layer):
         if training and self.recurrent_dropout > 0:
             rmask = self._dropout_mask(self.recurrent_dropout, (B, self.units), dtype)
         X2 = np.ascontiguousarray(xt).reshape(T * B, D)
-        xp = (X2 @ W).reshape(T, B, -1)  # every step's input projection: one GEMM
+        xp = parallel.matmul(X2, W).reshape(T, B, -1)  # every step's input projection: one GEMM
         b = self.input_bias()
         if b is not None:
             xp += b
@@ -177,12 +178,12 @@ class RNN(Layer):
             for name, g in grads.items():
                 self.add_grad(name, g)
             dxp2 = dxp.reshape(T * B, -1)
-            self.grads["kernel"] += X2.T @ dxp2
+            self.grads["kernel"] += parallel.matmul(X2.T, dxp2)
             if b is not None:
                 self.add_grad("input_bias", dxp2.sum(axis=0))
             if not input_grad:  # the graph's input: nobody needs its gradient
                 return [None] * (1 + len(dstates0)) if listed else None
-            dx = (dxp2 @ W.T).reshape(T, B, D)
+            dx = parallel.matmul(dxp2, W.T).reshape(T, B, D)
             if dmask is not None:
                 dx *= dmask
             if self.go_backwards:

@@ -207,7 +207,7 @@ def lstm_backward(cache, dH, dfinal):
 
         parts = parallel.run(rows, len(dh), min_items=8)
         dc = np.concatenate(parts)  # each slice's final cell gradient (buffers swap)
-        dU = Hin.reshape(-1, u).T @ dZ.reshape(-1, 4 * u)
+        dU = parallel.matmul(Hin.reshape(-1, u).T, dZ.reshape(-1, 4 * u))
         return dZ, {"recurrent_kernel": dU}, [dh, dc]
     for t in range(len(Z) - 1, -1, -1):
         if dH is not None:

@@ -11,9 +11,15 @@ Threads: ``TRAINER_NUM_THREADS``, else ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREAD
 (what a user already sets to limit BLAS), else the CPUs this process may run on.
 With one thread everything runs inline, in the calling thread.
 
-BLAS per worker: OpenBLAS ≥ 0.3.27 has ``openblas_set_num_threads_local``, which
-sets the count for the calling thread only; where it is missing (another BLAS) the
-workers leave BLAS alone, which is correct, only oversubscribed.
+BLAS: with more than one engine thread, OpenBLAS is pinned to one thread for the
+whole process (``pin_blas``, when a model is made) and every big product goes through
+the engine's threads instead (``matmul`` here, the layers' own chunked loops). Mixing
+the two does not work: OpenBLAS's threads spin for a while after each call and then
+fight the engine's workers for the cores (measured: a 2-thread GEMM right after a
+parallel region ran 2x slower), and ``openblas_set_num_threads_local`` changes every
+thread's count in OpenBLAS 0.3.31. One thread model for the whole run also keeps its
+numbers the same from the first step to a resumed one. With another BLAS nothing is
+pinned (correct, only oversubscribed).
 """
 
 import ctypes
@@ -21,10 +27,13 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 _lock = threading.Lock()
 _pool = None
 _threads = None
-_local_setter = None
+_blas = None
+_pinned = False
 
 
 def num_threads():
@@ -54,11 +63,11 @@ def set_num_threads(n):
         _threads = max(1, int(n))
 
 
-def _blas_local_setter():
-    """``openblas_set_num_threads_local`` of the OpenBLAS NumPy loaded, or None."""
-    global _local_setter
-    if _local_setter is None:
-        _local_setter = False
+def blas_threads():
+    """(get, set) of the loaded OpenBLAS's global thread count, or None."""
+    global _blas
+    if _blas is None:
+        _blas = False
         try:
             with open("/proc/self/maps") as maps:
                 paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
@@ -66,29 +75,29 @@ def _blas_local_setter():
             paths = set()
         for path in sorted(paths):
             try:
-                fn = ctypes.CDLL(path).openblas_set_num_threads_local
-            except (OSError, AttributeError):
+                lib = ctypes.CDLL(path)
+            except OSError:
                 continue
-            fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-            _local_setter = fn
-            break
-    return _local_setter or None
-
-
-def _init_worker():
-    setter = _blas_local_setter()
-    if setter is not None:
-        setter(1)
+            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"),
+                                   ("openblas", "")):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    get.argtypes, get.restype = [], ctypes.c_int
+                    put.argtypes, put.restype = [ctypes.c_int], None
+                    _blas = (get, put)
+                    break
+            if _blas:
+                break
+    return _blas or None
 
 
 def _get_pool():
     global _pool
     with _lock:
         if _pool is None:
-            import numpy  # noqa: F401  (BLAS must be loaded before we look for it)
-
-            _blas_local_setter()
-            _pool = ThreadPoolExecutor(max_workers=num_threads(), initializer=_init_worker,
+            blas_threads()
+            _pool = ThreadPoolExecutor(max_workers=num_threads(),
                                        thread_name_prefix="trainer-engine")
         return _pool
 
@@ -116,9 +125,46 @@ def run(fn, n, min_items=2):
     ranges = split(n, min(threads, n // min_items))
     if len(ranges) == 1:
         return [fn(0, n)]
+    pin_blas()
     pool = _get_pool()
     futures = [pool.submit(fn, a, b) for a, b in ranges]
     return [f.result() for f in futures]
+
+
+def pin_blas():
+    """One OpenBLAS thread per call from now on, when the engine has several threads
+    of its own (see the module doc)."""
+    global _pinned
+    if _pinned or num_threads() == 1:
+        return
+    _pinned = True
+    blas = blas_threads()
+    if blas is not None:
+        blas[1](1)
+
+
+#: products smaller than this many multiply-adds run in one call
+MATMUL_SPLIT = 1 << 22
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for 2-D arrays, split over the engine's threads when big: by rows of
+    ``a`` (contiguous parts of the result) unless it has few rows and many columns,
+    then by columns of ``b``.
+    Each part is an exact sub-product, so the result does not depend on the split."""
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+    if num_threads() == 1 or m * k * n < MATMUL_SPLIT:
+        return np.matmul(a, b, out=out)
+    if m >= min(n, 64):
+        run(lambda s, e: np.matmul(a[s:e], b, out=out[s:e]), m, min_items=16)
+    else:
+        def columns(s, e):
+            out[:, s:e] = a @ b[:, s:e]
+        run(columns, n, min_items=16)
+    return out
 
 
 _malloc_tuned = False
