@@ -154,10 +154,10 @@ def matmul(a, b, out=None):
     Each part is an exact sub-product, so the result does not depend on the split."""
     m, k = a.shape
     n = b.shape[1]
+    if m * k * n < MATMUL_SPLIT or (_threads or num_threads()) == 1:  # the common case
+        return a @ b if out is None else np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    if num_threads() == 1 or m * k * n < MATMUL_SPLIT:
-        return np.matmul(a, b, out=out)
     if m >= min(n, 64):
         run(lambda s, e: np.matmul(a[s:e], b, out=out[s:e]), m, min_items=16)
     else:
