@@ -84,13 +84,16 @@ class Graph:
         return node.outputs if layer.multi_output else node.outputs[0]
 
     def layers(self):
-        """Each distinct layer once, in first-call order."""
-        seen, out = set(), []
-        for node in self.nodes:
-            if id(node.layer) not in seen:
-                seen.add(id(node.layer))
-                out.append(node.layer)
-        return out
+        """Each distinct layer once, in first-call order (a fresh list each call)."""
+        cached = getattr(self, "_layers", None)
+        if cached is None or cached[0] != len(self.nodes):  # nodes are only ever added
+            seen, out = set(), []
+            for node in self.nodes:
+                if id(node.layer) not in seen:
+                    seen.add(id(node.layer))
+                    out.append(node.layer)
+            self._layers = cached = (len(self.nodes), out)
+        return list(cached[1])
 
     def forward(self, xs, training=False):
         """Run the graph on input arrays; keep the backward closures when training."""

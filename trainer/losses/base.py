@@ -76,6 +76,8 @@ def dense_labels(y_true, y_pred):
 
 def per_sample_mean(values):
     """Mean over every axis but the first."""
+    if values.ndim == 1:  # one value per sample already (the usual case)
+        return values
     return values.reshape(values.shape[0], -1).mean(axis=1)
 
 
