@@ -94,7 +94,8 @@ class Dense(Layer):
             parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
             y = z if relu else self.activation.forward(z)
         else:
-            z = parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], -1)
+            z = (parallel.matmul(x, W) if x.ndim == 2 else
+                 parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], -1))
             if bias is not None:
                 z += bias
             if relu:  # in place: the backward only needs the sign of the output
@@ -104,14 +105,16 @@ class Dense(Layer):
         input_grad = getattr(self, "needs_input_grad", True)
 
         def from_preactivation(dz):
-            x2 = x.reshape(-1, x.shape[-1])
-            dz2 = dz.reshape(-1, dz.shape[-1])
+            flat = x.ndim == 2
+            x2 = x if flat else x.reshape(-1, x.shape[-1])
+            dz2 = dz if flat else dz.reshape(-1, dz.shape[-1])
             self.grads["kernel"] += parallel.matmul(x2.T, dz2)
             if self.use_bias:
                 self.grads["bias"] += dz2.sum(axis=0)
             if not input_grad:
                 return None
-            return parallel.matmul(dz2, W.T).reshape(*dz.shape[:-1], W.shape[0])
+            dx = parallel.matmul(dz2, W.T)
+            return dx if flat else dx.reshape(*dz.shape[:-1], W.shape[0])
 
         def backward(dy):
             dz = dy * (y > 0) if relu else self.activation.backward(z, y, dy)
