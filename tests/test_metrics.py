@@ -162,10 +162,63 @@ def test_auc_with_explicit_thresholds():
     assert m.result() == pytest.approx(0.75)
 
 
+def test_precision_recall_top_k_as_keras():
+    # Keras's examples: ties go to the lower index, so the top 2 of four 1s are the
+    # first two (labels 0) and precision is 0; top 4 takes all of them
+    assert measure({"precision": {"top_k": 2}}, [0, 0, 1, 1], [1, 1, 1, 1]) == 0.0
+    assert measure({"precision": {"top_k": 4}}, [0, 0, 1, 1], [1, 1, 1, 1]) == 0.5
+    t = [[0, 1, 1], [1, 0, 0]]
+    p = [[0.2, 0.5, 0.3], [0.1, 0.6, 0.3]]
+    # top 1 per row: row 0 predicts class 1 (right), row 1 class 1 (wrong)
+    assert measure({"precision": {"top_k": 1}}, t, p) == pytest.approx(1 / 2)
+    assert measure({"recall": {"top_k": 1}}, t, p) == pytest.approx(1 / 3)
+    # top 2 with a threshold: 0.3 is in the top 2 of both rows but not above 0.4
+    assert measure({"precision": {"top_k": 2, "thresholds": 0.4}}, t, p) == \
+        pytest.approx(1 / 2)
+    assert measure({"recall": {"top_k": 2}}, t, p) == pytest.approx(2 / 3)
+    # class_id after top_k: class 2 is in the top 2 of both rows, right once
+    assert measure({"precision": {"top_k": 2, "class_id": 2}}, t, p) == pytest.approx(1 / 2)
+    assert measure({"recall": {"top_k": 1, "class_id": 0}}, t, p) == 0.0
+
+
+def test_multi_label_auc_is_the_mean_of_the_per_label_areas(rng):
+    t = (rng.random((40, 3)) < [[0.3, 0.5, 0.7]]).astype(float)
+    p = np.clip(t * 0.3 + rng.random((40, 3)) * 0.7, 0, 1)
+    w = rng.uniform(0.5, 2, 40)
+    for curve in ("ROC", "PR"):
+        per_label = [measure({"AUC": {"curve": curve}}, t[:, j], p[:, j], w) for j in range(3)]
+        assert measure({"AUC": {"curve": curve, "multi_label": True}}, t, p, w) == \
+            pytest.approx(np.mean(per_label), rel=1e-12)
+        lw = [1.0, 0.0, 3.0]
+        assert measure({"AUC": {"curve": curve, "multi_label": True, "label_weights": lw}},
+                       t, p, w) == pytest.approx(np.dot(per_label, lw) / 4, rel=1e-12)
+    # not multi_label: one curve over every element, each weighted by its column's weight;
+    # weights 1, 0, 2 count column 0 once, drop column 1 and count column 2 twice
+    stacked_t = np.concatenate([t[:, 0], t[:, 2], t[:, 2]])
+    stacked_p = np.concatenate([p[:, 0], p[:, 2], p[:, 2]])
+    assert measure({"AUC": {"label_weights": [1, 0, 2]}}, t, p) == \
+        pytest.approx(measure("AUC", stacked_t, stacked_p), rel=1e-12)
+
+
+def test_multi_label_auc_checks_the_label_count():
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="num_labels is 2 but the output has 3"):
+        measure({"AUC": {"multi_label": True, "num_labels": 2}}, np.eye(3), np.eye(3))
+    with pytest.raises(ConfigError, match="label_weights has 2 values for an output of 3"):
+        measure({"AUC": {"multi_label": True, "label_weights": [1, 1]}}, np.eye(3), np.eye(3))
+    with pytest.raises(ConfigError, match="num_labels is for multi_label"):
+        metric_lib.get({"AUC": {"num_labels": 3}})
+    m = metric_lib.get({"AUC": {"multi_label": True, "num_labels": 3}})
+    assert m.get_state()["tp"].shape == (200, 3)
+
+
 # -- state, names, configs -------------------------------------------------------
 
 STATEFUL = ["accuracy", "mae", "precision", "recall", "fbeta_score", "AUC",
-            {"AUC": {"curve": "PR"}}, {"top_k_categorical_accuracy": {"k": 2}}]
+            {"AUC": {"curve": "PR"}}, {"top_k_categorical_accuracy": {"k": 2}},
+            {"AUC": {"multi_label": True}}, {"AUC": {"multi_label": True, "curve": "PR"}},
+            {"precision": {"top_k": 2}}, {"recall": {"top_k": 1, "class_id": 1}}]
 
 
 @pytest.mark.parametrize("spec", STATEFUL, ids=str)
@@ -202,7 +255,8 @@ def test_metric_names():
 
 EPOCH_METRICS = ["accuracy", {"top_k_categorical_accuracy": {"k": 2}}, "precision", "recall",
                  {"fbeta_score": {"beta": 2}}, "AUC", {"AUC": {"curve": "PR"}}, "mae",
-                 "categorical_crossentropy"]
+                 "categorical_crossentropy", {"AUC": {"multi_label": True}},
+                 {"precision": {"top_k": 2}}]
 
 
 def _model(tmp_path, loss, units, activation, metric_specs):

@@ -4,6 +4,9 @@ They accumulate true/false positives/negatives over the epoch and compute the me
 from the totals, so the epoch value is exact (not a mean of batch values). Every
 element of y_pred is one binary decision (micro averaging), positive when
 y_pred > threshold; a label counts as positive with weight y_true (labels 0/1).
+With ``top_k`` only the k largest predictions of each row can be positive (Keras's
+``_filter_top_k``: the others count as -inf; ties go to the lower index, as
+``tf.math.top_k``).
 """
 
 from typing import Annotated
@@ -13,16 +16,20 @@ import numpy as np
 from trainer.errors import ConfigError
 from trainer.metrics.base import Metric
 from trainer.registries import metrics
-from trainer.registry import NonNegativeInt, Rate, Schema
+from trainer.registry import NonNegativeInt, PositiveInt, Rate, Schema
 
 
-def confusion_counts(y_true, y_pred, thresholds, sample_weight=None):
+def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, element_weight=None):
     """(tp, fp, tn, fn), each of shape (len(thresholds),): weighted counts of the
-    decisions y_pred > thresholds[i]. ``thresholds`` must be ascending."""
+    decisions y_pred > thresholds[i]. ``thresholds`` must be ascending. A decision's
+    weight is its row's ``sample_weight`` times its ``element_weight`` (broadcast
+    over the rows, e.g. one weight per label column)."""
     p = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
     t = np.clip(np.asarray(y_true, np.float64).reshape(p.shape), 0.0, 1.0)
     w = np.ones((len(p), 1)) if sample_weight is None else \
         np.asarray(sample_weight, np.float64).reshape(-1, 1)
+    if element_weight is not None:
+        w = w * np.asarray(element_weight, np.float64).reshape(1, -1)
     # above[j] = how many thresholds lie strictly below p_j: positive at thresholds[:above]
     above = np.searchsorted(thresholds, p.reshape(-1), side="left")
     n = len(thresholds)
@@ -39,11 +46,31 @@ def ratio(a, b):
     return np.where(b > 0, a / np.where(b > 0, b, 1.0), 0.0)
 
 
+def filter_top_k(y_pred, k):
+    """y_pred with every value outside the k largest of its row (last axis) set to
+    -inf; of equal values the lower index is kept first."""
+    p = np.asarray(y_pred, np.float64)
+    if k >= p.shape[-1]:
+        return p
+    order = np.argsort(-p, axis=-1, kind="stable")  # NaN sorts last
+    keep = np.zeros(p.shape, bool)
+    np.put_along_axis(keep, order[..., :k], True, axis=-1)
+    return np.where(keep, p, -np.inf)
+
+
+def default_threshold(thresholds, top_k):
+    """Keras: 0.5, or -inf with top_k (every top-k prediction is positive)."""
+    if thresholds is not None:
+        return thresholds
+    return 0.5 if top_k is None else -np.inf
+
+
 class ConfusionMetric(Metric):
     """Confusion counts at fixed ascending thresholds, accumulated over the epoch."""
 
     label_range = (0.0, 1.0)
     class_id = None
+    top_k = None
 
     def __init__(self, cutoffs):
         self.cutoffs = np.asarray(cutoffs, np.float64)
@@ -57,6 +84,8 @@ class ConfusionMetric(Metric):
         """The predictions and labels counted (one class column with class_id)."""
         y_pred = np.asarray(y_pred)
         y_true = np.asarray(y_true).reshape(y_pred.shape)
+        if self.top_k is not None:
+            y_pred = filter_top_k(y_pred, self.top_k)
         if self.class_id is not None:
             if self.class_id >= y_pred.shape[-1]:
                 raise ConfigError(f"metric {self.name}: class_id {self.class_id} is out of "
@@ -84,14 +113,19 @@ class Precision(ConfusionMetric):
     """TP / (TP + FP) over the epoch (0 when nothing is predicted positive).
 
     Args:
-        thresholds (default 0.5): a prediction above it is positive.
-        class_id (default none): count only this column of the output.
+        thresholds (default 0.5, or none with top_k): a prediction above it is
+            positive.
+        top_k (default none): only the k largest predictions of each row can be
+            positive (the others count as negative), as Keras.
+        class_id (default none): count only this column of the output (after top_k).
     """
 
-    def __init__(self, thresholds: Rate = 0.5, class_id: NonNegativeInt | None = None):
+    def __init__(self, thresholds: Rate | None = None, top_k: PositiveInt | None = None,
+                 class_id: NonNegativeInt | None = None):
         self.thresholds = thresholds
+        self.top_k = top_k
         self.class_id = class_id
-        super().__init__([thresholds])
+        super().__init__([default_threshold(thresholds, top_k)])
 
     def result(self):
         return float(ratio(self.tp, self.tp + self.fp)[0])
@@ -102,14 +136,19 @@ class Recall(ConfusionMetric):
     """TP / (TP + FN) over the epoch (0 when the labels hold no positive).
 
     Args:
-        thresholds (default 0.5): a prediction above it is positive.
-        class_id (default none): count only this column of the output.
+        thresholds (default 0.5, or none with top_k): a prediction above it is
+            positive.
+        top_k (default none): only the k largest predictions of each row can be
+            positive (the others count as negative), as Keras.
+        class_id (default none): count only this column of the output (after top_k).
     """
 
-    def __init__(self, thresholds: Rate = 0.5, class_id: NonNegativeInt | None = None):
+    def __init__(self, thresholds: Rate | None = None, top_k: PositiveInt | None = None,
+                 class_id: NonNegativeInt | None = None):
         self.thresholds = thresholds
+        self.top_k = top_k
         self.class_id = class_id
-        super().__init__([thresholds])
+        super().__init__([default_threshold(thresholds, top_k)])
 
     def result(self):
         return float(ratio(self.tp, self.tp + self.fn)[0])
