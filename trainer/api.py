@@ -37,8 +37,8 @@ def resolved_config(cfg, model):
                    if getattr(layer, "spec_index", None) is not None}
         layers = []
         for i, spec in enumerate(out["model"]["layers"]):
-            if i not in by_spec:  # an Input layer or a shared-layer call
-                layers.append(spec)
+            if i not in by_spec or (isinstance(spec, dict) and "layer" in spec):
+                layers.append(spec)  # an Input layer, a shared-layer call, a user layer
                 continue
             args = next(iter(spec.values())) if isinstance(spec, dict) else {}
             (name, full), = _clean(config_of(by_spec[i])).items()
@@ -357,7 +357,7 @@ def evaluate(target, checkpoint_path=None, overrides=()):
 
     target = Path(target)
     if target.is_dir():
-        cfg = load_config(target / "config.yaml", overrides)
+        cfg = load_run_config(target, overrides)  # user code found where the run began
         ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
     else:
         cfg = load_config(target, overrides)

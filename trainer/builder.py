@@ -51,21 +51,30 @@ class Namer:
 
 def make_layer(spec, keypath, cfg, namer):
     """A layer instance from its config entry; returns (layer, placement args)."""
-    name, args = split_spec(spec)
-    args = dict(args) if isinstance(args, dict) else args
-    placement = {}
     where = cfg.where(keypath)
-    cls = layer_registry.lookup(name)
-    if isinstance(args, dict):  # Embedding's own input_dim is its vocabulary size
-        placement = {k: args.pop(k) for k in PLACEMENT if k in args and k not in parameters(cls)}
+    user = isinstance(spec, dict) and "layer" in spec
+    if user:  # {layer: "module:Class", args: {...}, name, inputs, input_shape, ...}
+        from trainer.usercode import load_layer
+
+        placement = {k: spec[k] for k in PLACEMENT if k in spec}
+        build = lambda: load_layer(spec, cfg, keypath)  # noqa: E731
+    else:
+        name, args = split_spec(spec)
+        args = dict(args) if isinstance(args, dict) else args
+        placement = {}
+        cls = layer_registry.lookup(name)
+        if isinstance(args, dict):  # Embedding's own input_dim is its vocabulary size
+            placement = {k: args.pop(k) for k in PLACEMENT
+                         if k in args and k not in parameters(cls)}
+        build = lambda: layer_registry.get({name: args})  # noqa: E731
     try:
-        layer = layer_registry.get({name: args})
+        layer = build()
     except ConfigError as exc:
         raise ConfigError(f"{_dotted(keypath)}: {exc.message}", where=where) from None
     except ValueError as exc:
         raise ConfigError(f"{_dotted(keypath)}: {exc}", where=where) from None
     if layer.name is None:
-        layer.name = namer.auto(cls.registered_name)
+        layer.name = namer.auto(type(layer).__name__ if user else cls.registered_name)
     else:
         layer.name = namer.claim(layer.name, where)
     layer.config_where = where

@@ -190,8 +190,8 @@ def evaluate(target, checkpoint, overrides, cli_expect, as_json):
 
     console.use_stderr(as_json)
     results = api.evaluate(target, checkpoint, overrides)
-    cfg_path = Path(target) / "config.yaml" if Path(target).is_dir() else Path(target)
-    cfg = api.load_config(cfg_path, overrides)
+    cfg = api.load_run_config(target, overrides) if Path(target).is_dir() else \
+        api.load_config(Path(target), overrides)
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
               for k, v in _gate_items(cfg, cli_expect).items()}
     if as_json:

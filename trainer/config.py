@@ -267,6 +267,10 @@ def _message(error):
     kind = error.schema.get("x-kind") if isinstance(error.schema, dict) else None
     if error.validator == "enum" and kind:
         names = error.validator_value
+        from trainer.registries import ALL
+        if kind in ALL and isinstance(error.instance, str) \
+                and error.instance in ALL[kind].unsupported:
+            return ALL[kind].unsupported[error.instance]
         return f"unknown {kind} '{error.instance}'.{suggest(error.instance, names)}"
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))

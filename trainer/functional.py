@@ -112,7 +112,10 @@ def _entries(cfg, namer, input_names):
             call_index = calls[target]
         else:
             layer, placement = make_layer(spec, keypath, cfg, namer)
-            kind = next(iter(spec)) if isinstance(spec, dict) else spec
+            # where its placement keys are written: under the layer's name, or at the
+            # entry itself for a user layer ({layer: "module:Class", inputs: ...})
+            at = () if isinstance(spec, dict) and "layer" in spec else \
+                (next(iter(spec)) if isinstance(spec, dict) else spec,)
             if type(layer).__name__ == "InputLayer":
                 raise ConfigError(f"{_dotted(keypath)}: a functional model declares its "
                                   f"inputs under model.inputs, not as Input layers",
@@ -121,11 +124,11 @@ def _entries(cfg, namer, input_names):
             if misplaced:
                 raise ConfigError(f"{_dotted(keypath)}: `{misplaced[0]}` is for Sequential "
                                   f"models; give input shapes under model.inputs",
-                                  where=cfg.where(keypath + (kind, misplaced[0])))
+                                  where=cfg.where(keypath + at + (misplaced[0],)))
             layers[layer.name] = layer
             calls[layer.name] = 0
             ref, call_index = layer.name, 0
-            raw, refs_key = placement.get("inputs"), keypath + (kind, "inputs")
+            raw, refs_key = placement.get("inputs"), keypath + at + ("inputs",)
         if raw is None:
             refs = _default_input(cfg, keypath, entries, input_names)
         else:

@@ -83,7 +83,7 @@ def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_p
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = api.load_config(run_dir / "config.yaml")
+    cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
     ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
     _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)

@@ -14,6 +14,17 @@ callbacks = Registry("callback", "trainer.callbacks")
 preprocessing = Registry("preprocessing step", "trainer.data.preprocessing")
 datasets = Registry("dataset", "trainer.datasets")
 
+layers.unsupported["Lambda"] = (
+    "Lambda is not supported: a config holds no code. Write the function as a custom "
+    "layer, a subclass of trainer.engine.layer.Layer in a module next to the config, "
+    "and name it in the layer list: {layer: \"my_layers:Double\", args: {...}}; for "
+    "code that runs during training (logging, side effects) use a user callback: "
+    "{callback: \"my_hooks:Notify\"}. See \"Custom layers\" in the README.")
+callbacks.unsupported["LambdaCallback"] = (
+    "LambdaCallback is not supported: a config holds no code. Write a subclass of "
+    "trainer.callbacks.base.Callback in a module next to the config and name it: "
+    "{callback: \"my_hooks:Notify\", args: {...}}.")
+
 ALL = {
     r.kind: r
     for r in (

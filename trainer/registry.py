@@ -66,6 +66,8 @@ class Registry:
         self._loaded = False
         self._classes: dict[str, type] = {}
         self._aliases: dict[str, str] = {}
+        #: Keras names deliberately not supported → why, and what to write instead
+        self.unsupported: dict[str, str] = {}
 
     def register(self, name=None, *aliases):
         def decorate(cls):
@@ -114,6 +116,8 @@ class Registry:
             return name
         if name in self._aliases:
             return self._aliases[name]
+        if name in self.unsupported:
+            raise ConfigError(self.unsupported[name])
         raise ConfigError(
             f"unknown {self.kind} '{name}'.{suggest(name, self.all_names())} "
             f"Known: {', '.join(sorted(self.names()))}"

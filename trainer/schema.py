@@ -92,6 +92,8 @@ def config_schema():
         {"type": "object", "required": ["call"], "additionalProperties": False,
          "properties": {"call": {"type": "string"}, "inputs": LAYER_COMMON["inputs"],
                         "name": LAYER_COMMON["name"]}},
+        {"type": "object", "required": ["layer"], "additionalProperties": False,
+         "properties": {"layer": USER_CODE, "args": {"type": "object"}, **LAYER_COMMON}},
     ]}
     defs["metric"] = _merged("metric", registries.metrics, registries.losses,
                              extra_names=("accuracy", "acc"))

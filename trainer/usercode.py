@@ -1,4 +1,5 @@
-"""User code named by a config: ``{callback: "my_pkg.hooks:Notify", args: {...}}``.
+"""User code named by a config: ``{callback: "my_pkg.hooks:Notify", args: {...}}`` and
+``{layer: "my_pkg.layers:Scale", args: {...}}``.
 
 Only the module the config names is imported: first from the config file's folder
 (``my_pkg/hooks.py`` or ``my_pkg/hooks/__init__.py`` next to the config), else from
@@ -93,3 +94,24 @@ def load_callback(spec, cfg, keypath):
     except TypeError as exc:
         raise ConfigError(f"{spec['callback']}: {exc}") from None
     return callback
+
+
+def load_layer(spec, cfg, keypath):
+    """A user layer from its config entry: a subclass of trainer.engine.layer.Layer
+    built with ``args``; ``cfg.folder`` is searched first."""
+    from trainer.engine.layer import Layer
+
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"args must be a mapping of the class's arguments, got {args!r}")
+    folder = getattr(cfg, "path", None) and cfg.folder
+    cls = load_class(spec["layer"], Layer, folder, "layer")
+    try:
+        layer = cls(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{spec['layer']}: {exc}") from None
+    if "name" in spec:
+        layer.name = spec["name"]
+    if "trainable" in spec:
+        layer.trainable = bool(spec["trainable"])
+    return layer

@@ -149,8 +149,13 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     if fmt is None:
         raise ConfigError(f"export: give --format keras-h5 or keras-json (cannot tell from "
                           f"'{out.name}')")
-    cfg = api.load_config(run_dir / "config.yaml")
+    cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
+    user = [f"{layer.name} ({type(layer).__module__}:{type(layer).__name__})"
+            for layer in model.layers if not type(layer).__module__.startswith("trainer.")]
+    if user:
+        raise ConfigError(f"export: user layers have no Keras equivalent to write: "
+                          f"{', '.join(user)}")
     dtype = cfg.get("dtype", "float32")
     if fmt == "keras-json":
         write_text(out, model_json(model, dtype) + "\n")
