@@ -135,6 +135,32 @@ def test_fit_json_is_one_object(workdir):
     assert out["run_dir"] == str(workdir / "j") and "val_accuracy" in out["metrics"]
 
 
+def test_evaluate_data_picks_a_split_or_reads_a_file(trained, tmp_path):
+    def measured(*args):
+        r = invoke("evaluate", trained, "--json", *args)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    default, test = measured(), measured("--data", "test")
+    assert default == test
+    train = measured("--data", "train")
+    assert train != test and set(train) == {"loss", "accuracy"}
+    # the training rows written to a file: read like data.test (raw pixels, preprocessed
+    # with the run's steps), the same numbers as the train split
+    from trainer.registries import datasets
+    x, y = datasets.get({"digits": {"subset": "train"}}).load()
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    assert measured("--data", str(tmp_path / "rows.npz")) == pytest.approx(train, rel=1e-6)
+    # validation is the test subset in the quickstart
+    assert measured("--data", "validation") == pytest.approx(test, rel=1e-6)
+    r = invoke("evaluate", trained, "--data", "holdout")
+    assert r.exit_code == 2 and "neither a split" in r.output
+    np.savez(tmp_path / "bad.npz", inputs=x)
+    r = invoke("evaluate", trained, "--data", str(tmp_path / "bad.npz"))
+    assert r.exit_code in (2, 3) and "Traceback" not in r.output and "'x'" in r.output, \
+        r.output
+
+
 def test_evaluate_gates(trained):
     assert invoke("evaluate", trained, "--expect", "accuracy>=0.5").exit_code == 0
     r = invoke("evaluate", trained, "--expect", "accuracy>=0.9999")

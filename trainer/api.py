@@ -349,8 +349,29 @@ def check_input_shapes(model, split, where):
                             f"a reshape step to data.preprocess.x")
 
 
-def evaluate(target, checkpoint_path=None, overrides=()):
-    """Evaluate a run (its config and checkpoint) on the test data, else validation."""
+SPLITS = ("train", "validation", "test")
+
+
+def _data_file_source(cfg, path):
+    """``evaluate --data FILE``: a source for FILE read like the config's test source
+    (else its training source): the same array names, CSV header and delimiter."""
+    template = cfg["data"].get("test") or cfg["data"]["train"]
+    source = {"path": str(Path(path).resolve())}
+    if "dataset" in template:
+        source.update(x="x", y="y")
+    else:
+        source.update({k: v for k, v in template.items()
+                       if k in ("x", "y", "sample_weight", "lazy", "header", "delimiter")})
+    return source
+
+
+def evaluate(target, checkpoint_path=None, overrides=(), data=None):
+    """Evaluate a run (its config and checkpoint) on the test data, else validation.
+
+    ``data``: ``train``, ``validation`` or ``test`` to evaluate that split of the
+    config's data instead, or the path of a data file read like ``data.test`` (the
+    same array names; a built-in dataset's test split is replaced by the file's
+    ``x`` and ``y`` arrays)."""
     from trainer import checkpoint
     from trainer.data.pipeline import prepare
     from trainer.training import evaluate as run_eval
@@ -364,16 +385,25 @@ def evaluate(target, checkpoint_path=None, overrides=()):
         if checkpoint_path is None:
             raise ConfigError("evaluate CONFIG needs --checkpoint FILE (or give a run folder)")
         ckpt = Path(checkpoint_path)
+    if data is not None and data not in SPLITS:
+        if not Path(data).is_file():
+            raise ConfigError(f"--data: '{data}' is neither a split (train, validation, "
+                              f"test) nor a data file")
+        cfg["data"]["test"] = _data_file_source(cfg, data)
+        data = "test"
     model = build(cfg)
     _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
-    need = ("test",) if "test" in cfg["data"] else ("train", "validation")
+    if data is None:
+        data = "test" if "test" in cfg["data"] else "validation"
+    if data != "train" and data not in cfg["data"]:
+        raise ConfigError(f"nothing to evaluate on: the config has no data.{data}"
+                          + (" and no data.test" if data == "validation" else ""))
+    # a validation split taken from the training rows: both are needed to tell them apart
+    carved = "split" in (cfg["data"].get("validation") or {})
+    need = ("train", "validation") if carved and data != "test" else (data,)
     splits, _ = prepare(cfg, model.input_names, model.output_names, need=need,
                         preprocessor_state=arrays or None)
-    split = splits.get("test") or splits.get("validation")
-    if split is None:
-        raise ConfigError("nothing to evaluate on: the config has no data.test and no "
-                          "data.validation")
-    name = "data.test" if "test" in splits else "data.validation"
-    check_data(model, split, name)
+    split = splits[data]
+    check_data(model, split, f"data.{data}")
     return run_eval(model, split, cfg["fit"].get("validation_batch_size")
                     or cfg["fit"]["batch_size"])
