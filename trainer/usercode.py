@@ -80,36 +80,33 @@ def load_class(ref, base, folder, what):
     return cls
 
 
+def _instantiate(spec, key, base, cfg):
+    """The object of a user-code entry ``{key: "module:Class", args: {...}}``: the
+    class (a subclass of ``base``) from ``cfg.folder`` first, built with ``args``."""
+    args = spec.get("args") or {}
+    if not isinstance(args, dict):
+        raise ConfigError(f"args must be a mapping of the class's arguments, got {args!r}")
+    folder = getattr(cfg, "path", None) and cfg.folder
+    cls = load_class(spec[key], base, folder, key)
+    try:
+        return cls(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{spec[key]}: {exc}") from None
+
+
 def load_callback(spec, cfg, keypath):
     """A user callback from its config entry; ``cfg.folder`` is searched first."""
     from trainer.callbacks.base import Callback
 
-    args = spec.get("args") or {}
-    if not isinstance(args, dict):
-        raise ConfigError(f"args must be a mapping of the class's arguments, got {args!r}")
-    folder = getattr(cfg, "path", None) and cfg.folder
-    cls = load_class(spec["callback"], Callback, folder, "callback")
-    try:
-        callback = cls(**args)
-    except TypeError as exc:
-        raise ConfigError(f"{spec['callback']}: {exc}") from None
-    return callback
+    return _instantiate(spec, "callback", Callback, cfg)
 
 
 def load_layer(spec, cfg, keypath):
     """A user layer from its config entry: a subclass of trainer.engine.layer.Layer
-    built with ``args``; ``cfg.folder`` is searched first."""
+    built with ``args``, then given the entry's ``name`` and ``trainable``."""
     from trainer.engine.layer import Layer
 
-    args = spec.get("args") or {}
-    if not isinstance(args, dict):
-        raise ConfigError(f"args must be a mapping of the class's arguments, got {args!r}")
-    folder = getattr(cfg, "path", None) and cfg.folder
-    cls = load_class(spec["layer"], Layer, folder, "layer")
-    try:
-        layer = cls(**args)
-    except TypeError as exc:
-        raise ConfigError(f"{spec['layer']}: {exc}") from None
+    layer = _instantiate(spec, "layer", Layer, cfg)
     if "name" in spec:
         layer.name = spec["name"]
     if "trainable" in spec:

@@ -108,9 +108,8 @@ class ConfusionMetric(Metric):
             setattr(self, k, np.asarray(state[k], np.float64).copy())
 
 
-@metrics.register("precision", "Precision")
-class Precision(ConfusionMetric):
-    """TP / (TP + FP) over the epoch (0 when nothing is predicted positive).
+class ThresholdMetric(ConfusionMetric):
+    """Counts of one decision per element: above a threshold, among the top k.
 
     Args:
         thresholds (default 0.5, or none with top_k): a prediction above it is
@@ -126,29 +125,21 @@ class Precision(ConfusionMetric):
         self.top_k = top_k
         self.class_id = class_id
         super().__init__([default_threshold(thresholds, top_k)])
+
+
+@metrics.register("precision", "Precision")
+class Precision(ThresholdMetric):
+    """TP / (TP + FP) over the epoch (0 when nothing is predicted positive).
+    Arguments: thresholds, top_k, class_id (see ThresholdMetric)."""
 
     def result(self):
         return float(ratio(self.tp, self.tp + self.fp)[0])
 
 
 @metrics.register("recall", "Recall")
-class Recall(ConfusionMetric):
+class Recall(ThresholdMetric):
     """TP / (TP + FN) over the epoch (0 when the labels hold no positive).
-
-    Args:
-        thresholds (default 0.5, or none with top_k): a prediction above it is
-            positive.
-        top_k (default none): only the k largest predictions of each row can be
-            positive (the others count as negative), as Keras.
-        class_id (default none): count only this column of the output (after top_k).
-    """
-
-    def __init__(self, thresholds: Rate | None = None, top_k: PositiveInt | None = None,
-                 class_id: NonNegativeInt | None = None):
-        self.thresholds = thresholds
-        self.top_k = top_k
-        self.class_id = class_id
-        super().__init__([default_threshold(thresholds, top_k)])
+    Arguments: thresholds, top_k, class_id (see ThresholdMetric)."""
 
     def result(self):
         return float(ratio(self.tp, self.tp + self.fn)[0])
