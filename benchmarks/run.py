@@ -38,7 +38,8 @@ Methodology:
 - Interleaving: for each case and mode, repeat r runs ours then PyTorch's, the next
   repeat PyTorch's then ours (alternating), so a load that drifts on a shared machine
   hits both alike. The table shows medians over repeats; ratio = median(ours) /
-  median(PyTorch's), "met?" compares it with the target.
+  median(PyTorch's), "met?" compares it with the target; "pairs min-max" is the range
+  of the ratios of each interleaved pair (repeat k of each): the machine's noise.
 - In a child: the first step (timed from the parent's ``time.time()`` just before it
   launched the child: interpreter start, imports, building the model, making the data
   and the first step, including Numba compilation or cache loading — the "first step
@@ -360,11 +361,18 @@ def summarize(case, mode, batch, target, results):
     else:
         row["ratio"] = a / b if a and b else None
         row["met"] = None if row["ratio"] is None else row["ratio"] >= target
+    # the ratio of each interleaved pair of processes (repeat k of ours against repeat k
+    # of torch): how far the shared machine moves the answer between runs
+    pairs = [median(x["rates"]) / median(y["rates"])
+             for x, y in zip(results.get("ours", []), results.get("torch", []))
+             if median(x["rates"]) and median(y["rates"])]
+    row["pair_ratios"] = pairs
     return row
 
 
 COLUMNS = [("case", 10), ("mode", 5), ("batch", 5), ("ours samples/s", 14),
-           ("torch samples/s", 15), ("ratio", 5), ("target", 6), ("met?", 4),
+           ("torch samples/s", 15), ("ratio", 5), ("pairs min-max", 13), ("target", 6),
+           ("met?", 4),
            ("ours peak RSS MB", 16), ("torch peak RSS MB", 17), ("ours first step s", 17),
            ("torch first step s", 18)]
 
@@ -381,8 +389,11 @@ def table(rows):
         o, t = r["ours"], r["torch"]
         target = (f"<{r['target']:g} s" if r["case"] == "quickstart" else f">={r['target']:g}")
         met = {None: "-", True: "yes", False: "no"}[r["met"]]
+        pairs = r.get("pair_ratios") or []
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
         cells = [r["case"], r["mode"], str(r["batch"]), _fmt(o["samples_per_s"], ".0f"),
-                 _fmt(t["samples_per_s"], ".0f"), _fmt(r["ratio"], ".2f"), target, met,
+                 _fmt(t["samples_per_s"], ".0f"), _fmt(r["ratio"], ".2f"), spread, target,
+                 met,
                  _fmt(o["peak_rss_mb"], ".0f"), _fmt(t["peak_rss_mb"], ".0f"),
                  _fmt(o["first_step_s"], ".2f"), _fmt(t["first_step_s"], ".2f")]
         lines.append(" | ".join(f"{c:>{w}}" if i > 2 else f"{c:<{w}}"
