@@ -202,6 +202,7 @@ def make_loop(cfg, model, train, val, callbacks, run):
                 class_weight=class_weights(fit_cfg.get("class_weight"), train),
                 initial_epoch=fit_cfg.get("initial_epoch", 0),
                 validation_batch_size=fit_cfg.get("validation_batch_size"),
+                validation_freq=fit_cfg.get("validation_freq", 1),
                 steps_per_epoch=fit_cfg.get("steps_per_epoch"),
                 checkpoint_every=fit_cfg.get("checkpoint_every"), run=run)
 
@@ -267,7 +268,7 @@ def train_until_done(loop, run, history, point=None):
     except BaseException as exc:
         run.finish("failed", history_last(history), error=f"internal error: {exc!r}")
         raise
-    logs = logs or history_last(history)
+    logs = history_last(history) or logs
     run.finish("completed", logs)
     return logs
 
@@ -298,8 +299,12 @@ def _finish_failed(run, history, error):
 
 
 def history_last(history):
-    rows = history.rows()
-    return {k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    """Each logged value of the last epoch that logged it (with ``validation_freq``
+    the val_ values come from the last epoch that validated)."""
+    last = {}
+    for row in history.rows():
+        last.update((k, v) for k, v in row.items() if k != "epoch")
+    return last
 
 
 def class_weights(spec, train):

@@ -215,6 +215,10 @@ def config_schema():
                     "initial_epoch": {"type": "integer", "minimum": 0, "default": 0},
                     "steps_per_epoch": _positive_int(),
                     "validation_batch_size": _positive_int(),
+                    "validation_freq": {"anyOf": [
+                        _positive_int(1),
+                        {"type": "array", "items": {"type": "integer", "minimum": 1},
+                         "minItems": 1, "uniqueItems": True}]},
                     "checkpoint_every": _positive_int(),
                     "class_weight": {"anyOf": [
                         {"const": "balanced"},

@@ -106,7 +106,8 @@ class Loop:
 
     def __init__(self, model, train, validation, callbacks, *, epochs, batch_size, shuffle,
                  seed, class_weight=None, initial_epoch=0, validation_batch_size=None,
-                 steps_per_epoch=None, run=None, checkpoint_every=None, save=None):
+                 validation_freq=1, steps_per_epoch=None, run=None, checkpoint_every=None,
+                 save=None):
         self.model = model
         self.train = train
         self.validation = validation
@@ -117,6 +118,7 @@ class Loop:
         self.seed = seed
         self.class_weight = class_weight
         self.validation_batch_size = validation_batch_size or batch_size
+        self.validation_freq = validation_freq
         self.steps_per_epoch = steps_per_epoch
         self.run = run
         self.checkpoint_every = checkpoint_every
@@ -168,7 +170,7 @@ class Loop:
         while self.step < len(plan) and not model.stop_training:
             self.train_step(plan)
         logs = {**self.means.results(), **model.metric_results()}
-        if self.validation is not None:
+        if self.validation is not None and self.validates(epoch):
             self._train_sums = self.accumulators()  # evaluate() resets the metrics
             self.callbacks.on_test_begin()
             val = evaluate(model, self.validation, self.validation_batch_size)
@@ -184,6 +186,14 @@ class Loop:
         self.at_boundary = True
         self.checkpoint()
         self.honour_signal()
+
+    def validates(self, epoch):
+        """Keras's validation_freq: every N epochs (N, 2N, ...) or the listed epochs
+        (1-based)."""
+        freq = self.validation_freq
+        if isinstance(freq, (list, tuple)):
+            return epoch + 1 in freq
+        return (epoch + 1) % freq == 0
 
     def train_step(self, plan):
         model, step = self.model, self.step

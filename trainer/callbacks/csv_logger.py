@@ -72,8 +72,8 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if self.keys is None:
-            self.keys = sorted(logs)
+        if self.keys is None:  # with the val_ keys even when this epoch did not validate
+            self.keys = sorted(set(logs) | set(self.params.get("metrics") or []))
         row = {"epoch": epoch, **{k: _cell(logs.get(k, "NA")) for k in self.keys}}
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["epoch", *self.keys], delimiter=self.separator,

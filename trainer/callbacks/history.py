@@ -12,14 +12,19 @@ class History(Callback):
         self.history = {}
 
     def on_epoch_end(self, epoch, logs=None):
+        """One entry per epoch in every list: None where an epoch did not log a key
+        (val_ values on the epochs ``validation_freq`` skips)."""
+        logs = logs or {}
+        for k in logs:
+            self.history.setdefault(k, [None] * len(self.epoch))
         self.epoch.append(epoch)
-        for k, v in (logs or {}).items():
-            self.history.setdefault(k, []).append(v)
+        for k, values in self.history.items():
+            values.append(logs.get(k))
 
     def rows(self):
-        """One dict per epoch: ``epoch`` then every logged value."""
-        keys = list(self.history)
-        return [{"epoch": e, **{k: self.history[k][i] for k in keys}}
+        """One dict per epoch: ``epoch`` then every value that epoch logged."""
+        return [{"epoch": e, **{k: v[i] for k, v in self.history.items()
+                                if i < len(v) and v[i] is not None}}
                 for i, e in enumerate(self.epoch)]
 
     def get_state(self):

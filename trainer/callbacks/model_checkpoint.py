@@ -109,9 +109,17 @@ class ModelCheckpoint(Callback):
             self._save(epoch, logs, improved, previous)
 
     def _save(self, epoch, logs, improved=None, previous=None):
+        missing = [f for f in self.fields if f != "epoch" and f not in logs]
+        if missing:  # e.g. {val_loss} on an epoch that validation_freq skips
+            if self.verbose:
+                say(f"Epoch {epoch + 1:05d}: {', '.join(missing)} not logged this epoch; "
+                    f"not saving {self.filepath}")
+            return
         path = inside_run(self, self.filepath.format(epoch=epoch + 1, **logs), "checkpoints")
         if self.save_best_only:
             current = self.tracker.value(logs)
+            if current is None:  # the monitor is not logged this epoch
+                return
             if improved is None:  # a batch-level save: compare here
                 previous = self.tracker.best
                 improved = current is not None and self.tracker.better(current, previous)
