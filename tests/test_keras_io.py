@@ -611,3 +611,27 @@ def test_keras_file_and_layers_together_is_an_error(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(keras2_mlp()))
     with pytest.raises(ConfigError, match="drop model.input_shape, model.layers"):
         imported(tmp_path, "  keras: m.json\n  input_shape: [4]\n  layers: [Flatten]")
+
+
+def test_noise_and_masking_layers_import_as_keras_writes_them(tmp_path):
+    """Keras 2 records of the noise layers and ThresholdedReLU (seed, noise_shape and
+    dtype as Keras writes them) import; all are the identity at inference here, so the
+    predictions are the plain MLP's."""
+    keras = keras2_mlp()
+    layers = keras["config"]["layers"]
+    layers[2:3] = [
+        k2("GaussianNoise", name="noise", stddev=0.1, seed=None),
+        k2("GaussianDropout", name="gdrop", rate=0.2, seed=None),
+        k2("AlphaDropout", name="adrop", rate=0.1, noise_shape=None, seed=None),
+        k2("ThresholdedReLU", name="thr", theta=0.0),
+    ]
+    (tmp_path / "m.json").write_text(json.dumps(keras))
+    w = mlp_weights()
+    _, model = imported(tmp_path, "  keras: m.json")
+    for layer in model.layers:
+        if layer.name in w:
+            layer.set_weights(w[layer.name])
+    assert [type(layer).__name__ for layer in model.layers][1:5] == \
+        ["GaussianNoise", "GaussianDropout", "AlphaDropout", "ThresholdedReLU"]
+    # relu output is >= 0, so ThresholdedReLU(theta=0) changes nothing but exact zeros
+    np.testing.assert_allclose(predict(model, X), numpy_mlp(X, w), rtol=1e-5, atol=1e-6)

@@ -73,6 +73,9 @@ def handle_errors(fn):
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def main(debug):
     """Declarative neural-network training: one YAML/JSON file, Keras 2 vocabulary."""
+    from trainer import console
+
+    console.use_stderr(False)  # each command decides (one process may run several)
 
 
 def _gate_items(cfg, cli_expect):

@@ -2,16 +2,18 @@
 
 import sys
 
-_state = {"stream": None, "console": None}
+_state = {"stderr": False, "console": None}
 
 
 def use_stderr(flag=True):
-    _state["stream"] = sys.stderr if flag else None
+    _state["stderr"] = bool(flag)
     _state["console"] = None
 
 
 def stream():
-    return _state["stream"] or sys.stdout
+    """sys.stderr or sys.stdout as they are now (looked up on each call: a caller such
+    as a test runner may swap them between commands)."""
+    return sys.stderr if _state["stderr"] else sys.stdout
 
 
 def console():
