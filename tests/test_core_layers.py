@@ -70,3 +70,11 @@ def test_dense_refuses_unknown_last_dim(rng):
     with pytest.raises(ConfigError, match="dense"):
         layer = make({"Dense": {"units": 2, "name": "dense"}})
         layer.build((None,), rng)
+
+
+def test_dropout_noise_shape_that_does_not_fit_is_refused_at_build(rng):
+    layer = make({"Dropout": {"rate": 0.5, "noise_shape": [None, 3], "name": "d"}})
+    with pytest.raises(ConfigError, match="noise_shape \\[None, 3\\] does not fit"):
+        layer.build((5,), rng)
+    layer = make({"Dropout": {"rate": 0.5, "noise_shape": [None, 1, None]}})
+    assert layer.build((4, 5), rng) == (4, 5)

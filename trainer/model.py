@@ -92,16 +92,18 @@ class Model:
         xs = self.cast_inputs(xs)
         n = len(xs[0]) if xs else 0
         if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
-                or not self._builtin_layers()):
+                or self.user_layers()):
             return self.graph.forward(xs, training=False)
         parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
                                                              training=False),
                              n, min_items=self.PREDICT_MIN_ROWS)
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
-    def _builtin_layers(self):
-        """Only the engine's own layers are known to be safe to run on threads."""
-        return all(type(layer).__module__.startswith("trainer.") for layer in self.layers)
+    def user_layers(self):
+        """Layers of the user's own classes (``{layer: "module:Class"}``): not known to
+        be safe to run on threads, and without a Keras equivalent to export."""
+        return [layer for layer in self.layers
+                if not type(layer).__module__.startswith("trainer.")]
 
     def regularization(self):
         total = 0.0

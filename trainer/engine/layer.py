@@ -78,6 +78,14 @@ class Layer:
         """A ConfigError that names this layer."""
         return ConfigError(f"layer '{self.name}' ({type(self).__name__}): {message}")
 
+    def expect_rank(self, input_shape, axes):
+        """A ConfigError unless ``input_shape`` (without batch) has one size per name in
+        ``axes``, e.g. ``("rows", "cols", "channels")``."""
+        if len(input_shape) != len(axes):
+            raise self.error(f"expects inputs of rank {len(axes) + 1} (batch, "
+                             f"{', '.join(axes)}), got an input of shape (None, "
+                             f"{', '.join(str(d) for d in input_shape)})")
+
     # -- running ----------------------------------------------------------
     def forward(self, x, training):
         raise NotImplementedError

@@ -152,7 +152,7 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
     user = [f"{layer.name} ({type(layer).__module__}:{type(layer).__name__})"
-            for layer in model.layers if not type(layer).__module__.startswith("trainer.")]
+            for layer in model.user_layers()]
     if user:
         raise ConfigError(f"export: user layers have no Keras equivalent to write: "
                           f"{', '.join(user)}")

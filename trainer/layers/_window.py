@@ -17,6 +17,10 @@ def check_padding(padding, layer, allowed=("valid", "same")):
         raise layer.error(f"padding must be one of {', '.join(allowed)}, got {padding!r}")
 
 
+#: names of the spatial axes, by rank
+SPATIAL = {1: ("steps",), 2: ("rows", "cols"), 3: ("depth", "rows", "cols")}
+
+
 def check_data_format(data_format, layer):
     if data_format not in (None, "channels_last"):
         raise layer.error(f"only data_format channels_last is supported, got {data_format!r}")
@@ -25,10 +29,7 @@ def check_data_format(data_format, layer):
 def window_output(layer, input_shape, rank, kernel, strides, dilation, padding, what):
     """Spatial output sizes of a window op on ``input_shape`` (without batch, channels
     last), with a clear error when the window does not fit the input."""
-    if len(input_shape) != rank + 1:
-        raise layer.error(f"expects inputs of rank {rank + 2} (batch, {rank} spatial axes, "
-                          f"channels), got an input of shape (None, "
-                          f"{', '.join(str(d) for d in input_shape)})")
+    layer.expect_rank(input_shape, SPATIAL[rank] + ("channels",))
     out = []
     for a in range(rank):
         n = input_shape[a]

@@ -145,6 +145,38 @@ class Activation(Layer):
         return y, backward
 
 
+def check_rate(layer, rate):
+    """``rate`` of a dropout-like layer, which must lie in [0, 1)."""
+    if not 0 <= rate < 1:
+        raise layer.error(f"rate must be in [0, 1), got {rate}")
+    return rate
+
+
+def draw_dtype(dtype):
+    """float32 draws (24 random bits) for float32 data: half the cost of float64's."""
+    return np.float32 if dtype == np.float32 else np.float64
+
+
+def check_noise_shape(layer, noise_shape, input_shape):
+    """A ConfigError, at build, for a ``noise_shape`` that cannot broadcast over the
+    input (one entry per axis with the batch first, each null, 1 or the axis' size)."""
+    ns = noise_shape
+    if ns is not None and (len(ns) != len(input_shape) + 1 or any(
+            d not in (None, 1, n) for d, n in zip(ns[1:], input_shape))):
+        raise layer.error(f"noise_shape {ns} does not fit the input shape "
+                          f"{(None, *input_shape)}: give one entry per axis, each "
+                          f"null, 1 or the input's size")
+
+
+def mask_shape(shape, noise_shape):
+    """The shape of a dropout mask for inputs of ``shape``: ``noise_shape`` with the
+    batch entry ignored (one mask per sample) and null meaning the input's size."""
+    if noise_shape is None:
+        return shape
+    return (shape[0],) + tuple(shape[i + 1] if d is None else d
+                               for i, d in enumerate(noise_shape[1:]))
+
+
 @layers.register("Dropout")
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of inputs while training and scales the rest by
@@ -163,24 +195,22 @@ class Dropout(Layer):
     def __init__(self, rate: Rate, noise_shape: list[int | None] | None = None,
                  seed: int | None = None, name: str | None = None):
         super().__init__(name=name)
-        if not 0 <= rate < 1:
-            raise self.error(f"rate must be in [0, 1), got {rate}")
-        self.rate = rate
+        self.rate = check_rate(self, rate)
         self.noise_shape = noise_shape
         self.seed = seed
         self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
 
+    def build(self, input_shape, rng):
+        check_noise_shape(self, self.noise_shape, input_shape)
+        return input_shape
+
     def forward(self, x, training):
         if not training or self.rate == 0:
             return x, lambda dy: dy
-        shape = x.shape
-        if self.noise_shape is not None:
-            shape = (x.shape[0],) + tuple(
-                x.shape[i + 1] if d is None else d for i, d in enumerate(self.noise_shape[1:]))
+        shape = mask_shape(x.shape, self.noise_shape)
         keep = 1.0 - self.rate
         scale = x.dtype.type(1.0 / keep)
-        # float32 draws (24 random bits) for float32 data: half the cost of float64's
-        draw = np.float32 if x.dtype == np.float32 else np.float64
+        draw = draw_dtype(x.dtype)
         pieces = math.prod(shape) // self.PIECE
         if pieces < 2 or shape != x.shape:
             mask = (self.rng.random(shape, dtype=draw) < keep).astype(x.dtype)

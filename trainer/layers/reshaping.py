@@ -28,9 +28,7 @@ def _pairs(value, layer, what):
 
 
 def _check_image(layer, input_shape):
-    if len(input_shape) != 3:
-        raise layer.error(f"expects inputs of rank 4 (batch, rows, cols, channels), got "
-                          f"shape (None, {', '.join(map(str, input_shape))})")
+    layer.expect_rank(input_shape, ("rows", "cols", "channels"))
 
 
 @layers.register("Reshape")

@@ -32,9 +32,7 @@ def _pair(value, layer, what):
 
 
 def _check_sequence(layer, input_shape):
-    if len(input_shape) != 2:
-        raise layer.error(f"expects inputs of rank 3 (batch, steps, features), got shape "
-                          f"(None, {', '.join(map(str, input_shape))})")
+    layer.expect_rank(input_shape, ("steps", "features"))
 
 
 @layers.register("ZeroPadding1D")
