@@ -190,3 +190,33 @@ def test_lambda_says_why_and_what_to_write_instead(tmp_path):
         layers.lookup("Lambda")
     with pytest.raises(ConfigError, match="subclass of trainer.callbacks.base.Callback"):
         callbacks.lookup("LambdaCallback")
+
+
+FAILING = LAYERS + '''
+
+class Fails(Scale):
+    """Raises in its 10th training step (the second epoch of iris in batches of 16)."""
+
+    steps = 0
+
+    def forward(self, x, training):
+        if training:
+            Fails.steps += 1
+            if Fails.steps == 10:
+                raise ValueError("my bug")
+        return super().forward(x, training)
+'''
+
+
+def test_an_error_in_user_code_is_named_with_its_line_and_keeps_the_checkpoint(tmp_path):
+    write_module(tmp_path, FAILING)
+    cfg = config(tmp_path, [{"layer": "my_layers:Fails"}, *DENSE])
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", str(cfg), "--run-dir", str(run)])
+    assert r.exit_code == 2, r.output
+    assert "user code named by the config raised ValueError: my bug" in r.output
+    assert f"{tmp_path / 'my_layers.py'}:" in r.output and "Traceback" not in r.output
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "failed" and "my bug" in meta["error"]
+    with h5py.File(run / "checkpoints" / "last.h5") as f:  # epoch 1's, intact
+        assert json.loads(f["trainer_state"].attrs["state"])["loop"]["epoch"] == 1

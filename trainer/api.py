@@ -266,7 +266,10 @@ def train_until_done(loop, run, history, point=None):
         _finish_failed(run, history, str(error))
         raise error from None
     except BaseException as exc:
-        run.finish("failed", history_last(history), error=f"internal error: {exc!r}")
+        from trainer.usercode import blame
+
+        run.finish("failed", history_last(history),
+                   error=blame(exc) or f"internal error: {exc!r}")
         raise
     logs = history_last(history) or logs
     run.finish("completed", logs)

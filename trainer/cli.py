@@ -61,6 +61,12 @@ def handle_errors(fn):
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
             if debug:
                 raise
+            from trainer.usercode import blame
+
+            message = blame(exc)  # the user's own layer or callback failed: exit 2
+            if message is not None:
+                _emit_error(f"{message} (run with --debug for the traceback)", 2, as_json)
+                sys.exit(2)
             _emit_error(f"internal error: {type(exc).__name__}: {exc} "
                         f"(run with --debug for the traceback)", 1, as_json)
             sys.exit(1)

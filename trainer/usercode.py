@@ -39,8 +39,31 @@ def _forget_elsewhere(module, folder):
                 del sys.modules[key]
 
 
+#: files of the modules imported for a config: an error raised in them is the user's
+_USER_FILES = set()
+
+
 def import_module(module, folder):
     """Import ``module`` from ``folder`` if it is there, else from the Python path."""
+    imported = _import(module, folder)
+    if getattr(imported, "__file__", None):
+        _USER_FILES.add(str(Path(imported.__file__).resolve()))
+    return imported
+
+
+def blame(exc):
+    """For an exception raised inside user code a config named (a user layer's
+    forward, a callback's hook): one line naming that code's file:line, else None."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if str(Path(f.filename).resolve()) in _USER_FILES]
+    if not frames:
+        return None
+    where = frames[-1]
+    return (f"user code named by the config raised {type(exc).__name__}: {exc} "
+            f"({where.filename}:{where.lineno}, in {where.name})")
+
+
+def _import(module, folder):
     local = _in_folder(folder, module) if folder is not None else None
     try:
         if local is None:
