@@ -344,3 +344,88 @@ def test_inference_split_over_threads_matches_one_pass(spec, monkeypatch):
     split = model.predict_on_batch([x])[0]
     assert split.dtype == np.float32 and split.shape == whole.shape
     np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 4, 6), (1, 1), (64, 33)])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fused_bias_relu_and_its_backward_match_numpy(dtype, shape, compiled, monkeypatch):
+    """The one-pass kernels give the NumPy expressions' numbers exactly — NaN and inf
+    included (a diverging run must still show NaN) — and fall back to NumPy for
+    arrays they do not take (non-contiguous, another dtype)."""
+    from trainer.engine.kernels import fused
+
+    monkeypatch.setattr(fused, "MIN_ELEMENTS", 1 if compiled else 1 << 30)
+    r = np.random.default_rng(sum(shape))
+    z = r.normal(size=shape).astype(dtype)
+    z.flat[::5] = np.nan
+    z.flat[1::7] = np.inf
+    z.flat[2::7] = -np.inf
+    bias = r.normal(size=shape[-1]).astype(dtype)
+    for b in (bias, None):
+        for relu in (True, False):
+            want = z.copy()
+            if b is not None:
+                want += b
+            if relu:
+                np.maximum(want, 0, out=want)
+            got = z.copy()
+            assert fused.bias_act(got, b, relu) is got
+            np.testing.assert_array_equal(got, want)
+    y = np.maximum(z + bias, 0)
+    dy = r.normal(size=shape).astype(dtype)
+    dy.flat[3::4] = np.nan
+    np.testing.assert_array_equal(fused.relu_backward(dy, y), dy * (y > 0))
+    out = np.empty_like(dy)
+    assert fused.relu_backward(dy, y, out=out) is out
+    np.testing.assert_array_equal(out, dy * (y > 0))
+    # fallbacks: a non-contiguous view, a bias of another dtype
+    zt = np.ascontiguousarray(z.reshape(-1, shape[-1]).T).T[::2]
+    bt = bias.copy()
+    want = np.maximum(zt + bt, 0)
+    got = zt.copy(order="F")
+    fused.bias_act(got, bt, True)
+    np.testing.assert_array_equal(got, want)
+    other = bias.astype(np.float64 if dtype == np.float32 else np.float32)
+    got, want = z.copy(), z.copy()
+    want += other
+    fused.bias_act(got, other, False)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_caller_runs_the_first_part_and_waits_for_all(monkeypatch):
+    """parallel.run: the calling thread runs the first range, the pool the others;
+    results come back in order; a part that calls run again runs it inline (no
+    nested pools); an error in any part is raised only after every part has ended."""
+    import threading
+    import time
+
+    parallel.set_num_threads(2)
+    main = threading.current_thread().name
+    names = parallel.run(lambda a, b: (a, b, threading.current_thread().name), 10)
+    assert [n[:2] for n in names] == [(0, 5), (5, 10)]
+    assert names[0][2] == main and names[1][2].startswith("trainer-engine")
+    inner = parallel.run(lambda a, b: parallel.run(lambda c, d: (c, d), b - a), 8)
+    assert inner == [[(0, 4)], [(0, 4)]]
+    assert parallel.splits(100)
+    assert parallel.run(lambda a, b: parallel.splits(100), 8) == [False, False]
+
+    ended = []
+
+    def part(a, b):
+        if a == 0:
+            raise ValueError("first part failed")
+        time.sleep(0.05)
+        ended.append(b)
+
+    with pytest.raises(ValueError, match="first part failed"):
+        parallel.run(part, 4)
+    assert ended == [4]  # the worker's part had ended before the error came out
+
+    def late(a, b):
+        if a > 0:
+            raise KeyError("second part failed")
+        return a
+
+    with pytest.raises(KeyError):
+        parallel.run(late, 4)

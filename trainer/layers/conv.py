@@ -13,7 +13,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import fused, parallel
 from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
@@ -26,8 +26,8 @@ def fused_activation(activation, z):
     (their backward only needs the sign of the output)."""
     name = getattr(activation, "registered_name", None)
     if name == "relu":
-        np.maximum(z, 0, out=z)
-        return z, lambda dy: dy * (z > 0)
+        fused.bias_act(z, relu=True)
+        return z, lambda dy: fused.relu_backward(dy, z)
     if name == "linear":
         return z, lambda dy: dy
     y = activation.forward(z)
@@ -140,10 +140,7 @@ class Conv(Layer):
             for a, b in plan.chunks(start, stop):
                 zc = z[a:b].reshape(-1, f)
                 np.matmul(plan.columns(a, b), W2, out=zc)
-                if bias is not None:
-                    zc += bias
-                if act_name == "relu":
-                    np.maximum(zc, 0, out=zc)
+                fused.bias_act(zc, bias, act_name == "relu")
 
         parallel.run(forward_rows, n)
         y = z if act_name in ("relu", "linear") else self.activation.forward(z)
@@ -164,7 +161,7 @@ class Conv(Layer):
 
             def backward_rows(start, stop):
                 if act_name == "relu":
-                    np.multiply(dy4[start:stop], y[start:stop] > 0, out=dz[start:stop])
+                    fused.relu_backward(dy4[start:stop], y[start:stop], out=dz[start:stop])
                 elif act_name == "linear":
                     dz[start:stop] = dy4[start:stop]
                 dz2 = dz[start:stop].reshape(-1, f)

@@ -6,7 +6,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import fused, parallel
 from trainer.engine.layer import Layer
 from trainer.registries import layers
 from trainer.registry import PositiveInt, Rate, component
@@ -86,22 +86,16 @@ class Dense(Layer):
             def rows(a, b):
                 zc = z[a:b]
                 np.matmul(x[a:b], W, out=zc)
-                if bias is not None:
-                    zc += bias
-                if relu:
-                    np.maximum(zc, 0, out=zc)
+                fused.bias_act(zc, bias, relu)
 
             parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
             y = z if relu else self.activation.forward(z)
         else:
             z = (parallel.matmul(x, W) if x.ndim == 2 else
                  parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], -1))
-            if bias is not None:
-                z += bias
-            if relu:  # in place: the backward only needs the sign of the output
-                y = np.maximum(z, 0, out=z)
-            else:
-                y = self.activation.forward(z)
+            # relu in place: the backward only needs the sign of the output
+            fused.bias_act(z, bias, relu)
+            y = z if relu else self.activation.forward(z)
         input_grad = getattr(self, "needs_input_grad", True)
 
         def from_preactivation(dz):
@@ -117,7 +111,7 @@ class Dense(Layer):
             return dx if flat else dx.reshape(*dz.shape[:-1], W.shape[0])
 
         def backward(dy):
-            dz = dy * (y > 0) if relu else self.activation.backward(z, y, dy)
+            dz = fused.relu_backward(dy, y) if relu else self.activation.backward(z, y, dy)
             return from_preactivation(dz)
 
         # the model hands a fused softmax + cross-entropy gradient straight to dz
