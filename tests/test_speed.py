@@ -356,6 +356,7 @@ def test_fused_bias_relu_and_its_backward_match_numpy(dtype, shape, compiled, mo
     from trainer.engine.kernels import fused
 
     monkeypatch.setattr(fused, "MIN_ELEMENTS", 1 if compiled else 1 << 30)
+    monkeypatch.setattr(fused, "SMALL", 1 if compiled else 1 << 30)
     r = np.random.default_rng(sum(shape))
     z = r.normal(size=shape).astype(dtype)
     z.flat[::5] = np.nan
@@ -429,3 +430,19 @@ def test_the_caller_runs_the_first_part_and_waits_for_all(monkeypatch):
 
     with pytest.raises(KeyError):
         parallel.run(late, 4)
+
+
+def test_a_small_model_never_loads_numba(tmp_path):
+    """Loading Numba costs ~0.9 s: the quickstart's model must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from trainer.engine.kernels import fused\n"
+            "z = np.ones((32, 64), np.float32)\n"
+            "fused.bias_act(z, np.ones(64, np.float32), True)\n"
+            "fused.relu_backward(z, z)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -12,19 +12,24 @@ precision, and NaN goes through relu (``max(NaN, 0)`` is NaN in NumPy, as in Ker
 backends) so that a diverging run still shows NaN. Compiled on first use, cached on
 disk.
 
-Loading Numba costs a process ~0.9 s and ~100 MB even from a warm cache, so blocks
-under ``MIN_ELEMENTS`` (a small model's layers: the quickstart, the tiny MLP) and
-arrays that are not C-contiguous take NumPy instead — with relu as a maximum against
+Loading Numba costs a process ~0.9 s and ~100 MB even from a warm cache, so until
+something has loaded it (the pooling and recurrent kernels do), blocks under
+``MIN_ELEMENTS`` (a small model's layers: the quickstart, the tiny MLP) take NumPy;
+so do blocks under ``SMALL`` (a call's overhead) and arrays that are not C-contiguous — with relu as a maximum against
 a zero *row*: NumPy 2.4's maximum against a broadcast row runs 65 µs on that block,
 against the scalar 0 186 µs.
 """
+
+import sys
 
 import numpy as np
 
 _KERNELS = None
 
-#: arrays smaller than this go through NumPy (see the module doc)
+#: arrays smaller than this go through NumPy while Numba is not loaded (module doc)
 MIN_ELEMENTS = 1 << 16
+#: arrays smaller than this always go through NumPy
+SMALL = 1 << 12
 
 
 def _compile():
@@ -68,7 +73,8 @@ def _kernels():
 
 def _rows(a):
     """``a`` as a 2-D C-contiguous view over its last axis, or None (NumPy's turn)."""
-    if not a.flags.c_contiguous or a.ndim == 0 or a.size < MIN_ELEMENTS:
+    if (not a.flags.c_contiguous or a.ndim == 0 or a.size < SMALL
+            or (a.size < MIN_ELEMENTS and "numba" not in sys.modules)):
         return None
     return a.reshape(-1, a.shape[-1])
 
