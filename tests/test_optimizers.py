@@ -438,3 +438,47 @@ def test_loading_state_of_another_optimizer_names_the_key(tmp_path):
     other = build_model(small_config("nadam"))
     with pytest.raises(ConfigError, match="Nadam state lacks 'scalar/momentum_cache'"):
         checkpoint.load(tmp_path / "k.h5", other)
+
+
+@pytest.mark.parametrize("spec", [
+    {"Adam": {}}, {"Adam": {"beta_1": 0.8, "epsilon": 1e-3, "decay": 0.01}},
+    {"AdamW": {}}, {"RMSprop": {}}, {"RMSprop": {"rho": 0.5, "learning_rate": 0.1}},
+    {"RMSprop": {"learning_rate": {"ExponentialDecay": {
+        "initial_learning_rate": 0.01, "decay_steps": 2, "decay_rate": 0.5}}}}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_updates_give_the_numpy_numbers_bit_for_bit(spec, threads, monkeypatch):
+    """Adam and RMSprop take a one-pass compiled update for big float32 parameters
+    (trainer/engine/kernels/fused.py); it must give exactly the NumPy rule's numbers,
+    whatever the thread split — a run's numbers must not depend on a layer's size."""
+    from trainer.engine.kernels import fused, parallel
+
+    r = np.random.default_rng(7)
+    shapes = [(33, 17), (40,), (3, 5, 7)]
+    start = [r.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[r.normal(size=s).astype(np.float32) * 10 ** e for s in shapes]
+             for e in (-3, 0, 2, -1)]
+    results, calls = [], []
+    original = fused._update
+    monkeypatch.setattr(fused, "_update",
+                        lambda *a: calls.append(1) or original(*a))
+    before = parallel.num_threads()
+    try:
+        parallel.set_num_threads(threads)
+        for compiled in (False, True):
+            monkeypatch.setattr(fused, "MIN_ELEMENTS", 2 if compiled else 1 << 40)
+            monkeypatch.setattr(fused, "SMALL", 1 if compiled else 1 << 40)
+            opt = optimizers.get(spec)
+            params = [p.copy() for p in start]
+            for g in grads:
+                opt.apply(params, g)
+            results.append((params, [dict(s) for s in opt.slots]))
+    finally:
+        parallel.set_num_threads(before)
+    assert calls  # the compiled path ran
+    (p0, s0), (p1, s1) = results
+    for a, b in zip(p0, p1):
+        np.testing.assert_array_equal(a, b)
+        assert b.dtype == np.float32
+    for a, b in zip(s0, s1):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from trainer.engine.kernels import fused
 from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
 from trainer.registry import Rate
@@ -53,6 +54,10 @@ class Adam(Optimizer):
         s = self.slots[i]
         t = self.iterations  # already incremented: the first step has t = 1
         m, v = s["m"], s["v"]
+        lr_t = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        if not self.amsgrad and fused.adam_update(p, g, m, v, self.beta_1, self.beta_2,
+                                                  self.epsilon, lr_t):
+            return  # the same numbers in one pass (trainer/engine/kernels/fused.py)
         m *= self.beta_1
         m += (1 - self.beta_1) * g
         v *= self.beta_2
@@ -60,5 +65,4 @@ class Adam(Optimizer):
         if self.amsgrad:
             np.maximum(s["vhat"], v, out=s["vhat"])
             v = s["vhat"]
-        lr_t = lr * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         p -= lr_t * m / (np.sqrt(v) + self.epsilon)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from trainer.engine.kernels import fused
 from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
 from trainer.registries import optimizers
 from trainer.registry import Rate
@@ -54,6 +55,9 @@ class RMSprop(Optimizer):
     def update(self, i, p, g, lr):
         s = self.slots[i]
         rms = s["rms"]
+        if (not self.centered and not self.momentum
+                and fused.rmsprop_update(p, g, rms, self.rho, self.epsilon, lr)):
+            return  # the same numbers in one pass (trainer/engine/kernels/fused.py)
         rms *= self.rho
         rms += (1 - self.rho) * (g * g)
         d = rms

@@ -1,14 +1,18 @@
-"""Bias + relu in one pass, and relu's backward in one pass (Numba).
+"""Bias + relu, relu's backward, and the Adam and RMSprop updates, each in one pass
+(Numba).
 
 NumPy needs two passes for ``z += bias; np.maximum(z, 0, out=z)``, and its float
 ``maximum`` is slow (NaN handling, no wide SIMD in this build): on a 512×512 float32
 block the two passes took 248 µs where one compiled loop takes 31 µs, and
 ``dy * (y > 0)`` (a bool array, then a casting multiply) 167 µs against 90 µs. Dense
 and convolution layers run these on every batch, in each worker thread on its own
-rows (the kernels release the GIL).
+rows (the kernels release the GIL). An optimizer's NumPy update makes 9-11 passes over
+each parameter (temporaries included); the compiled one reads and writes each array
+once, split over the engine's threads: 4.9 → ~1 ms per step for the classic CNN.
 
-Numbers are those of the NumPy expressions they replace: the bias is added in the same
-precision, and NaN goes through relu (``max(NaN, 0)`` is NaN in NumPy, as in Keras's
+Numbers are those of the NumPy expressions they replace, bit for bit (tests): the same
+operations in the same order and precision (scalars cast to the array's dtype, as
+NumPy does with a Python float), and NaN goes through relu (``max(NaN, 0)`` is NaN in NumPy, as in Keras's
 backends) so that a diverging run still shows NaN. Compiled on first use, cached on
 disk.
 
@@ -61,7 +65,28 @@ def _compile():
                 # dy * (y > 0): a NaN/inf gradient times 0 stays NaN, as in NumPy
                 out[i, j] = dy[i, j] if y[i, j] > 0 else dy[i, j] * 0
 
-    return bias_relu, bias_only, relu_grad
+    @numba.njit(cache=True, nogil=True)
+    def adam(p, g, m, v, b1, c1, b2, c2, eps, lr_t):
+        for j in range(p.size):
+            gj = g[j]
+            mj = m[j] * b1
+            mj = mj + c1 * gj
+            vj = v[j] * b2
+            vj = vj + c2 * (gj * gj)
+            m[j] = mj
+            v[j] = vj
+            p[j] = p[j] - lr_t * mj / (np.sqrt(vj) + eps)
+
+    @numba.njit(cache=True, nogil=True)
+    def rmsprop(p, g, r, rho, c, eps, lr):
+        for j in range(p.size):
+            gj = g[j]
+            rj = r[j] * rho
+            rj = rj + c * (gj * gj)
+            r[j] = rj
+            p[j] = p[j] - lr * gj / (np.sqrt(rj) + eps)
+
+    return bias_relu, bias_only, relu_grad, adam, rmsprop
 
 
 def _kernels():
@@ -86,6 +111,43 @@ def _relu_numpy(z):
     return np.maximum(z, np.zeros(z.shape[-1], z.dtype), out=z)
 
 
+def _flat(arrays):
+    """The arrays as flat views when the compiled update may take them: one dtype,
+    C-contiguous, one size, big enough (see ``_rows``); else None."""
+    first = arrays[0]
+    if any(a.dtype != first.dtype or a.shape != first.shape or not a.flags.c_contiguous
+           for a in arrays) or _rows(first) is None:
+        return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def _update(kernel, arrays, scalars):
+    """Run an elementwise update over ranges of the flat arrays on the engine's threads
+    (elementwise: the split changes no number)."""
+    from trainer.engine.kernels import parallel
+
+    flat = _flat(arrays)
+    if flat is None:
+        return False
+    cast = [flat[0].dtype.type(s) for s in scalars]
+    parallel.run(lambda a, b: kernel(*[f[a:b] for f in flat], *cast), flat[0].size,
+                 min_items=MIN_ELEMENTS // 2)
+    return True
+
+
+def adam_update(p, g, m, v, beta_1, beta_2, epsilon, lr_t):
+    """Keras 2 Adam in place (without amsgrad), as ``Adam.update``'s NumPy lines;
+    False (nothing done) when the arrays are not ones the kernel takes."""
+    return _update(_kernels()[3], (p, g, m, v),
+                   (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, lr_t))
+
+
+def rmsprop_update(p, g, rms, rho, epsilon, lr):
+    """Keras 2 RMSprop in place (not centered, no momentum), as ``RMSprop.update``'s
+    NumPy lines; False (nothing done) when the arrays are not ones the kernel takes."""
+    return _update(_kernels()[4], (p, g, rms), (rho, 1 - rho, epsilon, lr))
+
+
 def bias_act(z, bias=None, relu=False):
     """In place: ``z += bias`` (if given), then relu (if asked); returns ``z``."""
     if bias is None and not relu:
@@ -98,7 +160,7 @@ def bias_act(z, bias=None, relu=False):
         if relu:
             _relu_numpy(z)
         return z
-    bias_relu, bias_only, _ = _kernels()
+    bias_relu, bias_only = _kernels()[:2]
     if relu:
         bias_relu(z2, z2[0] if bias is None else bias, bias is not None, True)
     else:
