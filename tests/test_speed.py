@@ -442,6 +442,9 @@ def test_a_small_model_never_loads_numba(tmp_path):
             "z = np.ones((32, 64), np.float32)\n"
             "fused.bias_act(z, np.ones(64, np.float32), True)\n"
             "fused.relu_backward(z, z)\n"
+            "w = np.ones((64, 128), np.float32)\n"
+            "fused.adam_update(w, w.copy(), w.copy(), w.copy(), 0.9, 0.999, 1e-7, 0.1)\n"
+            "fused.rmsprop_update(w, w.copy(), w.copy(), 0.9, 1e-7, 0.1)\n"
             "print('numba' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

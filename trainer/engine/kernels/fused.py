@@ -121,7 +121,7 @@ def _flat(arrays):
     return [a.reshape(-1) for a in arrays]
 
 
-def _update(kernel, arrays, scalars):
+def _update(which, arrays, scalars):
     """Run an elementwise update over ranges of the flat arrays on the engine's threads
     (elementwise: the split changes no number)."""
     from trainer.engine.kernels import parallel
@@ -129,6 +129,7 @@ def _update(kernel, arrays, scalars):
     flat = _flat(arrays)
     if flat is None:
         return False
+    kernel = _kernels()[which]  # only now: a small model never loads Numba
     cast = [flat[0].dtype.type(s) for s in scalars]
     parallel.run(lambda a, b: kernel(*[f[a:b] for f in flat], *cast), flat[0].size,
                  min_items=MIN_ELEMENTS // 2)
@@ -138,14 +139,14 @@ def _update(kernel, arrays, scalars):
 def adam_update(p, g, m, v, beta_1, beta_2, epsilon, lr_t):
     """Keras 2 Adam in place (without amsgrad), as ``Adam.update``'s NumPy lines;
     False (nothing done) when the arrays are not ones the kernel takes."""
-    return _update(_kernels()[3], (p, g, m, v),
+    return _update(3, (p, g, m, v),
                    (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, lr_t))
 
 
 def rmsprop_update(p, g, rms, rho, epsilon, lr):
     """Keras 2 RMSprop in place (not centered, no momentum), as ``RMSprop.update``'s
     NumPy lines; False (nothing done) when the arrays are not ones the kernel takes."""
-    return _update(_kernels()[4], (p, g, rms), (rho, 1 - rho, epsilon, lr))
+    return _update(4, (p, g, rms), (rho, 1 - rho, epsilon, lr))
 
 
 def bias_act(z, bias=None, relu=False):
