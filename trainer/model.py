@@ -82,22 +82,28 @@ class Model:
     #: inference splits a batch over the engine's threads in slices of at least this
     PREDICT_MIN_ROWS = 64
 
-    def predict_on_batch(self, xs):
+    def predict_on_batch(self, xs, with_masks=False):
         """The outputs for one batch. At inference every sample is independent (no
         dropout, moving statistics, no stateful layers), so a big batch runs as slices
         of the whole graph on the engine's threads — each slice's activations stay in
-        cache through all the layers, and there is one join per batch, not per layer."""
+        cache through all the layers, and there is one join per batch, not per layer.
+        ``with_masks``: (outputs, their masks), as ``Graph.forward``."""
         from trainer.engine.kernels import parallel
 
         xs = self.cast_inputs(xs)
         n = len(xs[0]) if xs else 0
         if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
                 or self.user_layers()):
-            return self.graph.forward(xs, training=False)
+            return self.graph.forward(xs, training=False, with_masks=with_masks)
         parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
-                                                             training=False),
+                                                             training=False, with_masks=True),
                              n, min_items=self.PREDICT_MIN_ROWS)
-        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        outs = [np.concatenate([p[0][k] for p in parts]) for k in range(len(parts[0][0]))]
+        if not with_masks:
+            return outs
+        masks = [None if parts[0][1][k] is None else np.concatenate([p[1][k] for p in parts])
+                 for k in range(len(outs))]
+        return outs, masks
 
     def user_layers(self):
         """Layers of the user's own classes (``{layer: "module:Class"}``): not known to
@@ -112,13 +118,18 @@ class Model:
                 total += reg.penalty(layer.params[name])
         return total
 
-    def _losses(self, ys, preds, sw, fused=()):
+    def _losses(self, ys, preds, sw, fused=(), masks=None):
         """Per output: (weighted batch loss, gradient of it wrt the prediction — or
-        wrt the softmax's input for the outputs in ``fused``)."""
+        wrt the softmax's input for the outputs in ``fused``). An output with a mask
+        takes the masked loss (``_masked_loss``)."""
         from trainer.losses.crossentropy import softmax_input_gradient
 
         results = []
         for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
+            mask = timestep_mask(masks[k] if masks else None, p)
+            if mask is not None:
+                results.append(self._masked_loss(o, y, p, sw, mask, k in fused))
+                continue
             n = len(p)
             values = o.loss(y, p)
             if k in fused:
@@ -134,12 +145,29 @@ class Model:
             results.append((batch_loss, (o.weight / n) * grad))
         return results
 
+    @staticmethod
+    def _masked_loss(o, y, p, sw, mask, fused):
+        """Keras's masked loss: an output of shape (N, T, ...) whose mask (N, T) came
+        through the layers (Embedding mask_zero, Masking) counts only its unmasked
+        timesteps — the mask joins the sample weights and the sum is divided by the
+        number of unmasked timesteps, Σ l·w·m / Σ m (all masked: 0)."""
+        from trainer.losses.crossentropy import softmax_input_gradient
+
+        yr, pr, w = timestep_rows(y, p, mask, sw)
+        valid = float(mask.sum())
+        scale = w / valid if valid else np.zeros_like(w)
+        values = o.loss(yr, pr)
+        grad = softmax_input_gradient(o.loss, yr, pr) if fused else o.loss.gradient(yr, pr)
+        grad = grad * scale.astype(p.dtype).reshape((-1,) + (1,) * (grad.ndim - 1))
+        return float((values * scale).sum()), (o.weight * grad).reshape(p.shape)
+
     def train_on_batch(self, xs, ys, sw=None):
         """One optimizer step. Returns the batch's total loss (with penalties) and
         the per-output losses; updates the metric accumulators."""
-        preds = self.graph.forward(self.cast_inputs(xs), training=True)
+        preds, masks = self.graph.forward(self.cast_inputs(xs), training=True,
+                                          with_masks=True)
         fused = getattr(self, "_fused", ())
-        per_output = self._losses(ys, preds, sw, fused)
+        per_output = self._losses(ys, preds, sw, fused, masks)
         reg = self.regularization()
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
         if not np.isfinite(total):  # no update from it; the loop reports the divergence
@@ -150,21 +178,26 @@ class Model:
             for name, reg_fn in layer.regularizers.items():
                 layer.grads[name] += reg_fn.gradient(layer.params[name])
         self.optimizer.apply(self.params(), self.grads())
-        self._update_metrics(ys, preds, sw)
+        self._update_metrics(ys, preds, sw, masks)
         return total, [l for l, _ in per_output]
 
     def test_on_batch(self, xs, ys, sw=None):
-        preds = self.predict_on_batch(xs)
-        per_output = self._losses(ys, preds, sw)
+        preds, masks = self.predict_on_batch(xs, with_masks=True)
+        per_output = self._losses(ys, preds, sw, masks=masks)
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output))
         total += self.regularization()
-        self._update_metrics(ys, preds, sw)
+        self._update_metrics(ys, preds, sw, masks)
         return total, [l for l, _ in per_output]
 
-    def _update_metrics(self, ys, preds, sw):
-        for o, y, p in zip(self.outputs, ys, preds):
+    def _update_metrics(self, ys, preds, sw, masks=None):
+        for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
+            mask = timestep_mask(masks[k] if masks else None, p)
             for m in o.metrics:  # only weighted_metrics see sample/class weights (Keras 2)
-                m.update(y, p, sw if m.weighted else None)
+                weights = sw if m.weighted else None
+                if mask is None:
+                    m.update(y, p, weights)
+                else:  # as Keras: the mask weighs every metric, one row per timestep
+                    m.update(*timestep_rows(y, p, mask, weights))
 
     def reset_metrics(self):
         for o in self.outputs:
@@ -220,3 +253,24 @@ class Model:
                     raise DataError(f"{where}: input '{name}' holds {int(big.sum())} values "
                                     f"beyond float32's range (±3.4e38; first in row {first}), "
                                     f"which become Inf; rescale them")
+
+
+def timestep_mask(mask, p):
+    """The (N, T) mask of an output of shape (N, T, ...) (return_sequences), or None:
+    a mask that does not match the output's first two axes is not a timestep mask."""
+    if mask is None or p.ndim < 3 or mask.shape != p.shape[:2]:
+        return None
+    return mask
+
+
+def timestep_rows(y, p, mask, sw=None):
+    """Labels, predictions and weights with one row per (sample, timestep): the
+    mask times the sample's weight, float64."""
+    n, t = mask.shape
+    y = np.asarray(y)
+    yr = y.reshape(n * t, *y.shape[2:])
+    pr = p.reshape(n * t, *p.shape[2:])
+    w = mask.reshape(-1).astype(np.float64)
+    if sw is not None:
+        w = w * np.repeat(np.asarray(sw, np.float64), t)
+    return yr, pr, w

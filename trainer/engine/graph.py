@@ -95,8 +95,10 @@ class Graph:
             self._layers = cached = (len(self.nodes), out)
         return list(cached[1])
 
-    def forward(self, xs, training=False):
-        """Run the graph on input arrays; keep the backward closures when training."""
+    def forward(self, xs, training=False, with_masks=False):
+        """Run the graph on input arrays; keep the backward closures when training.
+        ``with_masks``: also return each output's Keras mask ((N, T) booleans, from
+        Embedding(mask_zero) or Masking through the layers that pass it, or None)."""
         values = list(xs)
         masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
         backs = []
@@ -118,7 +120,8 @@ class Graph:
             backs.append(back)
         self._backs = backs if training else None
         self._values_shapes = [v.shape for v in values]
-        return [values[i] for i in self.outputs]
+        outs = [values[i] for i in self.outputs]
+        return (outs, [masks[i] for i in self.outputs]) if with_masks else outs
 
     def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
