@@ -75,3 +75,30 @@ def check_loss(loss, y_true, y_pred, h=1e-6, rtol=1e-5, atol=1e-8):
     assert analytic.shape == y_pred.shape
     numeric = _numeric(lambda: float(loss(y_true, y_pred).sum()), y_pred, h)
     _close(type(loss).__name__, analytic, numeric, rtol, atol)
+
+
+def check_model(model, xs, ys, h=1e-6, rtol=1e-5, atol=1e-8):
+    """A whole model in float64: the gradient ``Model.compute_gradients`` leaves in
+    each weight's ``grads`` (losses, masks, weight and activity penalties, fused
+    softmax) against central differences of the total loss it returns. Use models
+    without dropout or noise (the forward must be deterministic)."""
+    for layer in model.layers:
+        layer.dtype = np.float64
+        for store in (layer.params, layer.grads, layer.buffers):
+            for k in store:
+                store[k] = store[k].astype(np.float64)
+    xs = [np.asarray(x) for x in xs]
+    if hasattr(model, "_int_inputs"):
+        xs = [x if i in model._int_inputs else x.astype(np.float64) for i, x in enumerate(xs)]
+    model.cast_inputs = lambda arrays: arrays  # keep float64 inputs
+
+    def total():
+        return model.compute_gradients(xs, ys)[0]
+
+    total()
+    analytic = {(layer.name, k): layer.grads[k].copy() for layer in model.layers
+                for k in layer.params}
+    for layer in model.layers:
+        for k, w in layer.params.items():
+            _close(f"{layer.name}.{k}", analytic[(layer.name, k)], _numeric(total, w, h),
+                   rtol, atol)

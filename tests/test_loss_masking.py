@@ -48,7 +48,7 @@ def test_the_loss_averages_over_unmasked_timesteps(weights):
     model = _model()
     ids, labels, mask = _batch(rng)
     sw = None if weights is None else np.array(weights)
-    p, masks = model.predict_on_batch([ids], with_masks=True)
+    p, masks, _ = model.predict_on_batch([ids], with_masks=True)
     np.testing.assert_array_equal(masks[0], mask)
     w = mask * (1.0 if sw is None else sw[:, None])
     want = float((_crossentropy(p[0], labels) * w).sum() / mask.sum())

@@ -87,7 +87,8 @@ class Model:
         dropout, moving statistics, no stateful layers), so a big batch runs as slices
         of the whole graph on the engine's threads — each slice's activations stay in
         cache through all the layers, and there is one join per batch, not per layer.
-        ``with_masks``: (outputs, their masks), as ``Graph.forward``."""
+        ``with_masks``: (outputs, their masks, activity penalty sum), as
+        ``Graph.forward``."""
         from trainer.engine.kernels import parallel
 
         xs = self.cast_inputs(xs)
@@ -103,7 +104,7 @@ class Model:
             return outs
         masks = [None if parts[0][1][k] is None else np.concatenate([p[1][k] for p in parts])
                  for k in range(len(outs))]
-        return outs, masks
+        return outs, masks, sum(p[2] for p in parts)
 
     def user_layers(self):
         """Layers of the user's own classes (``{layer: "module:Class"}``): not known to
@@ -164,28 +165,39 @@ class Model:
     def train_on_batch(self, xs, ys, sw=None):
         """One optimizer step. Returns the batch's total loss (with penalties) and
         the per-output losses; updates the metric accumulators."""
-        preds, masks = self.graph.forward(self.cast_inputs(xs), training=True,
-                                          with_masks=True)
+        total, per_output, preds, masks = self.compute_gradients(xs, ys, sw)
+        if not np.isfinite(total):  # no update from it; the loop reports the divergence
+            return total, per_output
+        self.optimizer.apply(self.params(), self.grads())
+        self._update_metrics(ys, preds, sw, masks)
+        return total, per_output
+
+    def compute_gradients(self, xs, ys, sw=None):
+        """Forward and backward of one batch: the total loss (losses, weight and
+        activity penalties) and its gradient in every layer's ``grads`` (left as they
+        were when the loss is not finite). Returns (total, per-output losses,
+        predictions, output masks)."""
+        preds, masks, activity = self.graph.forward(self.cast_inputs(xs), training=True,
+                                                    with_masks=True)
         fused = getattr(self, "_fused", ())
         per_output = self._losses(ys, preds, sw, fused, masks)
-        reg = self.regularization()
+        reg = self.regularization() + activity / len(preds[0])
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
-        if not np.isfinite(total):  # no update from it; the loop reports the divergence
-            return total, [l for l, _ in per_output]
+        losses = [l for l, _ in per_output]
+        if not np.isfinite(total):
+            return total, losses, preds, masks
         self.graph.backward([g.astype(p.dtype, copy=False)
                              for (_, g), p in zip(per_output, preds)], preactivation=fused)
         for layer in self.trainable_layers():
             for name, reg_fn in layer.regularizers.items():
                 layer.grads[name] += reg_fn.gradient(layer.params[name])
-        self.optimizer.apply(self.params(), self.grads())
-        self._update_metrics(ys, preds, sw, masks)
-        return total, [l for l, _ in per_output]
+        return total, losses, preds, masks
 
     def test_on_batch(self, xs, ys, sw=None):
-        preds, masks = self.predict_on_batch(xs, with_masks=True)
+        preds, masks, activity = self.predict_on_batch(xs, with_masks=True)
         per_output = self._losses(ys, preds, sw, masks=masks)
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output))
-        total += self.regularization()
+        total += self.regularization() + activity / len(preds[0])
         self._update_metrics(ys, preds, sw, masks)
         return total, [l for l, _ in per_output]
 

@@ -34,6 +34,7 @@ class Ref:
 
 PositiveInt = Annotated[int, Schema(minimum=1)]
 NonNegativeInt = Annotated[int, Schema(minimum=0)]
+NonNegativeFloat = Annotated[float, Schema(minimum=0)]
 Rate = Annotated[float, Schema(minimum=0, maximum=1)]
 IntOrPair = Union[PositiveInt, Annotated[list[PositiveInt], Schema(minItems=1, maxItems=3)]]
 

@@ -97,11 +97,14 @@ class Graph:
 
     def forward(self, xs, training=False, with_masks=False):
         """Run the graph on input arrays; keep the backward closures when training.
-        ``with_masks``: also return each output's Keras mask ((N, T) booleans, from
-        Embedding(mask_zero) or Masking through the layers that pass it, or None)."""
+        ``with_masks``: return ``(outputs, masks, activity)``: each output's Keras mask
+        ((N, T) booleans, from Embedding(mask_zero) or Masking through the layers that
+        pass it, or None) and the sum of the layers' activity penalties (not yet
+        divided by the batch size; the model divides, so slices of a batch add up)."""
         values = list(xs)
         masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
         backs = []
+        activity = 0.0
         for node in self.nodes:
             layer = node.layer
             args = [values[i] for i in node.inputs]
@@ -115,13 +118,18 @@ class Graph:
             else:
                 y, back = layer.forward(arg, training)
             ys = y if layer.multi_output else [y]
+            if layer.activity_regularizer is not None:
+                activity += sum(layer.activity_regularizer.penalty(v) for v in ys)
+                if training:
+                    back = _with_activity_gradient(back, layer.activity_regularizer, ys,
+                                                   layer.multi_output)
             values += ys
             masks += [layer.compute_mask(arg, mask)] + [None] * (len(ys) - 1)
             backs.append(back)
         self._backs = backs if training else None
         self._values_shapes = [v.shape for v in values]
         outs = [values[i] for i in self.outputs]
-        return (outs, [masks[i] for i in self.outputs]) if with_masks else outs
+        return (outs, [masks[i] for i in self.outputs], activity) if with_masks else outs
 
     def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
@@ -180,7 +188,24 @@ class Graph:
         act = getattr(node.layer, "activation", None)
         if not isinstance(node.layer, (Dense, Activation)) or node.layer.multi_output:
             return False
+        if node.layer.activity_regularizer is not None:
+            return False  # its penalty's gradient is wrt the softmax's output
         if getattr(act, "registered_name", None) != "softmax" or act.axis not in (-1,):
             return False
         consumers = sum(t in n.inputs for n in self.nodes) + self.outputs.count(t)
         return consumers == 1
+
+
+def _with_activity_gradient(back, regularizer, ys, multi_output):
+    """A layer's backward with its activity penalty's gradient (divided by the batch
+    size, as Keras divides the penalty) added to each output's gradient."""
+    n = len(ys[0])
+
+    def backward(dy):
+        dys = list(dy) if multi_output else [dy]
+        for i, y in enumerate(ys):
+            g = (regularizer.gradient(y) / n).astype(y.dtype, copy=False)
+            dys[i] = g if dys[i] is None else dys[i] + g
+        return back(dys if multi_output else dys[0])
+
+    return backward

@@ -40,9 +40,17 @@ class Layer:
     takes_mask = False
     passes_mask = False
 
-    def __init__(self, name: str | None = None, trainable: bool = True):
+    def __init__(self, name: str | None = None, trainable: bool = True,
+                 activity_regularizer=None):
         self.name = name
         self.trainable = trainable
+        # Keras: a penalty on the layer's output, added to the loss divided by the
+        # batch size (the graph runs it: Graph.forward)
+        self.activity_regularizer = None
+        if activity_regularizer is not None:
+            from trainer import regularizers
+
+            self.activity_regularizer = regularizers.get(activity_regularizer)
         self.params = {}  # trainable weights, name → array, in Keras order
         self.grads = {}
         self.buffers = {}  # non-trainable weights (moving statistics)

@@ -60,8 +60,10 @@ class Conv(Layer):
                  bias_initializer: component("initializer") = "zeros",
                  kernel_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self.filters = filters
         self.kernel_size = ntuple(kernel_size, self.rank, "kernel_size", self)
         self.strides = ntuple(strides, self.rank, "strides", self)
@@ -312,7 +314,9 @@ class Conv1D(Conv):
                  bias_initializer: component("initializer") = "zeros",
                  kernel_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable)
+                         kernel_regularizer, bias_regularizer, name, trainable,
+                         activity_regularizer=activity_regularizer)

@@ -30,10 +30,12 @@ class Conv2DTranspose(Conv):
                  bias_initializer: component("initializer") = "zeros",
                  kernel_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
                          activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable)
+                         kernel_regularizer, bias_regularizer, name, trainable,
+                         activity_regularizer=activity_regularizer)
 
     def _plan(self, hw):
         """Output (Ho, Wo), the size of the full scatter buffer, and the top/left crop."""

@@ -9,7 +9,7 @@ from trainer import initializers, regularizers
 from trainer.engine.kernels import fused, parallel
 from trainer.engine.layer import Layer
 from trainer.registries import layers
-from trainer.registry import PositiveInt, Rate, component
+from trainer.registry import NonNegativeFloat, PositiveInt, Rate, component
 
 
 @layers.register("InputLayer", "Input")
@@ -50,8 +50,10 @@ class Dense(Layer):
                  bias_initializer: component("initializer") = "zeros",
                  kernel_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self.units = units
         self.activation = act.get(activation)
         self.use_bias = use_bias
@@ -229,6 +231,26 @@ class Dropout(Layer):
 
         parallel.run(draw_pieces, len(bounds), min_items=1)
         return y, lambda dy: dy * mask
+
+
+@layers.register("ActivityRegularization")
+class ActivityRegularization(Layer):
+    """Identity that adds ``l1·Σ|x| + l2·Σx²`` of its input to the loss, divided by
+    the batch size (Keras's activity regularization, as every layer's
+    ``activity_regularizer`` argument does for its output).
+
+    Args: l1 (0.0), l2 (0.0): the penalty factors.
+    """
+
+    passes_mask = True
+
+    def __init__(self, l1: NonNegativeFloat = 0.0, l2: NonNegativeFloat = 0.0,
+                 name: str | None = None):
+        super().__init__(name=name, activity_regularizer={"l1_l2": {"l1": l1, "l2": l2}})
+        self.l1, self.l2 = l1, l2
+
+    def forward(self, x, training):
+        return x, lambda dy: dy
 
 
 @layers.register("Flatten")

@@ -33,8 +33,10 @@ class Embedding(Layer):
                  embeddings_initializer: component("initializer") = "random_uniform",
                  embeddings_regularizer: component("regularizer") = None,
                  mask_zero: bool = False, input_length: PositiveInt | None = None,
-                 name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self.input_dim = input_dim
         self.output_dim = output_dim
         self.embeddings_initializer = initializers.get(embeddings_initializer)

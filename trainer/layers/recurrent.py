@@ -238,8 +238,10 @@ class SimpleRNN(RNN):
                  dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
                     bias_initializer, kernel_regularizer, recurrent_regularizer,
                     bias_regularizer, dropout, recurrent_dropout, return_sequences,
@@ -276,8 +278,10 @@ class LSTM(RNN):
                  dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
                     bias_initializer, kernel_regularizer, recurrent_regularizer,
                     bias_regularizer, dropout, recurrent_dropout, return_sequences,
@@ -329,8 +333,10 @@ class GRU(RNN):
                  dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
                  return_sequences: bool = False, return_state: bool = False,
                  go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 reset_after: bool = True, name: str | None = None, trainable: bool = True):
-        super().__init__(name=name, trainable=trainable)
+                 reset_after: bool = True, name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
         self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
                     bias_initializer, kernel_regularizer, recurrent_regularizer,
                     bias_regularizer, dropout, recurrent_dropout, return_sequences,

@@ -96,8 +96,10 @@ class DepthwiseConv2D(_Depthwise):
                  bias_initializer: component("initializer") = "zeros",
                  depthwise_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
-        super(Conv, self).__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super(Conv, self).__init__(name=name, trainable=trainable,
+                                   activity_regularizer=activity_regularizer)
         self._init_depthwise(kernel_size, strides, padding, data_format, depth_multiplier,
                              dilation_rate, activation, use_bias, depthwise_initializer,
                              bias_initializer, depthwise_regularizer, bias_regularizer)
@@ -143,8 +145,10 @@ class SeparableConv2D(_Depthwise):
                  depthwise_regularizer: component("regularizer") = None,
                  pointwise_regularizer: component("regularizer") = None,
                  bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True):
-        super(Conv, self).__init__(name=name, trainable=trainable)
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super(Conv, self).__init__(name=name, trainable=trainable,
+                                   activity_regularizer=activity_regularizer)
         self.filters = filters
         self._init_depthwise(kernel_size, strides, padding, data_format, depth_multiplier,
                              dilation_rate, activation, use_bias, depthwise_initializer,

@@ -21,6 +21,11 @@ def _inner(spec, owner):
         raise owner.error(f"expects a layer, got {spec!r}")
     if layer.name is None:
         layer.name = snake_case(type(layer).registered_name)
+    if layer.activity_regularizer is not None:
+        raise owner.error(f"the wrapped {type(layer).registered_name} has an "
+                          f"activity_regularizer, which is not applied inside a wrapper "
+                          f"here; put an ActivityRegularization layer after "
+                          f"{type(owner).registered_name} instead")
     return layer
 
 

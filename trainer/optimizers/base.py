@@ -26,10 +26,10 @@ from typing import Annotated
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.registry import Schema, component
+from trainer.registry import NonNegativeFloat, Schema, component
 
 # Type hints of the arguments every optimizer shares (they give the JSON Schema).
-NonNegative = Annotated[float, Schema(minimum=0)]
+NonNegative = NonNegativeFloat
 LearningRate = NonNegative | component("schedule")
 Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
 
