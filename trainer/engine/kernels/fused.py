@@ -40,7 +40,7 @@ def _compile():
     import numba
 
     @numba.njit(cache=True, nogil=True)
-    def bias_relu(z, bias, add_bias, relu):
+    def bias_relu(z, bias, add_bias):
         n, m = z.shape
         for i in range(n):
             row = z[i]
@@ -86,7 +86,8 @@ def _compile():
             r[j] = rj
             p[j] = p[j] - lr * gj / (np.sqrt(rj) + eps)
 
-    return bias_relu, bias_only, relu_grad, adam, rmsprop
+    return {"bias_relu": bias_relu, "bias_only": bias_only, "relu_grad": relu_grad,
+            "adam": adam, "rmsprop": rmsprop}
 
 
 def _kernels():
@@ -121,7 +122,7 @@ def _flat(arrays):
     return [a.reshape(-1) for a in arrays]
 
 
-def _update(which, arrays, scalars):
+def _update(kernel_name, arrays, scalars):
     """Run an elementwise update over ranges of the flat arrays on the engine's threads
     (elementwise: the split changes no number)."""
     from trainer.engine.kernels import parallel
@@ -129,7 +130,7 @@ def _update(which, arrays, scalars):
     flat = _flat(arrays)
     if flat is None:
         return False
-    kernel = _kernels()[which]  # only now: a small model never loads Numba
+    kernel = _kernels()[kernel_name]  # only now: a small model never loads Numba
     cast = [flat[0].dtype.type(s) for s in scalars]
     parallel.run(lambda a, b: kernel(*[f[a:b] for f in flat], *cast), flat[0].size,
                  min_items=MIN_ELEMENTS // 2)
@@ -139,14 +140,14 @@ def _update(which, arrays, scalars):
 def adam_update(p, g, m, v, beta_1, beta_2, epsilon, lr_t):
     """Keras 2 Adam in place (without amsgrad), as ``Adam.update``'s NumPy lines;
     False (nothing done) when the arrays are not ones the kernel takes."""
-    return _update(3, (p, g, m, v),
+    return _update("adam", (p, g, m, v),
                    (beta_1, 1 - beta_1, beta_2, 1 - beta_2, epsilon, lr_t))
 
 
 def rmsprop_update(p, g, rms, rho, epsilon, lr):
     """Keras 2 RMSprop in place (not centered, no momentum), as ``RMSprop.update``'s
     NumPy lines; False (nothing done) when the arrays are not ones the kernel takes."""
-    return _update(4, (p, g, rms), (rho, 1 - rho, epsilon, lr))
+    return _update("rmsprop", (p, g, rms), (rho, 1 - rho, epsilon, lr))
 
 
 def bias_act(z, bias=None, relu=False):
@@ -161,11 +162,10 @@ def bias_act(z, bias=None, relu=False):
         if relu:
             _relu_numpy(z)
         return z
-    bias_relu, bias_only = _kernels()[:2]
     if relu:
-        bias_relu(z2, z2[0] if bias is None else bias, bias is not None, True)
+        _kernels()["bias_relu"](z2, z2[0] if bias is None else bias, bias is not None)
     else:
-        bias_only(z2, bias)
+        _kernels()["bias_only"](z2, bias)
     return z
 
 
@@ -178,5 +178,5 @@ def relu_backward(dy, y, out=None):
             or dy.dtype != y.dtype or out.dtype != dy.dtype):
         np.multiply(dy, y > 0, out=out)
         return out
-    _kernels()[2](d2, y2, o2)
+    _kernels()["relu_grad"](d2, y2, o2)
     return out
