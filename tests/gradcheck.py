@@ -29,18 +29,20 @@ def _close(name, analytic, numeric, rtol, atol):
 
 
 def check_layer(layer, x, rng=None, training=True, h=1e-6, rtol=1e-5, atol=1e-7):
-    """Build ``layer`` on x (a float64 array, or a list for multi-input layers) and
-    check the gradients of its inputs and weights. Returns the forward output."""
+    """Build ``layer`` on x (a float64 array, or a list for multi-input layers and
+    layers given extra inputs) and check the gradients of its inputs and weights.
+    Returns the forward output."""
     rng = rng or np.random.default_rng(0)
     xs = x if isinstance(x, list) else [x]
     xs = [np.asarray(a, np.float64) for a in xs]
+    listed = layer.multi_input or (layer.extra_inputs and len(xs) > 1)  # as Graph.add
     if not layer.built:
         layer.dtype = np.float64
         shapes = [a.shape[1:] for a in xs]
-        layer.output_shape = layer.build(shapes if layer.multi_input else shapes[0], rng)
+        layer.output_shape = layer.build(shapes if listed else shapes[0], rng)
         layer.built = True
     layer.cast(np.float64)
-    arg = lambda: xs if layer.multi_input else xs[0]  # noqa: E731
+    arg = lambda: xs if listed else xs[0]  # noqa: E731
     noise = getattr(layer, "rng", None)
 
     def run():
@@ -54,7 +56,7 @@ def check_layer(layer, x, rng=None, training=True, h=1e-6, rtol=1e-5, atol=1e-7)
     r = np.random.default_rng(2).normal(size=y.shape)
     layer.zero_grads()
     dx = back(r)
-    dxs = dx if layer.multi_input else [dx]
+    dxs = dx if listed else [dx]
     scalar = lambda: float((run()[0] * r).sum())  # noqa: E731
     for i, (a, d) in enumerate(zip(xs, dxs)):
         if d is None:

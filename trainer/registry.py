@@ -291,11 +291,14 @@ def type_schema(hint):
 
 
 def config_of(component):
-    """The resolved config of a component: ``{Name: {arg: value, ...}}`` with defaults."""
+    """The resolved config of a component: ``{Name: {arg: value, ...}}`` with defaults.
+    Arguments are read back from the attributes of the same name, or from the one a
+    class's ``config_attributes`` names (when the argument's name is taken)."""
     cls = type(component)
+    renamed = getattr(cls, "config_attributes", {})
     args = {}
     for name in parameters(cls):
-        value = getattr(component, name, None)
+        value = getattr(component, renamed.get(name, name), None)
         if hasattr(value, "registered_name"):
             value = config_of(value)
         elif isinstance(value, tuple):

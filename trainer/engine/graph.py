@@ -113,6 +113,9 @@ class Graph:
             layer.needs_input_grad = node.input_grad or self.input_gradients
             arg = args if node.listed else args[0]
             mask = None if layer.multi_input else masks[node.inputs[0]]
+            if node.listed and getattr(layer, "takes_input_masks", False):
+                mask = [masks[i] for i in node.inputs]  # one per input (attention)
+                mask = mask if any(m is not None for m in mask) else None
             if mask is not None and layer.takes_mask:
                 y, back = layer.forward(arg, training, mask=mask)
             else:

@@ -254,13 +254,31 @@ def _node_inputs(node, layer, problems):
         _keras_tensors(node.get("args", []), found)
         kwargs = dict(node.get("kwargs", {}))
         _keras_tensors(kwargs.pop("initial_state", None), found)  # after the input
+        for key in ATTENTION_INPUTS:  # MultiHeadAttention(query=, value=, key=)
+            _keras_tensors(kwargs.pop(key, None), found)
         extra = []
         _keras_tensors(kwargs, extra)
         if extra:
             problems.add(f"layer '{layer}' is called with tensor keyword arguments "
                          f"(e.g. a mask); not supported")
         return [_ref(h, problems) for h in found]
-    return [_ref(item, problems) for item in node]  # Keras 2: [["dense", 0, 0, {}], ...]
+    # Keras 2: [["dense", 0, 0, {}], ...]; attention's value/key come as keywords of the
+    # query: [["q", 0, 0, {"value": ["v", 0, 0]}]]
+    refs = []
+    for item in node:
+        refs.append(_ref(item, problems))
+        extra = dict(item[3]) if len(item) > 3 and isinstance(item[3], dict) else {}
+        for key in ATTENTION_INPUTS:
+            if isinstance(extra.get(key), list) and extra[key] and isinstance(extra[key][0], str):
+                refs.append(_ref(extra.pop(key), problems))
+        if any(isinstance(v, list) and v and isinstance(v[0], str) for v in extra.values()):
+            problems.add(f"layer '{layer}' is called with tensor keyword arguments "
+                         f"(e.g. a mask); not supported")
+    return refs
+
+
+#: MultiHeadAttention's tensor keywords, in the order our layer takes its inputs
+ATTENTION_INPUTS = ("query", "value", "key")
 
 
 def _keras_tensors(value, out):

@@ -1,0 +1,214 @@
+"""MultiHeadAttention, Keras 2 semantics and weight layout.
+
+Called on one sequence it attends to itself; called on ``[query, value]`` or
+``[query, value, key]`` (key defaults to value) it is Keras's cross-attention::
+
+    Q = query·Wq + bq   (per head: key_dim),   K = key·Wk + bk,   V = value·Wv + bv
+    scores = (Q / sqrt(key_dim)) · Kᵀ          one (T, S) matrix per head
+    P = softmax(scores + (1 - mask)·(-1e9))    over the S positions
+    out = concat_heads(dropout(P) · V) · Wo + bo
+
+Weights as Keras's EinsumDense layers keep them (import/export in that order):
+``query/kernel (d_q, heads, key_dim)``, ``query/bias (heads, key_dim)``, the same for
+``key`` (value_dim for ``value``), ``attention_output/kernel (heads, value_dim, out)``
+and ``attention_output/bias (out,)``.
+
+Masks as Keras builds them: the query's mask (Embedding mask_zero, Masking) masks
+rows, the value's (and key's) mask masks columns, ``use_causal_mask`` lets position t
+see positions ≤ t only. Keras passes ``use_causal_mask`` when calling the layer; a
+config has no call, so here it is an argument. The output carries the query's mask.
+"""
+
+import math
+
+import numpy as np
+
+from trainer import initializers, regularizers
+from trainer.engine.layer import Layer
+from trainer.layers.core import check_rate, draw_dtype
+from trainer.registries import layers
+from trainer.registry import PositiveInt, Rate, component
+
+#: what Keras adds to masked scores before the softmax (float32)
+MASKED = -1e9
+
+
+@layers.register("MultiHeadAttention")
+class MultiHeadAttention(Layer):
+    """Multi-head scaled dot-product attention (see the module doc).
+
+    Args:
+        num_heads: number of heads. key_dim: size of each head for query and key.
+        value_dim: size of each head for value (default key_dim).
+        dropout: rate of dropout on the attention probabilities (training only).
+        use_bias: biases on the four projections (default true).
+        output_shape: size of the output's last axis (default: the query's).
+        use_causal_mask: position t attends to positions ≤ t only (decoders).
+        kernel_initializer (glorot_uniform), bias_initializer (zeros),
+        kernel_regularizer, bias_regularizer, activity_regularizer.
+    """
+
+    takes_mask = True
+    extra_inputs = True  # x (self-attention), or [query, value] / [query, value, key]
+    takes_input_masks = True  # called on several inputs: one mask per input
+    #: ``output_shape`` is the layer's built shape; the argument lives here
+    config_attributes = {"output_shape": "output_shape_arg"}
+
+    def __init__(self, num_heads: PositiveInt, key_dim: PositiveInt,
+                 value_dim: PositiveInt | None = None, dropout: Rate = 0.0,
+                 use_bias: bool = True, output_shape: PositiveInt | None = None,
+                 use_causal_mask: bool = False,
+                 kernel_initializer: component("initializer") = "glorot_uniform",
+                 bias_initializer: component("initializer") = "zeros",
+                 kernel_regularizer: component("regularizer") = None,
+                 bias_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(name=name, trainable=trainable,
+                         activity_regularizer=activity_regularizer)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.dropout = check_rate(self, dropout)
+        self.use_bias = use_bias
+        self.output_shape_arg = output_shape
+        self.use_causal_mask = use_causal_mask
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
+
+    def _shapes(self, input_shape):
+        shapes = list(input_shape) if isinstance(input_shape, list) else [input_shape] * 2
+        if len(shapes) not in (2, 3):
+            raise self.error(f"is called on a sequence (self-attention) or on [query, value] "
+                             f"or [query, value, key]; got {len(shapes)} inputs")
+        names = ("query", "value", "key")
+        for what, shape in zip(names, shapes):
+            if len(shape) != 2 or shape[-1] is None:
+                raise self.error(f"expects each input of rank 3 (batch, steps, features) "
+                                 f"with known features; the {what} has shape "
+                                 f"(None, {', '.join(str(d) for d in shape)})")
+        if len(shapes) == 2:
+            shapes.append(shapes[1])
+        if shapes[1][0] is not None and shapes[2][0] is not None and shapes[1][0] != shapes[2][0]:
+            raise self.error(f"value and key need the same number of steps, got "
+                             f"{shapes[1][0]} and {shapes[2][0]}")
+        return shapes
+
+    def build(self, input_shape, rng):
+        q, v, k = self._shapes(input_shape)
+        h, kd = self.num_heads, self.key_dim
+        vd = self.value_dim or kd
+        out = self.output_shape_arg or q[-1]
+        for prefix, dim, size in (("query", q[-1], kd), ("key", k[-1], kd),
+                                  ("value", v[-1], vd)):
+            self.add_weight(f"{prefix}/kernel", (dim, h, size), self.kernel_initializer, rng,
+                            self.kernel_regularizer)
+            if self.use_bias:
+                self.add_weight(f"{prefix}/bias", (h, size), self.bias_initializer, rng,
+                                self.bias_regularizer)
+        self.add_weight("attention_output/kernel", (h, vd, out), self.kernel_initializer,
+                        rng, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("attention_output/bias", (out,), self.bias_initializer, rng,
+                            self.bias_regularizer)
+        return (q[0], out)
+
+    def compute_mask(self, x, mask):
+        return mask[0] if isinstance(mask, list) else mask
+
+    def _attention_mask(self, masks, t, s):
+        """(B or 1, T, S) booleans, or None, as Keras's _compute_attention_mask."""
+        qm, vm, km = masks
+        allowed = None
+        if qm is not None:
+            allowed = qm[:, :, None]
+        for m in (vm, km):
+            if m is not None:
+                allowed = m[:, None, :] if allowed is None else allowed & m[:, None, :]
+        if self.use_causal_mask:
+            causal = np.tril(np.ones((t, s), bool))[None]
+            allowed = causal if allowed is None else allowed & causal
+        return allowed
+
+    def forward(self, x, training, mask=None):
+        listed = isinstance(x, list)
+        q, v = (x[0], x[1]) if listed else (x, x)
+        k = x[2] if listed and len(x) > 2 else v
+        if listed:
+            masks = list(mask) if mask is not None else [None] * len(x)
+            masks += [masks[1]] * (3 - len(masks))  # the key takes the value's mask
+        else:
+            masks = [mask] * 3
+        p = self.params
+        h, kd = self.num_heads, self.key_dim
+        vd = self.value_dim or kd
+        n, t, s = len(q), q.shape[1], v.shape[1]
+        dtype = p["query/kernel"].dtype
+
+        def project(a, prefix, size):
+            w = p[f"{prefix}/kernel"]
+            y = a.reshape(-1, a.shape[-1]) @ w.reshape(w.shape[0], -1)
+            if self.use_bias:
+                y += p[f"{prefix}/bias"].reshape(-1)
+            return y.reshape(len(a), a.shape[1], h, size).transpose(0, 2, 1, 3)
+
+        scale = dtype.type(1.0 / math.sqrt(kd))
+        Q = project(q, "query", kd) * scale      # (B, h, T, kd)
+        K = project(k, "key", kd)                 # (B, h, S, kd)
+        V = project(v, "value", vd)               # (B, h, S, vd)
+        scores = Q @ K.transpose(0, 1, 3, 2)      # (B, h, T, S)
+        allowed = self._attention_mask(masks, t, s)
+        if allowed is not None:
+            scores += (~allowed[:, None]).astype(dtype) * dtype.type(MASKED)
+        scores -= scores.max(axis=-1, keepdims=True)
+        P = np.exp(scores)
+        P /= P.sum(axis=-1, keepdims=True)
+        keep = None
+        if training and self.dropout > 0:
+            rate = 1.0 - self.dropout
+            keep = (self.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
+            keep *= dtype.type(1.0 / rate)
+        A = P * keep if keep is not None else P
+        O = (A @ V).transpose(0, 2, 1, 3).reshape(n * t, h * vd)   # (B·T, h·vd)
+        wo = p["attention_output/kernel"]
+        y = O @ wo.reshape(h * vd, -1)
+        if self.use_bias:
+            y += p["attention_output/bias"]
+        y = y.reshape(n, t, -1)
+
+        def backward(dy):
+            g = self.grads
+            dy2 = dy.reshape(n * t, -1)
+            g["attention_output/kernel"] += (O.T @ dy2).reshape(wo.shape)
+            if self.use_bias:
+                g["attention_output/bias"] += dy2.sum(axis=0)
+            dO = (dy2 @ wo.reshape(h * vd, -1).T).reshape(n, t, h, vd).transpose(0, 2, 1, 3)
+            dA = dO @ V.transpose(0, 1, 3, 2)                      # (B, h, T, S)
+            dV = A.transpose(0, 1, 3, 2) @ dO                      # (B, h, S, vd)
+            dP = dA * keep if keep is not None else dA
+            dscores = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+            dQ = (dscores @ K) * scale                             # wrt the unscaled Q
+            dK = dscores.transpose(0, 1, 3, 2) @ Q                 # Q is already scaled
+
+            def unproject(a, d, prefix):
+                d2 = d.transpose(0, 2, 1, 3).reshape(len(a) * a.shape[1], -1)
+                w = p[f"{prefix}/kernel"]
+                a2 = a.reshape(-1, a.shape[-1])
+                g[f"{prefix}/kernel"] += (a2.T @ d2).reshape(w.shape)
+                if self.use_bias:
+                    g[f"{prefix}/bias"] += d2.sum(axis=0).reshape(w.shape[1:])
+                return (d2 @ w.reshape(w.shape[0], -1).T).reshape(a.shape)
+
+            dq = unproject(q, dQ, "query")
+            dk = unproject(k, dK, "key")
+            dv = unproject(v, dV, "value")
+            if not listed:
+                return dq + dk + dv
+            if len(x) == 2:
+                return [dq, dv + dk]
+            return [dq, dv, dk]
+
+        return y, backward
