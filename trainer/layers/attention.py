@@ -23,9 +23,8 @@ import math
 
 import numpy as np
 
-from trainer import initializers, regularizers
 from trainer.engine.layer import Layer
-from trainer.layers.core import check_rate, draw_dtype
+from trainer.layers.core import check_rate, draw_dtype, kernel_settings
 from trainer.registries import layers
 from trainer.registry import PositiveInt, Rate, component
 
@@ -73,10 +72,8 @@ class MultiHeadAttention(Layer):
         self.use_bias = use_bias
         self.output_shape_arg = output_shape
         self.use_causal_mask = use_causal_mask
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                        bias_regularizer)
         self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
 
     def _shapes(self, input_shape):

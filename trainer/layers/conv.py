@@ -12,11 +12,11 @@ from typing import Literal
 import numpy as np
 
 from trainer import activations as act
-from trainer import initializers, regularizers
 from trainer.engine.kernels import fused, parallel
 from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
+from trainer.layers.core import kernel_settings
 from trainer.registries import layers
 from trainer.registry import IntOrPair, PositiveInt, component
 
@@ -77,10 +77,8 @@ class Conv(Layer):
                              "(as in Keras)")
         self.activation = act.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                        bias_regularizer)
 
     # 2-D geometry of the op (Conv1D prepends a height-1 axis)
     def _geometry(self):

@@ -29,6 +29,15 @@ class InputLayer(Layer):
         return x, lambda dy: dy
 
 
+def kernel_settings(layer, kernel_initializer, bias_initializer, kernel_regularizer,
+                    bias_regularizer):
+    """The kernel/bias initializers and regularizers of a layer, resolved by name."""
+    layer.kernel_initializer = initializers.get(kernel_initializer)
+    layer.bias_initializer = initializers.get(bias_initializer)
+    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
+    layer.bias_regularizer = regularizers.get(bias_regularizer)
+
+
 @layers.register("Dense")
 class Dense(Layer):
     """``y = activation(x @ kernel + bias)`` on the last axis.
@@ -57,10 +66,8 @@ class Dense(Layer):
         self.units = units
         self.activation = act.get(activation)
         self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
+                        bias_regularizer)
 
     def build(self, input_shape, rng):
         if len(input_shape) < 1 or input_shape[-1] is None:
