@@ -188,3 +188,95 @@ def test_keras_attention_calls_import_in_both_forms():
         (entry,) = [e for e in model["layers"] if "MultiHeadAttention" in e]
         assert entry["MultiHeadAttention"]["inputs"] == ["q", "v"]
         assert entry["MultiHeadAttention"]["num_heads"] == 2
+
+
+# -- Attention (Luong) and AdditiveAttention (Bahdanau) --------------------------------
+
+def dense_reference(kind, q, v, k, scale, vmask=None, qmask=None, causal=False):
+    """Keras's BaseDenseAttention written out (float64)."""
+    if kind == "Attention":
+        s = np.einsum("bid,bjd->bij", q, k) * (1.0 if scale is None else scale)
+    else:
+        h = np.tanh(q[:, :, None, :] + k[:, None, :, :])
+        s = (h * (1.0 if scale is None else scale)).sum(-1)
+    allowed = np.ones(s.shape, bool)
+    if vmask is not None:
+        allowed &= vmask[:, None, :]
+    if causal:
+        allowed &= np.tril(np.ones(s.shape[1:], bool))[None]
+    s = s - 1e9 * ~allowed
+    e = np.exp(s - s.max(-1, keepdims=True))
+    y = (e / e.sum(-1, keepdims=True)) @ v
+    return y if qmask is None else y * qmask[:, :, None]
+
+
+@pytest.mark.parametrize("spec", [{"Attention": {}},
+                                  {"Attention": {"use_scale": True, "use_causal_mask": True}},
+                                  {"AdditiveAttention": {}},
+                                  {"AdditiveAttention": {"use_scale": False, "causal": True}},
+                                  {"Attention": {"dropout": 0.3}}])
+@pytest.mark.parametrize("with_key", [False, True])
+def test_dense_attention_matches_keras_and_gradients(rng, spec, with_key):
+    layer = layers.get(spec)
+    layer.name = "att"
+    q = rng.normal(size=(2, 4, 3))
+    v = rng.normal(size=(2, 5, 6 if with_key else 3))
+    k = rng.normal(size=(2, 5, 3)) if with_key else v
+    xs = [q, v, k] if with_key else [q, v]
+    check_layer(layer, xs, training=True)  # one dropout mask held fixed
+    (name, args), = spec.items()
+    scale = layer.params.get("scale")
+    want = dense_reference(name, q, v, k, scale,
+                           causal=args.get("use_causal_mask") or args.get("causal", False))
+    y, _ = layer.forward(xs, training=False)
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-12)
+    assert y.shape == (2, 4, v.shape[-1])
+    if name == "AdditiveAttention" and args.get("use_scale", True):
+        assert layer.params["scale"].shape == (3,)
+    if name == "Attention" and args.get("use_scale"):
+        assert layer.params["scale"].shape == () and layer.params["scale"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["Attention", "AdditiveAttention"])
+def test_dense_attention_masks_as_keras(rng, kind):
+    layer = layers.get({kind: {}})
+    layer.name = "att"
+    q = rng.normal(size=(2, 4, 3))
+    v = rng.normal(size=(2, 5, 3))
+    layer.build([(4, 3), (5, 3)], rng)
+    layer.built = True
+    layer.cast(np.float64)
+    qmask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)
+    vmask = np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], bool)
+    y, back = layer.forward([q, v], training=False, mask=[qmask, vmask])
+    want = dense_reference(kind, q, v, v, layer.params.get("scale"), vmask, qmask)
+    np.testing.assert_allclose(y, want, rtol=1e-9, atol=1e-12)
+    assert not y[~qmask].any()
+    dq, dv = back(np.ones_like(y))
+    assert not dv[~vmask].any()  # padded values get no attention, so no gradient
+    assert layer.compute_mask([q, v], [qmask, vmask]) is qmask
+
+
+def test_seq2seq_attention_model_gradients(tmp_path):
+    """A decoder attending over a padded encoder sequence (Embedding mask_zero on the
+    source): the model-level float64 check through masks and both attention kinds."""
+    cfg = from_dict({
+        "data": {"train": {"dataset": "iris"}},
+        "model": {
+            "inputs": {"src": {"shape": [5]}, "tgt": {"shape": [3, 4]}},
+            "layers": [
+                {"Embedding": {"name": "emb", "input_dim": 7, "output_dim": 4,
+                               "mask_zero": True, "inputs": "src"}},
+                {"Attention": {"name": "luong", "use_scale": True, "inputs": ["tgt", "emb"]}},
+                {"AdditiveAttention": {"name": "bahdanau", "inputs": ["tgt", "emb"]}},
+                {"Concatenate": {"name": "both", "inputs": ["luong", "bahdanau"]}},
+                {"Dense": {"name": "out", "units": 3, "activation": "softmax"}}],
+            "outputs": ["out"]},
+        "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "sgd"}},
+        Path("t.yaml"))
+    model = build_model(cfg)
+    rng = np.random.default_rng(5)
+    ids = np.array([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [6, 1, 2, 3, 4]])
+    tgt = rng.normal(size=(3, 3, 4))
+    labels = rng.integers(0, 3, (3, 3))
+    check_model(model, [ids, tgt], [labels])

@@ -72,7 +72,7 @@ class Layer:
             raise self.error(f"weight '{name}' of shape {shape} would take {human_size(need)}"
                              f", more than this machine's memory allows; make it smaller")
         value = initializer(shape, rng, self.dtype)
-        value = np.ascontiguousarray(value, dtype=self.dtype)
+        value = np.asarray(value, dtype=self.dtype, order="C")  # 0-d stays 0-d (a scale)
         if trainable:
             self.params[name] = value
             self.grads[name] = np.zeros_like(value)

@@ -20,8 +20,11 @@ config has no call, so here it is an argument. The output carries the query's ma
 """
 
 import math
+from typing import Literal
 
 import numpy as np
+
+from trainer import initializers
 
 from trainer.engine.layer import Layer
 from trainer.layers.core import check_rate, draw_dtype, kernel_settings
@@ -209,3 +212,152 @@ class MultiHeadAttention(Layer):
             return [dq, dv, dk]
 
         return y, backward
+
+
+class _DenseAttention(Layer):
+    """Keras's BaseDenseAttention: on ``[query, value]`` or ``[query, value, key]``
+    (key defaults to value), ``softmax(scores(query, key)) · value``. The value's
+    mask (and ``use_causal_mask``) push masked scores down by 1e9 before the softmax;
+    the query's mask zeroes the output rows of padded queries and is the output's
+    mask. Subclasses give the scores and their gradient."""
+
+    multi_input = True
+    takes_mask = True
+    takes_input_masks = True
+
+    def __init__(self, use_scale, dropout, use_causal_mask, causal, name, trainable):
+        super().__init__(name=name, trainable=trainable)
+        self.use_scale = use_scale
+        self.dropout = check_rate(self, dropout)
+        self.use_causal_mask = bool(use_causal_mask or causal)
+        self.causal = causal
+        self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
+
+    def build(self, input_shape, rng):
+        if len(input_shape) not in (2, 3):
+            raise self.error(f"is called on [query, value] or [query, value, key]; got "
+                             f"{len(input_shape)} inputs")
+        for what, shape in zip(("query", "value", "key"), input_shape):
+            if len(shape) != 2 or shape[-1] is None:
+                raise self.error(f"expects each input of rank 3 (batch, steps, features); "
+                                 f"the {what} has shape (None, "
+                                 f"{', '.join(str(d) for d in shape)})")
+        q, v = input_shape[0], input_shape[1]
+        k = input_shape[2] if len(input_shape) > 2 else v
+        if q[-1] != k[-1]:
+            raise self.error(f"query and key need the same feature size, got {q[-1]} and "
+                             f"{k[-1]}")
+        if v[0] is not None and k[0] is not None and v[0] != k[0]:
+            raise self.error(f"value and key need the same number of steps, got {v[0]} "
+                             f"and {k[0]}")
+        self.build_scale(q[-1], rng)
+        return (q[0], v[-1])
+
+    def compute_mask(self, x, mask):
+        return mask[0] if mask else None
+
+    def forward(self, x, training, mask=None):
+        q, v = x[0], x[1]
+        k = x[2] if len(x) > 2 else v
+        qm, vm = (mask[0], mask[1]) if mask else (None, None)
+        dtype = q.dtype
+        scores, scores_back = self.scores(q, k)
+        allowed = None if vm is None else vm[:, None, :]
+        if self.use_causal_mask:
+            causal = np.tril(np.ones((q.shape[1], k.shape[1]), bool))[None]
+            allowed = causal if allowed is None else allowed & causal
+        s = scores if allowed is None else scores - dtype.type(1e9) * (~allowed).astype(dtype)
+        s = s - s.max(axis=-1, keepdims=True)
+        P = np.exp(s)
+        P /= P.sum(axis=-1, keepdims=True)
+        keep = None
+        if training and self.dropout > 0:
+            rate = 1.0 - self.dropout
+            keep = (self.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
+            keep *= dtype.type(1.0 / rate)
+        A = P * keep if keep is not None else P
+        y = A @ v
+        qmask = None if qm is None else qm[:, :, None].astype(dtype)
+        if qmask is not None:
+            y *= qmask
+
+        def backward(dy):
+            if qmask is not None:
+                dy = dy * qmask
+            dA = dy @ v.transpose(0, 2, 1)
+            dv = A.transpose(0, 2, 1) @ dy
+            dP = dA * keep if keep is not None else dA
+            dscores = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+            dq, dk = scores_back(dscores)
+            return [dq, dv + dk] if len(x) == 2 else [dq, dv, dk]
+
+        return y, backward
+
+
+@layers.register("Attention")
+class Attention(_DenseAttention):
+    """Dot-product (Luong) attention, Keras's ``Attention``: scores = query · keyᵀ,
+    times a learned scalar ``scale`` (initially 1) with ``use_scale``.
+
+    Args: use_scale (false), score_mode ("dot"), dropout (0.0, on the attention
+    weights while training), use_causal_mask (false; Keras 2's ``causal`` is
+    accepted too). Called on ``inputs: [query, value]`` or ``[query, value, key]``.
+    """
+
+    def __init__(self, use_scale: bool = False, score_mode: Literal["dot"] = "dot",
+                 dropout: Rate = 0.0, use_causal_mask: bool = False, causal: bool = False,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(use_scale, dropout, use_causal_mask, causal, name, trainable)
+        self.score_mode = score_mode
+
+    def build_scale(self, dim, rng):
+        if self.use_scale:
+            self.add_weight("scale", (), initializers.get("ones"), rng)
+
+    def scores(self, q, k):
+        raw = q @ k.transpose(0, 2, 1)
+        scale = self.params.get("scale")
+        out = raw * scale if scale is not None else raw
+
+        def back(ds):
+            if scale is not None:
+                self.grads["scale"] += (ds * raw).sum()
+                ds = ds * scale
+            return ds @ k, ds.transpose(0, 2, 1) @ q
+
+        return out, back
+
+
+@layers.register("AdditiveAttention")
+class AdditiveAttention(_DenseAttention):
+    """Additive (Bahdanau) attention, Keras's ``AdditiveAttention``:
+    scores[i, j] = Σ_d scale_d · tanh(query[i, d] + key[j, d]), with a learned
+    ``scale`` (glorot_uniform, one per feature) when ``use_scale`` (the default).
+
+    Args: use_scale (true), dropout (0.0), use_causal_mask (false; ``causal`` too).
+    """
+
+    def __init__(self, use_scale: bool = True, dropout: Rate = 0.0,
+                 use_causal_mask: bool = False, causal: bool = False,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(use_scale, dropout, use_causal_mask, causal, name, trainable)
+
+    def build_scale(self, dim, rng):
+        if self.use_scale:
+            self.add_weight("scale", (dim,), initializers.get("glorot_uniform"), rng)
+
+    def scores(self, q, k):
+        H = np.tanh(q[:, :, None, :] + k[:, None, :, :])     # (B, Tq, Tv, d)
+        scale = self.params.get("scale")
+        out = (H * scale).sum(axis=-1) if scale is not None else H.sum(axis=-1)
+
+        def back(ds):
+            if scale is not None:
+                self.grads["scale"] += np.einsum("bij,bijd->d", ds, H)
+                dH = ds[..., None] * scale
+            else:
+                dH = np.broadcast_to(ds[..., None], H.shape)
+            dZ = dH * (1 - H * H)
+            return dZ.sum(axis=2), dZ.sum(axis=1)
+
+        return out, back
