@@ -35,6 +35,24 @@ from trainer.registry import PositiveInt, Rate, component
 MASKED = -1e9
 
 
+def attention_weights(layer, scores, allowed, training):
+    """softmax over the last axis of ``scores`` with disallowed entries pushed down by
+    1e9 first (as Keras), and the layer's dropout mask (scaled by 1/keep) while
+    training, or None: (weights, mask)."""
+    dtype = scores.dtype
+    if allowed is not None:
+        scores = scores + (~allowed).astype(dtype) * dtype.type(MASKED)
+    scores = scores - scores.max(axis=-1, keepdims=True)
+    P = np.exp(scores)
+    P /= P.sum(axis=-1, keepdims=True)
+    if not (training and layer.dropout > 0):
+        return P, None
+    rate = 1.0 - layer.dropout
+    keep = (layer.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
+    keep *= dtype.type(1.0 / rate)
+    return P, keep
+
+
 @layers.register("MultiHeadAttention")
 class MultiHeadAttention(Layer):
     """Multi-head scaled dot-product attention (see the module doc).
@@ -161,16 +179,8 @@ class MultiHeadAttention(Layer):
         V = project(v, "value", vd)               # (B, h, S, vd)
         scores = Q @ K.transpose(0, 1, 3, 2)      # (B, h, T, S)
         allowed = self._attention_mask(masks, t, s)
-        if allowed is not None:
-            scores += (~allowed[:, None]).astype(dtype) * dtype.type(MASKED)
-        scores -= scores.max(axis=-1, keepdims=True)
-        P = np.exp(scores)
-        P /= P.sum(axis=-1, keepdims=True)
-        keep = None
-        if training and self.dropout > 0:
-            rate = 1.0 - self.dropout
-            keep = (self.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
-            keep *= dtype.type(1.0 / rate)
+        P, keep = attention_weights(self, scores, None if allowed is None else allowed[:, None],
+                                    training)
         A = P * keep if keep is not None else P
         O = (A @ V).transpose(0, 2, 1, 3).reshape(n * t, h * vd)   # (B·T, h·vd)
         wo = p["attention_output/kernel"]
@@ -266,15 +276,7 @@ class _DenseAttention(Layer):
         if self.use_causal_mask:
             causal = np.tril(np.ones((q.shape[1], k.shape[1]), bool))[None]
             allowed = causal if allowed is None else allowed & causal
-        s = scores if allowed is None else scores - dtype.type(1e9) * (~allowed).astype(dtype)
-        s = s - s.max(axis=-1, keepdims=True)
-        P = np.exp(s)
-        P /= P.sum(axis=-1, keepdims=True)
-        keep = None
-        if training and self.dropout > 0:
-            rate = 1.0 - self.dropout
-            keep = (self.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
-            keep *= dtype.type(1.0 / rate)
+        P, keep = attention_weights(self, scores, allowed, training)
         A = P * keep if keep is not None else P
         y = A @ v
         qmask = None if qm is None else qm[:, :, None].astype(dtype)
