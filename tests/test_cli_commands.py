@@ -241,3 +241,26 @@ def test_exit_130_interrupt_writes_checkpoint(workdir, monkeypatch):
     r = invoke("fit", QUICK, "--run-dir", workdir / "i")
     assert r.exit_code == 130 and "resumable checkpoint" in r.output
     assert (workdir / "i" / "checkpoints" / "last.h5").exists()
+
+
+def test_a_diverging_run_prints_only_its_error(workdir):
+    """NumPy's overflow warnings on the way to the NaN loss used to print before the
+    error, pointing into trainer's code (seen by the fuzzer); a real process prints
+    the one error line, and --debug shows the warnings again."""
+    import subprocess
+    import sys
+
+    text = QUICK.read_text().replace("{Adam: {lr: 0.003}}", "{SGD: {lr: 1.0e+30}}").replace(
+        "activation: softmax", "activation: linear").replace("loss: categorical_crossentropy",
+                                                              "loss: mse")
+    path = write_config(workdir, text)
+    for debug in ([], ["--debug"]):
+        r = subprocess.run([sys.executable, "-m", "trainer", *debug, "fit", str(path),
+                            "--set", "fit.epochs=2", "--run-dir", str(workdir / f"d{len(debug)}"),
+                            "-q"], capture_output=True, text=True, timeout=120)
+        if debug:  # warnings and the traceback
+            assert "RuntimeWarning" in r.stderr and "DivergedError" in r.stderr
+        else:
+            assert r.returncode == 5, r.stderr
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: the loss became"), lines

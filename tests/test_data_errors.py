@@ -159,3 +159,15 @@ def test_unknown_label_at_validation(tmp_path, good):
 def test_data_section_mistakes_are_config_errors(tmp_path, data, expected):
     r = cli("fit", make_config(tmp_path, data), "--run-dir", tmp_path / "r")
     assert r.exit_code == 2 and expected in r.output, r.output
+
+
+def test_a_built_in_dataset_too_big_for_memory_is_a_config_error(tmp_path):
+    """Found by the attention-config fuzzer: n = 10**12 ended in 'internal error:
+    MemoryError'. Sizes are config values: exit 2 naming the config line."""
+    p = make_config(tmp_path, {"train": {"dataset": "token_topics", "n": 10**12}},
+                    shape=(40,), classes=4)
+    r = cli("fit", p, "--run-dir", tmp_path / "r")
+    assert r.exit_code == 2, r.output
+    assert "data.train: the built-in dataset 'token_topics'" in r.output
+    assert "more memory than this machine has" in r.output and "config.yaml:" in r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output

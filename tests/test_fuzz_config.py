@@ -135,3 +135,46 @@ def test_fuzzer_tried_cases():
     print(json.dumps({"fuzz_cases": CASES["tried"], "exit_codes": CASES["codes"]}))
     assert CASES["tried"] >= 150
     assert CASES["codes"].get(2, 0) > 30  # the mutations do hit the checks
+
+
+SEQUENCE = {
+    "name": "fuzz_seq",
+    "seed": 1,
+    "data": {"train": {"dataset": "token_topics", "subset": "train", "n": 64},
+             "validation": {"split": 0.25}},
+    "model": {"inputs": {"tokens": {"shape": [40]}}, "layers": [
+        {"Embedding": {"name": "emb", "input_dim": 50, "output_dim": 8, "mask_zero": True,
+                       "inputs": "tokens"}},
+        {"MultiHeadAttention": {"name": "mha", "num_heads": 2, "key_dim": 4,
+                                "dropout": 0.1, "activity_regularizer": {"l2": 0.01}}},
+        {"Attention": {"name": "att", "use_scale": True, "inputs": ["mha", "emb"]}},
+        {"ActivityRegularization": {"name": "reg", "l1": 0.001}},
+        {"GlobalAveragePooling1D": {"name": "pool"}},
+        {"Dense": {"name": "topic", "units": 4, "activation": "softmax"}}],
+        "outputs": ["topic"]},
+    "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam",
+                "metrics": ["accuracy"]},
+    "fit": {"epochs": 1, "batch_size": 16},
+}
+
+
+@st.composite
+def mutated_sequence(draw):
+    return mutate(draw, copy.deepcopy(SEQUENCE), extra_kinds=("huge",))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+@given(text=mutated_sequence())
+def test_mutated_attention_configs_fail_cleanly(text, tmp_path_factory):
+    """The same contract on a graph with masks, attention and activity penalties."""
+    folder = tmp_path_factory.mktemp("fuzzseq")
+    path = folder / "config.yaml"
+    path.write_text(text)
+    r = CliRunner().invoke(main, ["fit", str(path), "--set", "fit.epochs=1", "--run-dir",
+                                  str(folder / "run"), "-q"])
+    assert "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.exit_code in (0, 2, 3, 5), (r.exit_code, r.output, text)
+    if r.exit_code:
+        assert "internal error" not in r.output, (r.output, text)

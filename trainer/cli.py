@@ -82,6 +82,22 @@ def main(debug):
     from trainer import console
 
     console.use_stderr(False)  # each command decides (one process may run several)
+    if not debug:
+        quiet_float_warnings()
+
+
+#: NumPy's floating-point warnings (any thread): a diverging run overflows on the way
+#: to the NaN loss that the loop reports as one error (exit 5)
+FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero|underflow) encountered"
+
+
+def quiet_float_warnings():
+    """Silence NumPy's overflow/invalid-value warnings for this process: they point into
+    trainer's internals and come before the one message the run ends with (a NaN loss
+    is exit 5 with the checkpoint kept). ``--debug`` keeps them."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=FLOAT_WARNINGS, category=RuntimeWarning)
 
 
 def _gate_items(cfg, cli_expect):

@@ -23,6 +23,7 @@ from trainer.config import resolve_path
 from trainer.data.lazy import H5Array, MemmapArray
 from trainer.errors import ConfigError, DataError
 from trainer.h5limits import check_dataset
+from trainer.limits import human_size, memory_bytes
 from trainer.registries import datasets
 
 
@@ -36,7 +37,14 @@ def load_source(cfg, spec, keypath):
         except ConfigError as exc:
             raise ConfigError(f"{'.'.join(map(str, keypath))}: {exc.message}",
                               where=cfg.where(keypath)) from None
-        x, y = ds.load()
+        try:
+            x, y = ds.load()
+        except MemoryError:
+            raise ConfigError(
+                f"{'.'.join(map(str, keypath))}: the built-in dataset '{spec['dataset']}' "
+                f"with these arguments needs more memory than this machine has "
+                f"({human_size(memory_bytes())}); lower its sizes (n, n_samples, length, "
+                f"...)", where=cfg.where(keypath)) from None
         return x, y, None
     where = f"{'.'.join(keypath)}.path, {cfg.where(keypath + ('path',))}"
     path = _existing(cfg, spec["path"], where)
