@@ -39,6 +39,9 @@ class Layer:
     #: set ``passes_mask`` to hand it on unchanged.
     takes_mask = False
     passes_mask = False
+    #: Keras's activity_regularizer (a penalty on the output); set from the argument in
+    #: ``__init__``, None here for layers that never call it (user layers)
+    activity_regularizer = None
 
     def __init__(self, name: str | None = None, trainable: bool = True,
                  activity_regularizer=None):
