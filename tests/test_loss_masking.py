@@ -169,3 +169,78 @@ def test_inference_split_over_threads_keeps_the_masks(monkeypatch):
     np.testing.assert_array_equal(one[1][0], two[1][0])
     np.testing.assert_array_equal(one[1][0], np.concatenate([mask] * 40))
     np.testing.assert_allclose(one[0][0], two[0][0], rtol=1e-6)
+
+
+# -- per-timestep sample weights (Keras's temporal sample weights) ---------------------
+
+def _plain_sequence_model(metrics=(), weighted=()):
+    layers = [{"LSTM": {"units": 5, "return_sequences": True}},
+              {"Dense": {"units": CLASSES, "activation": "softmax"}}]
+    cfg = from_dict({"data": {"train": {"dataset": "iris"}},
+                     "model": {"input_shape": [T, 3], "layers": layers},
+                     "compile": {"loss": "sparse_categorical_crossentropy",
+                                 "optimizer": "sgd", "metrics": list(metrics),
+                                 "weighted_metrics": list(weighted)}}, Path("t.yaml"))
+    return build_model(cfg)
+
+
+def test_timestep_weights_without_a_mask_average_over_all_timesteps():
+    rng = np.random.default_rng(6)
+    model = _plain_sequence_model(weighted=("accuracy",))
+    x = rng.normal(size=(5, T, 3)).astype(np.float32)
+    labels = rng.integers(0, CLASSES, (5, T))
+    sw = rng.random((5, T))
+    p = model.predict_on_batch([x])[0]
+    model.reset_metrics()
+    total, _ = model.test_on_batch([x], [labels], sw)
+    assert total == pytest.approx(float((_crossentropy(p, labels) * sw).sum() / sw.size),
+                                  rel=1e-6)
+    hit = (p.argmax(-1) == labels)
+    assert model.metric_results()["weighted_accuracy"] == pytest.approx(
+        (hit * sw).sum() / sw.sum())
+
+
+def test_timestep_weights_with_a_mask():
+    rng = np.random.default_rng(7)
+    model = _model()
+    ids, labels, mask = _batch(rng)
+    sw = rng.random(mask.shape)
+    p = model.predict_on_batch([ids])[0]
+    total, _ = model.test_on_batch([ids], [labels], sw)
+    want = (_crossentropy(p, labels) * sw * mask).sum() / mask.sum()
+    assert total == pytest.approx(float(want), rel=1e-6)
+
+
+def test_timestep_weights_through_the_cli_and_their_errors(tmp_path):
+    from data_helpers import cli
+
+    rng = np.random.default_rng(8)
+    x = rng.integers(1, VOCAB, (40, T))
+    x[::3, 3:] = 0
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, CLASSES, (40, T)),
+             y1=rng.integers(0, CLASSES, 40), sw=rng.random((40, T)),
+             sw3=rng.random((40, T, 2)))
+    base = """
+data:
+  train: {{path: d.npz, x: x, y: {y}, sample_weight: {sw}}}
+model:
+  input_shape: [{t}]
+  layers:
+    - Embedding: {{input_dim: {v}, output_dim: 4, mask_zero: true}}
+    - LSTM: {{units: 4, return_sequences: {seq}}}
+    - Dense: {{units: {c}, activation: softmax}}
+compile: {{loss: sparse_categorical_crossentropy, optimizer: adam}}
+fit: {{epochs: 1, batch_size: 8}}
+"""
+    def run(sw, seq="true"):
+        (tmp_path / "c.yaml").write_text(base.format(sw=sw, t=T, v=VOCAB, c=CLASSES,
+                                                     seq=seq, y="y" if seq == "true" else "y1"))
+        return cli("fit", tmp_path / "c.yaml", "--run-dir", tmp_path / f"r_{sw}_{seq}",
+                   "-q")
+
+    assert run("sw").exit_code == 0
+    r = run("sw3")
+    assert r.exit_code == 3 and "sample_weight has shape (40, 6, 2)" in r.output, r.output
+    r = run("sw", seq="false")  # one label per sample, weights per timestep
+    assert r.exit_code == 3 and "weighs timesteps" in r.output, r.output
+    assert "per-timestep weights need a sequence output" in r.output

@@ -127,7 +127,7 @@ class Model:
 
         results = []
         for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
-            mask = timestep_mask(masks[k] if masks else None, p)
+            mask = timestep_mask(masks[k] if masks else None, p, sw)
             if mask is not None:
                 results.append(self._masked_loss(o, y, p, sw, mask, k in fused))
                 continue
@@ -203,9 +203,9 @@ class Model:
 
     def _update_metrics(self, ys, preds, sw, masks=None):
         for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
-            mask = timestep_mask(masks[k] if masks else None, p)
             for m in o.metrics:  # only weighted_metrics see sample/class weights (Keras 2)
                 weights = sw if m.weighted else None
+                mask = timestep_mask(masks[k] if masks else None, p, weights)
                 if mask is None:
                     m.update(y, p, weights)
                 else:  # as Keras: the mask weighs every metric, one row per timestep
@@ -225,8 +225,17 @@ class Model:
         naming both shapes and the fix (see trainer/losses/labels.py)."""
         from trainer.losses.labels import label_problem
 
+        sw = split.sample_weight
         for k, (o, (name, y)) in enumerate(zip(self.outputs, split.y.items())):
             shape = self.graph.shapes[self.graph.outputs[k]]
+            if sw is not None and len(np.shape(sw)) == 2 and (
+                    len(shape) < 2 or shape[0] != np.shape(sw)[1]):
+                raise DataError(
+                    f"{where}: sample_weight of shape {tuple(np.shape(sw))} weighs "
+                    f"timesteps, but output '{name}' has shape (None, "
+                    f"{', '.join(str(d) for d in shape)}); per-timestep weights need "
+                    f"a sequence output (N, {np.shape(sw)[1]}, ...) — give one weight per "
+                    f"sample (N,) otherwise")
             y = np.asarray(y)
             checks = [(o.loss, f"loss {o.loss_name}")]
             checks += [(m, f"metric {m.name}") for m in o.metrics]
@@ -267,12 +276,18 @@ class Model:
                                     f"which become Inf; rescale them")
 
 
-def timestep_mask(mask, p):
+def timestep_mask(mask, p, sw=None):
     """The (N, T) mask of an output of shape (N, T, ...) (return_sequences), or None:
-    a mask that does not match the output's first two axes is not a timestep mask."""
-    if mask is None or p.ndim < 3 or mask.shape != p.shape[:2]:
+    a mask that does not match the output's first two axes is not a timestep mask.
+    Per-timestep sample weights (N, T) take the masked path too (all ones when the
+    output has no mask): Keras then averages over the N·T timesteps."""
+    if p.ndim < 3:
         return None
-    return mask
+    if mask is not None and mask.shape == p.shape[:2]:
+        return mask
+    if sw is not None and np.ndim(sw) == 2 and np.shape(sw) == p.shape[:2]:
+        return np.ones(p.shape[:2], bool)
+    return None
 
 
 def timestep_rows(y, p, mask, sw=None):
@@ -284,5 +299,6 @@ def timestep_rows(y, p, mask, sw=None):
     pr = p.reshape(n * t, *p.shape[2:])
     w = mask.reshape(-1).astype(np.float64)
     if sw is not None:
-        w = w * np.repeat(np.asarray(sw, np.float64), t)
+        sw = np.asarray(sw, np.float64)
+        w = w * (sw.reshape(-1) if sw.ndim == 2 else np.repeat(sw, t))
     return yr, pr, w

@@ -57,7 +57,7 @@ def sample_weights(model, split, rows, class_weight, ys=None, sw=None):
                             f"sample_weight array in the data section instead")
         ids = np.argmax(y, axis=-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1)
         cw = np.array([class_weight.get(int(i), 1.0) for i in ids.astype(np.int64)])
-        sw = cw if sw is None else sw * cw
+        sw = cw if sw is None else sw * (cw[:, None] if sw.ndim == 2 else cw)
     return sw
 
 

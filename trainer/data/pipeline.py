@@ -10,7 +10,7 @@ import numpy as np
 from trainer.data.lazy import is_lazy
 from trainer.data.preprocessor import Preprocessor
 from trainer.data.sources import load_source
-from trainer.data.split import Split, batches, class_ids
+from trainer.data.split import Split, batches, class_ids, sample_weight_array
 from trainer.data.validation import validation_rows
 from trainer.errors import DataError
 
@@ -38,7 +38,7 @@ def _keyed(value, names, role):
 def read_split(cfg, key, input_names, output_names):
     x, y, sw = load_source(cfg, cfg["data"][key], ("data", key))
     if sw is not None and not is_lazy(sw):
-        sw = np.asarray(sw, np.float64).reshape(-1)
+        sw = sample_weight_array(sw, ("data", key))
     return Split(_keyed(x, input_names, "input"), _keyed(y, output_names, "output"), sw)
 
 

@@ -73,7 +73,7 @@ class Split:
             y = {k: self.transform.apply_one("y", k, v) for k, v in y.items()}
         xs, ys = list(x.values()), list(y.values())
         sw = None if self.sample_weight is None else \
-            np.asarray(get(self.sample_weight), np.float64).reshape(-1)
+            sample_weight_array(get(self.sample_weight))
         if self.check is not None:
             self.check(xs, ys, rows)
         return xs, ys, sw
@@ -126,3 +126,16 @@ def batches(n, batch_size, shuffle, seed, epoch, block=None):
     elif shuffle:
         order = np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def sample_weight_array(sw, keypath=None):
+    """Sample weights as float64 (N,) — one per sample — or (N, T), one per timestep of
+    a sequence output (Keras's temporal weights); (N, 1) is (N,)."""
+    sw = np.asarray(sw, np.float64)
+    if sw.ndim == 2 and sw.shape[1] == 1 or sw.ndim == 0:
+        return sw.reshape(-1)
+    if sw.ndim > 2:
+        where = f"{'.'.join(keypath)}: " if keypath else ""
+        raise DataError(f"{where}sample_weight has shape {sw.shape}; it takes one weight "
+                        f"per sample (N,) or per timestep (N, T)")
+    return sw
