@@ -280,3 +280,46 @@ def test_seq2seq_attention_model_gradients(tmp_path):
     tgt = rng.normal(size=(3, 3, 4))
     labels = rng.integers(0, 3, (3, 3))
     check_model(model, [ids, tgt], [labels])
+
+
+def test_export_writes_attention_calls_as_tf_keras_and_reads_them_back():
+    """MultiHeadAttention's value/key go out as keywords of the query's inbound node
+    and use_causal_mask as a call argument (Keras's constructor has neither); the
+    translation back gives the same graph."""
+    from trainer.keras_io.export import keras_config
+    from trainer.keras_io.translate import translate_model
+
+    cfg = from_dict({
+        "data": {"train": {"dataset": "iris"}},
+        "model": {
+            "inputs": {"q": {"shape": [3, 4]}, "v": {"shape": [5, 4]}},
+            "layers": [
+                {"MultiHeadAttention": {"name": "self", "num_heads": 2, "key_dim": 2,
+                                        "use_causal_mask": True, "inputs": "q"}},
+                {"MultiHeadAttention": {"name": "cross", "num_heads": 1, "key_dim": 3,
+                                        "inputs": ["self", "v"]}},
+                {"Attention": {"name": "luong", "use_causal_mask": True,
+                               "inputs": ["cross", "v"]}},
+                {"GlobalAveragePooling1D": {"name": "pool"}},
+                {"Dense": {"name": "out", "units": 2, "activation": "softmax"}}],
+            "outputs": ["out"]},
+        "compile": {"loss": "categorical_crossentropy", "optimizer": "sgd"}},
+        Path("t.yaml"))
+    model = build_model(cfg)
+    records = {r["name"]: r for r in keras_config(model)["config"]["layers"]}
+    assert records["self"]["inbound_nodes"] == [[["q", 0, 0, {
+        "use_causal_mask": True, "value": ["q", 0, 0]}]]]
+    assert records["cross"]["inbound_nodes"] == [[["self", 0, 0, {"value": ["v", 0, 0]}]]]
+    assert records["luong"]["inbound_nodes"] == [[["cross", 0, 0, {"use_causal_mask": True}],
+                                                  ["v", 0, 0, {"use_causal_mask": True}]]]
+    for name in ("self", "cross", "luong"):
+        assert "use_causal_mask" not in records[name]["config"]
+    back, problems = translate_model(keras_config(model))
+    assert not problems.layers and not problems.items, problems.items
+    entries = {next(iter(e.values()))["name"]: next(iter(e.values()))
+               for e in back["layers"] if "call" not in e}
+    assert entries["self"]["use_causal_mask"] is True
+    assert entries["self"]["inputs"] == ["q", "q"]  # value given explicitly, as Keras
+    assert entries["cross"]["inputs"] == ["self", "v"]
+    assert "use_causal_mask" not in entries["cross"]
+    assert entries["luong"]["use_causal_mask"] is True

@@ -86,6 +86,7 @@ def keras_config(model, dtype="float32"):
 
 def _is_chain(graph):
     return all(node.inputs == [k + graph.n_inputs - 1] and len(node.outputs) == 1
+               and not getattr(node.layer, "keras_keyword_inputs", ())
                for k, node in enumerate(graph.nodes)) \
         and graph.outputs == [len(graph.shapes) - 1] \
         and len({id(n.layer) for n in graph.nodes}) == len(graph.nodes)
@@ -109,13 +110,33 @@ def _functional(model, dtype):
             by_layer[id(layer)] = rec
             records.append(rec)
         rec = by_layer[id(layer)]
-        rec["inbound_nodes"].append([[*history[i], {}] for i in node.inputs])
+        rec["inbound_nodes"].append(_inbound_node(layer, node.inputs, history, rec))
         history += [[layer.name, len(rec["inbound_nodes"]) - 1, k]
                     for k in range(len(node.outputs))]
     return {"class_name": "Functional", "config": {
         "name": model.name, "layers": records,
         "input_layers": [[n, 0, 0] for n in graph.input_names],
         "output_layers": [history[i] for i in graph.outputs]}}
+
+
+def _inbound_node(layer, inputs, history, rec):
+    """One call as tf.keras records it: ``[[layer, node, tensor, kwargs], ...]``. Call
+    arguments Keras passes at call time (``use_causal_mask``) move from the layer's
+    config to the call's kwargs; MultiHeadAttention's value/key are keywords of the
+    query's entry (a self-attention call gives the query as its value too)."""
+    kwargs = {}
+    for arg in getattr(layer, "keras_call_arguments", ()):
+        rec["config"].pop(arg, None)
+        value = getattr(layer, arg, None)
+        if value:
+            kwargs[arg] = value
+    keywords = getattr(layer, "keras_keyword_inputs", ())
+    if not keywords:
+        return [[*history[i], dict(kwargs)] for i in inputs]
+    rest = list(inputs[1:]) or [inputs[0]]
+    for key, i in zip(keywords, rest):
+        kwargs[key] = list(history[i])
+    return [[*history[inputs[0]], kwargs]]
 
 
 def model_json(model, dtype="float32"):

@@ -14,7 +14,9 @@ flattened into the outer one: a Sequential inside a Sequential is spliced in, an
 else becomes a functional config. Each layer goes through ``arguments.layer_spec``.
 """
 
+from trainer import registries
 from trainer.keras_io.arguments import MODELS, Problems, layer_spec
+from trainer.registry import parameters
 
 
 def translate_model(keras, source="keras model", lenient_init=False):
@@ -177,6 +179,15 @@ def _graph(config, feed, ctx, entries, aliases, frozen):
         if spec is None:
             continue
         (cls, args), = spec.items()
+        calls = [_call_arguments(node) for node in rec.get("inbound_nodes", [])]
+        for key in {k for c in calls for k in c}:
+            values = {bool(c.get(key)) for c in calls}
+            if key not in parameters(registries.layers.lookup(cls)) or len(values) > 1:
+                problems.add(f"layer '{name}' is called with {key}="
+                             f"{'/'.join(str(v) for v in sorted(values))}; not supported "
+                             f"{'for this layer' if len(values) == 1 else 'differing per call'}")
+            elif values == {True}:
+                args[key] = True  # a call argument in Keras, an argument here
         for k, refs in enumerate(nodes):
             ref = refs[0] if len(refs) == 1 else refs
             if k == 0:
@@ -279,6 +290,20 @@ def _node_inputs(node, layer, problems):
 
 #: MultiHeadAttention's tensor keywords, in the order our layer takes its inputs
 ATTENTION_INPUTS = ("query", "value", "key")
+#: call arguments Keras records with a call that are layer arguments here
+CALL_ARGUMENTS = ("use_causal_mask",)
+
+
+def _call_arguments(node):
+    """The known non-tensor call arguments of one call (both Keras forms)."""
+    if isinstance(node, dict):
+        kwargs = node.get("kwargs", {})
+    else:
+        kwargs = {}
+        for item in node:
+            if len(item) > 3 and isinstance(item[3], dict):
+                kwargs.update(item[3])
+    return {k: kwargs[k] for k in CALL_ARGUMENTS if k in kwargs}
 
 
 def _keras_tensors(value, out):

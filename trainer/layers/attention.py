@@ -73,6 +73,10 @@ class MultiHeadAttention(Layer):
     takes_input_masks = True  # called on several inputs: one mask per input
     #: ``output_shape`` is the layer's built shape; the argument lives here
     config_attributes = {"output_shape": "output_shape_arg"}
+    #: Keras passes these when calling the layer (export: the call's kwargs)
+    keras_call_arguments = ("use_causal_mask",)
+    #: tf.keras records value (and key) as keywords of the query's call
+    keras_keyword_inputs = ("value", "key")
 
     def __init__(self, num_heads: PositiveInt, key_dim: PositiveInt,
                  value_dim: PositiveInt | None = None, dropout: Rate = 0.0,
@@ -234,6 +238,7 @@ class _DenseAttention(Layer):
     multi_input = True
     takes_mask = True
     takes_input_masks = True
+    keras_call_arguments = ("use_causal_mask",)  # Keras passes it when calling
 
     def __init__(self, use_scale, dropout, use_causal_mask, causal, name, trainable):
         super().__init__(name=name, trainable=trainable)
