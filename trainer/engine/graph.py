@@ -113,7 +113,7 @@ class Graph:
             layer.needs_input_grad = node.input_grad or self.input_gradients
             arg = args if node.listed else args[0]
             mask = None if layer.multi_input else masks[node.inputs[0]]
-            if node.listed and getattr(layer, "takes_input_masks", False):
+            if node.listed and layer.takes_input_masks:
                 mask = [masks[i] for i in node.inputs]  # one per input (attention)
                 mask = mask if any(m is not None for m in mask) else None
             if mask is not None and layer.takes_mask:
@@ -121,7 +121,8 @@ class Graph:
             else:
                 y, back = layer.forward(arg, training)
             ys = y if layer.multi_output else [y]
-            if layer.activity_regularizer is not None:
+            if layer.activity_regularizer is not None and (training or with_masks):
+                # a loss needs it; plain inference (predict) does not pay for it
                 activity += sum(layer.activity_regularizer.penalty(v) for v in ys)
                 if training:
                     back = _with_activity_gradient(back, layer.activity_regularizer, ys,

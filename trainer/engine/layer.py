@@ -39,6 +39,8 @@ class Layer:
     #: set ``passes_mask`` to hand it on unchanged.
     takes_mask = False
     passes_mask = False
+    #: a layer called on several inputs that gets one mask per input (attention)
+    takes_input_masks = False
     #: Keras's activity_regularizer (a penalty on the output); set from the argument in
     #: ``__init__``, None here for layers that never call it (user layers)
     activity_regularizer = None
@@ -49,7 +51,6 @@ class Layer:
         self.trainable = trainable
         # Keras: a penalty on the layer's output, added to the loss divided by the
         # batch size (the graph runs it: Graph.forward)
-        self.activity_regularizer = None
         if activity_regularizer is not None:
             from trainer import regularizers
 

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 
 from trainer import initializers
+from trainer.activations.basic import Softmax
 
 from trainer.engine.layer import Layer
 from trainer.layers.core import check_rate, draw_dtype, kernel_settings
@@ -33,6 +34,7 @@ from trainer.registry import PositiveInt, Rate, component
 
 #: what Keras adds to masked scores before the softmax (float32)
 MASKED = -1e9
+SOFTMAX = Softmax()
 
 
 def attention_weights(layer, scores, allowed, training):
@@ -42,15 +44,53 @@ def attention_weights(layer, scores, allowed, training):
     dtype = scores.dtype
     if allowed is not None:
         scores = scores + (~allowed).astype(dtype) * dtype.type(MASKED)
-    scores = scores - scores.max(axis=-1, keepdims=True)
-    P = np.exp(scores)
-    P /= P.sum(axis=-1, keepdims=True)
+    P = SOFTMAX.forward(scores)
     if not (training and layer.dropout > 0):
         return P, None
     rate = 1.0 - layer.dropout
     keep = (layer.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
     keep *= dtype.type(1.0 / rate)
     return P, keep
+
+
+def scores_gradient(P, keep, dA):
+    """Gradient wrt the scores from the gradient wrt the (dropped-out) weights."""
+    return SOFTMAX.backward(None, P, dA * keep if keep is not None else dA)
+
+
+def allowed_positions(rows, columns, causal, t, s):
+    """(B or 1, T, S) booleans of the (query, key) pairs attention may use, or None:
+    the query's mask on rows, the value's/key's masks on columns, and with ``causal``
+    position t sees positions ≤ t only (Keras's _compute_attention_mask)."""
+    allowed = None if rows is None else rows[:, :, None]
+    for m in columns:
+        if m is not None:
+            allowed = m[:, None, :] if allowed is None else allowed & m[:, None, :]
+    if causal:
+        tri = np.tril(np.ones((t, s), bool))[None]
+        allowed = tri if allowed is None else allowed & tri
+    return allowed
+
+
+def check_inputs(layer, shapes):
+    """[query, value, key] shapes (key defaults to value), each (steps, features) with
+    known features, value and key with the same steps; a ConfigError naming the input
+    otherwise."""
+    if len(shapes) not in (2, 3):
+        raise layer.error(f"is called on [query, value] or [query, value, key]"
+                          f"{' (or one sequence: self-attention)' if layer.extra_inputs else ''}"
+                          f"; got {len(shapes)} inputs")
+    for what, shape in zip(("query", "value", "key"), shapes):
+        if len(shape) != 2 or shape[-1] is None:
+            raise layer.error(f"expects each input of rank 3 (batch, steps, features) "
+                              f"with known features; the {what} has shape "
+                              f"(None, {', '.join(str(d) for d in shape)})")
+    q, v = shapes[0], shapes[1]
+    k = shapes[2] if len(shapes) > 2 else v
+    if v[0] is not None and k[0] is not None and v[0] != k[0]:
+        raise layer.error(f"value and key need the same number of steps, got {v[0]} and "
+                          f"{k[0]}")
+    return q, v, k
 
 
 @layers.register("MultiHeadAttention")
@@ -70,7 +110,7 @@ class MultiHeadAttention(Layer):
 
     takes_mask = True
     extra_inputs = True  # x (self-attention), or [query, value] / [query, value, key]
-    takes_input_masks = True  # called on several inputs: one mask per input
+    takes_input_masks = True
     #: ``output_shape`` is the layer's built shape; the argument lives here
     config_attributes = {"output_shape": "output_shape_arg"}
     #: Keras passes these when calling the layer (export: the call's kwargs)
@@ -101,26 +141,9 @@ class MultiHeadAttention(Layer):
                         bias_regularizer)
         self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
 
-    def _shapes(self, input_shape):
-        shapes = list(input_shape) if isinstance(input_shape, list) else [input_shape] * 2
-        if len(shapes) not in (2, 3):
-            raise self.error(f"is called on a sequence (self-attention) or on [query, value] "
-                             f"or [query, value, key]; got {len(shapes)} inputs")
-        names = ("query", "value", "key")
-        for what, shape in zip(names, shapes):
-            if len(shape) != 2 or shape[-1] is None:
-                raise self.error(f"expects each input of rank 3 (batch, steps, features) "
-                                 f"with known features; the {what} has shape "
-                                 f"(None, {', '.join(str(d) for d in shape)})")
-        if len(shapes) == 2:
-            shapes.append(shapes[1])
-        if shapes[1][0] is not None and shapes[2][0] is not None and shapes[1][0] != shapes[2][0]:
-            raise self.error(f"value and key need the same number of steps, got "
-                             f"{shapes[1][0]} and {shapes[2][0]}")
-        return shapes
-
     def build(self, input_shape, rng):
-        q, v, k = self._shapes(input_shape)
+        shapes = list(input_shape) if isinstance(input_shape, list) else [input_shape] * 2
+        q, v, k = check_inputs(self, shapes)
         h, kd = self.num_heads, self.key_dim
         vd = self.value_dim or kd
         out = self.output_shape_arg or q[-1]
@@ -140,20 +163,6 @@ class MultiHeadAttention(Layer):
 
     def compute_mask(self, x, mask):
         return mask[0] if isinstance(mask, list) else mask
-
-    def _attention_mask(self, masks, t, s):
-        """(B or 1, T, S) booleans, or None, as Keras's _compute_attention_mask."""
-        qm, vm, km = masks
-        allowed = None
-        if qm is not None:
-            allowed = qm[:, :, None]
-        for m in (vm, km):
-            if m is not None:
-                allowed = m[:, None, :] if allowed is None else allowed & m[:, None, :]
-        if self.use_causal_mask:
-            causal = np.tril(np.ones((t, s), bool))[None]
-            allowed = causal if allowed is None else allowed & causal
-        return allowed
 
     def forward(self, x, training, mask=None):
         listed = isinstance(x, list)
@@ -182,7 +191,7 @@ class MultiHeadAttention(Layer):
         K = project(k, "key", kd)                 # (B, h, S, kd)
         V = project(v, "value", vd)               # (B, h, S, vd)
         scores = Q @ K.transpose(0, 1, 3, 2)      # (B, h, T, S)
-        allowed = self._attention_mask(masks, t, s)
+        allowed = allowed_positions(masks[0], masks[1:], self.use_causal_mask, t, s)
         P, keep = attention_weights(self, scores, None if allowed is None else allowed[:, None],
                                     training)
         A = P * keep if keep is not None else P
@@ -202,8 +211,7 @@ class MultiHeadAttention(Layer):
             dO = (dy2 @ wo.reshape(h * vd, -1).T).reshape(n, t, h, vd).transpose(0, 2, 1, 3)
             dA = dO @ V.transpose(0, 1, 3, 2)                      # (B, h, T, S)
             dV = A.transpose(0, 1, 3, 2) @ dO                      # (B, h, S, vd)
-            dP = dA * keep if keep is not None else dA
-            dscores = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+            dscores = scores_gradient(P, keep, dA)
             dQ = (dscores @ K) * scale                             # wrt the unscaled Q
             dK = dscores.transpose(0, 1, 3, 2) @ Q                 # Q is already scaled
 
@@ -249,22 +257,10 @@ class _DenseAttention(Layer):
         self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
 
     def build(self, input_shape, rng):
-        if len(input_shape) not in (2, 3):
-            raise self.error(f"is called on [query, value] or [query, value, key]; got "
-                             f"{len(input_shape)} inputs")
-        for what, shape in zip(("query", "value", "key"), input_shape):
-            if len(shape) != 2 or shape[-1] is None:
-                raise self.error(f"expects each input of rank 3 (batch, steps, features); "
-                                 f"the {what} has shape (None, "
-                                 f"{', '.join(str(d) for d in shape)})")
-        q, v = input_shape[0], input_shape[1]
-        k = input_shape[2] if len(input_shape) > 2 else v
+        q, v, k = check_inputs(self, input_shape)
         if q[-1] != k[-1]:
             raise self.error(f"query and key need the same feature size, got {q[-1]} and "
                              f"{k[-1]}")
-        if v[0] is not None and k[0] is not None and v[0] != k[0]:
-            raise self.error(f"value and key need the same number of steps, got {v[0]} "
-                             f"and {k[0]}")
         self.build_scale(q[-1], rng)
         return (q[0], v[-1])
 
@@ -277,10 +273,8 @@ class _DenseAttention(Layer):
         qm, vm = (mask[0], mask[1]) if mask else (None, None)
         dtype = q.dtype
         scores, scores_back = self.scores(q, k)
-        allowed = None if vm is None else vm[:, None, :]
-        if self.use_causal_mask:
-            causal = np.tril(np.ones((q.shape[1], k.shape[1]), bool))[None]
-            allowed = causal if allowed is None else allowed & causal
+        # the query's mask zeroes output rows below instead of masking scores
+        allowed = allowed_positions(None, [vm], self.use_causal_mask, q.shape[1], k.shape[1])
         P, keep = attention_weights(self, scores, allowed, training)
         A = P * keep if keep is not None else P
         y = A @ v
@@ -293,9 +287,7 @@ class _DenseAttention(Layer):
                 dy = dy * qmask
             dA = dy @ v.transpose(0, 2, 1)
             dv = A.transpose(0, 2, 1) @ dy
-            dP = dA * keep if keep is not None else dA
-            dscores = P * (dP - (dP * P).sum(axis=-1, keepdims=True))
-            dq, dk = scores_back(dscores)
+            dq, dk = scores_back(scores_gradient(P, keep, dA))
             return [dq, dv + dk] if len(x) == 2 else [dq, dv, dk]
 
         return y, backward

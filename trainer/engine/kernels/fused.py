@@ -12,16 +12,16 @@ once, split over the engine's threads: 4.9 → ~1 ms per step for the classic CN
 
 Numbers are those of the NumPy expressions they replace, bit for bit (tests): the same
 operations in the same order and precision (scalars cast to the array's dtype, as
-NumPy does with a Python float), and NaN goes through relu (``max(NaN, 0)`` is NaN in NumPy, as in Keras's
-backends) so that a diverging run still shows NaN. Compiled on first use, cached on
-disk.
+NumPy does with a Python float), and NaN goes through relu (``max(NaN, 0)`` is NaN in
+NumPy, as in Keras's backends) so that a diverging run still shows NaN. Compiled on
+first use, cached on disk.
 
 Loading Numba costs a process ~0.9 s and ~100 MB even from a warm cache, so until
 something has loaded it (the pooling and recurrent kernels do), blocks under
 ``MIN_ELEMENTS`` (a small model's layers: the quickstart, the tiny MLP) take NumPy;
-so do blocks under ``SMALL`` (a call's overhead) and arrays that are not C-contiguous — with relu as a maximum against
-a zero *row*: NumPy 2.4's maximum against a broadcast row runs 65 µs on that block,
-against the scalar 0 186 µs.
+so do blocks under ``SMALL`` (a call's overhead) and arrays that are not C-contiguous
+— with relu as a maximum against a zero *row*: NumPy 2.4's maximum against a
+broadcast row runs 65 µs on that block, against the scalar 0 186 µs.
 """
 
 import sys
@@ -105,11 +105,15 @@ def _rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
-def _relu_numpy(z):
-    """max(z, 0) in place, against a zero row (see the module doc)."""
-    if z.ndim == 0:
-        return np.maximum(z, 0, out=z)
-    return np.maximum(z, np.zeros(z.shape[-1], z.dtype), out=z)
+def _bias_act_numpy(z, bias, relu):
+    """The NumPy lines: ``z += bias``, then max(z, 0) in place — against a zero row for
+    blocks big enough that NumPy's scalar maximum shows (see the module doc)."""
+    if bias is not None:
+        z += bias
+    if relu:
+        zero = 0 if z.size < SMALL or z.ndim == 0 else np.zeros(z.shape[-1], z.dtype)
+        np.maximum(z, zero, out=z)
+    return z
 
 
 def _flat(arrays):
@@ -153,21 +157,13 @@ def rmsprop_update(p, g, rms, rho, epsilon, lr):
 def bias_act(z, bias=None, relu=False):
     """In place: ``z += bias`` (if given), then relu (if asked); returns ``z``."""
     if z.size < SMALL:  # a small model's block: the NumPy lines and no more (per-call µs)
-        if bias is not None:
-            z += bias
-        if relu:
-            np.maximum(z, 0, out=z)
-        return z
+        return _bias_act_numpy(z, bias, relu)
     if bias is None and not relu:
         return z
     z2 = _rows(z)
     if z2 is None or (bias is not None and (bias.dtype != z.dtype
                                             or bias.shape != (z.shape[-1],))):
-        if bias is not None:
-            z += bias
-        if relu:
-            _relu_numpy(z)
-        return z
+        return _bias_act_numpy(z, bias, relu)
     if relu:
         _kernels()["bias_relu"](z2, z2[0] if bias is None else bias, bias is not None)
     else:
