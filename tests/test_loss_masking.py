@@ -48,7 +48,7 @@ def test_the_loss_averages_over_unmasked_timesteps(weights):
     model = _model()
     ids, labels, mask = _batch(rng)
     sw = None if weights is None else np.array(weights)
-    p, masks, _ = model.predict_on_batch([ids], with_masks=True)
+    p, masks, _ = model.predict_on_batch([ids], for_loss=True)
     np.testing.assert_array_equal(masks[0], mask)
     w = mask * (1.0 if sw is None else sw[:, None])
     want = float((_crossentropy(p[0], labels) * w).sum() / mask.sum())
@@ -160,10 +160,10 @@ def test_inference_split_over_threads_keeps_the_masks(monkeypatch):
     before = parallel.num_threads()
     try:
         parallel.set_num_threads(1)
-        one = model.predict_on_batch([ids], with_masks=True)
+        one = model.predict_on_batch([ids], for_loss=True)
         parallel.set_num_threads(2)
         monkeypatch.setattr(type(model), "PREDICT_MIN_ROWS", 16)
-        two = model.predict_on_batch([ids], with_masks=True)
+        two = model.predict_on_batch([ids], for_loss=True)
     finally:
         parallel.set_num_threads(before)
     np.testing.assert_array_equal(one[1][0], two[1][0])

@@ -82,12 +82,12 @@ class Model:
     #: inference splits a batch over the engine's threads in slices of at least this
     PREDICT_MIN_ROWS = 64
 
-    def predict_on_batch(self, xs, with_masks=False):
+    def predict_on_batch(self, xs, for_loss=False):
         """The outputs for one batch. At inference every sample is independent (no
         dropout, moving statistics, no stateful layers), so a big batch runs as slices
         of the whole graph on the engine's threads — each slice's activations stay in
         cache through all the layers, and there is one join per batch, not per layer.
-        ``with_masks``: (outputs, their masks, activity penalty sum), as
+        ``for_loss``: (outputs, their masks, activity penalty sum), as
         ``Graph.forward``."""
         from trainer.engine.kernels import parallel
 
@@ -95,12 +95,12 @@ class Model:
         n = len(xs[0]) if xs else 0
         if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
                 or self.user_layers()):
-            return self.graph.forward(xs, training=False, with_masks=with_masks)
+            return self.graph.forward(xs, training=False, for_loss=for_loss)
         parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
-                                                             training=False, with_masks=True),
+                                                             training=False, for_loss=True),
                              n, min_items=self.PREDICT_MIN_ROWS)
         outs = [np.concatenate([p[0][k] for p in parts]) for k in range(len(parts[0][0]))]
-        if not with_masks:
+        if not for_loss:
             return outs
         masks = [None if parts[0][1][k] is None else np.concatenate([p[1][k] for p in parts])
                  for k in range(len(outs))]
@@ -178,7 +178,7 @@ class Model:
         were when the loss is not finite). Returns (total, per-output losses,
         predictions, output masks)."""
         preds, masks, activity = self.graph.forward(self.cast_inputs(xs), training=True,
-                                                    with_masks=True)
+                                                    for_loss=True)
         fused = getattr(self, "_fused", ())
         per_output = self._losses(ys, preds, sw, fused, masks)
         reg = self.regularization() + activity / len(preds[0])
@@ -194,7 +194,7 @@ class Model:
         return total, losses, preds, masks
 
     def test_on_batch(self, xs, ys, sw=None):
-        preds, masks, activity = self.predict_on_batch(xs, with_masks=True)
+        preds, masks, activity = self.predict_on_batch(xs, for_loss=True)
         per_output = self._losses(ys, preds, sw, masks=masks)
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output))
         total += self.regularization() + activity / len(preds[0])

@@ -95,12 +95,13 @@ class Graph:
             self._layers = cached = (len(self.nodes), out)
         return list(cached[1])
 
-    def forward(self, xs, training=False, with_masks=False):
+    def forward(self, xs, training=False, for_loss=False):
         """Run the graph on input arrays; keep the backward closures when training.
-        ``with_masks``: return ``(outputs, masks, activity)``: each output's Keras mask
-        ((N, T) booleans, from Embedding(mask_zero) or Masking through the layers that
-        pass it, or None) and the sum of the layers' activity penalties (not yet
-        divided by the batch size; the model divides, so slices of a batch add up)."""
+        ``for_loss``: return what the loss needs too, ``(outputs, masks, activity)``:
+        each output's Keras mask ((N, T) booleans, from Embedding(mask_zero) or Masking
+        through the layers that pass it, or None) and the sum of the layers' activity
+        penalties (not yet divided by the batch size; the model divides, so slices of
+        a batch add up)."""
         values = list(xs)
         masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
         backs = []
@@ -121,7 +122,7 @@ class Graph:
             else:
                 y, back = layer.forward(arg, training)
             ys = y if layer.multi_output else [y]
-            if layer.activity_regularizer is not None and (training or with_masks):
+            if layer.activity_regularizer is not None and (training or for_loss):
                 # a loss needs it; plain inference (predict) does not pay for it
                 activity += sum(layer.activity_regularizer.penalty(v) for v in ys)
                 if training:
@@ -133,7 +134,7 @@ class Graph:
         self._backs = backs if training else None
         self._values_shapes = [v.shape for v in values]
         outs = [values[i] for i in self.outputs]
-        return (outs, [masks[i] for i in self.outputs], activity) if with_masks else outs
+        return (outs, [masks[i] for i in self.outputs], activity) if for_loss else outs
 
     def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
