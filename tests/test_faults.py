@@ -173,3 +173,33 @@ def test_write_error_is_exit_6_and_documented():
 
     assert fileio.WriteError.exit_code == 6
     assert "| 6 |" in (ROOT / "README.md").read_text()
+
+
+def test_out_of_memory_mid_run_is_a_config_error_keeping_the_checkpoint(tmp_path, monkeypatch):
+    """A batch or layer too big for memory raised MemoryError in the middle of training
+    and ended as 'internal error' (exit 1). It is the config's sizes: exit 2 with the
+    fix, recorded in run.json, and the last checkpoint (epoch 1) stays resumable; the
+    other commands say the same."""
+    from trainer.layers.core import Dense
+
+    real = Dense.forward
+    calls = {"n": 0}
+
+    def forward(self, x, training):
+        calls["n"] += training
+        if calls["n"] > 14:  # 2 Dense layers x 6 steps per epoch: inside epoch 2
+            raise MemoryError("Unable to allocate 12.0 GiB for an array with shape "
+                              "(100000, 32768) and data type float32")
+        return real(self, x, training)
+
+    monkeypatch.setattr(Dense, "forward", forward)
+    r = cli_fit(tmp_path / "r")
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: out of memory (") and r.output.count("error:") == 1
+    assert "Unable to allocate 12.0 GiB" in r.output and "fit.batch_size" in r.output
+    assert "Traceback" not in r.output and "internal error" not in r.output
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["status"] == "failed" and meta["error"].startswith("out of memory")
+    assert epoch_of(tmp_path / "r" / "checkpoints" / "last.h5") == 1
+    r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "r")])
+    assert r.exit_code == 2 and r.output.startswith("error: out of memory"), r.output

@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer import config as config_lib
 from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRun, Terminated,
-                            TerminatedRun, TrainerError)
+                            TerminatedRun, TrainerError, out_of_memory)
 from trainer.registry import config_of
 
 def load_config(path, overrides=()):
@@ -263,6 +263,10 @@ def train_until_done(loop, run, history, point=None):
         if error is None:
             _finish_failed(run, history, f"internal error: {exc!r}")
             raise
+        _finish_failed(run, history, str(error))
+        raise error from None
+    except MemoryError as exc:  # a config's sizes, not a bug: exit 2, checkpoint kept
+        error = out_of_memory(exc)
         _finish_failed(run, history, str(error))
         raise error from None
     except BaseException as exc:

@@ -41,10 +41,15 @@ def handle_errors(fn):
         ctx = click.get_current_context()
         debug = (ctx.find_root().params or {}).get("debug", False)
         as_json = kwargs.get("as_json", False)
-        from trainer.errors import TrainerError
+        from trainer.errors import TrainerError, out_of_memory
 
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except MemoryError as exc:  # evaluate/predict/sweep as fit (api): exit 2
+                if debug:
+                    raise
+                raise out_of_memory(exc) from None
         except TrainerError as exc:
             if debug:
                 raise

@@ -43,6 +43,16 @@ class DivergedError(TrainerError):
     exit_code = 5
 
 
+def out_of_memory(exc):
+    """The ConfigError for a MemoryError while running: a batch, a layer's activations
+    or an array the config asks for do not fit this machine — sizes the config sets."""
+    from trainer.limits import human_size, memory_bytes
+
+    return ConfigError(f"out of memory ({human_size(memory_bytes())} on this machine): "
+                       f"{exc}; lower fit.batch_size (or the command's --batch-size) or "
+                       f"the model's sizes")
+
+
 class InterruptedRun(TrainerError):
     """Ctrl-C; a resumable checkpoint was written first."""
 
