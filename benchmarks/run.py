@@ -18,6 +18,10 @@ defaults on both sides):
     tiny        20-64-10 relu/softmax (framework overhead)      SGD lr 0.01        train 32
     lstm        LSTM 128 inputs → 256 units (sigmoid gates,     Adam lr 1e-3       train 64
                 the last output) → Dense 10 softmax; 100 steps   eps 1e-7
+    gemm        only the MLP's three matrix products (1024x784 @ 784x512 @ 512x512 @      infer 1024
+                512x10, float32), no bias, activation or softmax: NumPy through the
+                engine's thread split, and torch.mm. A reference row, no target: the
+                floor under "mlp infer", which is nothing else (1.37 GFLOP a batch)
     quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
                 training step (target < 2 s), with a warm Numba cache
 
@@ -82,9 +86,10 @@ JOBS = [
     ("mlp", "infer", 1024, 1.0),
     ("tiny", "train", 32, 2.0),
     ("lstm", "train", 64, 0.8),
+    ("gemm", "infer", 1024, None),  # reference: the matrix products under mlp infer
 ]
 QUICKSTART_TARGET_S = 2.0
-CASES = ("cnn", "mlp", "tiny", "lstm", "quickstart")
+CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart")
 
 LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
 
@@ -130,11 +135,22 @@ def ours(case):
     raise ValueError(case)
 
 
+MLP_SIZES = (784, 512, 512, 10)
+
+
 def our_step(case, mode, batch):
     import numpy as np
 
-    model, shape = ours(case)
     rng = np.random.default_rng(0)
+    if case == "gemm":
+        from trainer.engine.kernels import parallel
+
+        x = rng.random((batch, MLP_SIZES[0]), dtype=np.float32)
+        ws = [rng.random(shape, dtype=np.float32) - 0.5
+              for shape in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+        return lambda: parallel.run(lambda a, b: x[a:b] @ ws[0] @ ws[1] @ ws[2], batch,
+                                    min_items=64)  # predict_on_batch's split
+    model, shape = ours(case)
     x = rng.random((batch, *shape), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
     if mode == "train":
@@ -187,6 +203,14 @@ def torch_step(case, mode, batch, threads):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if case == "gemm":
+        x = torch.rand(batch, MLP_SIZES[0])
+        ws = [torch.rand(*shape) - 0.5 for shape in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+
+        def products():
+            with torch.inference_mode():
+                return torch.mm(torch.mm(torch.mm(x, ws[0]), ws[1]), ws[2])
+        return products
     net, make_opt, shape = torch_net(case)
     x = torch.rand(batch, *shape)
     y = torch.randint(0, 10, (batch,))
@@ -354,7 +378,10 @@ def summarize(case, mode, batch, target, results):
             "repeats": rs,
         }
     a, b = row["ours"]["samples_per_s"], row["torch"]["samples_per_s"]
-    if case == "quickstart":
+    if target is None:  # a reference row
+        row["ratio"] = a / b if a and b else None
+        row["met"] = None
+    elif case == "quickstart":
         row["ratio"] = None
         first = row["ours"]["first_step_s"]
         row["met"] = None if first is None else first < target
@@ -387,7 +414,8 @@ def table(rows):
     lines.append("-+-".join("-" * w for _, w in COLUMNS))
     for r in rows:
         o, t = r["ours"], r["torch"]
-        target = (f"<{r['target']:g} s" if r["case"] == "quickstart" else f">={r['target']:g}")
+        target = ("-" if r["target"] is None else f"<{r['target']:g} s"
+                  if r["case"] == "quickstart" else f">={r['target']:g}")
         met = {None: "-", True: "yes", False: "no"}[r["met"]]
         pairs = r.get("pair_ratios") or []
         spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
