@@ -449,14 +449,6 @@ def test_export_needs_a_run_and_a_format(tmp_path):
     assert r.exit_code == 2 and "not a run folder" in r.output
 
 
-def test_keras3_native_weights_file_is_named(tmp_path):
-    (tmp_path / "m.json").write_text(json.dumps(keras3_mlp()))
-    with h5py.File(tmp_path / "w.weights.h5", "w") as f:
-        f.create_dataset("layers/dense/vars/0", data=np.zeros((4, 5)))
-    with pytest.raises(Exception, match="Keras 3's native weights format"):
-        imported(tmp_path, "  keras: m.json\n  weights: w.weights.h5")
-
-
 def test_initializers_translate_and_unknown_ones_need_weights():
     keras = keras2_mlp()
     dense = keras["config"]["layers"][1]["config"]

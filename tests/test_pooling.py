@@ -98,3 +98,51 @@ def test_numba_max_pool_matches_numpy_version(seed):
     np.testing.assert_array_equal(y, y_ref)
     dy = r.normal(size=y.shape).astype(np.float32)
     np.testing.assert_allclose(back(dy), back_ref(dy), rtol=1e-6, atol=1e-6)
+
+
+def test_global_average_pooling_1d_averages_the_unmasked_steps(rng):
+    """Keras: with a mask, Σ x·m / Σ m over the steps; a fully masked sample gives 0
+    here (Keras: 0/0)."""
+    x = rng.normal(size=(3, 5, 2))
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], bool)
+    layer = make("GlobalAveragePooling1D")
+    y, back = layer.forward(x, True, mask=mask)
+    np.testing.assert_allclose(y[0], x[0, :2].mean(axis=0))
+    np.testing.assert_allclose(y[1], x[1].mean(axis=0))
+    np.testing.assert_array_equal(y[2], 0)
+    dy = rng.normal(size=y.shape)
+    dx = back(dy)
+    np.testing.assert_allclose(dx[0, :2], np.broadcast_to(dy[0] / 2, (2, 2)))
+    np.testing.assert_array_equal(dx[0, 2:], 0)
+    np.testing.assert_array_equal(dx[2], 0)
+    y, _ = make("GlobalAveragePooling1D", keepdims=True).forward(x, False, mask=mask)
+    assert y.shape == (3, 1, 2)
+
+
+def test_masked_average_through_a_model_ignores_padding_and_gradients_check():
+    """The classic text model, Embedding(mask_zero) → GlobalAveragePooling1D → Dense:
+    what sits at padded positions changes nothing; float64 finite differences agree."""
+    from pathlib import Path
+
+    from gradcheck import check_model
+    from trainer.builder import build_model
+    from trainer.config import from_dict
+
+    cfg = from_dict({
+        "data": {"train": {"dataset": "iris"}},
+        "model": {"input_shape": [6], "layers": [
+            {"Embedding": {"input_dim": 9, "output_dim": 4, "mask_zero": True}},
+            {"GlobalAveragePooling1D": {}},
+            {"Dense": {"units": 3, "activation": "softmax"}}]},
+        "compile": {"loss": "categorical_crossentropy", "optimizer": "sgd"}}, Path("t.yaml"))
+    model = build_model(cfg)
+    ids = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 1], [2, 0, 0, 0, 0, 0]])
+    y = model.predict_on_batch([ids])[0]
+    emb = model.layers[0].params["embeddings"]
+    emb[0] += 5.0  # the padding id's vector
+    np.testing.assert_allclose(model.predict_on_batch([ids])[0], y, rtol=1e-6)
+    vectors = emb[ids[0, :3]].mean(axis=0)
+    dense = model.layers[-1].params
+    z = vectors @ dense["kernel"] + dense["bias"]
+    np.testing.assert_allclose(y[0], np.exp(z) / np.exp(z).sum(), rtol=1e-5)
+    check_model(model, [ids], [np.eye(3)[[0, 2, 1]]])

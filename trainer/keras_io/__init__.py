@@ -1,10 +1,12 @@
-"""Keras interop: ``model: {keras: PATH}`` imports a Keras model (``to_json()`` file or
-``.h5`` saved model), ``model.weights`` reads Keras HDF5 weights, ``trainer export``
-writes a run back as Keras files.
+"""Keras interop: ``model: {keras: PATH}`` imports a Keras model (``to_json()`` file,
+``.h5`` saved model or Keras 3 ``.keras`` archive), ``model.weights`` reads Keras HDF5
+weights (legacy ``.h5`` or Keras 3 ``.weights.h5``), ``trainer export`` writes a run
+back as Keras files.
 
 - translate.py: a Keras model config → our ``model:`` section (the builder builds it);
   arguments.py: one Keras layer → our layer spec, generically, with a few exceptions.
-- h5.py: the HDF5 weight layout, read and written.
+- h5.py: the HDF5 weight layout, read and written; native.py: Keras 3's ``.keras``
+  archives and ``.weights.h5`` tree, read.
 - export.py: a built model → Keras 2 JSON and ``.h5``.
 """
 
@@ -15,14 +17,21 @@ from trainer.errors import ConfigError
 
 
 def read_model_file(path, where=None):
-    """(Keras model config dict, whether the file holds weights) of a ``to_json()`` file
-    or an HDF5 saved model."""
+    """(Keras model config dict, whether the file holds weights) of a ``to_json()`` file,
+    an HDF5 saved model or a Keras 3 ``.keras`` archive."""
+    import zipfile
+
     import h5py
+
+    from trainer.keras_io.native import read_archive_config
 
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model.keras: file not found: {path}", where=where)
-    if h5py.is_hdf5(path):
+    if zipfile.is_zipfile(path):
+        keras, has_weights = read_archive_config(path, where)
+        text = None
+    elif h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             text = f.attrs.get("model_config")
             if text is None:
@@ -39,11 +48,12 @@ def read_model_file(path, where=None):
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"model.keras: cannot read {path}: {exc}", where=where) from None
         has_weights = False
-    try:
-        keras = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"model.keras: {path} is neither an HDF5 file nor Keras JSON "
-                          f"({exc})", where=where) from None
+    if text is not None:
+        try:
+            keras = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model.keras: {path} is neither an HDF5 file, a .keras "
+                              f"archive nor Keras JSON ({exc})", where=where) from None
     if not isinstance(keras, dict) or "class_name" not in keras:
         raise ConfigError(f"model.keras: {path} is not a Keras model config (no class_name)",
                           where=where)

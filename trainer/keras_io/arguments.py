@@ -26,7 +26,10 @@ HARMLESS = {
     "dilation_rate": lambda v: all(d == 1 for d in (v if isinstance(v, list) else [v])),
     **{k: (lambda v: not v) for k in ("sparse", "ragged", "synchronized", "unroll",
                                       "stateful", "time_major", "go_backwards", "renorm",
-                                      "optional")},
+                                      "optional", "use_gate", "rms_scaling")},
+    # Keras 3 writes the attention axes it resolved: for (batch, time, features) inputs,
+    # the only ones trainer's attention takes, that is the time axis
+    "attention_axes": lambda v: v in ([1], 1, [-2], -2),
 }
 
 # Keras 3 renamed a few arguments; ours are Keras 2's.

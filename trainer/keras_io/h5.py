@@ -1,4 +1,5 @@
 """Keras's HDF5 weight layout: read into a model by layer name (or in order), write.
+(Keras 3's native ``.weights.h5`` layout is read by native.py, through ``read_weights``.)
 
 The layout Keras 2 and Keras 3 (legacy ``.h5``) share, either at the file root
 (``save_weights``) or under ``model_weights/`` (``save``):
@@ -57,10 +58,6 @@ def write_list_attr(group, name, values):
 def weights_root(f, path):
     """The group holding ``layer_names``: ``model_weights/`` or the file root."""
     root = f["model_weights"] if "model_weights" in f else f
-    if not read_list_attr(root, "layer_names") and "layers" in f:
-        raise DataError(f"{path}: this is Keras 3's native weights format (.weights.h5: "
-                        f"layers/<name>/vars/<i>), which trainer doesn't read; in Keras 3 "
-                        f"save the model as legacy HDF5 instead: model.save('model.h5')")
     if not read_list_attr(root, "layer_names"):
         raise DataError(f"{path}: no 'layer_names' attribute at the root or under "
                         f"model_weights/; not a Keras or trainer weights file")
@@ -122,20 +119,30 @@ def _mismatch(layer, stored, path):
     return None
 
 
-def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True):
-    """Load a Keras-layout HDF5 file (open as ``f``) into ``model``.
+def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
+                 keras=None):
+    """Load a Keras-layout HDF5 file (open as ``f``) into ``model``: the legacy layout
+    of this module, or Keras 3's native one (native.py; ``keras``: the Keras config of
+    the ``.keras`` archive it came from, if any).
 
     by_name: match layers by name (else: the layers that have weights, in order, as
-        Keras's default ``load_weights``). skip_mismatch: with by_name, skip a layer
-        whose weight count or shapes differ (warning) instead of failing.
+        Keras's default ``load_weights``; in the native layout, the model's structure,
+        as Keras 3 loads it). skip_mismatch: with by_name, skip a layer whose weight
+        count or shapes differ (warning) instead of failing.
     strict: every layer of the model that has weights must be in the file (resuming a
         checkpoint); otherwise such layers keep their initial weights, with a warning.
     """
+    from trainer.keras_io import native
+
     if skip_mismatch and not by_name:
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")
-    stored = stored_layers(weights_root(f, path))
     with_weights = [layer for layer in model.layers if layer.weight_names()]
-    stored.update(nested_layers(stored, {layer.name for layer in with_weights}))
+    if native.is_native(f):
+        stored = native.stored_layers(f, model, keras, path, by_name)
+        by_name = True  # the structure walk has named every layer already
+    else:
+        stored = stored_layers(weights_root(f, path))
+        stored.update(nested_layers(stored, {layer.name for layer in with_weights}))
     if not by_name:
         pairs = _in_order(with_weights, stored, path)
     else:
@@ -185,25 +192,21 @@ def write_weights(group, model, weight_prefix=""):
 
 def load_weights_option(cfg, model):
     """``model.weights`` of a config: a path, or {path, by_name, skip_mismatch}."""
-    import h5py
-
     from trainer.config import resolve_path
+    from trainer.keras_io.native import open_weights
 
     spec = cfg["model"].get("weights")
     if spec is None:
         return
     opts = {"path": spec} if isinstance(spec, str) else dict(spec)
     path = resolve_path(cfg, opts["path"])
+    where = cfg.where(("model", "weights"))
     try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise DataError(f"model.weights: file not found: {path}") from None
-    except OSError as exc:
-        raise DataError(f"model.weights: {path} is not a readable HDF5 file ({exc})") from None
-    with f:
-        try:
+        with open_weights(path) as (f, keras):
             read_weights(f, model, path, by_name=opts.get("by_name", True),
-                         skip_mismatch=opts.get("skip_mismatch", False), strict=False)
-        except ConfigError as exc:
-            raise ConfigError(f"model.weights: {exc.message}",
-                              where=cfg.where(("model", "weights"))) from None
+                         skip_mismatch=opts.get("skip_mismatch", False), strict=False,
+                         keras=keras)
+    except ConfigError as exc:
+        raise ConfigError(f"model.weights: {exc.message}", where=where) from None
+    except DataError as exc:
+        raise DataError(f"model.weights: {exc.message}", where=where) from None

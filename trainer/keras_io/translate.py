@@ -157,11 +157,15 @@ def _graph(config, feed, ctx, entries, aliases, frozen):
     if feed is not None:
         names = [_ref(t, problems) for t in _tensor_list(config.get("input_layers", []))]
         aliases.update({n: f for n, f in zip(names, feed) if n != f})
+    masks = _implicit_masks(config.get("layers", []))
     for rec in config.get("layers", []):
         if rec.get("class_name") == "InputLayer":
             continue
         name = rec.get("name") or rec.get("config", {}).get("name")
-        nodes = [_node_inputs(node, name, problems) for node in rec.get("inbound_nodes", [])]
+        if name in masks:
+            continue  # our Embedding / Masking give this mask themselves
+        nodes = [_node_inputs(node, name, problems, masks)
+                 for node in rec.get("inbound_nodes", [])]
         if not nodes:
             continue  # a layer the model never calls
         if _is_model(rec):
@@ -258,12 +262,54 @@ def _ref(history, problems):
     return ref if tensor == 0 else f"{ref}:{tensor}"
 
 
-def _node_inputs(node, layer, problems):
-    """The inputs of one call, both Keras forms → our reference names."""
+def _implicit_masks(records):
+    """Names of the ops Keras 3 records for the masks of ``Embedding(mask_zero=True)``
+    (``NotEqual(ids, 0)``) and ``Masking`` (``Any(NotEqual(x, mask_value), axis=-1)``),
+    which it then passes to later layers as ``mask=`` call arguments. Our layers hand
+    those masks on by themselves (as Keras 2 did), so such ops and the ``mask=``
+    arguments that take them are dropped; any other use of these ops stays a problem."""
+    sources = {}  # input tensor of a masking layer → the value its mask compares with
+    for rec in records:
+        kc = rec.get("config") or {}
+        mask_value = {"Embedding": 0 if kc.get("mask_zero") else None,
+                      "Masking": kc.get("mask_value", 0.0)}.get(rec.get("class_name"))
+        for node in rec.get("inbound_nodes", []) if mask_value is not None else ():
+            found = []
+            _keras_tensors(node.get("args", []) if isinstance(node, dict) else [], found)
+            if found:
+                sources[tuple(found[0])] = (rec["class_name"], mask_value)
+    not_equal, out = {}, set()
+    for rec in records:
+        name = (rec.get("config") or {}).get("name") or rec.get("name")
+        nodes = rec.get("inbound_nodes") or [{}]
+        args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
+        found = []
+        _keras_tensors(args, found)
+        if rec.get("class_name") == "NotEqual" and len(args) == 2 and len(found) == 1:
+            source = sources.get(tuple(found[0]))
+            if source is not None and args[1] == source[1]:
+                not_equal[name] = source[0]
+                if source[0] == "Embedding":
+                    out.add(name)
+        elif rec.get("class_name") == "Any" and len(found) == 1 and \
+                not_equal.get(found[0][0]) == "Masking" and \
+                (rec.get("config") or {}).get("axis") == -1 and \
+                not (rec.get("config") or {}).get("keepdims"):
+            out |= {name, found[0][0]}
+    return out
+
+
+def _node_inputs(node, layer, problems, masks=()):
+    """The inputs of one call, both Keras forms → our reference names. ``masks``: names
+    of Keras 3 mask ops (``_implicit_masks``) whose ``mask=`` arguments are dropped."""
     if isinstance(node, dict):  # Keras 3
         found = []
         _keras_tensors(node.get("args", []), found)
         kwargs = dict(node.get("kwargs", {}))
+        mask = []
+        _keras_tensors(kwargs.get("mask"), mask)
+        if mask and all(h[0] in masks for h in mask):
+            kwargs.pop("mask")
         _keras_tensors(kwargs.pop("initial_state", None), found)  # after the input
         for key in ATTENTION_INPUTS:  # MultiHeadAttention(query=, value=, key=)
             _keras_tensors(kwargs.pop(key, None), found)

@@ -201,4 +201,22 @@ class GlobalMaxPooling1D(GlobalPooling):
 
 @layers.register("GlobalAveragePooling1D", "GlobalAvgPool1D")
 class GlobalAveragePooling1D(GlobalPooling):
+    """Mean over the steps: (N, steps, C) → (N, C). With a mask (Embedding(mask_zero),
+    Masking) the mean over the unmasked steps only, as Keras: Σ x·m / Σ m. A sample with
+    every step masked gives zeros (Keras divides 0 by 0: NaN)."""
+
     rank, mode = 1, "average"
+    takes_mask = True
+
+    def forward(self, x, training, mask=None):
+        if mask is None:
+            return super().forward(x, training)
+        m = mask.astype(x.dtype)[:, :, None]  # (N, T, 1)
+        count = np.maximum(m.sum(axis=1, keepdims=True), 1)  # (N, 1, 1)
+        weights = m / count
+        y = (x * weights).sum(axis=1, keepdims=self.keepdims)
+
+        def backward(dy):
+            return dy.reshape(len(x), 1, x.shape[-1]) * weights
+
+        return y, backward
