@@ -300,6 +300,8 @@ def test_export_writes_attention_calls_as_tf_keras_and_reads_them_back():
                                         "inputs": ["self", "v"]}},
                 {"Attention": {"name": "luong", "use_causal_mask": True,
                                "inputs": ["cross", "v"]}},
+                {"AdditiveAttention": {"name": "old", "causal": True,  # Keras 2's name
+                                       "inputs": ["luong", "v"]}},
                 {"GlobalAveragePooling1D": {"name": "pool"}},
                 {"Dense": {"name": "out", "units": 2, "activation": "softmax"}}],
             "outputs": ["out"]},
@@ -312,8 +314,13 @@ def test_export_writes_attention_calls_as_tf_keras_and_reads_them_back():
     assert records["cross"]["inbound_nodes"] == [[["self", 0, 0, {"value": ["v", 0, 0]}]]]
     assert records["luong"]["inbound_nodes"] == [[["cross", 0, 0, {"use_causal_mask": True}],
                                                   ["v", 0, 0, {"use_causal_mask": True}]]]
-    for name in ("self", "cross", "luong"):
+    # Keras 3 has no `causal` (tf.keras deprecated it in 2.10): the call argument instead
+    assert records["old"]["inbound_nodes"][0][0][3] == {"use_causal_mask": True}
+    assert "causal" not in records["old"]["config"]
+    for name in ("self", "cross", "luong", "old"):
         assert "use_causal_mask" not in records[name]["config"]
+        # the module, as tf.keras 2.13+ writes it: Keras 3 needs it for nested layers
+        assert records[name]["module"] == "keras.layers"
     back, problems = translate_model(keras_config(model))
     assert not problems.layers and not problems.items, problems.items
     entries = {next(iter(e.values()))["name"]: next(iter(e.values()))
@@ -323,3 +330,4 @@ def test_export_writes_attention_calls_as_tf_keras_and_reads_them_back():
     assert entries["cross"]["inputs"] == ["self", "v"]
     assert "use_causal_mask" not in entries["cross"]
     assert entries["luong"]["use_causal_mask"] is True
+    assert entries["old"]["use_causal_mask"] is True

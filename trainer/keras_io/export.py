@@ -66,9 +66,14 @@ def layer_record(spec_or_layer, where, dtype="float32"):
         elif isinstance(v, tuple):
             v = list(v)
         config[k] = v
+    for legacy in getattr(cls, "keras_legacy_arguments", ()):
+        config.pop(legacy, None)  # read from old files; written as what replaced it
     config.setdefault("trainable", True)
     config["dtype"] = dtype
-    return {"class_name": cls.registered_name, "config": config}
+    # "module" as tf.keras 2.13+ writes it: Keras 3 needs it to find a layer nested in
+    # another's config (Bidirectional's, TimeDistributed's)
+    return {"module": "keras.layers", "class_name": cls.registered_name, "config": config,
+            "registered_name": None}
 
 
 def keras_config(model, dtype="float32"):

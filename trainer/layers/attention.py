@@ -247,6 +247,9 @@ class _DenseAttention(Layer):
     takes_mask = True
     takes_input_masks = True
     keras_call_arguments = ("use_causal_mask",)  # Keras passes it when calling
+    #: Keras 2's ``causal`` (deprecated in tf.keras 2.10, gone in Keras 3) is read, and
+    #: exported as the call's use_causal_mask
+    keras_legacy_arguments = ("causal",)
 
     def __init__(self, use_scale, dropout, use_causal_mask, causal, name, trainable):
         super().__init__(name=name, trainable=trainable)
