@@ -409,6 +409,8 @@ def test_round_trip_fit_export_import_identical_predictions(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(main, ["export", str(tmp_path / "run"), str(tmp_path / "out.json")])
     assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["export", str(tmp_path / "run"), str(tmp_path / "out.keras")])
+    assert r.exit_code == 0 and "out.keras" in r.output, r.output
 
     with h5py.File(tmp_path / "out.h5") as f:  # what Keras 2's load_model reads
         config = json.loads(f.attrs["model_config"])
@@ -437,6 +439,9 @@ def test_round_trip_fit_export_import_identical_predictions(tmp_path):
     np.testing.assert_array_equal(predict(back, X.astype("f4")),
                                   predict(original, X.astype("f4")))
     assert back.layers[0].kernel_regularizer.l2 == pytest.approx(0.01)
+    _, back3 = imported(tmp_path, "  keras: out.keras")  # Keras 3's archive
+    np.testing.assert_array_equal(predict(back3, X.astype("f4")),
+                                  predict(original, X.astype("f4")))
     # and the imported model fine-tunes like any other
     cfg = api.load_config(write_config(tmp_path, CONFIG.format(model="  keras: out.h5"),
                                        "tune.yaml"))

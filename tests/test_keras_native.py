@@ -20,7 +20,8 @@ from trainer.keras_io.native import snake_case
 
 NATIVE = ROOT / "tests" / "data" / "keras3" / "native"
 PREDICTIONS = np.load(NATIVE / "native_predictions.npz")
-MODELS = ["mlp", "cnn", "rnn", "attention", "nested_seq", "nested_fun", "text", "masking"]
+MODELS = ["mlp", "cnn", "rnn", "attention", "nested_seq", "nested_fun", "text", "masking",
+          "encoder"]
 
 
 def inputs(name):
@@ -175,3 +176,111 @@ def test_cli_validate_and_summary_of_a_keras_archive(tmp_path):
     r = CliRunner().invoke(main, ["summary", str(cfg)])
     assert r.exit_code == 0, r.output
     assert "mha (MultiHeadAttention)" in r.output and "bahdanau" in r.output
+
+
+# -- export: .keras archives (checked by hand against Keras 3.15.1's load_model, see
+# tests/data/keras3/native/check_export.py) ----------------------------------------
+
+def build(model_cfg):
+    from pathlib import Path
+
+    from trainer.builder import build_model
+    from trainer.config import from_dict
+
+    return build_model(from_dict({"data": {"train": {"dataset": "iris"}}, "model": model_cfg,
+                                  "compile": {"loss": "mse", "optimizer": "sgd"}},
+                                 Path("t.yaml")))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_keras_archive_export_reads_back_identically(tmp_path, name):
+    keras_file(tmp_path, f"{name}.keras")
+    _, model = imported(tmp_path, "  keras: m.keras")
+    export.write_keras(model, tmp_path / "back.keras")
+    _, again = imported(tmp_path, "  keras: back.keras")
+    np.testing.assert_array_equal(again.predict_on_batch(inputs(name))[0],
+                                  model.predict_on_batch(inputs(name))[0])
+
+
+def test_keras_archive_layout_follows_keras(tmp_path):
+    """config.json in Keras 3's form (module, batch_shape, calls as args/kwargs of
+    __keras_tensor__s), weights under snake_case class names numbered per class, with
+    the layer names as attributes and sub-layers where Keras keeps them."""
+    import json
+
+    model = build({"inputs": {"q": {"shape": [3, 4]}, "v": {"shape": [5, 4]}}, "layers": [
+        {"MultiHeadAttention": {"name": "att", "num_heads": 2, "key_dim": 2,
+                                "inputs": ["q", "v"]}},
+        {"Bidirectional": {"name": "bi", "layer": {"LSTM": {"units": 2}}}},
+        {"Dense": {"name": "d1", "units": 3}},
+        {"ThresholdedReLU": {"name": "thr", "theta": 0.5}},
+        {"Dense": {"name": "d2", "units": 2}}], "outputs": ["d2"]})
+    export.write_keras(model, tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        assert set(z.namelist()) == {"metadata.json", "config.json", "model.weights.h5"}
+        config = json.loads(z.read("config.json"))
+        with h5py.File(io.BytesIO(z.read("model.weights.h5"))) as f:
+            assert f["layers/dense/vars"].attrs["name"] == "d1"
+            assert f["layers/dense_1/vars"].attrs["name"] == "d2"
+            assert f["layers/input_layer_1/vars"].attrs["name"] == "v"
+            assert f["layers/multi_head_attention/query_dense/vars/0"].shape == (4, 2, 2)
+            assert f["layers/multi_head_attention/output_dense/vars/1"].shape == (4,)
+            assert f["layers/bidirectional/backward_layer/cell/vars/1"].shape == (2, 8)
+    assert config["class_name"] == "Functional"
+    records = {r["name"]: r for r in config["config"]["layers"]}
+    assert records["q"]["config"]["batch_shape"] == [None, 3, 4]
+    call = records["att"]["inbound_nodes"][0]
+    assert [a["config"]["keras_history"] for a in call["args"]] == [["q", 0, 0], ["v", 0, 0]]
+    assert call["args"][1]["config"]["shape"] == [None, 5, 4]
+    assert records["bi"]["config"]["layer"]["module"] == "keras.layers"
+    # Keras 3 has no ThresholdedReLU: ReLU with the threshold computes it
+    assert records["thr"]["class_name"] == "ReLU"
+    assert records["thr"]["config"]["threshold"] == 0.5
+    assert config["config"]["output_layers"] == ["d2", 0, 0]
+
+
+def test_hard_sigmoid_gates_convert_exactly_and_other_uses_are_refused(tmp_path):
+    """Keras 3's hard_sigmoid is relu6(x + 3) / 6, ours (Keras 2's) clip(0.2 x + 0.5):
+    recurrent gates (our default) go out with their weights scaled by 1.2 and come
+    back divided; a Dense with it can't be written."""
+    model = build({"input_shape": [4, 3], "layers": [
+        {"Bidirectional": {"layer": {"GRU": {"units": 2, "return_sequences": True}}}},
+        {"LSTM": {"units": 3}}]})
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(0, 2, w.shape).astype(w.dtype)
+                           for w in layer.get_weights()])
+    x = rng.normal(size=(2, 4, 3)).astype("f4")
+    export.write_keras(model, tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        with h5py.File(io.BytesIO(z.read("model.weights.h5"))) as f:
+            kernel = f["layers/lstm/cell/vars/0"][()]
+    ours = model.layers[1].params["kernel"]
+    np.testing.assert_allclose(kernel[:, :3], ours[:, :3] * 1.2, rtol=1e-6)  # i
+    np.testing.assert_array_equal(kernel[:, 6:9], ours[:, 6:9])  # c: tanh, unscaled
+    _, back = imported(tmp_path, "  keras: m.keras")
+    np.testing.assert_allclose(back.predict_on_batch([x])[0], model.predict_on_batch([x])[0],
+                               rtol=1e-5, atol=1e-6)
+    dense = build({"input_shape": [3], "layers": [
+        {"Dense": {"name": "gate", "units": 2, "activation": "hard_sigmoid"}}]})
+    with pytest.raises(ConfigError, match="layer 'gate' uses hard_sigmoid.*relu6"):
+        export.write_keras(dense, tmp_path / "d.keras")
+    assert not (tmp_path / "d.keras").exists()
+
+
+def test_keras3_hard_sigmoid_outside_archive_gates_is_named():
+    """A Keras 3 file (its keras_version) whose hard_sigmoid trainer would compute
+    differently is a problem named at import, not a silent difference; Keras 2's is
+    ours."""
+    from test_keras_io import keras3_mlp
+    from trainer.keras_io.translate import translate_model
+
+    keras = keras3_mlp()
+    keras["config"]["layers"][1]["config"]["activation"] = "hard_sigmoid"
+    keras["keras_version"] = "3.15.1"
+    _, problems = translate_model(keras)
+    assert any("Keras 3's hard_sigmoid is relu6(x + 3) / 6" in p for p in problems.items)
+    keras["keras_version"] = "2.15.0"
+    model, problems = translate_model(keras)
+    assert not problems.items
+    assert model["layers"][0]["Dense"]["activation"] == "hard_sigmoid"

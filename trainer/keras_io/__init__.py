@@ -11,6 +11,7 @@ back as Keras files.
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 from trainer.errors import ConfigError
@@ -19,8 +20,6 @@ from trainer.errors import ConfigError
 def read_model_file(path, where=None):
     """(Keras model config dict, whether the file holds weights) of a ``to_json()`` file,
     an HDF5 saved model or a Keras 3 ``.keras`` archive."""
-    import zipfile
-
     import h5py
 
     from trainer.keras_io.native import read_archive_config
@@ -28,12 +27,14 @@ def read_model_file(path, where=None):
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model.keras: file not found: {path}", where=where)
+    version = None  # the Keras that wrote the file, where the file says it
     if zipfile.is_zipfile(path):
         keras, has_weights = read_archive_config(path, where)
-        text = None
+        text, version = None, "3"  # .keras archives are Keras 3's
     elif h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             text = f.attrs.get("model_config")
+            version = f.attrs.get("keras_version")
             if text is None:
                 raise ConfigError(
                     f"model.keras: {path} has no 'model_config' attribute: it holds weights "
@@ -57,6 +58,8 @@ def read_model_file(path, where=None):
     if not isinstance(keras, dict) or "class_name" not in keras:
         raise ConfigError(f"model.keras: {path} is not a Keras model config (no class_name)",
                           where=where)
+    if version is not None and "keras_version" not in keras:
+        keras["keras_version"] = version.decode() if isinstance(version, bytes) else str(version)
     return keras, has_weights
 
 
@@ -75,7 +78,8 @@ def expand(cfg):
     path = resolve_path(cfg, model_cfg["keras"]).resolve()
     keras, has_weights = read_model_file(path, where)
     weights = model_cfg.get("weights") or (str(path) if has_weights else None)
-    model, problems = translate_model(keras, path.name, lenient_init=weights is not None)
+    model, problems = translate_model(keras, path.name, lenient_init=weights is not None,
+                                      native=zipfile.is_zipfile(path))
     if problems.layers or problems.items:
         raise ConfigError(f"model.keras: {problems.message(path.name)}", where=where)
     for key in ("name", "weights"):

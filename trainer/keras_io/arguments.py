@@ -97,7 +97,10 @@ def layer_spec(rec, ctx, frozen=False):
             continue  # where the layer sits (the model translation takes it), or a default
         if ours in params:
             kind = kinds.get(ours)
-            args[ours] = _component(value, kind, f"layer '{name}' argument {key}", ctx) \
+            gates = key == "recurrent_activation" and cls_name in ("LSTM", "GRU")
+            args[ours] = _component(value, kind, f"layer '{name}' argument {key}",
+                                    {**ctx, "keras3": ctx.get("keras3") and not (
+                                        gates and ctx.get("native"))}) \
                 if kind else value
         elif key in IGNORED or HARMLESS.get(key, lambda v: False)(value):
             continue
@@ -137,6 +140,13 @@ def _component(value, kind, what, ctx):
             and isinstance(value.get("config"), str):
         value = value["config"]  # Keras 3 form of a built-in activation
     if isinstance(value, str):
+        if kind == "activation" and value == "hard_sigmoid" and ctx.get("keras3"):
+            # (an LSTM's or GRU's gates from a .keras archive are converted exactly:
+            # native.from_keras3_gates)
+            problems.add(f"{what}: Keras 3's hard_sigmoid is relu6(x + 3) / 6; trainer's is "
+                         f"Keras 2's clip(0.2 x + 0.5, 0, 1), so this file's numbers can't "
+                         f"be reproduced")
+            return _DROP
         if value in registry:
             return value
         return _unknown(value, kind, what, ctx)

@@ -1,5 +1,7 @@
-"""A built model → Keras 2 files: the architecture as ``to_json()`` writes it, and an
-``.h5`` saved model that Keras 2's ``load_model`` reads:
+"""A built model → Keras files: the architecture as ``to_json()`` writes it, an ``.h5``
+saved model that Keras 2's ``load_model`` reads (Keras 3's too), and a Keras 3 ``.keras``
+archive (``keras3_model``: config.json in Keras 3's form; native.py: the weights tree).
+The ``.h5``:
 
     attrs: model_config (JSON {"class_name": "Sequential" | "Functional", "config": ...}),
            keras_version, backend
@@ -18,7 +20,7 @@ from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.keras_io.h5 import KERAS_VERSION, write_weights
 from trainer.keras_io.arguments import component_kinds
-from trainer.registry import config_of, split_spec
+from trainer.registry import config_of, parameters, split_spec
 
 
 def keras_name(kind, name):
@@ -47,8 +49,6 @@ def _keras_component(value, kind, where):
 
 
 def _params(kind, name):
-    from trainer.registry import parameters
-
     return parameters(registries.ALL[kind].lookup(name))
 
 
@@ -68,7 +68,8 @@ def layer_record(spec_or_layer, where, dtype="float32"):
         config[k] = v
     for legacy in getattr(cls, "keras_legacy_arguments", ()):
         config.pop(legacy, None)  # read from old files; written as what replaced it
-    config.setdefault("trainable", True)
+    if "trainable" in parameters(cls):  # a layer without weights: Keras's default
+        config.setdefault("trainable", True)  # (Keras 3's SpatialDropout refuses it)
     config["dtype"] = dtype
     # "module" as tf.keras 2.13+ writes it: Keras 3 needs it to find a layer nested in
     # another's config (Bidirectional's, TimeDistributed's)
@@ -79,7 +80,7 @@ def layer_record(spec_or_layer, where, dtype="float32"):
 def keras_config(model, dtype="float32"):
     """Keras 2 ``{"class_name", "config"}`` of a built model."""
     graph = model.graph
-    if getattr(graph, "functional", False) or graph.n_inputs != 1 or not _is_chain(graph):
+    if not _is_sequential(graph):
         return _functional(model, dtype)
     first = graph.nodes[0].layer.name
     records = [{"class_name": "InputLayer", "config": {
@@ -87,6 +88,11 @@ def keras_config(model, dtype="float32"):
         "ragged": False, "name": f"{first}_input"}}]
     records += [layer_record(n.layer, f"layer '{n.layer.name}'", dtype) for n in graph.nodes]
     return {"class_name": "Sequential", "config": {"name": model.name, "layers": records}}
+
+
+def _is_sequential(graph):
+    return not getattr(graph, "functional", False) and graph.n_inputs == 1 and \
+        _is_chain(graph)
 
 
 def _is_chain(graph):
@@ -97,14 +103,17 @@ def _is_chain(graph):
         and len({id(n.layer) for n in graph.nodes}) == len(graph.nodes)
 
 
-def _functional(model, dtype):
+def _functional(model, dtype, keras3=False):
+    """Keras 2's functional config, or with ``keras3`` Keras 3's (``batch_shape``,
+    calls as ``{"args", "kwargs"}`` of tensors with their shapes)."""
     graph = model.graph
     records, by_layer = [], {}
     history = []  # tensor index → [layer name, node index, 0]
     for name, shape in zip(graph.input_names, graph.shapes):
-        records.append({"class_name": "InputLayer", "name": name, "inbound_nodes": [],
-                        "config": {"batch_input_shape": [None, *shape], "dtype": dtype,
-                                   "sparse": False, "ragged": False, "name": name}})
+        records.append({"module": "keras.layers", "class_name": "InputLayer", "config": {
+            "batch_shape" if keras3 else "batch_input_shape": [None, *shape], "dtype": dtype,
+            "sparse": False, "ragged": False, "name": name}, "registered_name": None,
+            "name": name, "inbound_nodes": []})
         history.append([name, 0, 0])
     for node in graph.nodes:
         layer = node.layer
@@ -115,26 +124,37 @@ def _functional(model, dtype):
             by_layer[id(layer)] = rec
             records.append(rec)
         rec = by_layer[id(layer)]
-        rec["inbound_nodes"].append(_inbound_node(layer, node.inputs, history, rec))
+        kwargs = _call_kwargs(layer, rec)
+        rec["inbound_nodes"].append(
+            _keras3_call(node, kwargs, history, graph.shapes, dtype) if keras3
+            else _inbound_node(layer, node.inputs, history, kwargs))
         history += [[layer.name, len(rec["inbound_nodes"]) - 1, k]
                     for k in range(len(node.outputs))]
+    ins = [[n, 0, 0] for n in graph.input_names]
+    outs = [history[i] for i in graph.outputs]
+    if keras3:  # one tensor is written bare, as Keras 3 does
+        ins, outs = (ins[0] if len(ins) == 1 else ins), (outs[0] if len(outs) == 1 else outs)
     return {"class_name": "Functional", "config": {
-        "name": model.name, "layers": records,
-        "input_layers": [[n, 0, 0] for n in graph.input_names],
-        "output_layers": [history[i] for i in graph.outputs]}}
+        "name": model.name, "trainable": True, "layers": records,
+        "input_layers": ins, "output_layers": outs}}
 
 
-def _inbound_node(layer, inputs, history, rec):
-    """One call as tf.keras records it: ``[[layer, node, tensor, kwargs], ...]``. Call
-    arguments Keras passes at call time (``use_causal_mask``) move from the layer's
-    config to the call's kwargs; MultiHeadAttention's value/key are keywords of the
-    query's entry (a self-attention call gives the query as its value too)."""
+def _call_kwargs(layer, rec):
+    """Call arguments Keras passes at call time (``use_causal_mask``): they move from
+    the layer's config to the call's kwargs."""
     kwargs = {}
     for arg in getattr(layer, "keras_call_arguments", ()):
         rec["config"].pop(arg, None)
         value = getattr(layer, arg, None)
         if value:
             kwargs[arg] = value
+    return kwargs
+
+
+def _inbound_node(layer, inputs, history, kwargs):
+    """One call as tf.keras records it: ``[[layer, node, tensor, kwargs], ...]``;
+    MultiHeadAttention's value/key are keywords of the query's entry (a self-attention
+    call gives the query as its value too)."""
     keywords = getattr(layer, "keras_keyword_inputs", ())
     if not keywords:
         return [[*history[i], dict(kwargs)] for i in inputs]
@@ -142,6 +162,92 @@ def _inbound_node(layer, inputs, history, rec):
     for key, i in zip(keywords, rest):
         kwargs[key] = list(history[i])
     return [[*history[inputs[0]], kwargs]]
+
+
+def _keras3_call(node, kwargs, history, shapes, dtype):
+    """One call as Keras 3 records it: ``{"args": [...], "kwargs": {...}}`` with each
+    tensor a ``__keras_tensor__`` (shape, dtype, history). MultiHeadAttention takes
+    (query, value) and ``key=``; a recurrent layer its states as ``initial_state=``;
+    a layer on several inputs (merges, Attention) one list."""
+    from trainer.layers.recurrent import RNN
+
+    def tensor(i):
+        return {"class_name": "__keras_tensor__", "config": {
+            "shape": [None, *shapes[i]], "dtype": dtype, "keras_history": list(history[i])}}
+
+    layer, tensors = node.layer, [tensor(i) for i in node.inputs]
+    if getattr(layer, "keras_keyword_inputs", ()):
+        args = [tensors[0], tensors[1] if len(tensors) > 1 else tensors[0]]
+        if len(tensors) > 2:
+            kwargs["key"] = tensors[2]
+    elif isinstance(layer, RNN) and len(tensors) > 1:
+        args, kwargs["initial_state"] = [tensors[0]], tensors[1:]
+    else:
+        args = [tensors] if node.listed else tensors[:1]
+    return {"args": args, "kwargs": kwargs}
+
+
+def keras3_model(model, dtype="float32"):
+    """(Keras 3 model config — ``config.json`` of a ``.keras`` archive —, the layers in
+    the order Keras 3 keeps their weights: [(class name, name, layer or None)]).
+
+    Where Keras 3 differs from the Keras 2 config: ``ThresholdedReLU`` (gone) becomes
+    ``ReLU(threshold=theta)``; Keras 3's ``hard_sigmoid`` is relu6(x + 3) / 6, not
+    clip(0.2 x + 0.5, 0, 1), so recurrent gates keep their numbers by weights scaled
+    by 1.2 (native.weight_tree) and any other use of it is refused."""
+    graph = model.graph
+    layers = {layer.name: layer for layer in model.layers}
+    for layer in model.layers:
+        _check_keras3(layer_record(layer, f"layer '{layer.name}'", dtype), layer.name)
+    if _is_sequential(graph):
+        legacy = [_keras3_record(r) for r in keras_config(model, dtype)["config"]["layers"]]
+        shape = legacy[0]["config"]["batch_input_shape"]
+        first = {"module": "keras.layers", "class_name": "InputLayer", "config": {
+            "batch_shape": shape, "dtype": dtype, "sparse": False, "ragged": False,
+            "name": legacy[0]["config"]["name"]}, "registered_name": None}
+        config = {"name": model.name, "trainable": True, "dtype": dtype,
+                  "layers": [first, *legacy[1:]], "build_input_shape": shape}
+        order = [(r["class_name"], r["config"]["name"], layers[r["config"]["name"]])
+                 for r in legacy[1:]]
+        return {"module": "keras", "class_name": "Sequential", "config": config,
+                "registered_name": None, "build_config": {"input_shape": shape}}, order
+    config = _functional(model, dtype, keras3=True)["config"]
+    config["layers"] = [_keras3_record(r) for r in config["layers"]]
+    order = [(r["class_name"], r["name"], layers.get(r["name"])) for r in config["layers"]]
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": config, "registered_name": "Functional",
+            "build_config": {"input_shape": None}}, order
+
+
+def _keras3_record(rec):
+    """A layer record in what Keras 3 takes (see ``keras3_model``)."""
+    if rec["class_name"] != "ThresholdedReLU":
+        return rec
+    config = {k: v for k, v in rec["config"].items() if k != "theta"}
+    config["threshold"] = rec["config"].get("theta", 1.0)
+    return {**rec, "class_name": "ReLU", "config": config}
+
+
+def _check_keras3(record, name):
+    """Refuse Keras 2's hard_sigmoid where Keras 3 would compute another function."""
+    config = record.get("config") or {}
+    if config.get("activation") == "hard_sigmoid":
+        raise ConfigError(
+            f"export: layer '{name}' uses hard_sigmoid, which Keras 3 computes as "
+            f"relu6(x + 3) / 6 and trainer (as Keras 2) as clip(0.2 x + 0.5, 0, 1): a "
+            f".keras file would predict differently. Export as keras-h5 (tf.keras 2), or "
+            f"train with another activation (recurrent gates are converted exactly)")
+    for key in ("layer", "backward_layer"):
+        if isinstance(config.get(key), dict):
+            _check_keras3(config[key], name)
+
+
+def write_keras(model, path, dtype="float32"):
+    """A Keras 3 ``.keras`` archive of a built model (native.py writes the files)."""
+    from trainer.keras_io.native import write_archive
+
+    config, order = keras3_model(model, dtype)
+    write_archive(path, config, order)
 
 
 def model_json(model, dtype="float32"):
@@ -160,7 +266,7 @@ def write_h5(model, path, dtype="float32"):
             write_weights(f.create_group("model_weights"), model)
 
 
-FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json"}
+FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json", ".keras": "keras"}
 
 
 def export_run(run_dir, out, fmt=None, checkpoint_path=None):
@@ -173,7 +279,7 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     fmt = fmt or FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"export: give --format keras-h5 or keras-json (cannot tell from "
+        raise ConfigError(f"export: give --format keras, keras-h5 or keras-json (cannot tell from "
                           f"'{out.name}')")
     cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
@@ -188,5 +294,5 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         return out
     ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
     checkpoint.load(ckpt, model, with_optimizer=False)
-    write_h5(model, out, dtype)
+    (write_keras if fmt == "keras" else write_h5)(model, out, dtype)
     return out

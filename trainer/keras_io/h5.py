@@ -137,7 +137,8 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
     if skip_mismatch and not by_name:
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")
     with_weights = [layer for layer in model.layers if layer.weight_names()]
-    if native.is_native(f):
+    native_layout = native.is_native(f)
+    if native_layout:
         stored = native.stored_layers(f, model, keras, path, by_name)
         by_name = True  # the structure walk has named every layer already
     else:
@@ -162,7 +163,10 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
             continue
         if problem:
             raise ConfigError(problem)
-        layer.set_weights([v.astype(layer.dtype) for _, v in values])
+        arrays = [v for _, v in values]
+        if native_layout:  # Keras 3's hard_sigmoid under recurrent gates
+            arrays = native.from_keras3_gates(layer, arrays)
+        layer.set_weights([v.astype(layer.dtype) for v in arrays])
 
 
 def _in_order(with_weights, stored, path):

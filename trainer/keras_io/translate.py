@@ -19,14 +19,20 @@ from trainer.keras_io.arguments import MODELS, Problems, layer_spec
 from trainer.registry import parameters
 
 
-def translate_model(keras, source="keras model", lenient_init=False):
+def translate_model(keras, source="keras model", lenient_init=False, native=False):
     """Keras ``{"class_name", "config"}`` of a model → (our model section, problems).
+    ``keras_version`` in the dict (to_json writes it; read_model_file adds the file's)
+    tells Keras 3 files apart; ``native``: the weights come in Keras 3's native layout
+    (a ``.keras`` archive), where recurrent gates under Keras 3's hard_sigmoid convert.
 
     lenient_init: an initializer we don't know falls back to the layer's default
     instead of being a problem (the weights come from a file anyway).
     """
     problems = Problems()
-    ctx = {"problems": problems, "lenient_init": lenient_init}
+    # Keras 3 changed what some names compute (arguments._component)
+    keras3 = str(keras.get("keras_version", "")).startswith("3")
+    ctx = {"problems": problems, "lenient_init": lenient_init, "keras3": keras3,
+           "native": native}
     cls = keras.get("class_name")
     config = keras.get("config")
     if cls == "Sequential":
@@ -265,10 +271,12 @@ def _ref(history, problems):
 def _implicit_masks(records):
     """Names of the ops Keras 3 records for the masks of ``Embedding(mask_zero=True)``
     (``NotEqual(ids, 0)``) and ``Masking`` (``Any(NotEqual(x, mask_value), axis=-1)``),
-    which it then passes to later layers as ``mask=`` call arguments. Our layers hand
+    and passes to later layers as ``mask=`` call arguments (through ``ConvertToTensor``,
+    and ``LogicalOr``/``LogicalAnd`` where a merge layer joins masks). Our layers hand
     those masks on by themselves (as Keras 2 did), so such ops and the ``mask=``
-    arguments that take them are dropped; any other use of these ops stays a problem."""
-    sources = {}  # input tensor of a masking layer → the value its mask compares with
+    arguments that take them are dropped. A join of masks from different sources
+    is not (Keras 3 ORs what Keras 2 ANDs); any other use of these ops stays a problem."""
+    sources = {}  # input tensor of a masking layer → (its class, the value it compares)
     for rec in records:
         kc = rec.get("config") or {}
         mask_value = {"Embedding": 0 if kc.get("mask_zero") else None,
@@ -278,25 +286,31 @@ def _implicit_masks(records):
             _keras_tensors(node.get("args", []) if isinstance(node, dict) else [], found)
             if found:
                 sources[tuple(found[0])] = (rec["class_name"], mask_value)
-    not_equal, out = {}, set()
+    root = {}  # mask op → the op that made the mask from its source (one per source)
+    partial, used = {}, set()  # NotEqual of a Masking layer's input: a mask after Any
     for rec in records:
         name = (rec.get("config") or {}).get("name") or rec.get("name")
+        cls, config = rec.get("class_name"), rec.get("config") or {}
         nodes = rec.get("inbound_nodes") or [{}]
         args = nodes[0].get("args", []) if len(nodes) == 1 and isinstance(nodes[0], dict) else []
         found = []
         _keras_tensors(args, found)
-        if rec.get("class_name") == "NotEqual" and len(args) == 2 and len(found) == 1:
+        parents = {f[0] for f in found}
+        if cls == "NotEqual" and len(args) == 2 and len(found) == 1:
             source = sources.get(tuple(found[0]))
             if source is not None and args[1] == source[1]:
-                not_equal[name] = source[0]
                 if source[0] == "Embedding":
-                    out.add(name)
-        elif rec.get("class_name") == "Any" and len(found) == 1 and \
-                not_equal.get(found[0][0]) == "Masking" and \
-                (rec.get("config") or {}).get("axis") == -1 and \
-                not (rec.get("config") or {}).get("keepdims"):
-            out |= {name, found[0][0]}
-    return out
+                    root[name] = name
+                else:
+                    partial[name] = name
+        elif cls == "Any" and len(found) == 1 and found[0][0] in partial and \
+                config.get("axis") == -1 and not config.get("keepdims"):
+            root[name] = name
+            used.add(found[0][0])
+        elif cls in ("ConvertToTensor", "LogicalOr", "LogicalAnd") and found and \
+                parents <= set(root) and len({root[p] for p in parents}) == 1:
+            root[name] = root[found[0][0]]
+    return set(root) | used
 
 
 def _node_inputs(node, layer, problems, masks=()):

@@ -13,6 +13,8 @@ from trainer.registry import PositiveInt, component
 class LeakyReLU(Layer):
     """x if x > 0 else alpha·x; alpha default 0.3 (Keras 2)."""
 
+    passes_mask = True  # elementwise: a mask_zero mask goes on (Keras 2)
+
     def __init__(self, alpha: float = 0.3, name: str | None = None):
         super().__init__(name=name)
         self.alpha = alpha
@@ -30,6 +32,8 @@ class PReLU(Layer):
     along which one alpha is shared, e.g. [1, 2] for one alpha per channel of an image).
     Weight: ``alpha`` of the input shape, with 1 on the shared axes.
     """
+
+    passes_mask = True  # elementwise: a mask_zero mask goes on (Keras 2)
 
     def __init__(self, alpha_initializer: component("initializer") = "zeros",
                  alpha_regularizer: component("regularizer") = None,
@@ -71,6 +75,8 @@ class PReLU(Layer):
 class ELU(Layer):
     """x if x > 0 else alpha·(exp(x) - 1); alpha default 1."""
 
+    passes_mask = True  # elementwise: a mask_zero mask goes on (Keras 2)
+
     def __init__(self, alpha: float = 1.0, name: str | None = None):
         super().__init__(name=name)
         self.alpha = alpha
@@ -85,6 +91,8 @@ class ELU(Layer):
 class ReLU(Layer):
     """Keras 2 ReLU: max_value if x ≥ max_value; x if threshold ≤ x < max_value;
     negative_slope·(x - threshold) otherwise. Defaults: no max, slope 0, threshold 0."""
+
+    passes_mask = True  # elementwise: a mask_zero mask goes on (Keras 2)
 
     def __init__(self, max_value: float | None = None, negative_slope: float = 0.0,
                  threshold: float = 0.0, name: str | None = None):

@@ -31,9 +31,12 @@ def _unbroadcast(d, shape):
 
 class _Merge(Layer):
     """Element-wise merge of two or more inputs; subclasses give ``combine`` and its
-    gradient ``split``."""
+    gradient ``split``. The output's mask is the AND of the inputs' masks (those that
+    have one), as tf.keras 2's ``_Merge`` (Keras 3 ORs them: the same for a residual
+    block, whose inputs share one mask)."""
 
     multi_input = True
+    takes_input_masks = True
     min_inputs, max_inputs = 2, None
 
     def __init__(self, name: str | None = None):
@@ -83,6 +86,12 @@ class _Merge(Layer):
     def combine(self, xs):
         """(y, split) where split(dy) gives one gradient per (aligned) input."""
         raise NotImplementedError
+
+    def compute_mask(self, xs, mask):
+        masks = [m for m in mask or () if m is not None]
+        if not masks or any(m.shape != masks[0].shape for m in masks):
+            return None
+        return np.logical_and.reduce(masks) if len(masks) > 1 else masks[0]
 
 
 @layers.register("Add")
@@ -188,6 +197,7 @@ class Concatenate(Layer):
     cannot be used). All other dimensions must be equal."""
 
     multi_input = True
+    takes_input_masks = True
 
     def __init__(self, axis: int = -1, name: str | None = None):
         super().__init__(name=name)
@@ -219,6 +229,18 @@ class Concatenate(Layer):
         y = np.concatenate(xs, axis=self._axis)
         cuts = np.cumsum([x.shape[self._axis] for x in xs])[:-1]
         return y, lambda dy: np.split(dy, cuts, axis=self._axis)
+
+    def compute_mask(self, xs, mask):
+        """tf.keras 2: inputs without a mask count as unmasked; joined along time
+        (axis 1) the masks are joined too, along the features they are ANDed."""
+        if not mask or all(m is None for m in mask) or xs[0].ndim < 3:
+            return None
+        masks = [np.ones(x.shape[:2], bool) if m is None else m for x, m in zip(xs, mask)]
+        if self._axis == 1:
+            return np.concatenate(masks, axis=1)
+        if any(m.shape != masks[0].shape for m in masks):
+            return None
+        return np.logical_and.reduce(masks)
 
 
 @layers.register("Dot")

@@ -41,6 +41,10 @@ def normalize_backward(dxhat, xhat, inv_std, reduce_axes):
 
 
 class _Normalization(Layer):
+    #: per time step over the features (LayerNormalization), or elementwise with the
+    #: statistics (BatchNormalization): a mask goes on, as in Keras 2
+    passes_mask = True
+
     def _init_affine(self, center, scale, beta_initializer, gamma_initializer,
                      beta_regularizer, gamma_regularizer):
         self.center = center

@@ -115,5 +115,19 @@ s = layers.Add(name="sum")([shared(x_in), shared(layers.Dense(4, name="pre")(x_i
 nested_fun = keras.Model(x_in, layers.Dense(2, name="head")(inner(s)))
 save(nested_fun, "nested_fun", f32(5, 4))
 
+# an encoder block on padded tokens: the mask goes through MultiHeadAttention, the
+# residual Add (Keras 3 records a LogicalOr of the two masks) and LayerNormalization to
+# the masked mean
+tok = keras.Input((6,), dtype="int32", name="tokens")
+e = layers.Embedding(12, 4, mask_zero=True, name="emb")(tok)
+a = layers.MultiHeadAttention(num_heads=2, key_dim=2, name="mha")(e, e)
+n = layers.LayerNormalization(name="norm")(layers.Add(name="residual")([e, a]))
+encoder = keras.Model(tok, layers.Dense(2, name="out")(
+    layers.GlobalAveragePooling1D(name="avg")(n)))
+t = rng.integers(1, 12, (3, 6)).astype("int32")
+t[0, 3:] = 0
+t[2, 5:] = 0
+save(encoder, "encoder", t)
+
 np.savez(f"{out}/native_predictions.npz", **arrays)
 print("ok", sorted(os.listdir(out)))
