@@ -15,7 +15,7 @@ from conftest import ROOT
 from test_keras_io import imported
 from trainer.cli import main
 from trainer.errors import ConfigError, DataError
-from trainer.keras_io import export
+from trainer.keras_io import export, keras3
 from trainer.keras_io.native import snake_case
 
 NATIVE = ROOT / "tests" / "data" / "keras3" / "native"
@@ -196,7 +196,7 @@ def build(model_cfg):
 def test_keras_archive_export_reads_back_identically(tmp_path, name):
     keras_file(tmp_path, f"{name}.keras")
     _, model = imported(tmp_path, "  keras: m.keras")
-    export.write_keras(model, tmp_path / "back.keras")
+    keras3.write_keras(model, tmp_path / "back.keras")
     _, again = imported(tmp_path, "  keras: back.keras")
     np.testing.assert_array_equal(again.predict_on_batch(inputs(name))[0],
                                   model.predict_on_batch(inputs(name))[0])
@@ -215,7 +215,7 @@ def test_keras_archive_layout_follows_keras(tmp_path):
         {"Dense": {"name": "d1", "units": 3}},
         {"ThresholdedReLU": {"name": "thr", "theta": 0.5}},
         {"Dense": {"name": "d2", "units": 2}}], "outputs": ["d2"]})
-    export.write_keras(model, tmp_path / "m.keras")
+    keras3.write_keras(model, tmp_path / "m.keras")
     with zipfile.ZipFile(tmp_path / "m.keras") as z:
         assert set(z.namelist()) == {"metadata.json", "config.json", "model.weights.h5"}
         config = json.loads(z.read("config.json"))
@@ -251,7 +251,7 @@ def test_hard_sigmoid_gates_convert_exactly_and_other_uses_are_refused(tmp_path)
         layer.set_weights([rng.normal(0, 2, w.shape).astype(w.dtype)
                            for w in layer.get_weights()])
     x = rng.normal(size=(2, 4, 3)).astype("f4")
-    export.write_keras(model, tmp_path / "m.keras")
+    keras3.write_keras(model, tmp_path / "m.keras")
     with zipfile.ZipFile(tmp_path / "m.keras") as z:
         with h5py.File(io.BytesIO(z.read("model.weights.h5"))) as f:
             kernel = f["layers/lstm/cell/vars/0"][()]
@@ -264,7 +264,7 @@ def test_hard_sigmoid_gates_convert_exactly_and_other_uses_are_refused(tmp_path)
     dense = build({"input_shape": [3], "layers": [
         {"Dense": {"name": "gate", "units": 2, "activation": "hard_sigmoid"}}]})
     with pytest.raises(ConfigError, match="layer 'gate' uses hard_sigmoid.*relu6"):
-        export.write_keras(dense, tmp_path / "d.keras")
+        keras3.write_keras(dense, tmp_path / "d.keras")
     assert not (tmp_path / "d.keras").exists()
 
 

@@ -6,7 +6,8 @@ back as Keras files.
 - translate.py: a Keras model config → our ``model:`` section (the builder builds it);
   arguments.py: one Keras layer → our layer spec, generically, with a few exceptions.
 - h5.py: the HDF5 weight layout, read and written; native.py: Keras 3's ``.keras``
-  archives and ``.weights.h5`` tree, read.
+  archives and ``.weights.h5`` tree, read; keras3.py: ``.keras`` archives written, and
+  where Keras 3 computes something else under a Keras 2 name.
 - export.py: a built model → Keras 2 JSON and ``.h5``.
 """
 

@@ -1,7 +1,6 @@
-"""A built model → Keras files: the architecture as ``to_json()`` writes it, an ``.h5``
-saved model that Keras 2's ``load_model`` reads (Keras 3's too), and a Keras 3 ``.keras``
-archive (``keras3_model``: config.json in Keras 3's form; native.py: the weights tree).
-The ``.h5``:
+"""A built model → Keras files: the architecture as ``to_json()`` writes it, and an
+``.h5`` saved model that Keras 2's ``load_model`` reads (Keras 3's too; its ``.keras``
+archives: keras3.py):
 
     attrs: model_config (JSON {"class_name": "Sequential" | "Functional", "config": ...}),
            keras_version, backend
@@ -103,9 +102,10 @@ def _is_chain(graph):
         and len({id(n.layer) for n in graph.nodes}) == len(graph.nodes)
 
 
-def _functional(model, dtype, keras3=False):
-    """Keras 2's functional config, or with ``keras3`` Keras 3's (``batch_shape``,
-    calls as ``{"args", "kwargs"}`` of tensors with their shapes)."""
+def _functional(model, dtype, call=None):
+    """Keras 2's functional config, or with ``call`` (keras3.keras3_call, which writes
+    one call) Keras 3's: ``batch_shape``, a single input or output written bare."""
+    keras3 = call is not None
     graph = model.graph
     records, by_layer = [], {}
     history = []  # tensor index → [layer name, node index, 0]
@@ -126,7 +126,7 @@ def _functional(model, dtype, keras3=False):
         rec = by_layer[id(layer)]
         kwargs = _call_kwargs(layer, rec)
         rec["inbound_nodes"].append(
-            _keras3_call(node, kwargs, history, graph.shapes, dtype) if keras3
+            call(node, kwargs, history, graph.shapes, dtype) if keras3
             else _inbound_node(layer, node.inputs, history, kwargs))
         history += [[layer.name, len(rec["inbound_nodes"]) - 1, k]
                     for k in range(len(node.outputs))]
@@ -162,92 +162,6 @@ def _inbound_node(layer, inputs, history, kwargs):
     for key, i in zip(keywords, rest):
         kwargs[key] = list(history[i])
     return [[*history[inputs[0]], kwargs]]
-
-
-def _keras3_call(node, kwargs, history, shapes, dtype):
-    """One call as Keras 3 records it: ``{"args": [...], "kwargs": {...}}`` with each
-    tensor a ``__keras_tensor__`` (shape, dtype, history). MultiHeadAttention takes
-    (query, value) and ``key=``; a recurrent layer its states as ``initial_state=``;
-    a layer on several inputs (merges, Attention) one list."""
-    from trainer.layers.recurrent import RNN
-
-    def tensor(i):
-        return {"class_name": "__keras_tensor__", "config": {
-            "shape": [None, *shapes[i]], "dtype": dtype, "keras_history": list(history[i])}}
-
-    layer, tensors = node.layer, [tensor(i) for i in node.inputs]
-    if getattr(layer, "keras_keyword_inputs", ()):
-        args = [tensors[0], tensors[1] if len(tensors) > 1 else tensors[0]]
-        if len(tensors) > 2:
-            kwargs["key"] = tensors[2]
-    elif isinstance(layer, RNN) and len(tensors) > 1:
-        args, kwargs["initial_state"] = [tensors[0]], tensors[1:]
-    else:
-        args = [tensors] if node.listed else tensors[:1]
-    return {"args": args, "kwargs": kwargs}
-
-
-def keras3_model(model, dtype="float32"):
-    """(Keras 3 model config — ``config.json`` of a ``.keras`` archive —, the layers in
-    the order Keras 3 keeps their weights: [(class name, name, layer or None)]).
-
-    Where Keras 3 differs from the Keras 2 config: ``ThresholdedReLU`` (gone) becomes
-    ``ReLU(threshold=theta)``; Keras 3's ``hard_sigmoid`` is relu6(x + 3) / 6, not
-    clip(0.2 x + 0.5, 0, 1), so recurrent gates keep their numbers by weights scaled
-    by 1.2 (native.weight_tree) and any other use of it is refused."""
-    graph = model.graph
-    layers = {layer.name: layer for layer in model.layers}
-    for layer in model.layers:
-        _check_keras3(layer_record(layer, f"layer '{layer.name}'", dtype), layer.name)
-    if _is_sequential(graph):
-        legacy = [_keras3_record(r) for r in keras_config(model, dtype)["config"]["layers"]]
-        shape = legacy[0]["config"]["batch_input_shape"]
-        first = {"module": "keras.layers", "class_name": "InputLayer", "config": {
-            "batch_shape": shape, "dtype": dtype, "sparse": False, "ragged": False,
-            "name": legacy[0]["config"]["name"]}, "registered_name": None}
-        config = {"name": model.name, "trainable": True, "dtype": dtype,
-                  "layers": [first, *legacy[1:]], "build_input_shape": shape}
-        order = [(r["class_name"], r["config"]["name"], layers[r["config"]["name"]])
-                 for r in legacy[1:]]
-        return {"module": "keras", "class_name": "Sequential", "config": config,
-                "registered_name": None, "build_config": {"input_shape": shape}}, order
-    config = _functional(model, dtype, keras3=True)["config"]
-    config["layers"] = [_keras3_record(r) for r in config["layers"]]
-    order = [(r["class_name"], r["name"], layers.get(r["name"])) for r in config["layers"]]
-    return {"module": "keras.src.models.functional", "class_name": "Functional",
-            "config": config, "registered_name": "Functional",
-            "build_config": {"input_shape": None}}, order
-
-
-def _keras3_record(rec):
-    """A layer record in what Keras 3 takes (see ``keras3_model``)."""
-    if rec["class_name"] != "ThresholdedReLU":
-        return rec
-    config = {k: v for k, v in rec["config"].items() if k != "theta"}
-    config["threshold"] = rec["config"].get("theta", 1.0)
-    return {**rec, "class_name": "ReLU", "config": config}
-
-
-def _check_keras3(record, name):
-    """Refuse Keras 2's hard_sigmoid where Keras 3 would compute another function."""
-    config = record.get("config") or {}
-    if config.get("activation") == "hard_sigmoid":
-        raise ConfigError(
-            f"export: layer '{name}' uses hard_sigmoid, which Keras 3 computes as "
-            f"relu6(x + 3) / 6 and trainer (as Keras 2) as clip(0.2 x + 0.5, 0, 1): a "
-            f".keras file would predict differently. Export as keras-h5 (tf.keras 2), or "
-            f"train with another activation (recurrent gates are converted exactly)")
-    for key in ("layer", "backward_layer"):
-        if isinstance(config.get(key), dict):
-            _check_keras3(config[key], name)
-
-
-def write_keras(model, path, dtype="float32"):
-    """A Keras 3 ``.keras`` archive of a built model (native.py writes the files)."""
-    from trainer.keras_io.native import write_archive
-
-    config, order = keras3_model(model, dtype)
-    write_archive(path, config, order)
 
 
 def model_json(model, dtype="float32"):
@@ -294,5 +208,10 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         return out
     ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
     checkpoint.load(ckpt, model, with_optimizer=False)
-    (write_keras if fmt == "keras" else write_h5)(model, out, dtype)
+    if fmt == "keras":
+        from trainer.keras_io.keras3 import write_keras
+
+        write_keras(model, out, dtype)
+    else:
+        write_h5(model, out, dtype)
     return out

@@ -133,6 +133,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
         checkpoint); otherwise such layers keep their initial weights, with a warning.
     """
     from trainer.keras_io import native
+    from trainer.keras_io.keras3 import from_keras3_gates
 
     if skip_mismatch and not by_name:
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")
@@ -165,7 +166,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
             raise ConfigError(problem)
         arrays = [v for _, v in values]
         if native_layout:  # Keras 3's hard_sigmoid under recurrent gates
-            arrays = native.from_keras3_gates(layer, arrays)
+            arrays = from_keras3_gates(layer, arrays)
         layer.set_weights([v.astype(layer.dtype) for v in arrays])
 
 

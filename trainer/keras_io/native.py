@@ -32,8 +32,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from trainer.errors import ConfigError, DataError
 
 WEIGHTS_MEMBER = "model.weights.h5"
@@ -194,15 +192,20 @@ def by_structure(f, structure, label):
     return out
 
 
-def _walk(container, structure, out, label):
-    used = {}
-    for cls, name, inner in structure:
+def group_keys(classes):
+    """Keras's group name for each layer of a model, from their class names in layer
+    order: snake case, numbered per class (``dense``, ``dense_1``, ...)."""
+    used, keys = {}, []
+    for cls in classes:
         key = snake_case(cls)
-        if key in used:
-            used[key] += 1
-            key = f"{key}_{used[key]}"
-        else:
-            used[key] = 0
+        used[key] = used.get(key, -1) + 1
+        keys.append(key if used[key] == 0 else f"{key}_{used[key]}")
+    return keys
+
+
+def _walk(container, structure, out, label):
+    keys = group_keys(cls for cls, _, _ in structure)
+    for key, (cls, name, inner) in zip(keys, structure):
         if key not in container:
             out[name] = []
             continue
@@ -249,136 +252,3 @@ def stored_layers(f, model, keras, label, by_name=True):
         raise DataError(f"{label}: the file holds a nested Keras model and its layer groups "
                         f"carry no names; load the .keras file (model.keras) instead")
     return by_structure(f, structure, label)
-
-
-# -- writing ----------------------------------------------------------------------------
-
-#: the Keras release the written archives were checked against (metadata.json)
-KERAS3_VERSION = "3.15.1"
-
-
-def weight_tree(layer):
-    """One of our layers → its Keras 3 object tree: (own arrays, {sub-layer: tree}).
-    Keras keeps a recurrent layer's weights in its ``cell``, Bidirectional's in
-    ``forward_layer``/``backward_layer``, TimeDistributed's in ``layer`` and
-    MultiHeadAttention's in four EinsumDense sub-layers."""
-    from trainer.layers.attention import MultiHeadAttention
-    from trainer.layers.recurrent import RNN
-    from trainer.layers.wrappers import Bidirectional, TimeDistributed
-
-    if isinstance(layer, RNN):
-        return [], {"cell": (_keras3_gates(layer), {})}
-    if isinstance(layer, Bidirectional):
-        return [], {"forward_layer": weight_tree(layer.forward_layer),
-                    "backward_layer": weight_tree(layer.backward_)}
-    if isinstance(layer, TimeDistributed):
-        return [], {"layer": weight_tree(layer.layer)}
-    if isinstance(layer, MultiHeadAttention):
-        subs = {}
-        for prefix, sub in (("query", "query_dense"), ("key", "key_dense"),
-                            ("value", "value_dense"), ("attention_output", "output_dense")):
-            subs[sub] = ([layer.params[n] for n in layer.weight_names()
-                          if n.startswith(prefix + "/")], {})
-        return [], subs
-    return layer.get_weights(), {}
-
-
-#: the gates a recurrent layer's recurrent_activation applies to (weight column blocks)
-GATES = {"LSTM": (0, 1, 3), "GRU": (0, 1)}  # LSTM i, f, (c), o; GRU z, r, (h)
-#: Keras 2's hard_sigmoid clip(0.2 z + 0.5, 0, 1) is Keras 3's relu6(1.2 z + 3) / 6
-HARD_SIGMOID_SCALE = 1.2
-
-
-def _keras3_gates(layer):
-    """A recurrent layer's weights for Keras 3. With ``recurrent_activation:
-    hard_sigmoid`` (our default, as Keras 2.2) every weight's gate columns are scaled
-    by 1.2, so that Keras 3's hard_sigmoid of the gates is Keras 2's of ours."""
-    weights = layer.get_weights()
-    act = getattr(getattr(layer, "recurrent_activation", None), "registered_name", None)
-    gates = GATES.get(getattr(type(layer), "registered_name", ""))
-    if act != "hard_sigmoid" or gates is None:
-        return weights
-    out = []
-    for w in weights:
-        w = w.copy()
-        for g in gates:
-            w[..., g * layer.units:(g + 1) * layer.units] *= HARD_SIGMOID_SCALE
-        out.append(w)
-    return out
-
-
-def from_keras3_gates(layer, values):
-    """The inverse of ``_keras3_gates`` for weights read from Keras 3's native layout
-    into ``layer`` (its own class: an LSTM or GRU, or one inside Bidirectional or
-    TimeDistributed): gates under hard_sigmoid are divided by 1.2, so that our Keras 2
-    hard_sigmoid gives what Keras 3's gave."""
-    from trainer.layers.recurrent import RNN
-    from trainer.layers.wrappers import Bidirectional, TimeDistributed
-
-    if isinstance(layer, Bidirectional):
-        half = len(values) // 2
-        return (from_keras3_gates(layer.forward_layer, values[:half])
-                + from_keras3_gates(layer.backward_, values[half:]))
-    if isinstance(layer, TimeDistributed):
-        return from_keras3_gates(layer.layer, values)
-    act = getattr(getattr(layer, "recurrent_activation", None), "registered_name", None)
-    gates = GATES.get(getattr(type(layer), "registered_name", ""))
-    if not isinstance(layer, RNN) or act != "hard_sigmoid" or gates is None:
-        return values
-    out = []
-    for w in values:
-        w = np.array(w, dtype=np.float64)
-        for g in gates:
-            w[..., g * layer.units:(g + 1) * layer.units] /= HARD_SIGMOID_SCALE
-        out.append(w)
-    return out
-
-
-def _write_tree(group, tree, name=None):
-    own, subs = tree
-    v = group.create_group("vars")
-    if name is not None:
-        v.attrs["name"] = name
-    for i, value in enumerate(own):
-        v.create_dataset(str(i), data=value)
-    for sub, subtree in subs.items():
-        _write_tree(group.create_group(sub), subtree)
-
-
-def write_weights_tree(f, layers):
-    """``layers``: [(Keras class name, layer name, our layer or None)] in Keras's order
-    (None: an input layer, which has no weights but a group all the same)."""
-    container = f.create_group("layers")
-    used = {}
-    for cls, name, layer in layers:
-        key = snake_case(cls)
-        if key in used:
-            used[key] += 1
-            key = f"{key}_{used[key]}"
-        else:
-            used[key] = 0
-        _write_tree(container.create_group(key),
-                    weight_tree(layer) if layer is not None else ([], {}), name)
-    f.create_group("vars")
-
-
-def write_archive(path, config, layers):
-    """A ``.keras`` archive: ``config`` (the Keras 3 model config) and the weights of
-    ``layers`` (as ``write_weights_tree``), written atomically."""
-    import datetime
-    import io
-
-    import h5py
-
-    from trainer.fileio import atomic_path
-
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
-        write_weights_tree(f, layers)
-    metadata = {"keras_version": KERAS3_VERSION,
-                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w") as z:
-            z.writestr("metadata.json", json.dumps(metadata))
-            z.writestr(CONFIG_MEMBER, json.dumps(config))
-            z.writestr(WEIGHTS_MEMBER, buffer.getvalue())

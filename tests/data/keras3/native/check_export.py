@@ -75,7 +75,7 @@ MODELS = {
 def write(out):
     from trainer.builder import build_model
     from trainer.config import from_dict
-    from trainer.keras_io import export
+    from trainer.keras_io import export, keras3
 
     rng = np.random.default_rng(0)
     arrays = {}
@@ -98,7 +98,7 @@ def write(out):
         for k, x in enumerate(xs):
             arrays[f"{name}_x{k}"] = x
         arrays[f"{name}_y"] = model.predict_on_batch(xs)[0]
-        export.write_keras(model, out / f"{name}.keras")
+        keras3.write_keras(model, out / f"{name}.keras")
         export.write_h5(model, out / f"{name}.h5")
     np.savez(out / "predictions.npz", **arrays)
 
