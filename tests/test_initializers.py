@@ -28,3 +28,18 @@ def test_uniform_limits_and_constants():
     assert np.all(initializers.get("ones")((2,), rng, np.float32) == 1)
     w = initializers.get({"random_uniform": {"minval": 1, "maxval": 2}})((1000,), rng, np.float64)
     assert w.min() >= 1 and w.max() < 2
+
+
+@pytest.mark.parametrize("spec,match", [
+    ({"RandomUniform": {"minval": 1.0, "maxval": 0.0}}, "minval ≤ maxval"),
+    ({"RandomUniform": {"minval": float("-inf")}}, "minval ≤ maxval"),
+    ({"RandomNormal": {"stddev": -1.0}}, "stddev ≥ 0"),
+    ({"TruncatedNormal": {"mean": float("nan")}}, "finite mean"),
+])
+def test_initializer_arguments_numpy_would_reject_are_config_errors(spec, match):
+    """Found by the .keras mutation fuzzer: a reversed range ended as NumPy's
+    'high - low < 0', an internal error."""
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        initializers.get(spec)

@@ -284,3 +284,112 @@ def test_keras3_hard_sigmoid_outside_archive_gates_is_named():
     model, problems = translate_model(keras)
     assert not problems.items
     assert model["layers"][0]["Dense"]["activation"] == "hard_sigmoid"
+
+
+# -- hostile archives ---------------------------------------------------------------------
+
+def _mutate_config(config, rng):
+    """Delete a key of, or give another type to, one randomly chosen dict in the tree."""
+    dicts = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            dicts.append(node)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    target = dicts[rng.integers(len(dicts))]
+    if not target:
+        return "an empty dict left alone"
+    key = sorted(target)[rng.integers(len(target))]
+    if rng.random() < 0.4:
+        del target[key]
+        return f"deleted {key!r}"
+    target[key] = [None, 7, -1, "x", [], {}, [["a", 0, 0]], 1e30][rng.integers(8)]
+    return f"{key!r} = {target[key]!r}"
+
+
+def _mutate_weights(f, rng):
+    """Delete a group or dataset, rename one, or give a dataset another shape/type."""
+    import h5py
+
+    items = []
+    f.visititems(lambda name, obj: items.append((name, obj)))
+    name, obj = items[rng.integers(len(items))]
+    choice = rng.integers(4)
+    if choice == 0 or not isinstance(obj, h5py.Dataset):
+        if choice == 1 and "vars" in name.split("/")[-1:]:
+            obj.attrs["name"] = [1, 2] if rng.random() < 0.5 else "other"
+            return f"{name}: name attribute changed"
+        del f[name]
+        return f"deleted {name}"
+    if choice == 1:
+        f.move(name, name + "_moved")
+        return f"moved {name}"
+    data = obj[()]
+    del f[name]
+    f[name] = (np.zeros(np.asarray(data).size + 1) if choice == 2
+               else np.array([b"text"]))
+    return f"{name}: reshaped or retyped"
+
+
+def test_mutated_archives_end_in_one_clear_message(tmp_path):
+    """Derandomized mutations of real Keras archives — the zip cut short, bytes flipped,
+    config.json keys deleted or retyped, weight groups deleted, moved or reshaped —
+    each imports or stops with trainer's own error, never another exception."""
+    import json
+
+    from trainer.errors import TrainerError
+
+    rng = np.random.default_rng(20261127)
+    failures = []
+    for case in range(60):
+        name = ["mlp", "rnn", "attention", "nested_fun", "encoder"][case % 5]
+        path = keras_file(tmp_path, f"{name}.keras")
+        kind = case // 5 % 4
+        if kind == 0:
+            data = path.read_bytes()
+            cut = int(rng.integers(len(data)))
+            flips = rng.integers(0, len(data), 8)
+            data = bytearray(data[:cut] if rng.random() < 0.5 else data)
+            for i in flips[flips < len(data)]:
+                data[i] ^= 0xFF
+            path.write_bytes(bytes(data))
+            what = "bytes cut or flipped"
+        elif kind in (1, 2):
+            with zipfile.ZipFile(path) as z:
+                members = {n: z.read(n) for n in z.namelist()}
+            config = json.loads(members["config.json"])
+            what = _mutate_config(config, rng)
+            members["config.json"] = json.dumps(config)
+            with zipfile.ZipFile(path, "w") as z:
+                for n, d in members.items():
+                    z.writestr(n, d)
+        else:
+            box = {}
+            rewrite_weights(path, lambda f: box.setdefault("what", _mutate_weights(f, rng)))
+            what = box["what"]
+        try:
+            _, model = imported(tmp_path, "  keras: m.keras")
+            model.predict_on_batch(inputs(name))
+        except TrainerError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            failures.append(f"{name} ({what}): {type(exc).__name__}: {exc}")
+    assert not failures, "\n".join(failures)
+
+
+def test_weights_larger_than_the_free_disk_are_not_extracted(tmp_path, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda _: usage(100, 90, 10))
+    keras_file(tmp_path, "mlp.keras")
+    with pytest.raises(DataError, match=r"extracting model.weights.h5 needs \d+ bytes, 10 "
+                                        r"are free"):
+        imported(tmp_path, "  keras: m.keras")

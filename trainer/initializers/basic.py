@@ -1,9 +1,19 @@
 """Initializers: ``init(shape, rng, dtype) -> array``, Keras 2 formulas."""
 
+import math
+
 import numpy as np
 
+from trainer.errors import ConfigError
 from trainer.initializers import fans
 from trainer.registries import initializers
+
+
+def check_spread(name, mean, stddev):
+    """A normal's arguments: finite, stddev not negative (else NumPy fails mid-build)."""
+    if not (math.isfinite(mean) and math.isfinite(stddev)) or stddev < 0:
+        raise ConfigError(f"{name}: expected a finite mean and a finite stddev ≥ 0, got "
+                          f"mean={mean}, stddev={stddev}")
 
 
 class Initializer:
@@ -35,6 +45,7 @@ class Constant(Initializer):
 @initializers.register("random_normal", "RandomNormal")
 class RandomNormal(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+        check_spread("random_normal", mean, stddev)
         self.mean = mean
         self.stddev = stddev
 
@@ -45,6 +56,9 @@ class RandomNormal(Initializer):
 @initializers.register("random_uniform", "RandomUniform")
 class RandomUniform(Initializer):
     def __init__(self, minval: float = -0.05, maxval: float = 0.05):
+        if not (math.isfinite(minval) and math.isfinite(maxval)) or minval > maxval:
+            raise ConfigError(f"random_uniform: expected finite minval ≤ maxval, got "
+                              f"minval={minval}, maxval={maxval}")
         self.minval = minval
         self.maxval = maxval
 

@@ -5,7 +5,8 @@ from typing import Literal
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.initializers.basic import Initializer, VarianceScaling, truncated_normal
+from trainer.initializers.basic import (Initializer, VarianceScaling, check_spread,
+                                        truncated_normal)
 from trainer.registries import initializers
 
 
@@ -14,6 +15,7 @@ class TruncatedNormal(Initializer):
     """Normal(mean, stddev) with values beyond two stddevs redrawn; stddev default 0.05."""
 
     def __init__(self, mean: float = 0.0, stddev: float = 0.05):
+        check_spread("truncated_normal", mean, stddev)
         self.mean = mean
         self.stddev = stddev
 

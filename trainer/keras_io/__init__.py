@@ -79,8 +79,15 @@ def expand(cfg):
     path = resolve_path(cfg, model_cfg["keras"]).resolve()
     keras, has_weights = read_model_file(path, where)
     weights = model_cfg.get("weights") or (str(path) if has_weights else None)
-    model, problems = translate_model(keras, path.name, lenient_init=weights is not None,
-                                      native=zipfile.is_zipfile(path))
+    try:
+        model, problems = translate_model(keras, path.name, lenient_init=weights is not None,
+                                          native=zipfile.is_zipfile(path))
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        # a file Keras did not write this way (edited, corrupted): the translation reads
+        # the structure Keras writes, and says so instead of failing inside
+        raise ConfigError(f"model.keras: {path.name} does not hold a Keras model config "
+                          f"in the form Keras writes ({type(exc).__name__}: {exc})",
+                          where=where) from exc
     if problems.layers or problems.items:
         raise ConfigError(f"model.keras: {problems.message(path.name)}", where=where)
     for key in ("name", "weights"):

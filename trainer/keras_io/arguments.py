@@ -56,7 +56,7 @@ class Problems:
         self.items = []
 
     def layer(self, cls, name):
-        self.layers.setdefault(cls, []).append(name)
+        self.layers.setdefault(str(cls), []).append(str(name))
 
     def add(self, text):
         self.items.append(text)

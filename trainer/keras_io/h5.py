@@ -215,3 +215,6 @@ def load_weights_option(cfg, model):
         raise ConfigError(f"model.weights: {exc.message}", where=where) from None
     except DataError as exc:
         raise DataError(f"model.weights: {exc.message}", where=where) from None
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged inside
+        raise DataError(f"model.weights: cannot read the weights in {path}: {exc}",
+                        where=where) from exc

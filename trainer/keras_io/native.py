@@ -28,6 +28,7 @@ layers as Keras does (the Keras config in a ``.keras`` archive, or our model's l
 import contextlib
 import json
 import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -106,6 +107,10 @@ def open_weights(path):
     with tempfile.TemporaryDirectory(prefix="trainer_keras_") as tmp:
         try:
             with zipfile.ZipFile(path) as z:
+                size, free = z.getinfo(WEIGHTS_MEMBER).file_size, shutil.disk_usage(tmp).free
+                if size > free:  # (a zip bomb says so too)
+                    raise DataError(f"{path}: extracting {WEIGHTS_MEMBER} needs {size} bytes, "
+                                    f"{free} are free in {tempfile.gettempdir()} (TMPDIR)")
                 extracted = z.extract(WEIGHTS_MEMBER, tmp)
             f = h5py.File(extracted, "r")
         except (zipfile.BadZipFile, OSError) as exc:
@@ -171,7 +176,8 @@ def _layer_groups(container):
             out += _layer_groups(g["layers"])
             continue
         name = g["vars"].attrs.get("name") if "vars" in g else None
-        out.append((g, name.decode("utf8") if isinstance(name, bytes) else name))
+        name = name.decode("utf8", "replace") if isinstance(name, bytes) else name
+        out.append((g, name if isinstance(name, str) else None))
     return out
 
 
