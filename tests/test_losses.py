@@ -106,6 +106,13 @@ def test_kullback_leibler_divergence_clips_both():
         [LN2 + EPS * np.log(EPS / 0.5)])
 
 
+def test_huber_is_quadratic_then_linear():
+    """tf.keras Huber: 0.5·x² for |x| ≤ delta, delta·|x| - 0.5·delta² beyond."""
+    assert value("huber", [[0.0, 0.0]], [[0.5, -3.0]]) == pytest.approx(
+        [(0.125 + 2.5) / 2])
+    assert value({"huber": {"delta": 2.0}}, [[1.0]], [[4.0]]) == pytest.approx([4.0])
+
+
 def test_poisson():
     assert value("poisson", [[2, 0]], [[1, 3]]) == pytest.approx(
         [(1 - 2 * np.log(1 + EPS) + 3) / 2])
@@ -158,6 +165,10 @@ GRADIENT_CASES = {
     "poisson": lambda r: (r.poisson(2, size=(4, 3)).astype(float),
                           r.uniform(0.2, 3, size=(4, 3))),
     "cosine_proximity": lambda r: (r.normal(size=(4, 3)), r.normal(size=(4, 3))),
+    # both sides of delta, away from the kink at |x| = delta
+    "huber": lambda r: (lambda t: (t, t + np.array([[0.3, -0.2, 2.0], [-1.7, 0.5, 3.0],
+                                                    [0.1, -0.6, -2.5], [1.4, 0.0, 0.8]])))(
+        r.normal(size=(4, 3))),
 }
 SPECS = {
     "bce_logits_smooth": {"binary_crossentropy": {"from_logits": True, "label_smoothing": 0.1}},
@@ -196,10 +207,11 @@ ALIASES = {
     "sparse_categorical_crossentropy": ["SparseCategoricalCrossentropy"],
     "kullback_leibler_divergence": ["kld", "KLDivergence"], "poisson": ["Poisson"],
     "cosine_proximity": ["CosineSimilarity", "cosine"],
+    "huber": ["huber_loss", "Huber"],  # tf.keras's, beyond Keras 2's fourteen
 }
 
 
-def test_all_fourteen_losses_and_their_aliases():
+def test_all_losses_and_their_aliases():
     assert sorted(losses.names()) == sorted(ALIASES)
     for name, aliases in ALIASES.items():
         for alias in aliases:

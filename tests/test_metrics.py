@@ -301,7 +301,7 @@ def test_epoch_values_equal_the_metrics_of_all_predictions(tmp_path, rng, loss, 
     assert logs["loss"] == pytest.approx(float((loss_fn(y, p) * w).sum()) / n + penalty,
                                          rel=1e-12)
     names = [m.name for m in model.outputs[0].metrics][:len(specs)]
-    assert "AUC_1" in names  # the second AUC (PR) gets a name of its own
+    assert names[names.index("auc") + 1] == "auc_1"  # Keras: the second AUC (PR) is auc_1
     for spec, name in zip(specs, names):
         assert logs[name] == pytest.approx(_at_once(spec, y, p, None, loss), rel=1e-12), name
         assert logs[f"weighted_{name}"] == pytest.approx(_at_once(spec, y, p, w, loss),
@@ -353,3 +353,31 @@ def test_class_id_beyond_the_output_is_a_config_error():
 
     with pytest.raises(ConfigError, match="class_id 3 is out of range for an output of 3"):
         metric_lib.get({"precision": {"class_id": 3}}, loss="mse", output_units=3)
+
+
+def test_class_names_log_as_keras_logs_them():
+    """metrics: [AUC] logs `auc` as tf.keras does (the instance's default name); a loss
+    class as a metric its snake name; strings as written."""
+    from trainer.metrics import logged_name
+
+    assert [logged_name(n) for n in ("AUC", "RootMeanSquaredError", "MeanSquaredError",
+                                     "KLDivergence", "CosineSimilarity", "Precision",
+                                     "mse", "acc", "top_k_categorical_accuracy")] == [
+        "auc", "root_mean_squared_error", "mean_squared_error", "kullback_leibler_divergence",
+        "cosine_similarity", "precision", "mse", "acc", "top_k_categorical_accuracy"]
+
+
+def test_root_mean_squared_error_is_the_root_of_the_epoch_mean():
+    """Not the mean of per-batch roots: two batches give sqrt(Σ w·se / Σ w·d)."""
+    m = metric_lib.get("RootMeanSquaredError")
+    t = np.zeros((4, 2))
+    p = np.array([[1.0, 1.0], [3.0, 1.0], [0.0, 2.0], [2.0, 2.0]])
+    w = np.array([1.0, 2.0, 1.0, 0.5])
+    m.update(t[:2], p[:2], w[:2])
+    m.update(t[2:], p[2:], w[2:])
+    se = (p ** 2).mean(axis=1)
+    assert m.result() == pytest.approx(np.sqrt((se * w).sum() / w.sum()), rel=1e-12)
+    state = m.get_state()
+    m.reset()
+    m.set_state(state)
+    assert m.result() == pytest.approx(np.sqrt((se * w).sum() / w.sum()), rel=1e-12)

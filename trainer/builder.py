@@ -253,7 +253,8 @@ def compile_model(model, cfg):
         for spec, is_weighted in [(s, False) for s in plain[k]] + [(s, True) for s in weighted[k]]:
             m = metric_lib.get(spec, loss=loss, output_units=units)
             # Keras 2 logs weighted metrics as weighted_<name>, a repeated name as name_1
-            base = ("weighted_" if is_weighted else "") + split_spec(spec)[0]
+            base = ("weighted_" if is_weighted else "") + \
+                metric_lib.logged_name(split_spec(spec)[0])
             m.name = base if base not in seen else f"{base}_{seen[base]}"
             seen[base] = seen.get(base, 0) + 1
             m.weighted = is_weighted

@@ -46,7 +46,9 @@ CONFIG_LIMIT = 64 * 2**20
 
 
 def snake_case(name):
-    """Keras's class name → file group name: ``PReLU`` → ``p_re_lu``."""
+    """Keras 3's class name → file group name: ``PReLU`` → ``p_re_lu``. (Keras 3's
+    rule; engine.layer.snake_case is Keras 2's for layer names, which also keeps
+    digits with a capitalised word.)"""
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()

@@ -4,6 +4,7 @@ import numpy as np
 
 from trainer.losses.base import EPSILON, ElementwiseLoss
 from trainer.registries import losses
+from trainer.registry import NonNegativeFloat
 
 LOG2 = np.log(2.0)
 
@@ -70,3 +71,24 @@ class LogCosh(ElementwiseLoss):
 
     def elementwise_gradient(self, t, p):
         return np.tanh(p - t)
+
+
+@losses.register("huber", "huber_loss", "Huber")
+class Huber(ElementwiseLoss):
+    """tf.keras's Huber loss: with x = y_pred - y_true, mean over the last axis of
+    0.5·x² where |x| ≤ delta, else delta·|x| - 0.5·delta² (quadratic near the target,
+    linear beyond, so outliers pull less than with mse). Gradient x, or delta·sign(x).
+
+    Args: delta (1.0): where the loss turns from quadratic to linear.
+    """
+
+    def __init__(self, delta: NonNegativeFloat = 1.0):
+        self.delta = delta
+
+    def elementwise(self, t, p):
+        x = np.abs(p - t)
+        return np.where(x <= self.delta, 0.5 * x * x, self.delta * x - 0.5 * self.delta ** 2)
+
+    def elementwise_gradient(self, t, p):
+        x = p - t
+        return np.clip(x, -self.delta, self.delta)

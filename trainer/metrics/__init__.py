@@ -23,3 +23,17 @@ def get(spec, loss=None, output_units=None):
         raise ConfigError(f"metric {name}: class_id {class_id} is out of range for an "
                           f"output of {output_units} units")
     return metric
+
+
+def logged_name(name):
+    """The name Keras logs for a metric given as ``name``: a class name (``AUC``,
+    ``RootMeanSquaredError``, ``MeanSquaredError``) logs its instance's default name
+    (``auc``, ``root_mean_squared_error``, ``mean_squared_error``); any other string
+    (``mse``, ``acc``) as written."""
+    from trainer.engine.layer import snake_case
+
+    if not name[:1].isupper():
+        return name
+    registry = metrics if name in metrics else losses if name in losses else None
+    canonical = registry.canonical(name) if registry is not None else name
+    return canonical if not canonical[:1].isupper() else snake_case(canonical)
