@@ -21,7 +21,7 @@ from trainer.keras_io.native import snake_case
 NATIVE = ROOT / "tests" / "data" / "keras3" / "native"
 PREDICTIONS = np.load(NATIVE / "native_predictions.npz")
 MODELS = ["mlp", "cnn", "rnn", "attention", "nested_seq", "nested_fun", "text", "masking",
-          "encoder"]
+          "encoder", "ops"]
 
 
 def inputs(name):
@@ -392,4 +392,13 @@ def test_weights_larger_than_the_free_disk_are_not_extracted(tmp_path, monkeypat
     keras_file(tmp_path, "mlp.keras")
     with pytest.raises(DataError, match=r"extracting model.weights.h5 needs \d+ bytes, 10 "
                                         r"are free"):
+        imported(tmp_path, "  keras: m.keras")
+
+
+def test_an_operation_on_a_constant_is_named(tmp_path):
+    """`Dense(...)(x) * 2.0` in Keras 3 is an operation with a constant operand: no
+    layer of ours computes it, and the message says which operation."""
+    keras_file(tmp_path, "ops_constant.keras")
+    with pytest.raises(ConfigError, match=r"operation 'multiply(_\d+)?' \(Multiply\) takes a "
+                                          r"constant"):
         imported(tmp_path, "  keras: m.keras")

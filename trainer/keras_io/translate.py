@@ -170,6 +170,10 @@ def _graph(config, feed, ctx, entries, aliases, frozen):
         name = rec.get("name") or rec.get("config", {}).get("name")
         if name in masks:
             continue  # our Embedding / Masking give this mask themselves
+        if str(rec.get("module", "")).startswith("keras.src.ops"):
+            rec = _operation(rec, name, problems)
+            if rec is None:
+                continue
         nodes = [_node_inputs(node, name, problems, masks)
                  for node in rec.get("inbound_nodes", [])]
         if not nodes:
@@ -205,6 +209,39 @@ def _graph(config, feed, ctx, entries, aliases, frozen):
             else:
                 entries.append({"call": name, "inputs": ref})
     return [_ref(t, problems) for t in _tensor_list(config.get("output_layers", []))]
+
+
+#: Keras 3 operations on symbolic tensors (``a + b``, ``keras.ops.relu(x)``), which a
+#: functional model records as nodes, that are one of our layers
+OPERATIONS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply",
+              "Maximum": "Maximum", "Minimum": "Minimum", "Concatenate": "Concatenate"}
+OPERATION_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
+                         "Softplus": "softplus", "Softsign": "softsign", "Selu": "selu",
+                         "Silu": "swish", "Exp": "exponential", "Softmax": "softmax"}
+
+
+def _operation(rec, name, problems):
+    """A Keras 3 operation node → the record of the layer that computes the same, or
+    None (a problem noted): an op on a constant (``x * 2``), or one without a layer."""
+    cls, config = rec.get("class_name"), rec.get("config") or {}
+    for node in rec.get("inbound_nodes", []):
+        args = node.get("args", []) if isinstance(node, dict) else []
+        flat = args[0] if cls == "Concatenate" and len(args) == 1 else args
+        if any(not (isinstance(a, dict) and a.get("class_name") == "__keras_tensor__")
+               for a in flat) or (isinstance(node, dict) and node.get("kwargs")):
+            problems.add(f"operation '{name}' ({cls}) takes a constant or keyword "
+                         f"argument; only operations between tensors translate to layers")
+            return None
+    if cls in OPERATIONS:
+        extra = {"axis": config.get("axis", -1)} if cls == "Concatenate" else {}
+        return {**rec, "class_name": OPERATIONS[cls], "config": {"name": name, **extra}}
+    if cls in OPERATION_ACTIVATIONS and config.get("axis", -1) == -1:
+        return {**rec, "class_name": "Activation",
+                "config": {"name": name, "activation": OPERATION_ACTIVATIONS[cls]}}
+    problems.add(f"operation '{name}' ({rec.get('module')}.{cls}) has no trainer layer; "
+                 f"operations that translate: {', '.join(sorted(OPERATIONS))} and the "
+                 f"activations {', '.join(sorted(OPERATION_ACTIVATIONS))}")
+    return None
 
 
 def _chain(records, feed, ctx, entries, aliases, frozen):

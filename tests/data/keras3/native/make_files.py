@@ -129,5 +129,17 @@ t[0, 3:] = 0
 t[2, 5:] = 0
 save(encoder, "encoder", t)
 
+# keras.ops on symbolic tensors: Keras 3 records them as operation nodes
+from keras import ops  # noqa: E402
+
+x_in = keras.Input((4,), name="x")
+a = layers.Dense(3, name="a")(x_in)
+b = layers.Dense(3, name="b")(x_in)
+joined = ops.concatenate([a + b, a * b, ops.maximum(a, b) - b], axis=-1)
+h = layers.Dense(3, name="h")(ops.relu(joined))
+ops_model = keras.Model(x_in, ops.softmax(ops.tanh(h) + ops.sigmoid(h)))
+save(ops_model, "ops", f32(5, 4))
+keras.Model(x_in, layers.Dense(2, name="d")(x_in) * 2.0).save(f"{out}/ops_constant.keras")
+
 np.savez(f"{out}/native_predictions.npz", **arrays)
 print("ok", sorted(os.listdir(out)))
