@@ -242,3 +242,32 @@ def test_default_layer_names_follow_keras():
     assert [snake_case(n) for n in names] == [
         "conv2d", "max_pooling2d", "conv2d_transpose", "batch_normalization",
         "global_average_pooling2d", "leaky_re_lu", "separable_conv2d"]
+
+
+@pytest.mark.parametrize("kind,args", [
+    ("DepthwiseConv1D", {"kernel_size": 3, "strides": 2, "padding": "same",
+                         "depth_multiplier": 2}),
+    ("DepthwiseConv1D", {"kernel_size": 2, "dilation_rate": 2}),
+    ("SeparableConv1D", {"filters": 4, "kernel_size": 3, "depth_multiplier": 2,
+                         "activation": "tanh"}),
+    ("SeparableConv1D", {"filters": 2, "kernel_size": 2, "strides": 2, "padding": "same"}),
+    ("Conv1DTranspose", {"filters": 2, "kernel_size": 3, "strides": 2, "padding": "same"}),
+    ("Conv1DTranspose", {"filters": 3, "kernel_size": 2, "dilation_rate": 2}),
+])
+def test_1d_layers_are_their_2d_layer_on_a_height_1_image_and_gradients_check(
+        rng, kind, args):
+    """Keras's 1-D shapes (kernel (k, ...), no height axis); the numbers of the 2-D
+    layer with a (1, k) kernel on (N, 1, steps, C); float64 finite differences."""
+    x = rng.normal(size=(2, 7, 3))
+    init = {"Conv1DTranspose": {"kernel_initializer": NORMAL}}.get(
+        kind, {"depthwise_initializer": NORMAL})
+    one = make(kind, bias_initializer={"constant": 0.1}, **init, **args)
+    y = check_layer(one, x)
+    two_args = {k: ([1, v] if k in ("kernel_size", "strides", "dilation_rate") else v)
+                for k, v in args.items()}
+    two = built(make(kind.replace("1D", "2D"), **two_args), x[:, None])
+    two.set_weights([w.reshape(two_w.shape) for w, two_w in
+                     zip(one.get_weights(), two.get_weights())])
+    kernels = [n for n in one.weight_names() if n != "bias"]
+    assert [one.params[n].ndim for n in kernels] == [two.params[n].ndim - 1 for n in kernels]
+    np.testing.assert_allclose(y, two.forward(x[:, None], False)[0][:, 0], atol=1e-12)

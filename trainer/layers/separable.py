@@ -1,4 +1,5 @@
-"""DepthwiseConv2D and SeparableConv2D (channels_last).
+"""DepthwiseConv2D/1D and SeparableConv2D/1D (channels_last). The 1-D layers run the
+2-D code on a height-1 image, with Keras's 1-D weight shapes.
 
 A depthwise convolution filters each input channel on its own with
 ``depth_multiplier`` kernels; output channel ``c * depth_multiplier + m`` (TensorFlow's
@@ -50,14 +51,14 @@ class _Depthwise(Conv):
     def _init_depthwise(self, kernel_size, strides, padding, data_format, depth_multiplier,
                         dilation_rate, activation, use_bias, depthwise_initializer,
                         bias_initializer, depthwise_regularizer, bias_regularizer):
-        self.kernel_size = ntuple(kernel_size, 2, "kernel_size", self)
-        self.strides = ntuple(strides, 2, "strides", self)
+        self.kernel_size = ntuple(kernel_size, self.rank, "kernel_size", self)
+        self.strides = ntuple(strides, self.rank, "strides", self)
         check_padding(padding, self)
         self.padding = padding
         check_data_format(data_format, self)
         self.data_format = data_format
         self.depth_multiplier = depth_multiplier
-        self.dilation_rate = ntuple(dilation_rate, 2, "dilation_rate", self)
+        self.dilation_rate = ntuple(dilation_rate, self.rank, "dilation_rate", self)
         self.activation = act.get(activation)
         self.use_bias = use_bias
         self.depthwise_initializer = initializers.get(depthwise_initializer)
@@ -66,7 +67,7 @@ class _Depthwise(Conv):
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def _build_depthwise(self, input_shape, rng):
-        spatial = window_output(self, input_shape, 2, self.kernel_size, self.strides,
+        spatial = window_output(self, input_shape, self.rank, self.kernel_size, self.strides,
                                 self.dilation_rate, self.padding, "kernel_size")
         if input_shape[-1] is None:
             raise self.error(f"needs a known channel dimension, got input shape {input_shape}")
@@ -74,6 +75,26 @@ class _Depthwise(Conv):
                                              self.depth_multiplier),
                         self.depthwise_initializer, rng, self.depthwise_regularizer)
         return spatial, input_shape[-1]
+
+    def _depthwise(self, x):
+        """(y5 (N, H', W', C, dm), backward(dy5) → dx, adding the kernel's gradient) on
+        the layer's own input; 1-D layers go through a height-1 image."""
+        _, strides, dilation = self._geometry()
+        K = self.params["depthwise_kernel"]
+        y5, back = depthwise_forward(self._as4d(x), K.reshape((1,) * (2 - self.rank) + K.shape),
+                                     strides, dilation, self.padding)
+
+        def backward(dy5):
+            dx, dK = back(dy5)
+            self.grads["depthwise_kernel"] += dK.reshape(K.shape)
+            return self._unas4d(dx)
+
+        return y5, backward
+
+    def _spatial(self, values, y5):
+        """``values`` (any shape holding y5's N·H'·W' positions) → the layer's output shape
+        (N, [H',] W', channels): a 1-D layer drops the height-1 axis."""
+        return values.reshape(y5.shape[0], *y5.shape[3 - self.rank:3], -1)
 
 
 @layers.register("DepthwiseConv2D")
@@ -110,15 +131,11 @@ class DepthwiseConv2D(_Depthwise):
         return (*spatial, channels * self.depth_multiplier)
 
     def forward(self, x, training):
-        y5, dw_back = depthwise_forward(x, self.params["depthwise_kernel"], self.strides,
-                                        self.dilation_rate, self.padding)
-        y, finish_back = self.finish(y5.reshape(*y5.shape[:3], -1))
+        y5, dw_back = self._depthwise(x)
+        y, finish_back = self.finish(self._spatial(y5, y5))
 
         def backward(dy):
-            dz = finish_back(dy)
-            dx, dK = dw_back(dz.reshape(y5.shape))
-            self.grads["depthwise_kernel"] += dK
-            return dx
+            return dw_back(finish_back(dy).reshape(y5.shape))
 
         return y, backward
 
@@ -158,24 +175,41 @@ class SeparableConv2D(_Depthwise):
 
     def build(self, input_shape, rng):
         spatial, channels = self._build_depthwise(input_shape, rng)
-        self.add_weight("pointwise_kernel", (1, 1, channels * self.depth_multiplier,
-                                             self.filters),
+        self.add_weight("pointwise_kernel", (1,) * self.rank + (channels * self.depth_multiplier,
+                                                                self.filters),
                         self.pointwise_initializer, rng, self.pointwise_regularizer)
         self.add_bias(rng, self.filters)
         return (*spatial, self.filters)
 
     def forward(self, x, training):
-        y5, dw_back = depthwise_forward(x, self.params["depthwise_kernel"], self.strides,
-                                        self.dilation_rate, self.padding)
+        y5, dw_back = self._depthwise(x)
         mid = y5.reshape(-1, y5.shape[3] * y5.shape[4])
         P = self.params["pointwise_kernel"].reshape(mid.shape[1], self.filters)
-        y, finish_back = self.finish((mid @ P).reshape(*y5.shape[:3], self.filters))
+        y, finish_back = self.finish(self._spatial(mid @ P, y5))
 
         def backward(dy):
             dz = finish_back(dy).reshape(-1, self.filters)
-            self.grads["pointwise_kernel"] += (mid.T @ dz).reshape(P.shape)[None, None]
-            dx, dK = dw_back((dz @ P.T).reshape(y5.shape))
-            self.grads["depthwise_kernel"] += dK
-            return dx
+            self.grads["pointwise_kernel"] += (mid.T @ dz).reshape(
+                self.grads["pointwise_kernel"].shape)
+            return dw_back((dz @ P.T).reshape(y5.shape))
 
         return y, backward
+
+
+@layers.register("DepthwiseConv1D")
+class DepthwiseConv1D(DepthwiseConv2D):
+    """Per-channel 1-D convolution (tf.keras 2.9+): (N, steps, C) → (N, steps',
+    C·depth_multiplier). Args as DepthwiseConv2D with one size each.
+    Weights: ``depthwise_kernel (k, C, depth_multiplier)``, ``bias (C·dm,)``."""
+
+    rank = 1
+
+
+@layers.register("SeparableConv1D", "SeparableConvolution1D")
+class SeparableConv1D(SeparableConv2D):
+    """A depthwise 1-D convolution, then a pointwise one to ``filters``: (N, steps, C) →
+    (N, steps', filters). Args as SeparableConv2D with one size each.
+    Weights: ``depthwise_kernel (k, C, dm)``, ``pointwise_kernel (1, C·dm, filters)``,
+    ``bias (filters,)``."""
+
+    rank = 1
