@@ -238,6 +238,8 @@ def keras_structure(keras):
         name = (rec.get("config") or {}).get("name") or rec.get("name")
         if keras.get("class_name") == "Sequential" and cls == "InputLayer":
             continue  # not one of a Sequential's layers
+        if str(rec.get("module", "")).startswith("keras.src.ops"):
+            continue  # an operation (a + b, a mask's NotEqual): not a layer, no group
         out.append((cls, name, keras_structure(rec) if cls in MODEL_CLASSES else None))
     return out
 
