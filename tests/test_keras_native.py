@@ -20,6 +20,9 @@ from trainer.keras_io.native import snake_case
 
 NATIVE = ROOT / "tests" / "data" / "keras3" / "native"
 PREDICTIONS = np.load(NATIVE / "native_predictions.npz")
+#: ops.gelu(approximate=True) imports as Activation({gelu: {approximate: true}}), which
+#: neither Keras's Activation layer can hold: export refuses it with a message
+NO_LAYER_FORM = ("ops",)
 MODELS = ["mlp", "cnn", "rnn", "attention", "nested_seq", "nested_fun", "text", "masking",
           "encoder", "ops"]
 
@@ -61,6 +64,10 @@ def test_real_keras_files_import_and_predict_what_keras_predicted(tmp_path, name
     _, model = imported(tmp_path, "  keras: m.keras")
     np.testing.assert_allclose(model.predict_on_batch(inputs(name))[0],
                                PREDICTIONS[f"{name}_y"], rtol=1e-5, atol=1e-6)
+    if name in NO_LAYER_FORM:
+        with pytest.raises(ConfigError, match="gelu with arguments .* has no Keras 2 string"):
+            export.write_h5(model, tmp_path / "back.h5")
+        return
     export.write_h5(model, tmp_path / "back.h5")  # and out as Keras 2 writes it
     _, again = imported(tmp_path, "  keras: back.h5")
     np.testing.assert_array_equal(again.predict_on_batch(inputs(name))[0],
@@ -192,7 +199,7 @@ def build(model_cfg):
                                  Path("t.yaml")))
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [m for m in MODELS if m not in NO_LAYER_FORM])
 def test_keras_archive_export_reads_back_identically(tmp_path, name):
     keras_file(tmp_path, f"{name}.keras")
     _, model = imported(tmp_path, "  keras: m.keras")

@@ -220,6 +220,16 @@ OPERATION_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh",
                          "Silu": "swish", "Exp": "exponential", "Softmax": "softmax"}
 
 
+#: operations with arguments → (layer, its arguments); ops.gelu is approximate by
+#: default, ops.leaky_relu's slope 0.2 (both as written in the record)
+OPERATION_LAYERS = {
+    "Gelu": lambda c: ("Activation", {"activation": {
+        "gelu": {"approximate": bool(c.get("approximate", True))}}}),
+    "Elu": lambda c: ("ELU", {"alpha": c.get("alpha", 1.0)}),
+    "LeakyRelu": lambda c: ("LeakyReLU", {"alpha": c.get("negative_slope", 0.2)}),
+}
+
+
 def _operation(rec, name, problems):
     """A Keras 3 operation node → the record of the layer that computes the same, or
     None (a problem noted): an op on a constant (``x * 2``), or one without a layer."""
@@ -238,8 +248,12 @@ def _operation(rec, name, problems):
     if cls in OPERATION_ACTIVATIONS and config.get("axis", -1) == -1:
         return {**rec, "class_name": "Activation",
                 "config": {"name": name, "activation": OPERATION_ACTIVATIONS[cls]}}
+    if cls in OPERATION_LAYERS:  # an op with an argument: the layer that takes it
+        layer, args = OPERATION_LAYERS[cls](config)
+        return {**rec, "class_name": layer, "config": {"name": name, **args}}
     problems.add(f"operation '{name}' ({rec.get('module')}.{cls}) has no trainer layer; "
-                 f"operations that translate: {', '.join(sorted(OPERATIONS))} and the "
+                 f"operations that translate: "
+                 f"{', '.join(sorted({*OPERATIONS, *OPERATION_LAYERS}))} and the "
                  f"activations {', '.join(sorted(OPERATION_ACTIVATIONS))}")
     return None
 

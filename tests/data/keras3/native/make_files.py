@@ -137,7 +137,9 @@ a = layers.Dense(3, name="a")(x_in)
 b = layers.Dense(3, name="b")(x_in)
 joined = ops.concatenate([a + b, a * b, ops.maximum(a, b) - b], axis=-1)
 h = layers.Dense(3, name="h")(ops.relu(joined))
-ops_model = keras.Model(x_in, ops.softmax(ops.tanh(h) + ops.sigmoid(h)))
+g = ops.leaky_relu(ops.elu(ops.gelu(h)), negative_slope=0.1)  # ops with arguments
+g = ops.gelu(g, approximate=False)
+ops_model = keras.Model(x_in, ops.softmax(ops.tanh(g) + ops.sigmoid(h)))
 save(ops_model, "ops", f32(5, 4))
 keras.Model(x_in, layers.Dense(2, name="d")(x_in) * 2.0).save(f"{out}/ops_constant.keras")
 
