@@ -1,0 +1,282 @@
+"""3-D (volumetric) layers on (batch, depth, rows, cols, channels): Conv3D,
+MaxPooling3D, AveragePooling3D, GlobalMax/AveragePooling3D, ZeroPadding3D, Cropping3D,
+UpSampling3D — Keras 2's arguments and weight layout, channels_last.
+
+Every window op walks the kernel offsets with strided views of the padded input (at
+most kd·kh·kw slices, each a vectorised NumPy operation): Conv3D copies them into one
+column matrix for a single GEMM (``parallel.matmul``: split over the engine's threads),
+pooling reduces over them directly. Backward adds each offset's share back into the
+padded gradient and crops. Simpler than the 2-D path (no per-thread chunks in cache):
+the column matrix of a whole batch is held until backward.
+"""
+
+import itertools
+from typing import Literal
+
+import numpy as np
+
+from trainer.engine.kernels import parallel
+from trainer.engine.kernels.conv import out_size
+from trainer.engine.layer import Layer
+from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
+from trainer.layers.conv import Conv
+from trainer.layers.pooling import GlobalPooling
+from trainer.registries import layers
+from trainer.registry import IntOrPair, NonNegativeInt, PositiveInt, component
+
+
+class Windows:
+    """The geometry of one 3-D window op on an input (N, D, H, W, C): output sizes,
+    padding, and a strided view of the padded array per kernel offset."""
+
+    def __init__(self, shape, kernel, strides, dilation, padding):
+        sizes = [out_size(n, k, s, d, padding)
+                 for n, k, s, d in zip(shape[1:4], kernel, strides, dilation)]
+        self.out = tuple(size for size, _, _ in sizes)
+        self.pads = ((0, 0), *[(a, b) for _, a, b in sizes], (0, 0))
+        self.strides, self.shape = strides, shape
+        self.offsets = [tuple(o * d for o, d in zip(offset, dilation))
+                        for offset in itertools.product(*(range(k) for k in kernel))]
+
+    def pad(self, x, value=0.0):
+        return np.pad(x, self.pads, constant_values=value) if any(map(any, self.pads)) else x
+
+    def view(self, xp, offset):
+        """The input cells at ``offset`` of every window: (N, D', H', W', C)."""
+        return xp[(slice(None), *(slice(o, o + s * (n - 1) + 1, s)
+                                  for o, s, n in zip(offset, self.strides, self.out)))]
+
+    def crop(self, xp):
+        (_, _), (d0, d1), (h0, h1), (w0, w1), _ = self.pads
+        return xp[:, d0:xp.shape[1] - d1, h0:xp.shape[2] - h1, w0:xp.shape[3] - w1]
+
+
+@layers.register("Conv3D", "Convolution3D")
+class Conv3D(Conv):
+    """3-D convolution (N, D, H, W, C) → (N, D', H', W', filters). Args as Conv2D with
+    three sizes each (kernel_size, strides, dilation_rate). Weights: ``kernel (kd, kh,
+    kw, C, filters)``, ``bias (filters,)``."""
+
+    rank = 3
+
+    def __init__(self, filters: PositiveInt, kernel_size: IntOrPair,
+                 strides: IntOrPair = 1, padding: Literal["valid", "same"] = "valid",
+                 data_format: Literal["channels_last"] | None = None,
+                 dilation_rate: IntOrPair = 1, activation: component("activation") = None,
+                 use_bias: bool = True,
+                 kernel_initializer: component("initializer") = "glorot_uniform",
+                 bias_initializer: component("initializer") = "zeros",
+                 kernel_regularizer: component("regularizer") = None,
+                 bias_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True,
+                 activity_regularizer: component("regularizer") = None):
+        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer, name, trainable,
+                         activity_regularizer=activity_regularizer)
+
+    def forward(self, x, training):
+        win = Windows(x.shape, self.kernel_size, self.strides, self.dilation_rate,
+                      self.padding)
+        xp = win.pad(x)
+        cols = np.stack([win.view(xp, o) for o in win.offsets], axis=-2)  # (..., K, C)
+        cols2 = cols.reshape(-1, cols.shape[-2] * cols.shape[-1])
+        W2 = self.params["kernel"].reshape(cols2.shape[1], self.filters)
+        z = parallel.matmul(cols2, W2)  # split over the engine's threads when big
+        y, finish_back = self.finish(z.reshape(*cols.shape[:4], self.filters))
+
+        def backward(dy):
+            dz2 = finish_back(dy).reshape(-1, self.filters)
+            self.grads["kernel"] += parallel.matmul(cols2.T, dz2).reshape(
+                self.grads["kernel"].shape)
+            dcols = parallel.matmul(dz2, W2.T).reshape(cols.shape)
+            dxp = np.zeros(xp.shape, dtype=dy.dtype)
+            for k, o in enumerate(win.offsets):
+                win.view(dxp, o)[...] += dcols[..., k, :]
+            return win.crop(dxp)
+
+        return y, backward
+
+
+class _Pooling3D(Layer):
+    """Max or mean over pool_size windows of (N, D, H, W, C). Args: pool_size (2),
+    strides (default pool_size), padding valid/same. 'same' windows at the edges count
+    only the input cells they cover, as Keras."""
+
+    mode = "max"
+
+    def __init__(self, pool_size: IntOrPair = 2, strides: IntOrPair | None = None,
+                 padding: Literal["valid", "same"] = "valid",
+                 data_format: Literal["channels_last"] | None = None,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.pool_size = ntuple(pool_size, 3, "pool_size", self)
+        self.strides = ntuple(strides if strides is not None else pool_size, 3, "strides",
+                              self)
+        check_padding(padding, self)
+        self.padding = padding
+        check_data_format(data_format, self)
+        self.data_format = data_format
+
+    def build(self, input_shape, rng):
+        spatial = window_output(self, input_shape, 3, self.pool_size, self.strides,
+                                (1, 1, 1), self.padding, "pool_size")
+        return (*spatial, input_shape[-1])
+
+    def forward(self, x, training):
+        win = Windows(x.shape, self.pool_size, self.strides, (1, 1, 1), self.padding)
+        if self.mode == "max":
+            xp = win.pad(x, -np.inf)
+            y = win.view(xp, win.offsets[0]).copy()
+            best = np.zeros(y.shape, np.int32)
+            for k, o in enumerate(win.offsets[1:], 1):
+                v = win.view(xp, o)
+                better = v > y
+                y[better] = v[better]
+                best[better] = k
+
+            def backward(dy):
+                dxp = np.zeros(xp.shape, dtype=dy.dtype)
+                for k, o in enumerate(win.offsets):
+                    win.view(dxp, o)[...] += np.where(best == k, dy, 0)
+                return win.crop(dxp)
+
+            return y, backward
+        xp = win.pad(x)
+        ones = win.pad(np.ones((1, *x.shape[1:4], 1), x.dtype))
+        total = sum(win.view(xp, o) for o in win.offsets)
+        count = sum(win.view(ones, o) for o in win.offsets)  # cells inside the input
+        y = total / count
+
+        def backward(dy):
+            share = dy / count
+            dxp = np.zeros(xp.shape, dtype=dy.dtype)
+            for o in win.offsets:
+                win.view(dxp, o)[...] += share
+            return win.crop(dxp)
+
+        return y.astype(x.dtype, copy=False), backward
+
+
+@layers.register("MaxPooling3D", "MaxPool3D")
+class MaxPooling3D(_Pooling3D):
+    pass
+
+
+@layers.register("AveragePooling3D", "AvgPool3D")
+class AveragePooling3D(_Pooling3D):
+    mode = "average"
+
+
+@layers.register("GlobalMaxPooling3D", "GlobalMaxPool3D")
+class GlobalMaxPooling3D(GlobalPooling):
+    rank = 3
+
+
+@layers.register("GlobalAveragePooling3D", "GlobalAvgPool3D")
+class GlobalAveragePooling3D(GlobalPooling):
+    rank, mode = 3, "average"
+
+
+Triples = NonNegativeInt | list[NonNegativeInt] | list[list[NonNegativeInt]]
+
+
+def _triples(value, layer, what):
+    """1 → ((1, 1),)*3; [1, 2, 3] → ((1, 1), (2, 2), (3, 3)); [[a, b], [c, d], [e, f]]."""
+    if isinstance(value, int):
+        value = [value] * 3
+    if len(value) == 3 and all(isinstance(v, int) for v in value):
+        value = [[v, v] for v in value]
+    ok = (len(value) == 3 and all(isinstance(v, (list, tuple)) and len(v) == 2 and
+                                  all(isinstance(i, int) and i >= 0 for i in v) for v in value))
+    if not ok:
+        raise layer.error(f"{what} must be an int, [depth, rows, cols] or three [before, "
+                          f"after] pairs of non-negative ints, got {value!r}")
+    return [list(v) for v in value]
+
+
+def _check_volume(layer, input_shape):
+    layer.expect_rank(input_shape, ("depth", "rows", "cols", "channels"))
+
+
+@layers.register("ZeroPadding3D")
+class ZeroPadding3D(Layer):
+    """Adds zeros around depth, rows and columns. padding: int, [depth, rows, cols]
+    (symmetric) or three [before, after] pairs; default 1."""
+
+    def __init__(self, padding: Triples = 1,
+                 data_format: Literal["channels_last"] | None = None, name: str | None = None):
+        super().__init__(name=name)
+        self.padding = _triples(padding, self, "padding")
+        check_data_format(data_format, self)
+        self.data_format = data_format
+
+    def build(self, input_shape, rng):
+        _check_volume(self, input_shape)
+        return (*(None if n is None else n + a + b
+                  for n, (a, b) in zip(input_shape[:3], self.padding)), input_shape[3])
+
+    def forward(self, x, training):
+        pads = ((0, 0), *map(tuple, self.padding), (0, 0))
+        sizes = x.shape[1:4]
+        return np.pad(x, pads), lambda dy: dy[(slice(None), *(
+            slice(a, a + n) for (a, _), n in zip(self.padding, sizes)))]
+
+
+@layers.register("Cropping3D")
+class Cropping3D(Layer):
+    """Removes cells at the edges of depth, rows and columns. cropping: int,
+    [depth, rows, cols] or three [before, after] pairs; default 0."""
+
+    def __init__(self, cropping: Triples = 0,
+                 data_format: Literal["channels_last"] | None = None, name: str | None = None):
+        super().__init__(name=name)
+        self.cropping = _triples(cropping, self, "cropping")
+        check_data_format(data_format, self)
+        self.data_format = data_format
+
+    def build(self, input_shape, rng):
+        _check_volume(self, input_shape)
+        for n, (a, b), axis in zip(input_shape[:3], self.cropping, ("depth", "rows", "cols")):
+            if n is not None and a + b >= n:
+                raise self.error(f"cropping {a}+{b} {axis} leaves nothing of an input of "
+                                 f"shape {tuple(input_shape)}")
+        return (*(None if n is None else n - a - b
+                  for n, (a, b) in zip(input_shape[:3], self.cropping)), input_shape[3])
+
+    def forward(self, x, training):
+        keep = (slice(None), *(slice(a, n - b) for (a, b), n in zip(self.cropping,
+                                                                    x.shape[1:4])))
+
+        def backward(dy):
+            dx = np.zeros(x.shape, dtype=dy.dtype)
+            dx[keep] = dy
+            return dx
+
+        return x[keep], backward
+
+
+@layers.register("UpSampling3D")
+class UpSampling3D(Layer):
+    """Repeats depth, rows and columns ``size`` times. size: int or [depth, rows,
+    cols], default 2."""
+
+    def __init__(self, size: PositiveInt | list[PositiveInt] = 2,
+                 data_format: Literal["channels_last"] | None = None,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.size = ntuple(size, 3, "size", self)
+        check_data_format(data_format, self)
+        self.data_format = data_format
+
+    def build(self, input_shape, rng):
+        _check_volume(self, input_shape)
+        return (*(None if n is None else n * s for n, s in zip(input_shape[:3], self.size)),
+                input_shape[3])
+
+    def forward(self, x, training):
+        n, d, h, w, c = x.shape
+        sd, sh, sw = self.size
+        y = np.broadcast_to(x[:, :, None, :, None, :, None, :], (n, d, sd, h, sh, w, sw, c))
+        return y.reshape(n, d * sd, h * sh, w * sw, c), lambda dy: dy.reshape(
+            n, d, sd, h, sh, w, sw, c).sum(axis=(2, 4, 6))
