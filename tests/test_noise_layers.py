@@ -1,4 +1,4 @@
-"""Noise layers: SpatialDropout1D/2D, GaussianNoise, GaussianDropout, AlphaDropout."""
+"""Noise layers: SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout."""
 
 import math
 
@@ -15,12 +15,13 @@ from trainer.registries import layers
 ALL = [
     ({"SpatialDropout1D": {"rate": 0.3}}, (4, 5, 3)),
     ({"SpatialDropout2D": {"rate": 0.3}}, (3, 4, 3, 2)),
+    ({"SpatialDropout3D": {"rate": 0.3}}, (3, 2, 4, 3, 2)),
     ({"GaussianNoise": {"stddev": 0.5}}, (4, 6)),
     ({"GaussianDropout": {"rate": 0.3}}, (4, 6)),
     ({"AlphaDropout": {"rate": 0.3}}, (4, 6)),
     ({"AlphaDropout": {"rate": 0.3, "noise_shape": [None, 1, 3]}}, (4, 5, 3)),
 ]
-IDS = ["spatial1d", "spatial2d", "gaussian_noise", "gaussian_dropout", "alpha",
+IDS = ["spatial1d", "spatial2d", "spatial3d", "gaussian_noise", "gaussian_dropout", "alpha",
        "alpha_noise_shape"]
 
 
@@ -173,3 +174,12 @@ def test_sequence_model_with_spatial_dropout_trains(tmp_path):
                    fit={"epochs": 2})
         histories.append((tmp_path / run / "history.csv").read_text())
     assert histories[0] == histories[1]
+
+
+def test_spatial_dropout_3d_drops_whole_volumes(rng):
+    x = np.ones((6, 2, 3, 4, 5))
+    layer = built({"SpatialDropout3D": {"rate": 0.5}}, x.shape, rng)
+    y, _ = layer.forward(x, training=True)
+    per_channel = y.reshape(6, -1, 5)
+    assert np.all(per_channel.min(axis=1) == per_channel.max(axis=1))  # all or nothing
+    assert set(np.unique(y)) <= {0.0, 2.0}

@@ -1,5 +1,4 @@
-"""Noise layers: SpatialDropout1D, SpatialDropout2D, GaussianNoise, GaussianDropout,
-AlphaDropout.
+"""Noise layers: SpatialDropout1D/2D/3D, GaussianNoise, GaussianDropout, AlphaDropout.
 
 Like Dropout, each draws from ``self.rng``, which the model builder replaces with the
 run's noise stream (runs are reproducible and resume exactly), is the identity at
@@ -69,6 +68,15 @@ class SpatialDropout2D(SpatialDropout1D):
         super().__init__(rate, name=name)
         check_data_format(data_format, self)
         self.data_format = data_format
+
+
+@layers.register("SpatialDropout3D")
+class SpatialDropout3D(SpatialDropout2D):
+    """Dropout of whole feature volumes: one keep mask of shape (batch, 1, 1, 1,
+    channels) while training; the identity at inference. Args as SpatialDropout2D.
+    Shapes: ``(batch, depth, rows, cols, channels)`` → the same."""
+
+    rank = 3
 
 
 @layers.register("GaussianNoise")

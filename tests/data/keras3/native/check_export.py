@@ -74,7 +74,7 @@ MODELS = {
  "volumetric": seq([6, 7, 5, 2], [{"ZeroPadding3D": {"padding": [[1, 0], [0, 1], [1, 1]]}},
                                  {"Conv3D": {"filters": 3, "kernel_size": [2, 3, 2], "strides": [1, 2, 1], "padding": "same", "activation": "relu"}},
                                  {"MaxPooling3D": {"pool_size": 2, "padding": "same"}},
-                                 {"UpSampling3D": {"size": [1, 2, 2]}},
+                                 {"UpSampling3D": {"size": [1, 2, 2]}}, {"SpatialDropout3D": {"rate": 0.2}},
                                  {"AveragePooling3D": {"pool_size": [1, 3, 2], "strides": 1, "padding": "same"}},
                                  {"Cropping3D": {"cropping": [[0, 1], [1, 0], [0, 0]]}},
                                  {"Conv3D": {"filters": 2, "kernel_size": 2, "dilation_rate": [1, 1, 2]}},
