@@ -220,3 +220,13 @@ class GlobalAveragePooling1D(GlobalPooling):
             return dy.reshape(len(x), 1, x.shape[-1]) * weights
 
         return y, backward
+
+
+@layers.register("GlobalMaxPooling3D", "GlobalMaxPool3D")
+class GlobalMaxPooling3D(GlobalPooling):
+    rank = 3
+
+
+@layers.register("GlobalAveragePooling3D", "GlobalAvgPool3D")
+class GlobalAveragePooling3D(GlobalPooling):
+    rank, mode = 3, "average"

@@ -1,6 +1,7 @@
 """3-D (volumetric) layers on (batch, depth, rows, cols, channels): Conv3D,
-MaxPooling3D, AveragePooling3D, GlobalMax/AveragePooling3D, ZeroPadding3D, Cropping3D,
-UpSampling3D — Keras 2's arguments and weight layout, channels_last.
+MaxPooling3D, AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D — Keras 2's
+arguments and weight layout, channels_last. (GlobalMax/AveragePooling3D are with the
+other global poolings in pooling.py; SpatialDropout3D in noise.py.)
 
 Every window op walks the kernel offsets with strided views of the padded input (at
 most kd·kh·kw slices, each a vectorised NumPy operation): Conv3D copies them into one
@@ -20,9 +21,8 @@ from trainer.engine.kernels.conv import out_size
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.layers.conv import Conv
-from trainer.layers.pooling import GlobalPooling
 from trainer.registries import layers
-from trainer.registry import IntOrPair, NonNegativeInt, PositiveInt, component
+from trainer.registry import IntOrPair, NonNegativeInt, PositiveInt
 
 
 class Windows:
@@ -58,22 +58,6 @@ class Conv3D(Conv):
     kw, C, filters)``, ``bias (filters,)``."""
 
     rank = 3
-
-    def __init__(self, filters: PositiveInt, kernel_size: IntOrPair,
-                 strides: IntOrPair = 1, padding: Literal["valid", "same"] = "valid",
-                 data_format: Literal["channels_last"] | None = None,
-                 dilation_rate: IntOrPair = 1, activation: component("activation") = None,
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
-                         activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable,
-                         activity_regularizer=activity_regularizer)
 
     def forward(self, x, training):
         win = Windows(x.shape, self.kernel_size, self.strides, self.dilation_rate,
@@ -166,16 +150,6 @@ class MaxPooling3D(_Pooling3D):
 @layers.register("AveragePooling3D", "AvgPool3D")
 class AveragePooling3D(_Pooling3D):
     mode = "average"
-
-
-@layers.register("GlobalMaxPooling3D", "GlobalMaxPool3D")
-class GlobalMaxPooling3D(GlobalPooling):
-    rank = 3
-
-
-@layers.register("GlobalAveragePooling3D", "GlobalAvgPool3D")
-class GlobalAveragePooling3D(GlobalPooling):
-    rank, mode = 3, "average"
 
 
 Triples = NonNegativeInt | list[NonNegativeInt] | list[list[NonNegativeInt]]
