@@ -103,3 +103,39 @@ def test_3d_layers_explain_bad_shapes_and_arguments(rng):
     with pytest.raises(ConfigError, match="kernel_size must be a positive integer or a list "
                                           "of 3"):
         make("Conv3D", filters=2, kernel_size=[2, 2])
+
+
+def conv3d_transpose_loops(x, K, b, strides, dilation, padding):
+    """Every input cell adds x · K[p, q, r]ᵀ at (i·s + p·d, ...) of a full buffer; 'same'
+    crops it to size·stride, as Keras."""
+    from trainer.engine.kernels.conv import transpose_out_size
+
+    sizes = [transpose_out_size(n, k, s, d, padding) for n, k, s, d in
+             zip(x.shape[1:4], K.shape[:3], strides, dilation)]
+    full = [(n - 1) * s + (k - 1) * d + 1 + o for n, k, s, d, (o, _) in
+            zip(x.shape[1:4], K.shape[:3], strides, dilation, sizes)]
+    buf = np.zeros((x.shape[0], *full, K.shape[3]))
+    for i, j, k in itertools.product(*(range(n) for n in x.shape[1:4])):
+        for p, q, r in itertools.product(*(range(n) for n in K.shape[:3])):
+            buf[:, i * strides[0] + p * dilation[0], j * strides[1] + q * dilation[1],
+                k * strides[2] + r * dilation[2]] += x[:, i, j, k] @ K[p, q, r].T
+    keep = tuple(slice(c, c + o) for o, c in sizes)
+    return buf[(slice(None), *keep)] + b
+
+
+@pytest.mark.parametrize("args", [
+    {"kernel_size": 2},
+    {"kernel_size": [3, 2, 2], "strides": [2, 1, 2], "padding": "same"},
+    {"kernel_size": [2, 3, 1], "strides": 2},
+    {"kernel_size": 2, "dilation_rate": [2, 1, 1], "padding": "same", "activation": "tanh"}])
+def test_conv3d_transpose_matches_loops_and_gradients(rng, args):
+    x = rng.normal(size=(2, 3, 2, 3, 2))
+    layer = make("Conv3DTranspose", filters=3, kernel_initializer=NORMAL,
+                 bias_initializer={"constant": 0.1}, **args)
+    y = check_layer(layer, x)
+    K, b = layer.params["kernel"], layer.params["bias"]
+    assert K.shape == (*layer.kernel_size, 3, 2)
+    z = conv3d_transpose_loops(x, K, b, layer.strides, layer.dilation_rate, layer.padding)
+    np.testing.assert_allclose(y, np.tanh(z) if "activation" in args else z, atol=1e-10)
+    fresh = make("Conv3DTranspose", filters=3, **args)
+    assert y.shape[1:] == tuple(fresh.build(x.shape[1:], rng))  # what build promised

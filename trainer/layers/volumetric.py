@@ -1,5 +1,5 @@
 """3-D (volumetric) layers on (batch, depth, rows, cols, channels): Conv3D,
-MaxPooling3D, AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D — Keras 2's
+Conv3DTranspose, MaxPooling3D, AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D — Keras 2's
 arguments and weight layout, channels_last. (GlobalMax/AveragePooling3D are with the
 other global poolings in pooling.py; SpatialDropout3D in noise.py.)
 
@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from trainer.engine.kernels import parallel
-from trainer.engine.kernels.conv import out_size
+from trainer.engine.kernels.conv import out_size, transpose_out_size
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.layers.conv import Conv
@@ -78,6 +78,65 @@ class Conv3D(Conv):
             for k, o in enumerate(win.offsets):
                 win.view(dxp, o)[...] += dcols[..., k, :]
             return win.crop(dxp)
+
+        return y, backward
+
+
+@layers.register("Conv3DTranspose", "Convolution3DTranspose")
+class Conv3DTranspose(Conv):
+    """Transposed 3-D convolution (N, D, H, W, C) → (N, D', H', W', filters), each
+    size' = (size - 1)·stride + kernel ('valid') or size·stride ('same'), as Keras.
+    Args as Conv3D. Weights: ``kernel (kd, kh, kw, filters, C)``, ``bias (filters,)``.
+
+    Each input cell scatters ``x · K[offset]ᵀ`` to its strided place per kernel offset
+    into a full buffer, then the buffer is cropped ('same'); backward gathers back."""
+
+    rank = 3
+
+    def _plan(self, spatial):
+        """Output sizes, the full scatter buffer's sizes, and the crop before."""
+        sizes = [transpose_out_size(n, k, s, d, self.padding) for n, k, s, d in
+                 zip(spatial, self.kernel_size, self.strides, self.dilation_rate)]
+        full = [max((n - 1) * s + (k - 1) * d + 1, crop + out) for n, k, s, d, (out, crop)
+                in zip(spatial, self.kernel_size, self.strides, self.dilation_rate, sizes)]
+        return [out for out, _ in sizes], full, [crop for _, crop in sizes]
+
+    def build(self, input_shape, rng):
+        self.expect_rank(input_shape, ("depth", "rows", "cols", "channels"))
+        if input_shape[-1] is None:
+            raise self.error(f"needs a known channel dimension, got input shape {input_shape}")
+        self.add_weight("kernel", (*self.kernel_size, self.filters, input_shape[-1]),
+                        self.kernel_initializer, rng, self.kernel_regularizer)
+        self.add_bias(rng, self.filters)
+        out = self._plan([n or 1 for n in input_shape[:3]])[0]
+        return (*(None if n is None else o for n, o in zip(input_shape[:3], out)),
+                self.filters)
+
+    def forward(self, x, training):
+        out, full, crop = self._plan(x.shape[1:4])
+        # the scatter is a convolution's window walk over the full buffer
+        win = Windows((x.shape[0], *full, self.filters), self.kernel_size, self.strides,
+                      self.dilation_rate, "valid")
+        win.out = tuple(x.shape[1:4])
+        K = self.params["kernel"].reshape(len(win.offsets), self.filters, x.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        buf = np.zeros((x.shape[0], *full, self.filters), dtype=x.dtype)
+        for k, o in enumerate(win.offsets):
+            win.view(buf, o)[...] += (x2 @ K[k].T).reshape(*x.shape[:4], self.filters)
+        keep = (slice(None), *(slice(c, c + n) for c, n in zip(crop, out)))
+        y, finish_back = self.finish(np.ascontiguousarray(buf[keep]))
+
+        def backward(dy):
+            dbuf = np.zeros(buf.shape, dtype=dy.dtype)
+            dbuf[keep] = finish_back(dy)
+            dx2 = np.zeros(x2.shape, dtype=dy.dtype)
+            dK = np.empty(K.shape, dtype=dy.dtype)
+            for k, o in enumerate(win.offsets):
+                d2 = win.view(dbuf, o).reshape(-1, self.filters)
+                dx2 += d2 @ K[k]
+                dK[k] = d2.T @ x2
+            self.grads["kernel"] += dK.reshape(self.grads["kernel"].shape)
+            return dx2.reshape(x.shape)
 
         return y, backward
 
