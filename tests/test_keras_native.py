@@ -24,7 +24,7 @@ PREDICTIONS = np.load(NATIVE / "native_predictions.npz")
 #: neither Keras's Activation layer can hold: export refuses it with a message
 NO_LAYER_FORM = ("ops",)
 MODELS = ["mlp", "cnn", "rnn", "attention", "nested_seq", "nested_fun", "text", "masking",
-          "encoder", "ops"]
+          "encoder", "ops", "preprocess"]
 
 
 def inputs(name):

@@ -143,5 +143,18 @@ ops_model = keras.Model(x_in, ops.softmax(ops.tanh(g) + ops.sigmoid(h)))
 save(ops_model, "ops", f32(5, 4))
 keras.Model(x_in, layers.Dense(2, name="d")(x_in) * 2.0).save(f"{out}/ops_constant.keras")
 
+# preprocessing layers inside the model: an adapted Normalization (its mean, variance
+# and count are weights) and a Rescaling
+feats = keras.Input((3,), name="features")
+norm = layers.Normalization(name="norm")
+norm.adapt(rng.normal(2.0, 3.0, size=(64, 3)).astype("float32"))
+pre = keras.Model(feats, layers.Dense(2, name="out")(
+    layers.Rescaling(0.5, offset=0.1, name="resc")(norm(feats))))
+for w in pre.get_layer("out").weights:
+    w.assign(rng.normal(0, 0.5, w.shape).astype("float32"))
+pre.save(f"{out}/preprocess.keras")
+arrays["preprocess_x0"] = f32(4, 3)
+arrays["preprocess_y"] = pre.predict(arrays["preprocess_x0"], verbose=0)
+
 np.savez(f"{out}/native_predictions.npz", **arrays)
 print("ok", sorted(os.listdir(out)))

@@ -1,0 +1,62 @@
+"""Rescaling and Normalization (trainer/layers/preprocessing.py): Keras's formulas,
+float64 finite differences, and Keras's weight layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from trainer.builder import build_model
+from trainer.config import from_dict
+from trainer.errors import ConfigError
+from trainer.registries import layers
+
+
+def test_rescaling(rng):
+    x = rng.uniform(0, 255, size=(3, 4, 2))
+    y = check_layer(layers.get({"Rescaling": {"scale": 1 / 127.5, "offset": -1.0}}), x)
+    np.testing.assert_allclose(y, x / 127.5 - 1.0)
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_normalization_with_given_statistics(rng, invert):
+    x = rng.normal(size=(4, 3))
+    layer = layers.get({"Normalization": {"mean": [1.0, 2.0, -1.0],
+                                          "variance": [4.0, 0.25, 0.01], "invert": invert}})
+    y = check_layer(layer, x)
+    std = np.sqrt([4.0, 0.25, 0.01])
+    expect = np.array([1.0, 2.0, -1.0]) + x * std if invert else (x - [1.0, 2.0, -1.0]) / std
+    np.testing.assert_allclose(y, expect)
+    assert layer.weight_names() == []  # constants, as Keras
+    zero = layers.get({"Normalization": {"mean": 0.0, "variance": 0.0}})  # Keras's floor
+    zero.build((3,), rng)
+    np.testing.assert_allclose(zero.forward(x, False)[0], x / 1e-7)
+
+
+def test_normalization_weights_are_keras_s_and_a_file_fills_them(rng):
+    cfg = from_dict({"data": {"train": {"dataset": "iris"}},
+                     "model": {"input_shape": [3], "layers": [{"Normalization": {}},
+                                                              {"Dense": {"units": 2}}]},
+                     "compile": {"loss": "mse", "optimizer": "sgd"}}, Path("t.yaml"))
+    model = build_model(cfg)
+    norm = model.layers[0]
+    assert norm.weight_names() == ["mean", "variance", "count"]
+    assert not norm.params  # non-trainable: training leaves them alone
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(norm.forward(x, False)[0], x)  # identity until filled
+    norm.set_weights([np.array([1, 2, 3], "f4"), np.array([4, 9, 16], "f4"), np.array(50, "f4")])
+    np.testing.assert_allclose(norm.forward(x, False)[0], (x - [1, 2, 3]) / [2, 3, 4],
+                               rtol=1e-6)
+
+
+def test_normalization_arguments_are_checked():
+    with pytest.raises(ConfigError, match="both mean and variance"):
+        layers.get({"Normalization": {"mean": 1.0}})
+    with pytest.raises(ConfigError, match="only axis -1"):
+        layers.get({"Normalization": {"axis": 1}})
+    with pytest.raises(ConfigError, match="variance must not be negative"):
+        layers.get({"Normalization": {"mean": 0.0, "variance": -1.0}})
+    layer = layers.get({"Normalization": {"mean": [1.0, 2.0], "variance": [1.0, 1.0]}})
+    with pytest.raises(ConfigError, match="mean has 2 values for 3 features"):
+        layer.build((3,), np.random.default_rng(0))

@@ -1,0 +1,94 @@
+"""Keras's preprocessing layers that are part of a model's computation: Rescaling and
+Normalization. (trainer's own data preprocessing — rescale, standardize, ... in the
+config's ``data.preprocess`` — runs once on the data instead; these layers exist so
+that Keras models holding them import and export as they are.)"""
+
+import numpy as np
+
+from trainer import initializers
+from trainer.engine.layer import Layer
+from trainer.registries import layers
+
+#: Keras's floor on the standard deviation it divides by (backend.epsilon())
+EPSILON = 1e-7
+
+
+@layers.register("Rescaling")
+class Rescaling(Layer):
+    """``y = x · scale + offset`` (tf.keras 2.6+): e.g. ``scale: 0.00392156862745098`` for
+    pixels 0..255 → 0..1. No weights; a mask passes through.
+
+    Args: scale (required), offset (0.0).
+    """
+
+    passes_mask = True
+
+    def __init__(self, scale: float, offset: float = 0.0, name: str | None = None):
+        super().__init__(name=name)
+        self.scale = scale
+        self.offset = offset
+
+    def forward(self, x, training):
+        y = (x * self.scale + self.offset).astype(x.dtype, copy=False)
+        return y, lambda dy: (dy * self.scale).astype(dy.dtype, copy=False)
+
+
+@layers.register("Normalization")
+class Normalization(Layer):
+    """Keras's feature normalization: ``y = (x - mean) / max(sqrt(variance), 1e-7)`` per
+    feature of the last axis; with ``invert`` the inverse, ``mean + x · max(sqrt(var),
+    1e-7)``.
+
+    Args:
+        axis: -1 (the features; the only axis supported).
+        mean, variance: one value or one per feature. Given, they are constants (no
+            weights, as Keras). Left out, the layer holds Keras's non-trainable weights
+            ``mean (C,)``, ``variance (C,)``, ``count ()``, which a Keras file fills in
+            (Keras's ``adapt``); until then it is the identity (mean 0, variance 1).
+            To fit them to the training data, use ``data.preprocess: [standardize]``.
+        invert: false.
+    """
+
+    passes_mask = True
+
+    def __init__(self, axis: int | list[int] = -1, mean: float | list[float] | None = None,
+                 variance: float | list[float] | None = None, invert: bool = False,
+                 name: str | None = None):
+        super().__init__(name=name)
+        if axis not in (-1, [-1]):
+            raise self.error(f"only axis -1 (per feature of the last axis) is supported, "
+                             f"got {axis!r}")
+        if (mean is None) != (variance is None):
+            raise self.error("give both mean and variance, or neither (then the layer "
+                             "holds them as weights a Keras file fills in)")
+        if variance is not None and np.any(np.asarray(variance, float) < 0):
+            raise self.error(f"variance must not be negative, got {variance!r}")
+        self.axis, self.mean, self.variance, self.invert = axis, mean, variance, invert
+
+    def build(self, input_shape, rng):
+        features = input_shape[-1]
+        if self.mean is None:
+            zeros, ones = initializers.get("zeros"), initializers.get("ones")
+            self.add_weight("mean", (features,), zeros, rng, trainable=False)
+            self.add_weight("variance", (features,), ones, rng, trainable=False)
+            self.add_weight("count", (), zeros, rng, trainable=False)
+        else:
+            for what, value in (("mean", self.mean), ("variance", self.variance)):
+                size = np.size(value)
+                if size not in (1, features):
+                    raise self.error(f"{what} has {size} values for {features} features")
+        return input_shape
+
+    def _stats(self, dtype):
+        if self.mean is None:
+            mean, variance = self.buffers["mean"], self.buffers["variance"]
+        else:
+            mean, variance = np.asarray(self.mean, float), np.asarray(self.variance, float)
+        std = np.maximum(np.sqrt(variance), EPSILON)
+        return mean.astype(dtype), std.astype(dtype)
+
+    def forward(self, x, training):
+        mean, std = self._stats(x.dtype)
+        if self.invert:
+            return mean + x * std, lambda dy: dy * std
+        return (x - mean) / std, lambda dy: dy / std
