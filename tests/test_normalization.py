@@ -88,3 +88,35 @@ def test_normalization_errors(rng):
         make("BatchNormalization", axis=3, name="bn").build((4, 2), rng)
     with pytest.raises(ConfigError, match="momentum"):
         make("BatchNormalization", momentum=1.5)
+
+
+@pytest.mark.parametrize("groups,shape", [(2, (3, 4, 5, 6)), (-1, (3, 7, 4)), (1, (2, 3, 4))])
+def test_group_normalization_matches_numpy_and_gradients(rng, groups, shape):
+    """Statistics per sample and group over the spatial axes and the group's channels
+    (tf.keras's GroupNormalization); gamma, beta per channel."""
+    x = rng.normal(2.0, 3.0, size=shape)
+    layer = layers.get({"GroupNormalization": {"groups": groups, "epsilon": 1e-3,
+                                               "gamma_initializer": {"random_normal": {}},
+                                               "beta_initializer": {"random_normal": {}}}})
+    y = check_layer(layer, x)
+    c = shape[-1]
+    g = c if groups == -1 else groups
+    xr = x.reshape(shape[0], -1, g, c // g)
+    mean = xr.mean(axis=(1, 3), keepdims=True)
+    var = xr.var(axis=(1, 3), keepdims=True)
+    expect = ((xr - mean) / np.sqrt(var + 1e-3)).reshape(shape)
+    gamma, beta = layer.params["gamma"], layer.params["beta"]
+    np.testing.assert_allclose(y, expect * gamma + beta, atol=1e-10)
+    with pytest.raises(ConfigError, match="groups 4 must divide the 6 channels"):
+        layers.get({"GroupNormalization": {"groups": 4}}).build((5, 6), rng)
+
+
+def test_unit_normalization(rng):
+    x = rng.normal(size=(3, 4, 5))
+    y = check_layer(layers.get({"UnitNormalization": {}}), x)
+    np.testing.assert_allclose(y, x / np.linalg.norm(x, axis=-1, keepdims=True))
+    y = check_layer(layers.get({"UnitNormalization": {"axis": [1, 2]}}), x)
+    np.testing.assert_allclose(np.sqrt((y ** 2).sum(axis=(1, 2))), 1.0)
+    zero = layers.get({"UnitNormalization": {}})
+    zero.build((3,), rng)
+    np.testing.assert_array_equal(zero.forward(np.zeros((2, 3)), False)[0], 0)

@@ -1,7 +1,8 @@
-"""BatchNormalization and LayerNormalization, Keras 2 semantics.
+"""BatchNormalization, LayerNormalization, GroupNormalization and UnitNormalization,
+Keras semantics.
 
-Both normalise ``x̂ = (x - mean) / sqrt(var + epsilon)`` and return ``gamma·x̂ + beta``;
-they differ in which axes the statistics are taken over. The backward pass is the
+The first three normalise ``x̂ = (x - mean) / sqrt(var + epsilon)`` and return
+``gamma·x̂ + beta``; they differ in which axes the statistics are taken over. The backward pass is the
 usual closed form, ``dx = (dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂)) / sqrt(var + epsilon)``.
 """
 
@@ -200,3 +201,84 @@ class LayerNormalization(_Normalization):
         y, affine_back = self._affine(xhat)
         return y.astype(x.dtype, copy=False), lambda dy: normalize_backward(
             affine_back(dy), xhat, inv_std, axes)
+
+
+@layers.register("GroupNormalization")
+class GroupNormalization(_Normalization):
+    """Splits the channels (last axis) into ``groups`` and normalises each sample's group
+    over its spatial axes and its channels, then ``gamma·x̂ + beta`` per channel
+    (tf.keras 2.11+). ``groups: -1`` puts each channel in its own group (instance
+    normalization); ``groups: 1`` is LayerNormalization over all non-batch axes.
+
+    Args: groups (32; must divide the channels), axis (-1 only), epsilon (0.001), center,
+    scale, beta_initializer, gamma_initializer, beta_regularizer, gamma_regularizer.
+    Weights: gamma, beta of shape (channels,).
+    """
+
+    def __init__(self, groups: int = 32, axis: int = -1, epsilon: float = 0.001,
+                 center: bool = True, scale: bool = True,
+                 beta_initializer: component("initializer") = "zeros",
+                 gamma_initializer: component("initializer") = "ones",
+                 beta_regularizer: component("regularizer") = None,
+                 gamma_regularizer: component("regularizer") = None,
+                 name: str | None = None, trainable: bool = True):
+        super().__init__(name=name, trainable=trainable)
+        if axis != -1:
+            raise self.error(f"only axis -1 (channels last) is supported, got {axis!r}")
+        if groups == 0 or groups < -1:
+            raise self.error(f"groups must be positive (or -1: one per channel), got {groups}")
+        if not epsilon > 0:
+            raise self.error(f"epsilon must be positive, got {epsilon}")
+        self.groups, self.axis, self.epsilon = groups, axis, epsilon
+        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+                          beta_regularizer, gamma_regularizer)
+
+    def build(self, input_shape, rng):
+        channels = self._build_affine(input_shape, rng)[0]
+        groups = channels if self.groups == -1 else self.groups
+        if channels % groups:
+            raise self.error(f"groups {groups} must divide the {channels} channels")
+        self._per_group = channels // groups
+        return input_shape
+
+    def forward(self, x, training):
+        xr = x.reshape(*x.shape[:-1], -1, self._per_group)  # (N, ..., groups, per group)
+        axes = (*range(1, xr.ndim - 2), xr.ndim - 1)
+        xhat, _, _, inv_std = normalize(xr, axes, self.epsilon)
+        y, affine_back = self._affine(xhat.reshape(x.shape))
+
+        def backward(dy):
+            dxhat = affine_back(dy).reshape(xr.shape)
+            return normalize_backward(dxhat, xhat, inv_std, axes).reshape(x.shape)
+
+        return y.astype(x.dtype, copy=False), backward
+
+
+@layers.register("UnitNormalization")
+class UnitNormalization(Layer):
+    """Scales each sample to unit L2 norm over ``axis`` (tf.keras 2.9+):
+    ``x / sqrt(max(Σ x², 1e-12))``. No weights; a mask passes through.
+
+    Args: axis (-1, or a list of axes).
+    """
+
+    passes_mask = True
+
+    def __init__(self, axis: int | list[int] = -1, name: str | None = None):
+        super().__init__(name=name)
+        self.axis = axis
+
+    def build(self, input_shape, rng):
+        self._axes = tuple(_axes(self.axis, len(input_shape), self))
+        return input_shape
+
+    def forward(self, x, training):
+        norm = np.sqrt(np.maximum((x * x).sum(axis=self._axes, keepdims=True), 1e-12))
+        y = x / norm
+
+        def backward(dy):
+            inside = norm > 1e-6  # below the floor the norm is a constant
+            along = (dy * y).sum(axis=self._axes, keepdims=True)
+            return np.where(inside, dy - y * along, dy) / norm
+
+        return y.astype(x.dtype, copy=False), backward
