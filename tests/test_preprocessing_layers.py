@@ -60,3 +60,21 @@ def test_normalization_arguments_are_checked():
     layer = layers.get({"Normalization": {"mean": [1.0, 2.0], "variance": [1.0, 1.0]}})
     with pytest.raises(ConfigError, match="mean has 2 values for 3 features"):
         layer.build((3,), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])
+def test_random_flip_flips_whole_images_in_training_only(rng, mode):
+    x = rng.normal(size=(40, 3, 4, 2))
+    y = check_layer(layers.get({"RandomFlip": {"mode": mode}}), x)  # same draws each run
+    kinds = []
+    for a, b in zip(x, y):
+        options = {"none": a, "h": a[:, ::-1], "v": a[::-1], "hv": a[::-1, ::-1]}
+        kinds.append(next(k for k, v in options.items() if np.array_equal(v, b)))
+    allowed = {"horizontal": {"none", "h"}, "vertical": {"none", "v"},
+               "horizontal_and_vertical": {"none", "h", "v", "hv"}}[mode]
+    assert set(kinds) == allowed  # 40 images: every allowed kind occurs
+    layer = layers.get({"RandomFlip": {"mode": mode}})
+    layer.build((3, 4, 2), rng)
+    np.testing.assert_array_equal(layer.forward(x, False)[0], x)  # inference: identity
+    with pytest.raises(ConfigError, match="mode must be"):
+        layers.get({"RandomFlip": {"mode": "diagonal"}})

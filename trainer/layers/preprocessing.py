@@ -1,7 +1,10 @@
-"""Keras's preprocessing layers that are part of a model's computation: Rescaling and
-Normalization. (trainer's own data preprocessing — rescale, standardize, ... in the
-config's ``data.preprocess`` — runs once on the data instead; these layers exist so
-that Keras models holding them import and export as they are.)"""
+"""Keras's preprocessing layers that are part of a model's computation: Rescaling,
+Normalization, and the augmentation RandomFlip. (trainer's own data preprocessing —
+rescale, standardize, ... in the config's ``data.preprocess`` — runs once on the data
+instead; these layers exist so that Keras models holding them import and export as
+they are.)"""
+
+from typing import Literal
 
 import numpy as np
 
@@ -92,3 +95,47 @@ class Normalization(Layer):
         if self.invert:
             return mean + x * std, lambda dy: dy * std
         return (x - mean) / std, lambda dy: dy / std
+
+
+@layers.register("RandomFlip")
+class RandomFlip(Layer):
+    """Data augmentation inside the model (tf.keras 2.6+): while training, each image is
+    flipped left-right and/or upside-down, each with probability 1/2; the identity at
+    inference. Draws from the run's noise stream, so runs stay reproducible and resume
+    exactly (the ``seed`` argument is accepted for Keras files and not used).
+
+    Args: mode (horizontal_and_vertical, horizontal or vertical), seed.
+    Shapes: ``(batch, rows, cols, channels)`` → the same.
+    """
+
+    def __init__(self, mode: Literal["horizontal", "vertical",
+                                     "horizontal_and_vertical"] = "horizontal_and_vertical",
+                 seed: int | None = None, name: str | None = None):
+        super().__init__(name=name)
+        if mode not in ("horizontal", "vertical", "horizontal_and_vertical"):
+            raise self.error(f"mode must be horizontal, vertical or horizontal_and_vertical, "
+                             f"got {mode!r}")
+        self.mode, self.seed = mode, seed
+        self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
+
+    def build(self, input_shape, rng):
+        self.expect_rank(input_shape, ("rows", "cols", "channels"))
+        return input_shape
+
+    def forward(self, x, training):
+        if not training:
+            return x, lambda dy: dy
+        n = len(x)
+        flips = []  # (axis, which samples)
+        if self.mode != "vertical":
+            flips.append((2, self.rng.random(n) < 0.5))
+        if self.mode != "horizontal":
+            flips.append((1, self.rng.random(n) < 0.5))
+
+        def apply(a):
+            a = a.copy()
+            for axis, which in flips:
+                a[which] = np.flip(a[which], axis=axis)
+            return a
+
+        return apply(x), apply  # a flip is its own inverse (and its own gradient)

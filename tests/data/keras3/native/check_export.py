@@ -29,7 +29,7 @@ MODELS = {
                          {"MaxPooling1D": {"pool_size": 2}}, {"ZeroPadding1D": {"padding": 1}}, {"Cropping1D": {"cropping": [1, 0]}},
                          {"UpSampling1D": {"size": 2}}, {"AveragePooling1D": {"pool_size": 2}}, {"SpatialDropout1D": {"rate": 0.2}},
                          {"GlobalMaxPooling1D": {}}, {"Dense": {"units": 3, "activation": "softmax"}}]),
- "conv2d": seq([8, 8, 2], [{"ZeroPadding2D": {"padding": 1}}, {"Conv2D": {"filters": 3, "kernel_size": 3, "strides": 2, "dilation_rate": 1}},
+ "conv2d": seq([8, 8, 2], [{"RandomFlip": {"mode": "horizontal"}}, {"ZeroPadding2D": {"padding": 1}}, {"Conv2D": {"filters": 3, "kernel_size": 3, "strides": 2, "dilation_rate": 1}},
                           {"Cropping2D": {"cropping": [[1, 0], [0, 1]]}}, {"UpSampling2D": {"size": 2}}, {"AveragePooling2D": {"pool_size": 2}},
                           {"SpatialDropout2D": {"rate": 0.1}}, {"GlobalMaxPooling2D": {}}, {"Dense": {"units": 2}}]),
  "shapes": seq([6], [{"Dense": {"units": 8, "activation": "elu"}}, {"Reshape": {"target_shape": [4, 2]}}, {"Permute": {"dims": [2, 1]}},
