@@ -78,3 +78,43 @@ def test_random_flip_flips_whole_images_in_training_only(rng, mode):
     np.testing.assert_array_equal(layer.forward(x, False)[0], x)  # inference: identity
     with pytest.raises(ConfigError, match="mode must be"):
         layers.get({"RandomFlip": {"mode": "diagonal"}})
+
+
+def _resize_reference(x, height, width):
+    """Bilinear resize with TensorFlow's half-pixel centres, cell by cell."""
+    n, h, w, c = x.shape
+    y = np.zeros((n, height, width, c))
+    for i in range(height):
+        for j in range(width):
+            si = min(max((i + 0.5) * h / height - 0.5, 0.0), h - 1)
+            sj = min(max((j + 0.5) * w / width - 0.5, 0.0), w - 1)
+            i0, j0 = int(np.floor(si)), int(np.floor(sj))
+            i1, j1 = min(i0 + 1, h - 1), min(j0 + 1, w - 1)
+            a, b = si - i0, sj - j0
+            y[:, i, j] = ((1 - a) * (1 - b) * x[:, i0, j0] + (1 - a) * b * x[:, i0, j1]
+                          + a * (1 - b) * x[:, i1, j0] + a * b * x[:, i1, j1])
+    return y
+
+
+@pytest.mark.parametrize("height,width", [(4, 3), (9, 10), (6, 7)])
+def test_resizing_bilinear_and_nearest(rng, height, width):
+    """Checked once against real Keras 3.15.1 too (bilinear within 1e-6, nearest and
+    CenterCrop exact; tests/data/keras3/native/check_export.py)."""
+    x = rng.normal(size=(2, 6, 7, 3))
+    y = check_layer(layers.get({"Resizing": {"height": height, "width": width}}), x)
+    np.testing.assert_allclose(y, _resize_reference(x, height, width), atol=1e-12)
+    near = check_layer(layers.get({"Resizing": {"height": height, "width": width,
+                                                "interpolation": "nearest"}}), x)
+    rows = np.minimum(np.floor((np.arange(height) + 0.5) * 6 / height).astype(int), 5)
+    cols = np.minimum(np.floor((np.arange(width) + 0.5) * 7 / width).astype(int), 6)
+    np.testing.assert_array_equal(near, x[:, rows][:, :, cols])
+
+
+def test_center_crop_and_its_errors(rng):
+    x = rng.normal(size=(2, 6, 7, 3))
+    y = check_layer(layers.get({"CenterCrop": {"height": 3, "width": 4}}), x)
+    np.testing.assert_array_equal(y, x[:, 1:4, 1:5])  # odd margins: the extra at the end
+    with pytest.raises(ConfigError, match=r"crop \(8, 4\) is larger than the image"):
+        layers.get({"CenterCrop": {"height": 8, "width": 4}}).build((6, 7, 3), rng)
+    with pytest.raises(ConfigError, match="crop_to_aspect_ratio is not supported"):
+        layers.get({"Resizing": {"height": 2, "width": 2, "crop_to_aspect_ratio": True}})

@@ -26,7 +26,11 @@ HARMLESS = {
     "dilation_rate": lambda v: all(d == 1 for d in (v if isinstance(v, list) else [v])),
     **{k: (lambda v: not v) for k in ("sparse", "ragged", "synchronized", "unroll",
                                       "stateful", "time_major", "go_backwards", "renorm",
-                                      "optional", "use_gate", "rms_scaling")},
+                                      "optional", "use_gate", "rms_scaling",
+                                      "pad_to_aspect_ratio", "antialias")},
+    # Keras 3's Resizing: how padding would be filled (with pad_to_aspect_ratio, refused)
+    "fill_mode": lambda v: v == "constant",
+    "fill_value": lambda v: v == 0,
     # Keras 3 writes the attention axes it resolved: for (batch, time, features) inputs,
     # the only ones trainer's attention takes, that is the time axis
     "attention_axes": lambda v: v in ([1], 1, [-2], -2),

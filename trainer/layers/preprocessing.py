@@ -1,5 +1,5 @@
 """Keras's preprocessing layers that are part of a model's computation: Rescaling,
-Normalization, and the augmentation RandomFlip. (trainer's own data preprocessing —
+Normalization, Resizing, CenterCrop, and the augmentation RandomFlip. (trainer's own data preprocessing —
 rescale, standardize, ... in the config's ``data.preprocess`` — runs once on the data
 instead; these layers exist so that Keras models holding them import and export as
 they are.)"""
@@ -10,7 +10,9 @@ import numpy as np
 
 from trainer import initializers
 from trainer.engine.layer import Layer
+from trainer.layers.reshaping import resize_matrix
 from trainer.registries import layers
+from trainer.registry import PositiveInt
 
 #: Keras's floor on the standard deviation it divides by (backend.epsilon())
 EPSILON = 1e-7
@@ -139,3 +141,71 @@ class RandomFlip(Layer):
             return a
 
         return apply(x), apply  # a flip is its own inverse (and its own gradient)
+
+
+@layers.register("Resizing")
+class Resizing(Layer):
+    """Resizes images to (height, width) (tf.keras 2.6+), bilinear (default) or nearest,
+    with TensorFlow's half-pixel centres and no antialiasing; inference and training
+    alike. ``crop_to_aspect_ratio`` is not supported.
+
+    Args: height, width, interpolation (bilinear, nearest), crop_to_aspect_ratio (false).
+    Shapes: ``(batch, rows, cols, channels)`` → ``(batch, height, width, channels)``.
+    """
+
+    def __init__(self, height: PositiveInt, width: PositiveInt,
+                 interpolation: Literal["bilinear", "nearest"] = "bilinear",
+                 crop_to_aspect_ratio: bool = False, name: str | None = None):
+        super().__init__(name=name)
+        if interpolation not in ("bilinear", "nearest"):
+            raise self.error(f"interpolation must be bilinear or nearest, got "
+                             f"{interpolation!r}")
+        if crop_to_aspect_ratio:
+            raise self.error("crop_to_aspect_ratio is not supported; put a CenterCrop "
+                             "before the Resizing")
+        self.height, self.width = height, width
+        self.interpolation, self.crop_to_aspect_ratio = interpolation, crop_to_aspect_ratio
+
+    def build(self, input_shape, rng):
+        self.expect_rank(input_shape, ("rows", "cols", "channels"))
+        if None in input_shape[:2]:
+            raise self.error(f"needs known image sizes, got input shape {input_shape}")
+        return (self.height, self.width, input_shape[2])
+
+    def forward(self, x, training):
+        A = resize_matrix(x.shape[1], self.height, self.interpolation, x.dtype)
+        B = resize_matrix(x.shape[2], self.width, self.interpolation, x.dtype)
+        y = np.einsum("oh,nhwc,pw->nopc", A, x, B, optimize=True)
+        return y, lambda dy: np.einsum("oh,nopc,pw->nhwc", A, dy, B, optimize=True)
+
+
+@layers.register("CenterCrop")
+class CenterCrop(Layer):
+    """Crops the central (height, width) of each image (tf.keras 2.6+); the extra
+    rows or columns of an odd margin come off the bottom/right, as Keras.
+
+    Args: height, width (at most the image's). Shapes: → (batch, height, width, C).
+    """
+
+    def __init__(self, height: PositiveInt, width: PositiveInt, name: str | None = None):
+        super().__init__(name=name)
+        self.height, self.width = height, width
+
+    def build(self, input_shape, rng):
+        self.expect_rank(input_shape, ("rows", "cols", "channels"))
+        h, w = input_shape[:2]
+        if (h is not None and h < self.height) or (w is not None and w < self.width):
+            raise self.error(f"crop ({self.height}, {self.width}) is larger than the image "
+                             f"({h}, {w}); Keras would resize first: put a Resizing before")
+        return (self.height, self.width, input_shape[2])
+
+    def forward(self, x, training):
+        top, left = (x.shape[1] - self.height) // 2, (x.shape[2] - self.width) // 2
+        keep = (slice(None), slice(top, top + self.height), slice(left, left + self.width))
+
+        def backward(dy):
+            dx = np.zeros(x.shape, dtype=dy.dtype)
+            dx[keep] = dy
+            return dx
+
+        return x[keep], backward

@@ -165,17 +165,27 @@ class Cropping2D(Layer):
         return y, backward
 
 
-def _bilinear_matrix(n_in, scale, dtype):
-    """(n_in·scale, n_in) interpolation weights, TensorFlow's half-pixel centres."""
-    out = np.arange(n_in * scale)
-    src = np.maximum((out + 0.5) / scale - 0.5, 0.0)
+def resize_matrix(n_in, n_out, interpolation, dtype):
+    """(n_out, n_in) weights resizing one axis, TensorFlow's half-pixel centres:
+    bilinear reads source position (i + 0.5)·n_in/n_out - 0.5 (clamped at 0), nearest
+    the cell floor((i + 0.5)·n_in/n_out)."""
+    out = np.arange(n_out)
+    A = np.zeros((n_out, n_in), dtype)
+    if interpolation == "nearest":
+        A[out, np.minimum(np.floor((out + 0.5) * n_in / n_out).astype(int), n_in - 1)] = 1
+        return A
+    src = np.maximum((out + 0.5) * n_in / n_out - 0.5, 0.0)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, n_in - 1)
     frac = src - lo
-    A = np.zeros((len(out), n_in), dtype)
     np.add.at(A, (out, lo), 1 - frac)
     np.add.at(A, (out, hi), frac)
     return A
+
+
+def _bilinear_matrix(n_in, scale, dtype):
+    """(n_in·scale, n_in) bilinear upsampling weights (``resize_matrix``)."""
+    return resize_matrix(n_in, n_in * scale, "bilinear", dtype)
 
 
 @layers.register("UpSampling2D")
