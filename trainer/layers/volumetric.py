@@ -1,14 +1,16 @@
 """3-D (volumetric) layers on (batch, depth, rows, cols, channels): Conv3D,
-Conv3DTranspose, MaxPooling3D, AveragePooling3D, ZeroPadding3D, Cropping3D, UpSampling3D — Keras 2's
-arguments and weight layout, channels_last. (GlobalMax/AveragePooling3D are with the
-other global poolings in pooling.py; SpatialDropout3D in noise.py.)
+Conv3DTranspose, MaxPooling3D, AveragePooling3D, ZeroPadding3D, Cropping3D,
+UpSampling3D — Keras 2's arguments and weight layout, channels_last.
+(GlobalMax/AveragePooling3D are with the other global poolings in pooling.py;
+SpatialDropout3D in noise.py.)
 
 Every window op walks the kernel offsets with strided views of the padded input (at
 most kd·kh·kw slices, each a vectorised NumPy operation): Conv3D copies them into one
 column matrix for a single GEMM (``parallel.matmul``: split over the engine's threads),
 pooling reduces over them directly. Backward adds each offset's share back into the
-padded gradient and crops. Simpler than the 2-D path (no per-thread chunks in cache):
-the column matrix of a whole batch is held until backward.
+padded gradient and crops (Conv3DTranspose scatters forward and gathers backward).
+Simpler than the 2-D path (no per-thread chunks in cache): the column matrix of a
+whole batch is held until backward.
 """
 
 import itertools
