@@ -10,7 +10,7 @@ import numpy as np
 
 from trainer import initializers
 from trainer.engine.layer import Layer
-from trainer.layers.reshaping import resize_matrix
+from trainer.layers.reshaping import resize_images
 from trainer.registries import layers
 from trainer.registry import PositiveInt
 
@@ -173,10 +173,7 @@ class Resizing(Layer):
         return (self.height, self.width, input_shape[2])
 
     def forward(self, x, training):
-        A = resize_matrix(x.shape[1], self.height, self.interpolation, x.dtype)
-        B = resize_matrix(x.shape[2], self.width, self.interpolation, x.dtype)
-        y = np.einsum("oh,nhwc,pw->nopc", A, x, B, optimize=True)
-        return y, lambda dy: np.einsum("oh,nopc,pw->nhwc", A, dy, B, optimize=True)
+        return resize_images(x, self.height, self.width, self.interpolation)
 
 
 @layers.register("CenterCrop")

@@ -6,24 +6,27 @@ from typing import Literal
 import numpy as np
 
 from trainer.engine.layer import Layer
-from trainer.layers._window import check_data_format
+from trainer.layers._window import SPATIAL, check_data_format
 from trainer.registries import layers
 from trainer.registry import NonNegativeInt, PositiveInt
 
 Pairs = NonNegativeInt | list[NonNegativeInt] | list[list[NonNegativeInt]]
 
 
-def _pairs(value, layer, what):
-    """1 → ((1, 1), (1, 1)); [1, 2] → ((1, 1), (2, 2)); [[1, 2], [3, 4]] as written."""
+def edge_pairs(value, layer, what, rank=2):
+    """Amounts at both edges of each of ``rank`` spatial axes, Keras's forms: 1 → [[1, 1],
+    [1, 1]]; [1, 2] → [[1, 1], [2, 2]]; [[1, 2], [3, 4]] as written (rank 3 likewise)."""
     if isinstance(value, int):
-        value = [value, value]
-    if len(value) == 2 and all(isinstance(v, int) for v in value):
-        value = [[value[0]] * 2, [value[1]] * 2]
-    ok = (len(value) == 2 and all(isinstance(v, (list, tuple)) and len(v) == 2 and
-                                  all(isinstance(i, int) and i >= 0 for i in v) for v in value))
+        value = [value] * rank
+    if len(value) == rank and all(isinstance(v, int) for v in value):
+        value = [[v, v] for v in value]
+    ok = (len(value) == rank and all(isinstance(v, (list, tuple)) and len(v) == 2 and
+                                     all(isinstance(i, int) and i >= 0 for i in v)
+                                     for v in value))
     if not ok:
-        raise layer.error(f"{what} must be an int, [rows, cols] or [[top, bottom], "
-                          f"[left, right]] of non-negative ints, got {value!r}")
+        axes = SPATIAL[rank]
+        raise layer.error(f"{what} must be an int, [{', '.join(axes)}] or {rank} [before, "
+                          f"after] pairs (one per axis) of non-negative ints, got {value!r}")
     return [list(v) for v in value]
 
 
@@ -113,7 +116,7 @@ class ZeroPadding2D(Layer):
     def __init__(self, padding: Pairs = 1, data_format: Literal["channels_last"] | None = None,
                  name: str | None = None):
         super().__init__(name=name)
-        self.padding = _pairs(padding, self, "padding")
+        self.padding = edge_pairs(padding, self, "padding")
         check_data_format(data_format, self)
         self.data_format = data_format
 
@@ -138,7 +141,7 @@ class Cropping2D(Layer):
     def __init__(self, cropping: Pairs = 0,
                  data_format: Literal["channels_last"] | None = None, name: str | None = None):
         super().__init__(name=name)
-        self.cropping = _pairs(cropping, self, "cropping")
+        self.cropping = edge_pairs(cropping, self, "cropping")
         check_data_format(data_format, self)
         self.data_format = data_format
 
@@ -183,9 +186,13 @@ def resize_matrix(n_in, n_out, interpolation, dtype):
     return A
 
 
-def _bilinear_matrix(n_in, scale, dtype):
-    """(n_in·scale, n_in) bilinear upsampling weights (``resize_matrix``)."""
-    return resize_matrix(n_in, n_in * scale, "bilinear", dtype)
+def resize_images(x, height, width, interpolation):
+    """(y, backward) of images (N, H, W, C) resized to (height, width): one resize
+    matrix per axis (``resize_matrix``), applied together; backward the transposes."""
+    A = resize_matrix(x.shape[1], height, interpolation, x.dtype)
+    B = resize_matrix(x.shape[2], width, interpolation, x.dtype)
+    y = np.einsum("oh,nhwc,pw->nopc", A, x, B, optimize=True)
+    return y, lambda dy: np.einsum("oh,nopc,pw->nhwc", A, dy, B, optimize=True)
 
 
 @layers.register("UpSampling2D")
@@ -220,6 +227,4 @@ class UpSampling2D(Layer):
             y = np.broadcast_to(x[:, :, None, :, None, :], (n, h, sh, w, sw, c))
             return y.reshape(n, h * sh, w * sw, c), lambda dy: dy.reshape(
                 n, h, sh, w, sw, c).sum(axis=(2, 4))
-        A, B = _bilinear_matrix(h, sh, x.dtype), _bilinear_matrix(w, sw, x.dtype)
-        y = np.einsum("oh,nhwc,pw->nopc", A, x, B, optimize=True)
-        return y, lambda dy: np.einsum("oh,nopc,pw->nhwc", A, dy, B, optimize=True)
+        return resize_images(x, h * sh, w * sw, "bilinear")

@@ -21,10 +21,12 @@ import numpy as np
 from trainer.engine.kernels import parallel
 from trainer.engine.kernels.conv import out_size, transpose_out_size
 from trainer.engine.layer import Layer
-from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
+from trainer.layers._window import check_data_format, ntuple
 from trainer.layers.conv import Conv
+from trainer.layers.pooling import Pooling
+from trainer.layers.reshaping import Pairs, edge_pairs
 from trainer.registries import layers
-from trainer.registry import IntOrPair, NonNegativeInt, PositiveInt
+from trainer.registry import PositiveInt
 
 
 class Windows:
@@ -143,30 +145,13 @@ class Conv3DTranspose(Conv):
         return y, backward
 
 
-class _Pooling3D(Layer):
-    """Max or mean over pool_size windows of (N, D, H, W, C). Args: pool_size (2),
-    strides (default pool_size), padding valid/same. 'same' windows at the edges count
-    only the input cells they cover, as Keras."""
+class _Pooling3D(Pooling):
+    """Max or mean over pool_size windows of (N, D, H, W, C): the arguments and shapes
+    of 1-D/2-D ``Pooling`` (pool_size 2, strides = pool_size, valid/same; 'same'
+    windows at the edges count only the input cells they cover, as Keras), with a
+    3-D forward."""
 
-    mode = "max"
-
-    def __init__(self, pool_size: IntOrPair = 2, strides: IntOrPair | None = None,
-                 padding: Literal["valid", "same"] = "valid",
-                 data_format: Literal["channels_last"] | None = None,
-                 name: str | None = None):
-        super().__init__(name=name)
-        self.pool_size = ntuple(pool_size, 3, "pool_size", self)
-        self.strides = ntuple(strides if strides is not None else pool_size, 3, "strides",
-                              self)
-        check_padding(padding, self)
-        self.padding = padding
-        check_data_format(data_format, self)
-        self.data_format = data_format
-
-    def build(self, input_shape, rng):
-        spatial = window_output(self, input_shape, 3, self.pool_size, self.strides,
-                                (1, 1, 1), self.padding, "pool_size")
-        return (*spatial, input_shape[-1])
+    rank = 3
 
     def forward(self, x, training):
         win = Windows(x.shape, self.pool_size, self.strides, (1, 1, 1), self.padding)
@@ -213,23 +198,6 @@ class AveragePooling3D(_Pooling3D):
     mode = "average"
 
 
-Triples = NonNegativeInt | list[NonNegativeInt] | list[list[NonNegativeInt]]
-
-
-def _triples(value, layer, what):
-    """1 → ((1, 1),)*3; [1, 2, 3] → ((1, 1), (2, 2), (3, 3)); [[a, b], [c, d], [e, f]]."""
-    if isinstance(value, int):
-        value = [value] * 3
-    if len(value) == 3 and all(isinstance(v, int) for v in value):
-        value = [[v, v] for v in value]
-    ok = (len(value) == 3 and all(isinstance(v, (list, tuple)) and len(v) == 2 and
-                                  all(isinstance(i, int) and i >= 0 for i in v) for v in value))
-    if not ok:
-        raise layer.error(f"{what} must be an int, [depth, rows, cols] or three [before, "
-                          f"after] pairs of non-negative ints, got {value!r}")
-    return [list(v) for v in value]
-
-
 def _check_volume(layer, input_shape):
     layer.expect_rank(input_shape, ("depth", "rows", "cols", "channels"))
 
@@ -239,10 +207,10 @@ class ZeroPadding3D(Layer):
     """Adds zeros around depth, rows and columns. padding: int, [depth, rows, cols]
     (symmetric) or three [before, after] pairs; default 1."""
 
-    def __init__(self, padding: Triples = 1,
+    def __init__(self, padding: Pairs = 1,
                  data_format: Literal["channels_last"] | None = None, name: str | None = None):
         super().__init__(name=name)
-        self.padding = _triples(padding, self, "padding")
+        self.padding = edge_pairs(padding, self, "padding", rank=3)
         check_data_format(data_format, self)
         self.data_format = data_format
 
@@ -263,10 +231,10 @@ class Cropping3D(Layer):
     """Removes cells at the edges of depth, rows and columns. cropping: int,
     [depth, rows, cols] or three [before, after] pairs; default 0."""
 
-    def __init__(self, cropping: Triples = 0,
+    def __init__(self, cropping: Pairs = 0,
                  data_format: Literal["channels_last"] | None = None, name: str | None = None):
         super().__init__(name=name)
-        self.cropping = _triples(cropping, self, "cropping")
+        self.cropping = edge_pairs(cropping, self, "cropping", rank=3)
         check_data_format(data_format, self)
         self.data_format = data_format
 
