@@ -46,8 +46,12 @@ class _Normalization(Layer):
     #: statistics (BatchNormalization): a mask goes on, as in Keras 2
     passes_mask = True
 
-    def _init_affine(self, center, scale, beta_initializer, gamma_initializer,
+    def _init_affine(self, epsilon, center, scale, beta_initializer, gamma_initializer,
                      beta_regularizer, gamma_regularizer):
+        """The arguments every normalization shares: epsilon and the affine part."""
+        if not epsilon > 0:
+            raise self.error(f"epsilon must be positive, got {epsilon}")
+        self.epsilon = epsilon
         self.center = center
         self.scale = scale
         self.beta_initializer = initializers.get(beta_initializer)
@@ -122,11 +126,8 @@ class BatchNormalization(_Normalization):
         self.axis = axis
         if not 0 <= momentum <= 1:
             raise self.error(f"momentum must be in [0, 1], got {momentum}")
-        if not epsilon > 0:
-            raise self.error(f"epsilon must be positive, got {epsilon}")
         self.momentum = momentum
-        self.epsilon = epsilon
-        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+        self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer,
                           beta_regularizer, gamma_regularizer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
@@ -185,10 +186,7 @@ class LayerNormalization(_Normalization):
                  name: str | None = None, trainable: bool = True):
         super().__init__(name=name, trainable=trainable)
         self.axis = axis
-        if not epsilon > 0:
-            raise self.error(f"epsilon must be positive, got {epsilon}")
-        self.epsilon = epsilon
-        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+        self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer,
                           beta_regularizer, gamma_regularizer)
 
     def build(self, input_shape, rng):
@@ -227,10 +225,8 @@ class GroupNormalization(_Normalization):
             raise self.error(f"only axis -1 (channels last) is supported, got {axis!r}")
         if groups == 0 or groups < -1:
             raise self.error(f"groups must be positive (or -1: one per channel), got {groups}")
-        if not epsilon > 0:
-            raise self.error(f"epsilon must be positive, got {epsilon}")
-        self.groups, self.axis, self.epsilon = groups, axis, epsilon
-        self._init_affine(center, scale, beta_initializer, gamma_initializer,
+        self.groups, self.axis = groups, axis
+        self._init_affine(epsilon, center, scale, beta_initializer, gamma_initializer,
                           beta_regularizer, gamma_regularizer)
 
     def build(self, input_shape, rng):
