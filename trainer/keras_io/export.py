@@ -82,11 +82,17 @@ def keras_config(model, dtype="float32"):
     if not _is_sequential(graph):
         return _functional(model, dtype)
     first = graph.nodes[0].layer.name
-    records = [{"class_name": "InputLayer", "config": {
-        "batch_input_shape": [None, *graph.shapes[0]], "dtype": dtype, "sparse": False,
-        "ragged": False, "name": f"{first}_input"}}]
+    records = [{"class_name": "InputLayer",
+                "config": input_config(f"{first}_input", graph.shapes[0], dtype)}]
     records += [layer_record(n.layer, f"layer '{n.layer.name}'", dtype) for n in graph.nodes]
     return {"class_name": "Sequential", "config": {"name": model.name, "layers": records}}
+
+
+def input_config(name, shape, dtype, keras3=False):
+    """An InputLayer's config: Keras 2's ``batch_input_shape`` or Keras 3's
+    ``batch_shape``."""
+    return {"batch_shape" if keras3 else "batch_input_shape": [None, *shape],
+            "dtype": dtype, "sparse": False, "ragged": False, "name": name}
 
 
 def _is_sequential(graph):
@@ -110,10 +116,9 @@ def _functional(model, dtype, call=None):
     records, by_layer = [], {}
     history = []  # tensor index → [layer name, node index, 0]
     for name, shape in zip(graph.input_names, graph.shapes):
-        records.append({"module": "keras.layers", "class_name": "InputLayer", "config": {
-            "batch_shape" if keras3 else "batch_input_shape": [None, *shape], "dtype": dtype,
-            "sparse": False, "ragged": False, "name": name}, "registered_name": None,
-            "name": name, "inbound_nodes": []})
+        records.append({"module": "keras.layers", "class_name": "InputLayer",
+                        "config": input_config(name, shape, dtype, keras3),
+                        "registered_name": None, "name": name, "inbound_nodes": []})
         history.append([name, 0, 0])
     for node in graph.nodes:
         layer = node.layer
@@ -193,8 +198,8 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     fmt = fmt or FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise ConfigError(f"export: give --format keras, keras-h5 or keras-json (cannot tell from "
-                          f"'{out.name}')")
+        raise ConfigError(f"export: give --format keras, keras-h5 or keras-json (cannot "
+                          f"tell from '{out.name}')")
     cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
     user = [f"{layer.name} ({type(layer).__module__}:{type(layer).__name__})"

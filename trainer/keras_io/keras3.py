@@ -19,7 +19,8 @@ import zipfile
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.keras_io.export import _functional, _is_sequential, keras_config, layer_record
+from trainer.keras_io.export import (_functional, _is_sequential, input_config,
+                                     keras_config)
 from trainer.keras_io.native import CONFIG_MEMBER, WEIGHTS_MEMBER, group_keys
 
 
@@ -33,14 +34,11 @@ def keras3_model(model, dtype="float32"):
     by 1.2 (weight_tree) and any other use of it is refused."""
     graph = model.graph
     layers = {layer.name: layer for layer in model.layers}
-    for layer in model.layers:
-        _check_keras3(layer_record(layer, f"layer '{layer.name}'", dtype), layer.name)
     if _is_sequential(graph):
         legacy = [_keras3_record(r) for r in keras_config(model, dtype)["config"]["layers"]]
         shape = legacy[0]["config"]["batch_input_shape"]
-        first = {"module": "keras.layers", "class_name": "InputLayer", "config": {
-            "batch_shape": shape, "dtype": dtype, "sparse": False, "ragged": False,
-            "name": legacy[0]["config"]["name"]}, "registered_name": None}
+        first = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+                 "config": input_config(legacy[0]["config"]["name"], shape[1:], dtype, True)}
         config = {"name": model.name, "trainable": True, "dtype": dtype,
                   "layers": [first, *legacy[1:]], "build_input_shape": shape}
         order = [(r["class_name"], r["config"]["name"], layers[r["config"]["name"]])
@@ -57,6 +55,7 @@ def keras3_model(model, dtype="float32"):
 
 def _keras3_record(rec):
     """A layer record in what Keras 3 takes (see ``keras3_model``)."""
+    _check_keras3(rec, rec.get("name") or rec["config"].get("name"))
     if rec["class_name"] != "ThresholdedReLU":
         return rec
     config = {k: v for k, v in rec["config"].items() if k != "theta"}
