@@ -30,7 +30,10 @@ def read_model_file(path, where=None):
         raise ConfigError(f"model.keras: file not found: {path}", where=where)
     version = None  # the Keras that wrote the file, where the file says it
     if zipfile.is_zipfile(path):
-        keras, has_weights = read_archive_config(path, where)
+        try:
+            keras, has_weights = read_archive_config(path)
+        except ConfigError as exc:
+            raise ConfigError(f"model.keras: {exc.message}", where=where) from None
         text, version = None, "3"  # .keras archives are Keras 3's
     elif h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:

@@ -59,27 +59,26 @@ def is_native(f):
     return "layers" in f and "layer_names" not in f.attrs and "model_weights" not in f
 
 
-def read_archive_config(path, where=None):
-    """The Keras model config (dict) in a ``.keras`` archive, and whether it holds weights."""
+def read_archive_config(path, error=ConfigError):
+    """The Keras model config (dict) in a ``.keras`` archive, and whether it holds weights.
+    A damaged archive raises ``error`` (the caller says which setting read it)."""
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if CONFIG_MEMBER not in names:
-                raise ConfigError(f"model.keras: {path} is a zip archive without "
-                                  f"{CONFIG_MEMBER}; not a Keras 3 .keras file", where=where)
-            if z.getinfo(CONFIG_MEMBER).file_size > CONFIG_LIMIT:
-                raise ConfigError(f"model.keras: {path}: {CONFIG_MEMBER} is "
-                                  f"{z.getinfo(CONFIG_MEMBER).file_size} bytes; not a Keras "
-                                  f"model config", where=where)
+                raise error(f"{path} is a zip archive without {CONFIG_MEMBER}; not a Keras "
+                            f"3 .keras file")
+            size = z.getinfo(CONFIG_MEMBER).file_size
+            if size > CONFIG_LIMIT:
+                raise error(f"{path}: {CONFIG_MEMBER} is {size} bytes; not a Keras model "
+                            f"config")
             text = z.read(CONFIG_MEMBER).decode("utf-8")
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"model.keras: cannot read the .keras archive {path}: {exc}",
-                          where=where) from None
+        raise error(f"cannot read the .keras archive {path}: {exc}") from None
     try:
         return json.loads(text), WEIGHTS_MEMBER in names
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"model.keras: {path}: {CONFIG_MEMBER} is not JSON ({exc})",
-                          where=where) from None
+        raise error(f"{path}: {CONFIG_MEMBER} is not JSON ({exc})") from None
 
 
 @contextlib.contextmanager
@@ -101,7 +100,7 @@ def open_weights(path):
         with f:
             yield f, None
         return
-    keras, has_weights = read_archive_config(path)
+    keras, has_weights = read_archive_config(path, error=DataError)
     if not has_weights:
         raise DataError(f"{path} is a .keras archive without {WEIGHTS_MEMBER}"
                         + (" (sharded weights, model.weights.json, are not read; save "
