@@ -154,12 +154,14 @@ def our_step(case, mode, batch):
     rng = np.random.default_rng(0)
     if case == "gemm":
         from trainer.engine.kernels import parallel
+        from trainer.model import Model
 
         x = rng.random((batch, MLP_SIZES[0]), dtype=np.float32)
         ws = [rng.random(shape, dtype=np.float32) - 0.5
               for shape in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+        # predict_on_batch's split, with its own constant (a copy here would drift)
         return lambda: parallel.run(lambda a, b: x[a:b] @ ws[0] @ ws[1] @ ws[2], batch,
-                                    min_items=64)  # predict_on_batch's split
+                                    min_items=Model.PREDICT_MIN_ROWS)
     model, shape = ours(case)
     x = rng.random((batch, *shape), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
