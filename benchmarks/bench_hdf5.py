@@ -24,13 +24,7 @@ The files are written to a fresh folder inside --dir (default: the system's temp
 folder), removed at the end. Timings are noisy on a shared machine: the tests run the
 smoke mode only, for exit status and fields, never for speed.
 
-Measured 2026-11-26 (2 cores shared with other jobs; MLP 256-32-10, batch 1024,
-standardize per batch; x float32 (rows, 256), 1 MiB HDF5 chunks):
-
-    case        rows      data GB  peak RSS MB  total s  epoch s  samples/s
-    hdf5          4194304     4.33          225    239.5    195.8      21421
-    hdf5-slice     262144     0.27          143     12.2     10.1      25871
-    memory         262144     0.27          813     19.1      9.9      26608
+The last measured table (2026-11-26, the 4 GiB default) is in benchmarks/README.md.
 """
 
 import argparse
