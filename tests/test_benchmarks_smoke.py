@@ -115,3 +115,19 @@ def test_bench_hdf5_smoke(tmp_path):
         assert math.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1
     assert "samples/s" in stdout and stdout.count("\nhdf5") == 2
     assert list(tmp_path.glob("trainer_bench_hdf5_*")) == []  # its scratch folder is gone
+
+
+# ---------------------------------------------------------------------- hostinfo.py
+
+def test_hostinfo_reads_the_cpu_model_and_only_its_simd_flags(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from hostinfo import cpuinfo
+
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse sse2 ssse3 "
+           "fma sse4_1 sse4_2 avx aes avx2 avx512f avx512_vnni bmi2\n\nprocessor\t: 1\n"
+           "model name\t: AMD EPYC 9B45\nflags\t\t: fpu sse\n")
+    assert cpuinfo(x86) == ("AMD EPYC 9B45", ["sse", "sse2", "ssse3", "fma", "sse4_1",
+                                              "sse4_2", "avx", "avx2", "avx512f",
+                                              "avx512_vnni"])
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2\nModel\t\t: Pi 5\n"
+    assert cpuinfo(arm) == ("Pi 5", ["asimd", "sve", "sve2"])
