@@ -67,6 +67,12 @@ def lint_config(cfg):
             path, message = "model", exc.message
         return [Problem("error", path, message, exc.where or cfg.where(("model",)))]
     problems = []
+    try:  # user preprocessing steps are imported and checked, no data read
+        from trainer.data.pipeline import make_preprocessor
+        make_preprocessor(cfg, model.input_names, model.output_names)
+    except ConfigError as exc:
+        problems.append(Problem("error", "data.preprocess", exc.message.partition(": ")[2]
+                                or exc.message, exc.where or cfg.where(("data",))))
     try:
         from trainer.api import make_callbacks
         make_callbacks(cfg, 0)

@@ -92,6 +92,7 @@ def component(registry, spec):
     made = adapter.wrap(target, dict(args), spec[key])
     made.user_spec = copy.deepcopy(dict(spec))
     made.user_ref = spec[key]
+    made.user_kind = registry.kind
     return made
 
 
