@@ -103,19 +103,24 @@ USER_CODE_FORMS = {
 def _with_user_code(defs):
     """Each family that takes the user's own components also takes
     ``{family: "module:Name", args}``, imported from the config's folder or the Python
-    path."""
+    path. Returns the forms by family."""
+    forms = {}
     for kind, registry in registries.ALL.items():
         if registry.user_key is None:
             continue
         description = (f"your own {kind}, imported from the config's folder or the Python "
                        f"path: {USER_CODE_FORMS[kind]}; args are its keyword arguments")
-        defs[kind] = {"x-kind": kind, "anyOf": [
-            defs[kind], user_form(registry.user_key, kind, description)]}
+        forms[kind] = user_form(registry.user_key, kind, description)
+        defs[kind] = {"x-kind": kind, "anyOf": [defs[kind], forms[kind]]}
+    return forms
 
 
-def _per_output(item):
-    """One value, or a mapping output name → value (functional models)."""
-    return {"anyOf": [item, {"type": "object", "additionalProperties": item}]}
+def _per_output(item, user=None):
+    """One value, or a mapping output name → value (functional models). ``user``: the
+    family's user-code form, listed again here so that a mistake in one is reported
+    as one (not as a mapping of outputs)."""
+    return {"anyOf": [item, *([user] if user else []),
+                      {"type": "object", "additionalProperties": item}]}
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +136,7 @@ def config_schema():
     ]}
     defs["metric"] = _merged("metric", registries.metrics, registries.losses,
                              extra_names=("accuracy", "acc"))
-    _with_user_code(defs)
+    user_forms = _with_user_code(defs)
     defs["callback"] = {"anyOf": [
         defs["callback"],
         {"type": "object", "required": ["callback"], "additionalProperties": False,
@@ -223,7 +228,7 @@ def config_schema():
             "compile": {
                 "type": "object", "additionalProperties": False, "required": ["loss"],
                 "properties": {
-                    "loss": _per_output({"$ref": "#/$defs/loss"}),
+                    "loss": _per_output({"$ref": "#/$defs/loss"}, user_forms["loss"]),
                     "loss_weights": {"anyOf": [
                         {"type": "array", "items": {"type": "number"}},
                         {"type": "object", "additionalProperties": {"type": "number"}}]},
