@@ -252,6 +252,49 @@ def test_user_metrics_are_logged_by_name_monitored_templated_and_gated(tmp_path)
     assert r.exit_code == 2 and "val_f1_macro" in r.output, r.output
 
 
+def test_a_user_schedule_in_learning_rate_scheduler_and_a_streaming_step(tmp_path):
+    """The same schedule by epoch under LearningRateScheduler; a step that learns in
+    pieces (partial_fit) from a lazy HDF5 source, its state used by evaluate."""
+    source = PARTS + """
+
+def halving(step, start=0.04):
+    return start / 2 ** step
+
+
+class RunningMax:
+    def __init__(self):
+        self.top = 0.0
+
+    def partial_fit(self, x):
+        self.top = max(self.top, float(np.abs(x).max()))
+
+    def __call__(self, x):
+        return (x / self.top).astype("float32")
+"""
+    write_module(tmp_path, source)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)) * 5
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["x"], f["y"] = x, (x[:, 0] > 0).astype(np.int64)
+    path = config(tmp_path, callbacks=[
+        {"LearningRateScheduler": {"schedule": {"schedule": "my_parts:halving"}}}],
+        data={"train": {"path": "data.h5", "x": "x", "y": "y", "lazy": True},
+              "validation": {"split": 0.25},
+              "preprocess": {"x": [{"step": "my_parts:RunningMax"}],
+                             "y": [{"to_categorical": {"num_classes": 3}}]}})
+    run = tmp_path / "run"
+    api.fit(api.load_config(path), run_dir=run)
+    header, *rows = (run / "history.csv").read_text().strip().splitlines()
+    lr = header.split(",").index("lr")
+    assert [float(r.split(",")[lr]) for r in rows] == pytest.approx([0.04, 0.02, 0.01])
+    with h5py.File(run / "checkpoints/last.h5") as f:
+        names = []
+        f.visit(names.append)
+        top = [n for n in names if n.endswith("/top")]
+        assert top and f[top[0]][()] == pytest.approx(np.abs(x[:45]).max())
+    assert api.evaluate(run)["loss"] == pytest.approx(last_row(run)["val_loss"], rel=1e-5)
+
+
 def test_a_function_metric_is_an_exact_weighted_mean_over_the_epoch(tmp_path):
     """Batches of unequal size and sample weights: the user metric's value is the
     weighted mean over every sample, as a built-in mean metric's."""

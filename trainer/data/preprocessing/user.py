@@ -14,7 +14,7 @@ them, else every attribute holding a number or a NumPy array.
 import numpy as np
 
 from trainer.data.preprocessing.steps import Step
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 from trainer.usercomponents import (check_signature, fail, finite, make, numeric_state,
                                     set_numeric_state)
 
@@ -45,6 +45,8 @@ class UserStep(Step):
     def end_fit(self):
         if not self.streams:
             pieces, self._pieces = self._pieces, []
+            if not pieces:
+                raise DataError(f"{self.ref}: the training split has no rows to fit on")
             self.inner.fit(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
         elif callable(getattr(self.inner, "end_fit", None)):
             self.inner.end_fit()
