@@ -539,3 +539,25 @@ def test_commands_on_the_run_folder_import_from_where_the_run_began(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, (args, done.stderr)
     assert np.load(tmp_path / "p.npy").shape == (5, 3)
+
+
+def test_the_readme_focal_loss_and_its_check_run_as_written(tmp_path):
+    """The README's example module, run as a script (its check), then named by a config."""
+    import re
+    import subprocess
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                 if "class FocalLoss" in b and "check_loss_gradient" in b)
+    write_module(tmp_path, block, name="my_losses")
+    done = subprocess.run([sys.executable, str(tmp_path / "my_losses.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path = config(tmp_path, compile={"loss": {"loss": "my_losses:FocalLoss",
+                                              "args": {"gamma": 2.0}},
+                                     "optimizer": {"Adam": {"lr": 0.05}}})
+    r = CliRunner().invoke(main, ["fit", str(path), "--run-dir", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    assert last_row(tmp_path / "run")["loss"] < 0.2
