@@ -171,7 +171,9 @@ FAMILIES = {
     "initializer": lambda c: c["model"]["layers"][0]["Dense"].update(
         kernel_initializer={"initializer": "my_parts:scaled_normal", "args": {"scale": 0.3}}),
     "regularizer": lambda c: c["model"]["layers"][0]["Dense"].update(
-        kernel_regularizer={"regularizer": "my_parts:SquaredSum", "args": {"factor": 0.001}}),
+        kernel_regularizer={"regularizer": "my_parts:SquaredSum", "args": {"factor": 0.001}},
+        activity_regularizer={"regularizer": "my_parts:SquaredSum",
+                              "args": {"factor": 0.0001}}),
     "schedule": lambda c: c["compile"].update(
         optimizer={"Adam": {"learning_rate": {"schedule": "my_parts:warmup"}}}),
     "step": lambda c: c["data"]["preprocess"].update(x=[{"step": "my_parts:Center"}]),
@@ -561,3 +563,20 @@ def test_the_readme_focal_loss_and_its_check_run_as_written(tmp_path):
     r = CliRunner().invoke(main, ["fit", str(path), "--run-dir", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert last_row(tmp_path / "run")["loss"] < 0.2
+
+
+def test_user_loss_and_regularizers_in_the_whole_model_gradient(tmp_path):
+    """Model.compute_gradients with a user loss, a user weight penalty and a user
+    activity penalty, against finite differences of the total loss (float64)."""
+    from gradcheck import check_model
+
+    write_module(tmp_path)
+    path = config(tmp_path, "loss", "regularizer")
+    value = yaml.safe_load(path.read_text())
+    value["model"]["layers"][0]["Dense"]["activation"] = "tanh"  # no kink
+    path.write_text(yaml.safe_dump(value, sort_keys=False))
+    model = api.build(api.load_config(path))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 4))
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    check_model(model, [x], [y])
