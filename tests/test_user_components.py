@@ -580,3 +580,36 @@ def test_user_loss_and_regularizers_in_the_whole_model_gradient(tmp_path):
     x = rng.normal(size=(5, 4))
     y = np.eye(3)[rng.integers(0, 3, 5)]
     check_model(model, [x], [y])
+
+
+def test_a_sparse_user_loss_gets_class_ids_and_sparse_accuracy(tmp_path):
+    source = PARTS + '''
+
+class SparseCE:
+    """Cross-entropy over class ids: labels = "sparse" hands them over as given."""
+
+    labels = "sparse"
+
+    def call(self, y_true, y_pred):
+        ids = np.asarray(y_true).reshape(-1).astype(int)
+        return -np.log(np.clip(y_pred[np.arange(len(ids)), ids], EPS, 1.0))
+
+    def gradient(self, y_true, y_pred):
+        ids = np.asarray(y_true).reshape(-1).astype(int)
+        grad = np.zeros_like(y_pred)
+        p = y_pred[np.arange(len(ids)), ids]
+        grad[np.arange(len(ids)), ids] = np.where(p > EPS, -1.0 / np.clip(p, EPS, 1.0), 0.0)
+        return grad
+'''
+    write_module(tmp_path, source)
+    path = config(tmp_path, compile={"loss": {"loss": "my_parts:SparseCE"},
+                                     "optimizer": {"Adam": {"lr": 0.05}},
+                                     "metrics": ["accuracy"]},
+                  data={"train": {"dataset": "iris", "subset": "train"},
+                        "validation": {"dataset": "iris", "subset": "test"}})
+    model = api.build(api.load_config(path))
+    assert type(model.outputs[0].metrics[0]).__name__ == "SparseCategoricalAccuracy"
+    run = tmp_path / "run"
+    r = CliRunner().invoke(main, ["fit", str(path), "--run-dir", str(run)])
+    assert r.exit_code == 0, r.output
+    assert last_row(run)["val_accuracy"] > 0.6

@@ -48,6 +48,7 @@ def is_user_spec(spec, key):
 def defined_at(obj):
     """``file:line`` where a user's function or class is defined, or '?'."""
     target = obj.func if isinstance(obj, functools.partial) else obj
+    target = target.__func__ if inspect.ismethod(target) else target
     target = target if inspect.isfunction(target) or isinstance(target, type) \
         else type(target)
     try:
