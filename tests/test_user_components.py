@@ -148,6 +148,11 @@ class DropsRows(Center):
         return x[:2]
 
 
+class ForgetfulStep(Center):
+    def fit(self, x):
+        self.mean = list(x.mean(axis=0))  # a list: not stored with the run
+
+
 class NanResult(MacroF1):
     def result(self):
         return float("nan")
@@ -491,6 +496,8 @@ def test_an_exception_in_user_code_names_its_line_and_keeps_the_checkpoint(tmp_p
      "my_parts:negative: returned lr -0.1 at step 0"),
     ("fit", ("data", "preprocess", "x", [{"step": "my_parts:DropsRows"}]),
      "my_parts:DropsRows: returned shape (2, 4) for 120 rows"),
+    ("fit", ("data", "preprocess", "x", [{"step": "my_parts:ForgetfulStep"}]),
+     "my_parts:ForgetfulStep: learnt nothing that can be stored with the run"),
     ("fit", ("compile", "metrics", [{"metric": "my_parts:NanResult"}]),
      "my_parts:NanResult: result() returned nan"),
     ("validate", ("compile", "metrics", [{"metric": "my_parts:f1_macr"}]),
@@ -518,8 +525,8 @@ def test_broken_user_components_are_one_clear_message(tmp_path, command, change,
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2, r.output
     assert message in r.output, r.output
-    assert "Traceback" not in r.output and "config.yaml" in r.output or \
-        f"{tmp_path / 'my_parts.py'}:" in r.output, r.output
+    assert "Traceback" not in r.output, r.output
+    assert "config.yaml:" in r.output or f"{tmp_path / 'my_parts.py'}:" in r.output, r.output
 
 
 def test_commands_on_the_run_folder_import_from_where_the_run_began(tmp_path):

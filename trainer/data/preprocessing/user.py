@@ -50,6 +50,10 @@ class UserStep(Step):
             self.inner.fit(np.concatenate(pieces) if len(pieces) > 1 else pieces[0])
         elif callable(getattr(self.inner, "end_fit", None)):
             self.inner.end_fit()
+        if not numeric_state(self.inner):  # evaluate and predict would have nothing
+            raise fail(self.ref, self.inner, "learnt nothing that can be stored with the "
+                       "run: keep what fit learns in attributes holding numbers or NumPy "
+                       "arrays, or give the class get_state() and set_state()")
 
     def __call__(self, array):
         out = self.inner(array)
