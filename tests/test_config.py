@@ -33,9 +33,8 @@ def test_schema_names_every_registered_component():
 
     schema = json.loads(schema_text())
     for kind, reg in registries.ALL.items():
-        wrapped = kind in ("layer", "callback") or reg.user_key  # + the user-code form
-        enum = schema["$defs"][kind]["anyOf"][0]["anyOf"][0]["enum"] if wrapped \
-            else schema["$defs"][kind]["anyOf"][0]["enum"]
+        enum = schema["$defs"][kind]["anyOf"][0]["enum"] if kind not in (
+            "layer", "callback") else schema["$defs"][kind]["anyOf"][0]["anyOf"][0]["enum"]
         expected = set(reg.all_names())
         if kind == "metric":  # losses and accuracy/acc are metrics too
             expected |= set(registries.losses.all_names()) | {"accuracy", "acc"}

@@ -111,7 +111,7 @@ def _with_user_code(defs):
         description = (f"your own {kind}, imported from the config's folder or the Python "
                        f"path: {USER_CODE_FORMS[kind]}; args are its keyword arguments")
         forms[kind] = user_form(registry.user_key, kind, description)
-        defs[kind] = {"x-kind": kind, "anyOf": [defs[kind], forms[kind]]}
+        defs[kind]["anyOf"].append(forms[kind])  # a name, {Name: args}, or the user's
     return forms
 
 
