@@ -620,3 +620,17 @@ class SparseCE:
     r = CliRunner().invoke(main, ["fit", str(path), "--run-dir", str(run)])
     assert r.exit_code == 0, r.output
     assert last_row(run)["val_accuracy"] > 0.6
+
+
+def test_a_misspelt_builtin_is_still_reported_as_one_beside_the_user_code_form(tmp_path):
+    """With the {family: "module:Name"} form in the schema, {glorot_unifrm: {}} is
+    still an unknown initializer with a suggestion, not a user entry missing its key."""
+    value = yaml.safe_load(config(tmp_path).read_text())
+    value["model"]["layers"][0]["Dense"]["kernel_initializer"] = {"glorot_unifrm": {}}
+    value["compile"]["optimizer"] = {"Adam": {"learning_rate": {"CosineDecy": {}}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(value, sort_keys=False))
+    r = CliRunner().invoke(main, ["validate", str(tmp_path / "config.yaml")])
+    assert r.exit_code == 2
+    assert "unknown initializer 'glorot_unifrm'. Did you mean 'glorot_uniform'?" in r.output
+    assert "unknown schedule 'CosineDecy'. Did you mean 'CosineDecay'?" in r.output, r.output
+    assert "is required" not in r.output, r.output

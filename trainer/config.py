@@ -241,8 +241,23 @@ def _leaves(error):
     branches = {}
     for e in error.context:
         branches.setdefault(e.relative_schema_path[0], []).append(e)
-    best = _required_match(error, branches) or max(branches.values(), key=_branch_fit)
+    best = _required_match(error, branches) or max(_not_user_code(error, branches).values(),
+                                                   key=_branch_fit)
     return [leaf for e in best for leaf in _leaves(e)]
+
+
+def _not_user_code(error, branches):
+    """The alternatives without a user-code form (``{loss: "module:Name", args}``) whose
+    key the mapping lacks: ``{glorot_unifrm: {}}`` is a misspelt built-in name, not a
+    user entry without its key. All of them when that would leave none."""
+    alternatives = error.validator_value if error.validator in ("anyOf", "oneOf") else None
+    if not isinstance(error.instance, dict) or not isinstance(alternatives, list):
+        return branches
+    kept = {i: errors for i, errors in branches.items()
+            if not (isinstance(i, int) and i < len(alternatives)
+                    and isinstance(alternatives[i], dict)
+                    and "x-user-code" in alternatives[i])}
+    return kept or branches
 
 
 def _required_match(error, branches):
