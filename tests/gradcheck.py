@@ -1,4 +1,5 @@
-"""The one finite-difference gradient helper every layer and loss test uses (float64).
+"""The one finite-difference gradient helper every layer and loss test uses (float64);
+its core (and the loss check) is public, trainer.testing, for users' own losses.
 
 Central differences on a random projection of the output: for a scalar
 L = sum(r * f(x)), compare dL/dx from backward with (L(x+h) - L(x-h)) / 2h, for the
@@ -7,25 +8,11 @@ inputs and for every weight. Tests keep inputs away from kinks (relu at 0, clip 
 
 import numpy as np
 
-
-def _numeric(fn, array, h):
-    grad = np.zeros_like(array)
-    flat = array.reshape(-1)
-    g = grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = fn()
-        flat[i] = old - h
-        down = fn()
-        flat[i] = old
-        g[i] = (up - down) / (2 * h)
-    return grad
+from trainer.testing import assert_close, check_loss_gradient, numeric_gradient
 
 
-def _close(name, analytic, numeric, rtol, atol):
-    np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol,
-                               err_msg=f"gradient of {name}")
+_numeric = numeric_gradient  # the name the tests import
+_close = assert_close
 
 
 def check_layer(layer, x, rng=None, training=True, h=1e-6, rtol=1e-5, atol=1e-7):
@@ -71,12 +58,9 @@ def check_layer(layer, x, rng=None, training=True, h=1e-6, rtol=1e-5, atol=1e-7)
 
 
 def check_loss(loss, y_true, y_pred, h=1e-6, rtol=1e-5, atol=1e-8):
-    """Gradient of sum(loss(y_true, y_pred)) with respect to y_pred."""
-    y_pred = np.asarray(y_pred, np.float64).copy()
-    analytic = loss.gradient(y_true, y_pred)
-    assert analytic.shape == y_pred.shape
-    numeric = _numeric(lambda: float(loss(y_true, y_pred).sum()), y_pred, h)
-    _close(type(loss).__name__, analytic, numeric, rtol, atol)
+    """Gradient of sum(loss(y_true, y_pred)) with respect to y_pred: the public helper
+    users check their own losses with (trainer.testing.check_loss_gradient)."""
+    check_loss_gradient(loss, y_true, y_pred, h=h, rtol=rtol, atol=atol)
 
 
 def check_model(model, xs, ys, h=1e-6, rtol=1e-5, atol=1e-8):

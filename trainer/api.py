@@ -89,6 +89,8 @@ def make_callbacks(cfg, verbose):
     from trainer.callbacks.progbar import ProgbarLogger
     from trainer.registries import callbacks as registry
 
+    from trainer.usercomponents import using
+
     history = History()
     user = []
     for i, spec in enumerate(cfg.get("callbacks") or []):
@@ -98,7 +100,8 @@ def make_callbacks(cfg, verbose):
                 from trainer.usercode import load_callback
                 callback = load_callback(spec, cfg, keypath)
             else:
-                callback = registry.get(spec)
+                with using(cfg):  # a user schedule of LearningRateScheduler
+                    callback = registry.get(spec)
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
         callback.where = cfg.where(keypath)

@@ -14,6 +14,7 @@ from trainer.model import Model, Output
 from trainer.registries import layers as layer_registry
 from trainer.registries import losses, optimizers
 from trainer.registry import parameters, split_spec
+from trainer.usercomponents import is_user_spec
 
 # Arguments that place a layer in a model rather than configure it.
 PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
@@ -169,7 +170,15 @@ def build_sequential(cfg, rng):
 
 
 def build_model(cfg):
-    """Graph plus compile section → a ready Model (weights initialised from the seed)."""
+    """Graph plus compile section → a ready Model (weights initialised from the seed).
+    User components the config names are imported from its folder first."""
+    from trainer.usercomponents import using
+
+    with using(cfg):
+        return _build_model(cfg)
+
+
+def _build_model(cfg):
     init_rng, noise_rng = streams(cfg.get("seed", 0))
     graph = build_graph(cfg, init_rng)
     model = Model(graph, dtype=cfg.get("dtype", "float32"), name=cfg.get("name", "model"))
@@ -187,6 +196,8 @@ def build_model(cfg):
 
 def _per_output(value, names, what, cfg, keypath):
     """A compile value for every output: one value for all, or a mapping by name."""
+    if is_user_spec(value, what):  # {loss: "my_losses:Focal", args}: one for all
+        return [value] * len(names)
     by_name = isinstance(value, dict) and value and (
         any(k in names for k in value) or
         (len(names) > 1 and not (what == "loss" and len(value) == 1 and
@@ -244,17 +255,24 @@ def compile_model(model, cfg):
     for k, name in enumerate(names):
         units = model.graph.shapes[model.graph.outputs[k]][-1]
         try:
-            loss_name = split_spec(loss_specs[k])[0]
+            loss_name = loss_specs[k]["loss"] if is_user_spec(loss_specs[k], "loss") \
+                else split_spec(loss_specs[k])[0]
             loss = losses.get(loss_specs[k])
         except ConfigError as exc:
             raise ConfigError(f"compile.loss: {exc.message}",
                               where=cfg.where(("compile", "loss"))) from None
         ms, seen = [], {}
         for spec, is_weighted in [(s, False) for s in plain[k]] + [(s, True) for s in weighted[k]]:
-            m = metric_lib.get(spec, loss=loss, output_units=units)
+            try:
+                m = metric_lib.get(spec, loss=loss, output_units=units)
+            except ConfigError as exc:
+                key = "weighted_metrics" if is_weighted else "metrics"
+                raise ConfigError(f"compile.{key}: {exc.message}",
+                                  where=cfg.where(("compile", key))) from None
             # Keras 2 logs weighted metrics as weighted_<name>, a repeated name as name_1
+            user = is_user_spec(spec, "metric")  # its own Keras-style name
             base = ("weighted_" if is_weighted else "") + \
-                metric_lib.logged_name(split_spec(spec)[0])
+                (m.name if user else metric_lib.logged_name(split_spec(spec)[0]))
             m.name = base if base not in seen else f"{base}_{seen[base]}"
             seen[base] = seen.get(base, 0) + 1
             m.weighted = is_weighted

@@ -248,10 +248,13 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
 def summary(config_path, overrides):
     """Print the model table (layers, output shapes, parameter counts)."""
     from trainer import api, console
+    from trainer.data.pipeline import make_preprocessor
     from trainer.summary import render
 
     cfg = api.load_config(config_path, overrides)
-    render(api.build(cfg), console.console())
+    model = api.build(cfg)
+    render(model, console.console(), preprocessor=make_preprocessor(
+        cfg, model.input_names, model.output_names))
 
 
 @main.command(epilog="""\b

@@ -241,8 +241,36 @@ def _leaves(error):
     branches = {}
     for e in error.context:
         branches.setdefault(e.relative_schema_path[0], []).append(e)
-    best = max(branches.values(), key=_branch_fit)
+    best = _required_match(error, branches) or max(_not_user_code(error, branches).values(),
+                                                   key=_branch_fit)
     return [leaf for e in best for leaf in _leaves(e)]
+
+
+def _not_user_code(error, branches):
+    """The alternatives without a user-code form (``{loss: "module:Name", args}``) whose
+    key the mapping lacks: ``{glorot_unifrm: {}}`` is a misspelt built-in name, not a
+    user entry without its key. All of them when that would leave none."""
+    alternatives = error.validator_value if error.validator in ("anyOf", "oneOf") else None
+    if not isinstance(error.instance, dict) or not isinstance(alternatives, list):
+        return branches
+    kept = {i: errors for i, errors in branches.items()
+            if not (isinstance(i, int) and i < len(alternatives)
+                    and isinstance(alternatives[i], dict)
+                    and "x-user-code" in alternatives[i])}
+    return kept or branches
+
+
+def _required_match(error, branches):
+    """The errors of the one alternative whose required keys the mapping has — a
+    user-code entry ``{loss: "my_losses:Focal", arg: ...}`` is judged as one, not as
+    a built-in name — or None when not exactly one has them."""
+    alternatives = error.validator_value if error.validator in ("anyOf", "oneOf") else None
+    if not isinstance(error.instance, dict) or not isinstance(alternatives, list):
+        return None
+    hits = [i for i in branches if isinstance(i, int) and i < len(alternatives)
+            and isinstance(alternatives[i], dict) and alternatives[i].get("required")
+            and set(alternatives[i]["required"]) <= set(error.instance)]
+    return branches[hits[0]] if len(hits) == 1 else None
 
 
 _PRIORITY = {"type": 0, "required": 1, "const": 1}
@@ -281,6 +309,9 @@ def _message(error):
     if error.validator in ("maxProperties", "minProperties") and kind:
         return (f"a {kind} is written as a name or as a mapping with exactly one key "
                 f"(its name), got {list(error.instance)}")
+    if error.validator == "pattern" and error.schema.get("pattern") == _user_code_pattern():
+        return (f"expected a reference module:Name (a module next to the config or on the "
+                f"Python path, and a class or function in it), got {error.instance!r}")
     if error.validator == "pattern" and error.schema.get("pattern", "").startswith(r"^\s*(>="):
         return f"expected a comparison like '>= 0.9', got {error.instance!r}"
     if error.validator == "type":
@@ -290,6 +321,11 @@ def _message(error):
     if error.validator == "minimum":
         return f"expected a value >= {error.validator_value}, got {error.instance!r}"
     return error.message
+
+
+def _user_code_pattern():
+    from trainer.schema import USER_CODE
+    return USER_CODE["pattern"]
 
 
 def _type_words(t):

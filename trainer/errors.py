@@ -68,3 +68,8 @@ class TerminatedRun(InterruptedRun):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt (during training: at the
     next step boundary); `trainer fit` turns it into TerminatedRun."""
+
+
+class UserCodeError(ConfigError):
+    """User code a config names (a loss, metric, initializer, ...) broke its contract:
+    a result of the wrong shape, NaN from finite inputs. Exit 2, as a bad config."""

@@ -67,6 +67,12 @@ def lint_config(cfg):
             path, message = "model", exc.message
         return [Problem("error", path, message, exc.where or cfg.where(("model",)))]
     problems = []
+    try:  # user preprocessing steps are imported and checked, no data read
+        from trainer.data.pipeline import make_preprocessor
+        make_preprocessor(cfg, model.input_names, model.output_names)
+    except ConfigError as exc:
+        problems.append(Problem("error", "data.preprocess", exc.message.partition(": ")[2]
+                                or exc.message, exc.where or cfg.where(("data",))))
     try:
         from trainer.api import make_callbacks
         make_callbacks(cfg, 0)
@@ -96,6 +102,8 @@ def _loss_vs_activation(cfg, model):
     out = []
     for k, o in enumerate(model.outputs):
         from trainer.registries import losses
+        if o.loss_name not in losses:  # the user's own loss: nothing known of it
+            continue
         name = losses.canonical(o.loss_name)
         logits = getattr(o.loss, "from_logits", False)
         act = _last_activation(model, k)
@@ -130,9 +138,10 @@ def _labels_vs_loss(cfg, model):
         return out  # labels of files are checked when the data is read
     steps = data.get("preprocess", {}).get("y") or []
     names = {split_spec(s)[0] for s in (steps if isinstance(steps, list) else
-                                        [x for v in steps.values() for x in v])}
+                                        [x for v in steps.values() for x in v])
+             if not (isinstance(s, dict) and "step" in s)}  # user steps: unknown
     for o in model.outputs:
-        if losses.canonical(o.loss_name) in ONE_HOT_LOSSES and not names & ONE_HOT_STEPS:
+        if o.loss_name in losses and losses.canonical(o.loss_name) in ONE_HOT_LOSSES and not names & ONE_HOT_STEPS:
             out.append(Problem("error", "data.preprocess.y", f"dataset '{train['dataset']}' "
                                f"gives class ids but {o.loss_name} needs one-hot labels; add "
                                f"`to_categorical` to data.preprocess.y, or use "

@@ -94,7 +94,7 @@ class Model:
         xs = self.cast_inputs(xs)
         n = len(xs[0]) if xs else 0
         if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
-                or self.user_layers()):
+                or self.user_layers() or self._user_activity_penalty()):
             return self.graph.forward(xs, training=False, for_loss=for_loss)
         parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
                                                              training=False, for_loss=True),
@@ -111,6 +111,11 @@ class Model:
         be safe to run on threads, and without a Keras equivalent to export."""
         return [layer for layer in self.layers
                 if not type(layer).__module__.startswith("trainer.")]
+
+    def _user_activity_penalty(self):
+        """A user regularizer as some layer's activity_regularizer: it runs in the
+        forward pass, and like a user layer is kept out of the engine's threads."""
+        return any(hasattr(layer.activity_regularizer, "user_ref") for layer in self.layers)
 
     def regularization(self):
         total = 0.0

@@ -77,7 +77,7 @@ def write_outputs(path, outputs, names):
 def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_path=None):
     """Predictions of a run's model for the inputs in ``input_path``."""
     from trainer import api, checkpoint
-    from trainer.data.pipeline import Preprocessor, Split
+    from trainer.data.pipeline import Split, make_preprocessor
     from trainer.training import predict as run_predict
 
     run_dir = Path(run_dir)
@@ -87,7 +87,7 @@ def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_p
     model = api.build(cfg)
     ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
     _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
-    pre = Preprocessor(cfg["data"].get("preprocess", {}), model.input_names, [])
+    pre = make_preprocessor(cfg, model.input_names, [])
     pre.set_state(arrays)
     split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
     api.check_input_shapes(model, split, "--input")

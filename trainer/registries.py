@@ -25,6 +25,15 @@ callbacks.unsupported["LambdaCallback"] = (
     "trainer.callbacks.base.Callback in a module next to the config and name it: "
     "{callback: \"my_hooks:Notify\", args: {...}}.")
 
+# the user's own components, {loss: "my_losses:FocalLoss", args: {...}} (layers and
+# callbacks have their own entries, see trainer.usercode)
+initializers.user_code("initializer", "trainer.initializers.user")
+regularizers.user_code("regularizer", "trainer.regularizers.user")
+losses.user_code("loss", "trainer.losses.user")
+metrics.user_code("metric", "trainer.metrics.user")
+schedules.user_code("schedule", "trainer.schedules.user")
+preprocessing.user_code("step", "trainer.data.preprocessing.user")
+
 ALL = {
     r.kind: r
     for r in (

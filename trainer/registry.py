@@ -7,6 +7,7 @@ names give its resolved config back (``config_of``), so every component round-tr
 
 from __future__ import annotations
 
+import copy
 import difflib
 import importlib
 import inspect
@@ -69,6 +70,15 @@ class Registry:
         self._aliases: dict[str, str] = {}
         #: Keras names deliberately not supported → why, and what to write instead
         self.unsupported: dict[str, str] = {}
+        #: the user-code form ``{user_key: "module:Name", args}`` and the module whose
+        #: ``wrap`` adapts the user's class or function (see trainer.usercomponents)
+        self.user_key = None
+        self.user_adapter = None
+
+    def user_code(self, key, adapter):
+        """Accept the user's own components as ``{key: "module:Name", args: {...}}``."""
+        self.user_key = key
+        self.user_adapter = adapter
 
     def register(self, name=None, *aliases):
         def decorate(cls):
@@ -137,6 +147,9 @@ class Registry:
             return None
         if not isinstance(spec, (str, dict)):
             return spec
+        if self.user_key is not None and isinstance(spec, dict) and self.user_key in spec:
+            from trainer.usercomponents import component
+            return component(self, spec)
         name, args = split_spec(spec)
         cls = self.lookup(name)
         kwargs = dict(extra)
@@ -299,7 +312,9 @@ def config_of(component):
     args = {}
     for name in parameters(cls):
         value = getattr(component, renamed.get(name, name), None)
-        if hasattr(value, "registered_name"):
+        if hasattr(value, "user_spec"):  # the user's own, as the config wrote it
+            value = copy.deepcopy(value.user_spec)
+        elif hasattr(value, "registered_name"):
             value = config_of(value)
         elif isinstance(value, tuple):
             value = list(value)

@@ -79,9 +79,48 @@ def _dataset_source(dataset_schema):
             "allOf": rules}
 
 
-def _per_output(item):
-    """One value, or a mapping output name → value (functional models)."""
-    return {"anyOf": [item, {"type": "object", "additionalProperties": item}]}
+def user_form(key, kind, description):
+    """``{key: "module:Name", args: {...}}``: a component of the user's own."""
+    return {"type": "object", "required": [key], "additionalProperties": False,
+            "description": description, "x-user-code": kind,
+            "properties": {key: USER_CODE, "args": {"type": "object"}}}
+
+
+#: what each family's user code is, for the schema's descriptions
+USER_CODE_FORMS = {
+    "loss": "a class with call(y_true, y_pred) -> per-sample loss (N,) and "
+            "gradient(y_true, y_pred) -> d loss/d y_pred (no autograd)",
+    "metric": "a function (y_true, y_pred) -> per-sample values, or a class with "
+              "update_state(y_true, y_pred, sample_weight=None), result(), reset_state()",
+    "initializer": "a function or class called (shape, rng, dtype) -> array",
+    "regularizer": "a class with __call__(w) -> penalty and gradient(w) -> d penalty/d w",
+    "schedule": "a function or class called (step) -> lr",
+    "preprocessing step": "a class with __call__(array) -> array, and fit(array) or "
+                          "partial_fit(array) when it learns from the training split",
+}
+
+
+def _with_user_code(defs):
+    """Each family that takes the user's own components also takes
+    ``{family: "module:Name", args}``, imported from the config's folder or the Python
+    path. Returns the forms by family."""
+    forms = {}
+    for kind, registry in registries.ALL.items():
+        if registry.user_key is None:
+            continue
+        description = (f"your own {kind}, imported from the config's folder or the Python "
+                       f"path: {USER_CODE_FORMS[kind]}; args are its keyword arguments")
+        forms[kind] = user_form(registry.user_key, kind, description)
+        defs[kind]["anyOf"].append(forms[kind])  # a name, {Name: args}, or the user's
+    return forms
+
+
+def _per_output(item, user=None):
+    """One value, or a mapping output name → value (functional models). ``user``: the
+    family's user-code form, listed again here so that a mistake in one is reported
+    as one (not as a mapping of outputs)."""
+    return {"anyOf": [item, *([user] if user else []),
+                      {"type": "object", "additionalProperties": item}]}
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,6 +136,7 @@ def config_schema():
     ]}
     defs["metric"] = _merged("metric", registries.metrics, registries.losses,
                              extra_names=("accuracy", "acc"))
+    user_forms = _with_user_code(defs)
     defs["callback"] = {"anyOf": [
         defs["callback"],
         {"type": "object", "required": ["callback"], "additionalProperties": False,
@@ -188,7 +228,7 @@ def config_schema():
             "compile": {
                 "type": "object", "additionalProperties": False, "required": ["loss"],
                 "properties": {
-                    "loss": _per_output({"$ref": "#/$defs/loss"}),
+                    "loss": _per_output({"$ref": "#/$defs/loss"}, user_forms["loss"]),
                     "loss_weights": {"anyOf": [
                         {"type": "array", "items": {"type": "number"}},
                         {"type": "object", "additionalProperties": {"type": "number"}}]},

@@ -51,7 +51,34 @@ def summary_rows(model):
     return [tuple(r) for r in rows]
 
 
-def render(model, console, functional=None):
+def user_code_rows(model, preprocessor=None):
+    """(family, where/name, module:Name) of every component of the user's own that
+    the model (and its preprocessing) uses, as ``trainer summary`` lists them."""
+    rows = [("layer", layer.name, f"{type(layer).__module__}:{type(layer).__name__}")
+            for layer in model.user_layers()]
+    for layer in model.layers:
+        for attr, value in vars(layer).items():
+            if hasattr(value, "user_ref"):
+                rows.append((value.user_kind, f"{layer.name}.{attr}", value.user_ref))
+    for o in model.outputs:
+        if hasattr(o.loss, "user_ref"):
+            rows.append(("loss", o.name if model.multi_output else o.loss.name,
+                         o.loss.user_ref))
+        rows += [("metric", model._metric_key(o, m), m.user_ref)
+                 for m in o.metrics if hasattr(m, "user_ref")]
+    seen = set()  # an optimizer keeps its schedule under two names
+    for attr, value in sorted(vars(model.optimizer or object()).items()):
+        if hasattr(value, "user_ref") and id(value) not in seen:
+            seen.add(id(value))
+            rows.append((value.user_kind, f"optimizer.{attr}", value.user_ref))
+    for role, per_name in (preprocessor.steps.items() if preprocessor else ()):
+        for name, steps in per_name.items():
+            rows += [("preprocessing step", f"{role}.{name}[{i}]", step.user_ref)
+                     for i, step in enumerate(steps) if hasattr(step, "user_ref")]
+    return rows
+
+
+def render(model, console, functional=None, preprocessor=None):
     from rich.table import Table
 
     functional = _is_functional(model.graph) if functional is None else functional
@@ -69,3 +96,8 @@ def render(model, console, functional=None):
     console.print(f"Total params: {trainable + frozen:,}")
     console.print(f"Trainable params: {trainable:,}")
     console.print(f"Non-trainable params: {frozen:,}")
+    user = user_code_rows(model, preprocessor)
+    if user:
+        console.print("User code:")
+        for kind, name, ref in user:
+            console.print(f"  {kind} {name} ({ref})", highlight=False)

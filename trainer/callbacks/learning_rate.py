@@ -130,8 +130,10 @@ class LearningRateScheduler(Callback):
             ``{ExponentialDecay: {initial_learning_rate: 0.1, decay_steps: 10,
             decay_rate: 0.5}}`` gives 0.1 · 0.5^(epoch/10) — or a table of epoch → lr,
             ``{table: {0: 0.1, 10: 0.01, 20: 0.001}}``: each lr holds from its epoch
-            until the next listed one (before the first, the optimizer's lr holds).
-            Never code: Keras's ``schedule(epoch, lr)`` function has no config form.
+            until the next listed one (before the first, the optimizer's lr holds),
+            or a schedule of the user's own, ``{schedule: "my_lr:by_epoch"}`` (a
+            function ``(epoch) -> lr`` in a module, see trainer.schedules.user).
+            Never code in the config: Keras's ``schedule(epoch, lr)`` has no config form.
         verbose: 1 prints the lr set at each epoch.
     """
 

@@ -14,7 +14,8 @@ from trainer.data.split import Split, batches, class_ids, sample_weight_array
 from trainer.data.validation import validation_rows
 from trainer.errors import DataError
 
-__all__ = ["Preprocessor", "Split", "batches", "check_split", "class_ids", "prepare",
+__all__ = ["Preprocessor", "Split", "batches", "check_split", "class_ids",
+           "make_preprocessor", "prepare",
            "read_split", "validation_rows"]
 
 
@@ -60,6 +61,21 @@ def check_split(split, where):
                 raise DataError(f"{where}: {role} '{name}' has an empty shape {a.shape}")
 
 
+def make_preprocessor(cfg, input_names, output_names):
+    """The config's preprocess section as steps; user steps come from its folder."""
+    from trainer.errors import ConfigError
+    from trainer.usercomponents import using
+
+    try:
+        with using(cfg):
+            return Preprocessor(cfg["data"].get("preprocess", {}), input_names, output_names)
+    except ConfigError as exc:
+        if exc.where is not None:
+            raise
+        raise ConfigError(f"data.preprocess: {exc.message}",
+                          where=cfg.where(("data", "preprocess"))) from None
+
+
 def prepare(cfg, input_names, output_names, need=("train", "validation", "test"),
             preprocessor_state=None):
     """Read and preprocess the splits named in ``need``.
@@ -69,7 +85,7 @@ def prepare(cfg, input_names, output_names, need=("train", "validation", "test")
     from the training data has ``rows``: which rows it took.
     """
     data = cfg["data"]
-    pre = Preprocessor(data.get("preprocess", {}), input_names, output_names)
+    pre = make_preprocessor(cfg, input_names, output_names)
     raw = {}
     if "train" in need or preprocessor_state is None:
         raw["train"] = read_split(cfg, "train", input_names, output_names)

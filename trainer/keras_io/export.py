@@ -35,6 +35,11 @@ def keras_name(kind, name):
 def _keras_component(value, kind, where):
     if value is None:
         return None
+    key = registries.ALL[kind].user_key
+    if key is not None and isinstance(value, dict) and key in value:
+        # the user's own initializer or regularizer (not needed for inference): written
+        # as Keras writes a custom object, loaded there with custom_objects={Name: ...}
+        return {"class_name": value[key].split(":")[1], "config": dict(value.get("args") or {})}
     name, args = split_spec(value)
     if kind == "activation":
         defaults = {k: p.default for k, p in _params(kind, name).items()}

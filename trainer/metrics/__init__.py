@@ -12,6 +12,8 @@ def get(spec, loss=None, output_units=None):
     from trainer.metrics.base import LossMetric
     from trainer.registry import split_spec
 
+    if isinstance(spec, dict) and "metric" in spec:  # {metric: "module:Name", args}
+        return metrics.get(spec)
     name, _ = split_spec(spec) if isinstance(spec, (str, dict)) else (None, None)
     if name in ("accuracy", "acc"):
         return resolve_accuracy(loss, output_units)

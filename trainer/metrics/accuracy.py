@@ -121,6 +121,7 @@ def resolve_accuracy(loss, output_units):
     if binary or output_units == 1:
         logits = getattr(loss, "from_logits", False) is True and binary
         return BinaryAccuracy(threshold=0.0 if logits else 0.5)
-    if cls is losses.lookup("sparse_categorical_crossentropy"):
+    if cls is losses.lookup("sparse_categorical_crossentropy") or \
+            getattr(loss, "labels", None) == "sparse":  # a user loss taking class ids
         return SparseCategoricalAccuracy()
     return CategoricalAccuracy()

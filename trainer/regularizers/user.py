@@ -1,0 +1,55 @@
+"""A regularizer of the user's own:
+``kernel_regularizer: {regularizer: "my_regs:Orthogonality", args: {factor: 0.01}}``.
+
+A class built with ``args`` whose instances give the penalty of a weight array
+(``__call__(w)``, as Keras's, or ``penalty(w)``: a number added to the loss) and its
+gradient (``gradient(w)``: d penalty / d w, shape of ``w``) — the engine has no
+autograd. Used as an ``activity_regularizer`` it is given the layer's output.
+"""
+
+import numpy as np
+
+from trainer.errors import ConfigError
+from trainer.usercomponents import check_signature, fail, finite, make, method
+
+
+class UserRegularizer:
+    def __init__(self, inner, ref):
+        self.inner = inner
+        self.ref = ref
+        why = ("a regularizer is a class with __call__(w) (or penalty(w)) -> penalty and "
+               "gradient(w) -> d penalty/d w: the engine has no autograd")
+        self._penalty = method(inner, ("penalty", "__call__"), ref, why)
+        self._gradient = method(inner, ("gradient",), ref, why)
+        check_signature(self._penalty, ("w",), ref, "the penalty")
+        check_signature(self._gradient, ("w",), ref, "gradient")
+
+    def penalty(self, w):
+        value = self._penalty(w)
+        try:
+            value = float(np.asarray(value))
+        except (TypeError, ValueError):
+            raise fail(self.ref, self.inner, f"the penalty must be one number, got "
+                       f"{type(value).__name__} of shape {np.shape(value)}") from None
+        if not np.isfinite(value) and finite(w):
+            raise fail(self.ref, self.inner, f"the penalty is {value} for finite weights "
+                       f"of shape {w.shape}")
+        return value
+
+    def gradient(self, w):
+        grad = np.asarray(self._gradient(w))
+        if grad.shape != w.shape:
+            raise fail(self.ref, self.inner, f"gradient returned shape {grad.shape} for "
+                       f"weights of shape {w.shape}; it must return d penalty / d w")
+        if not finite(grad) and finite(w):
+            raise fail(self.ref, self.inner, f"gradient returned NaN or Inf for finite "
+                       f"weights of shape {w.shape}")
+        return grad.astype(w.dtype, copy=False)
+
+
+def wrap(target, args, ref):
+    if not isinstance(target, type):
+        raise ConfigError(f"{ref}: a regularizer is a class with __call__(w) and "
+                          f"gradient(w) (the engine has no autograd), got "
+                          f"{type(target).__name__}")
+    return UserRegularizer(make(target, args, ref), ref)
