@@ -1,0 +1,1 @@
+"""Attention layers (filled in below)."""
