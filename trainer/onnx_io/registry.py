@@ -60,5 +60,5 @@ def _load():
         return
     _loaded.append(True)
     from trainer.onnx_io import (activations, attention, conv, core, embedding,  # noqa: F401
-                                 merge, normalization, pooling, recurrent, reshaping,
-                                 wrappers)
+                                 merge, normalization, pooling, preprocessing_layers,
+                                 recurrent, reshaping, wrappers)

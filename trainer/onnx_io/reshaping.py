@@ -51,10 +51,14 @@ def upsample(ctx, layer, xs, masks):
     size = layer.size
     size = [size] if isinstance(size, int) else list(size)
     linear = getattr(layer, "interpolation", "nearest") == "bilinear"
-    scales = ctx.const([1.0, *size, 1.0], "scales")
     if linear:
-        return [ctx.op("Resize", [xs[0], "", scales], mode="linear",
-                       coordinate_transformation_mode="half_pixel")]
+        from trainer.onnx_io.preprocessing_layers import resize
+
+        h, w = layer.input_shape[:2]
+        if h is None or w is None:
+            raise ctx.unsupported("bilinear upsampling of an unknown image size")
+        return [resize(ctx, xs[0], (h, w), (h * size[0], w * size[1]), "bilinear")]
+    scales = ctx.const([1.0, *size, 1.0], "scales")
     return [ctx.op("Resize", [xs[0], "", scales], mode="nearest", nearest_mode="floor",
                    coordinate_transformation_mode="asymmetric")]
 
