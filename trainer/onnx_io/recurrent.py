@@ -14,6 +14,7 @@ from onnx import TensorProto
 
 from trainer.layers.recurrent import GRU, LSTM, SimpleRNN
 from trainer.layers.wrappers import Bidirectional
+from trainer.onnx_io.recurrent_ops import native
 from trainer.onnx_io.registry import activation, converts
 
 
@@ -87,7 +88,11 @@ def _input_bias(layer):
 
 
 def run_rnn(ctx, layer, x, mask, initial=()):
-    """[output, *final states] of recurrent ``layer`` on ONNX tensor ``x`` (N, T, D)."""
+    """[output, *final states] of recurrent ``layer`` on ONNX tensor ``x`` (N, T, D):
+    ONNX's own op where it fits (recurrent_ops.py), else a Scan."""
+    fused = native(ctx, layer, x, mask, initial)
+    if fused is not None:
+        return fused
     helper = ctx.helper
     step, n_states = STEPS[type(layer)]
     u = layer.units
@@ -102,7 +107,8 @@ def run_rnn(ctx, layer, x, mask, initial=()):
             "zero", TensorProto.FLOAT, [1], [0.0]))
         states = [zeros] * n_states
     body = ctx.child()
-    U = ctx.const(layer.params["recurrent_kernel"], "recurrent_kernel")
+    U = None if isinstance(layer, GRU) and not layer.reset_after else \
+        ctx.const(layer.params["recurrent_kernel"], "recurrent_kernel")
     s_in = [body.fresh(f"state{k}_in") for k in range(n_states)]
     xp_t = body.fresh("xp_t")
     m_t = body.fresh("mask_t") if mask is not None else None
