@@ -140,7 +140,8 @@ MORE = {  # what the family suite leaves out
                        "go_backwards": True}},
         {"LSTM": {"units": 2, "return_sequences": True, "activation": {"elu": {"alpha": 0.5}},
                   "go_backwards": True}},
-        {"Bidirectional": {"layer": {"LSTM": {"units": 2, "return_sequences": True}}}},
+        {"Bidirectional": {"layer": {"LSTM": {"units": 2, "return_sequences": True}},
+                           "merge_mode": "mul"}},
         {"SimpleRNN": {"units": 2, "activation": "swish"}}]),
     "lstm_gates": seq([6, 3], [
         {"LSTM": {"units": 4, "return_sequences": True, "recurrent_activation": "sigmoid"}},
@@ -352,6 +353,9 @@ def test_folder_that_does_not_exist(tmp_path):
     r = CliRunner().invoke(main, ["export", str(run), str(tmp_path / "nope" / "m.onnx")])
     assert r.exit_code == 2 and "does not exist" in r.output, r.output
     assert not (tmp_path / "nope").exists()
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "no_run"), str(tmp_path / "m.onnx")])
+    assert r.exit_code == 2 and "does not exist" in r.output, r.output
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_run_without_a_final_model(tmp_path):

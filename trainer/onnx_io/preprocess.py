@@ -5,32 +5,37 @@ reshape, with the statistics fitted on the training data as constants. Any other
 
 import numpy as np
 
-from trainer.data.preprocessing import statistics, steps
 from trainer.errors import ConfigError
 
+#: step name (as configs write it) → converter; looked up by the step's registered name,
+#: so this format library needs nothing from the data pipeline
 STEPS = {}
 
 
-def converts(cls):
+def converts(name):
     def register(fn):
-        STEPS[cls] = fn
+        STEPS[name] = fn
         return fn
     return register
 
 
-@converts(steps.Rescale)
+def _name(step):
+    return getattr(type(step), "registered_name", type(step).__name__)
+
+
+@converts("rescale")
 def _rescale(ctx, step, x):
     y = ctx.op("Mul", [x, ctx.scalar(step.scale)])
     return ctx.op("Add", [y, ctx.scalar(step.offset)])
 
 
-@converts(statistics.Standardize)
+@converts("standardize")
 def _standardize(ctx, step, x):
     y = ctx.op("Sub", [x, ctx.const(step.mean, "mean")])
     return ctx.op("Div", [y, ctx.const(step.std, "std")])
 
 
-@converts(statistics.Normalize)
+@converts("normalize")
 def _normalize(ctx, step, x):
     span = step.max - step.min
     scale = np.where(span > 0, (step.high - step.low) / np.where(span > 0, span, 1), 0.0)
@@ -39,21 +44,21 @@ def _normalize(ctx, step, x):
     return ctx.op("Add", [y, ctx.scalar(step.low)])
 
 
-@converts(steps.Clip)
+@converts("clip")
 def _clip(ctx, step, x):
     low = "" if step.min is None else ctx.scalar(step.min, "min")
     high = "" if step.max is None else ctx.scalar(step.max, "max")
     return ctx.op("Clip", [x, low, high])
 
 
-@converts(steps.Reshape)
+@converts("reshape")
 def _reshape(ctx, step, x):
     return ctx.reshape(x, [0, *step.target_shape])
 
 
 def prepend(ctx, name, input_steps, shape):
     """(the ONNX name the model's input now reads, the raw input's shape or None)."""
-    unknown = [getattr(type(s), "registered_name", type(s).__name__) for s in input_steps if type(s) not in STEPS]
+    unknown = [_name(s) for s in input_steps if _name(s) not in STEPS]
     if unknown:
         raise ConfigError(f"export --with-preprocessing: input '{name}' has preprocessing "
                           f"step(s) {', '.join(unknown)} with no ONNX form (rescale, "
@@ -62,7 +67,7 @@ def prepend(ctx, name, input_steps, shape):
     ctx.prefix = f"preprocess_{name}"
     x = name
     for step in input_steps:
-        x = STEPS[type(step)](ctx, step, x)
-    if any(isinstance(s, steps.Reshape) for s in input_steps):
+        x = STEPS[_name(step)](ctx, step, x)
+    if any(_name(s) == "reshape" for s in input_steps):
         shape = None  # the raw sample shape is whatever reshapes to the model's
     return x, shape
