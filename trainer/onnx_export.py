@@ -19,39 +19,29 @@ def export_onnx(target, out, checkpoint_path=None, with_preprocessing=False):
     except ImportError:
         raise ConfigError(f"export to ONNX needs the onnx package: {INSTALL}") from None
     from trainer import api, checkpoint
-    from trainer.onnx_io import export_model, unsupported_layers
+    from trainer.onnx_io import export_model, refuse_unsupported
     from trainer.resume import config_hash
 
     target, out = Path(target), Path(out)
-    if not out.parent.is_dir():  # before any work: a typo in the folder is found at once
-        raise ConfigError(f"export: the folder {out.parent} does not exist (create it "
-                          f"first); nothing was written")
     if target.is_dir() and not (target / "config.yaml").exists():
         raise ConfigError(f"{target} is not a run folder (no config.yaml)")
     if target.is_dir() or checkpoint_path is not None:
         cfg, ckpt = api.final_checkpoint(target, checkpoint_path, command="export")
-        model = api.build(cfg)
-        _refuse_unsupported(model, unsupported_layers)
-        state, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
     else:
-        cfg = api.load_config(target)
-        model = api.build(cfg)
-        _refuse_unsupported(model, unsupported_layers)
+        cfg, ckpt = api.load_config(target), None
+    model = api.build(cfg)
+    refuse_unsupported(model)  # before reading any weights
+    if ckpt is None:  # a CONFIG: the weights it names (an imported model), else untrained
         api.initial_weights(cfg, model)
         state, arrays = None, {}
+    else:
+        state, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
     metadata = {"run_id": target.name if target.is_dir() else "",
                 "config_hash": (state or {}).get("config_hash") or _hash(cfg, config_hash),
                 "model_name": model.name,
                 "with_preprocessing": str(bool(with_preprocessing)).lower()}
     preprocess = _preprocess(cfg, model, arrays) if with_preprocessing else None
     return export_model(model, out, metadata, preprocess)
-
-
-def _refuse_unsupported(model, unsupported_layers):
-    missing = unsupported_layers(model)
-    if missing:
-        raise ConfigError(f"export to ONNX: no ONNX form for layer(s) {', '.join(missing)}"
-                          f"; nothing was written")
 
 
 def _hash(cfg, config_hash):

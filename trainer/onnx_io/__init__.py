@@ -13,6 +13,6 @@ It imports nothing above the components: no CLI, no api, no run folders.
   ``reshaping``, ``merge``, ``embedding``, ``recurrent``, ``wrappers``, ``attention``
 """
 
-from trainer.onnx_io.graph import OPSET, export_model, unsupported_layers
+from trainer.onnx_io.graph import OPSET, export_model, refuse_unsupported, unsupported_layers
 
-__all__ = ["OPSET", "export_model", "unsupported_layers"]
+__all__ = ["OPSET", "export_model", "refuse_unsupported", "unsupported_layers"]

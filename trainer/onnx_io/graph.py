@@ -30,16 +30,21 @@ def unsupported_layers(model):
     return out
 
 
+def refuse_unsupported(model):
+    """A ConfigError naming every layer without a converter (user layers)."""
+    missing = unsupported_layers(model)
+    if missing:
+        raise ConfigError(f"export to ONNX: no ONNX form for layer(s) {', '.join(missing)}"
+                          f"; nothing was written")
+
+
 def build_proto(model, metadata=None, preprocess=None):
     """The ONNX ModelProto of ``model`` (checked). ``preprocess``: {input name:
     [steps]} to prepend; ``metadata``: {key: value} for metadata_props."""
     import onnx
     from onnx import TensorProto, helper
 
-    missing = unsupported_layers(model)
-    if missing:
-        raise ConfigError(f"export to ONNX: no ONNX form for layer(s) {', '.join(missing)}"
-                          f"; nothing was written")
+    refuse_unsupported(model)
     graph = model.graph
     ctx = Context()
     values, masks, inputs = {}, {}, []
