@@ -405,3 +405,35 @@ def test_extra_not_installed_is_one_message_with_the_pip_command(tmp_path, monke
     assert r.exit_code == 2, r.output
     assert r.output.count("error:") == 1 and "pip install 'trainer[onnx]'" in r.output
     assert not (tmp_path / "m.onnx").exists()
+
+
+UNKNOWN_LENGTH = {
+    "conv_pool_rnn": seq([None, 3], [
+        {"Conv1D": {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}},
+        {"MaxPooling1D": {"pool_size": 2, "padding": "same"}},
+        {"AveragePooling1D": {"pool_size": 3, "strides": 2, "padding": "same"}},
+        {"LSTM": {"units": 3, "return_sequences": True}}, {"GlobalAveragePooling1D": {}}]),
+    "masked_attention": {"inputs": {"ids": {"shape": [None]}}, "layers": [
+        {"Embedding": {"name": "e", "input_dim": 9, "output_dim": 4, "mask_zero": True,
+                       "inputs": "ids"}},
+        {"MultiHeadAttention": {"name": "m", "num_heads": 2, "key_dim": 2,
+                                "use_causal_mask": True, "inputs": "e"}},
+        {"GRU": {"name": "g", "units": 3, "inputs": "m"}}], "outputs": ["g"]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNKNOWN_LENGTH))
+def test_unknown_sequence_lengths_stay_dynamic(name):
+    """An unknown length is a symbolic axis: one file serves sequences of any length
+    ('same' windows through auto_pad, causal masks through Trilu)."""
+    model = build(UNKNOWN_LENGTH[name])
+    randomize(model, seed=2)
+    proto = build_proto(model)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[1].dim_param
+    for length in (5, 8):
+        rng = np.random.default_rng(length)
+        if model._int_inputs:
+            x = rng.integers(0, 9, (7, length)).astype(np.int64)
+        else:
+            x = rng.normal(size=(7, length, 3)).astype(np.float32)
+        assert_same(model, proto, [x])
