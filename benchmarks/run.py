@@ -4,6 +4,7 @@
     python benchmarks/run.py --threads 1 --repeats 3 --seconds 2
     python benchmarks/run.py --cases cnn,tiny --json results.json
     python benchmarks/run.py --no-torch               # ours only (also without torch)
+    python benchmarks/run.py --smoke --json out.json  # every case once, tiny: what the tests run
 
 Cases (float32; loss categorical cross-entropy over a softmax — PyTorch: its
 CrossEntropyLoss on logits, as a PyTorch user writes it; optimizers with Keras's
@@ -56,16 +57,20 @@ Methodology:
   batch and stops training. Peak RSS of that process from ``os.wait4``.
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU build); without it only ours
-is measured. ONNX Runtime is the second inference peer (``infer`` rows of cnn and mlp:
-our model exported by trainer's own ONNX exporter, run with ``--threads`` intra-op
-threads; ``pip install onnx onnxruntime``; ``--no-onnx`` leaves it out): its own table
-under the main one, ratio = ours / ONNX Runtime. Not run by the tests: timings on a shared machine are noisy.
+is measured. ONNX Runtime is the second inference peer (the ``infer`` rows: our model
+exported by trainer's own ONNX exporter, run with ``--threads`` intra-op threads;
+``pip install onnx onnxruntime``; ``--no-onnx`` leaves it out): its own table under the
+main one, ratio = ours / ONNX Runtime. Timings on a shared machine are noisy, so the
+tests run only ``--smoke``:
+every selected case once (one repeat, batch 2, no warm-up, a 0.05 s window, no
+quickstart warming launch; PyTorch too when installed), for the exit status and the
+fields of ``--json``, never for speed. ``--json`` records the machine beside the
+numbers (CPU model, SIMD flags: benchmarks/hostinfo.py).
 """
 
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -73,6 +78,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from hostinfo import describe  # this folder is sys.path[0]
+from hostinfo import loadavg as _loadavg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -95,6 +103,9 @@ QUICKSTART_TARGET_S = 2.0
 CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart")
 
 LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
+
+# --smoke: checks that every case runs and reports, in seconds; measures nothing
+SMOKE = {"repeats": 1, "warmup": 0, "seconds": 0.05, "steps": 0, "batch": 2}
 
 
 # ---------------------------------------------------------------- the models: ours
@@ -147,12 +158,14 @@ def our_step(case, mode, batch):
     rng = np.random.default_rng(0)
     if case == "gemm":
         from trainer.engine.kernels import parallel
+        from trainer.model import Model
 
         x = rng.random((batch, MLP_SIZES[0]), dtype=np.float32)
         ws = [rng.random(shape, dtype=np.float32) - 0.5
               for shape in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+        # predict_on_batch's split, with its own constant (a copy here would drift)
         return lambda: parallel.run(lambda a, b: x[a:b] @ ws[0] @ ws[1] @ ws[2], batch,
-                                    min_items=64)  # predict_on_batch's split
+                                    min_items=Model.PREDICT_MIN_ROWS)
     model, shape = ours(case)
     x = rng.random((batch, *shape), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
@@ -341,14 +354,6 @@ def child(args):
     print(MARK + json.dumps(result), flush=True)
 
 
-def _loadavg():
-    """The 1-minute load average (other work on a shared machine shows here)."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _versions(framework):
     import numpy
 
@@ -504,13 +509,19 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+def selected_jobs(args, cases):
+    """The JOBS of the selected cases; under --smoke, each at the smoke batch."""
+    return [(case, mode, SMOKE["batch"] if args.smoke else batch, target)
+            for case, mode, batch, target in JOBS if case in cases]
+
+
 def parent(args):
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
         sys.exit(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
     if args.profile:  # ours only, output passed through
-        for case, mode, batch, _ in [j for j in JOBS if j[0] in cases]:
+        for case, mode, batch, _ in selected_jobs(args, cases):
             cmd = child_command(framework="ours", case=case, mode=mode, batch=batch, args=args)
             subprocess.run(cmd + ["--profile", "--t0", repr(time.time())],
                            env=child_env(args.threads), cwd=ROOT, check=False)
@@ -527,7 +538,7 @@ def parent(args):
     log(f"{args.threads} thread(s), {args.repeats} repeat(s), {args.warmup} warm-up "
         f"step(s) then a {window} window per process; frameworks: {', '.join(frameworks)}")
     rows, errors = [], []
-    for case, mode, batch, target in [j for j in JOBS if j[0] in cases]:
+    for case, mode, batch, target in selected_jobs(args, cases):
         results = {fw: [] for fw in frameworks}
         for r in range(args.repeats):
             order = frameworks if r % 2 == 0 else frameworks[::-1]
@@ -548,7 +559,8 @@ def parent(args):
         results = {"ours": []}
         with tempfile.TemporaryDirectory(prefix="trainer_bench_") as tmp:
             try:
-                run_quickstart(tmp, args, "warm")  # fills the Numba cache; not counted
+                if not args.smoke:
+                    run_quickstart(tmp, args, "warm")  # fills the Numba cache; not counted
                 for r in range(args.repeats):
                     res = run_quickstart(tmp, args, r)
                     results["ours"].append(res)
@@ -559,6 +571,11 @@ def parent(args):
                 log(f"  quickstart: {exc}")
         rows.append(summarize("quickstart", "fit", 32, QUICKSTART_TARGET_S, results))
     print()
+    if args.smoke:  # no verdict on a target from numbers that measure nothing
+        for row in rows:
+            row["met"] = None
+        print("smoke mode: every case ran once at the smallest sizes; these numbers "
+              "measure nothing")
     print(f"trainer vs PyTorch eager, CPU, {args.threads} thread(s), medians of "
           f"{args.repeats} repeat(s), {window} per window; ratio = ours / torch "
           f"samples/s; first step = from process launch")
@@ -579,9 +596,8 @@ def parent(args):
                 for rep in row[fw]["repeats"]:
                     versions.update(rep.get("versions", {}))
         meta = {"threads": args.threads, "repeats": args.repeats, "seconds": args.seconds,
-                "steps": args.steps, "warmup": args.warmup, "python": platform.python_version(),
-                "machine": platform.machine(), "cpus": os.cpu_count(),
-                "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **versions}
+                "steps": args.steps, "warmup": args.warmup, "smoke": args.smoke,
+                "frameworks": frameworks, **describe(), **versions}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors},
                                               indent=1))
         log(f"results written to {args.json}")
@@ -605,13 +621,21 @@ def parse(argv=None):
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--profile", action="store_true",
                    help="instead: cProfile our steps in each selected case's timed window")
+    p.add_argument("--smoke", action="store_true",
+                   help=f"check every selected case runs, measuring nothing: sets "
+                        f"{', '.join(f'{k} {v:g}' for k, v in SMOKE.items())}, no quickstart "
+                        f"warming launch")
     # the child side (one measurement), used by the parent only
     p.add_argument("--child", choices=["ours", "torch", "onnxruntime"], help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["train", "infer"], help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.smoke:
+        for key in ("repeats", "warmup", "seconds", "steps"):
+            setattr(args, key, SMOKE[key])
+    return args
 
 
 def main():

@@ -1,0 +1,138 @@
+"""Every script in benchmarks/ runs in its smoke mode (the smallest sizes, one repeat, a
+fraction of a second of timing), so a benchmark that breaks fails here like any other
+code. What is checked is the exit status and the fields of the JSON output with
+plausible values, never a speed: ratios only where a peer (PyTorch) ran."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+TIMEOUT = 600  # a fresh checkout compiles the Numba kernels once
+
+
+def run_script(name, *args, tmp_path):
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, str(BENCH / name), "--smoke", "--json", str(out),
+                           *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, f"{name} --smoke exit {proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert out.exists(), f"{name} --smoke wrote no JSON:\n{proc.stdout[-2000:]}"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def check_machine(meta):
+    assert meta["smoke"] is True
+    assert "cpu_model" in meta and isinstance(meta["simd"], list)
+    assert meta["cpus"] >= 1 and meta["date"]
+
+
+# scripts (files with a __main__ block) and the test that runs each in smoke mode;
+# the other files are helpers the scripts load (callbacks, the machine's description)
+SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke"}
+HELPERS = {"first_step_hook.py": "run.py's quickstart case",
+           "epoch_timer.py": "bench_hdf5.py's epoch timing",
+           "hostinfo.py": "both scripts' --json meta"}
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    files = {p.name: p.read_text() for p in BENCH.glob("*.py")}
+    scripts = {name for name, text in files.items() if '__name__ == "__main__"' in text}
+    assert scripts == set(SMOKE_TESTED), (
+        f"benchmarks/ scripts {sorted(scripts)}; smoke-tested {sorted(SMOKE_TESTED)}: give a "
+        f"new script a --smoke mode and a test here")
+    assert set(files) - scripts == set(HELPERS), "a helper module is not listed in HELPERS"
+    for name in scripts:
+        assert "--smoke" in files[name] and "--json" in files[name], name
+
+
+# ------------------------------------------------------------------------- run.py
+
+RUN_CASES = {  # case → the (mode) rows it reports, as benchmarks/run.py's JOBS
+    "cnn": ["train", "infer"], "mlp": ["train", "infer"], "tiny": ["train"],
+    "lstm": ["train"], "gemm": ["infer"], "quickstart": ["fit"],
+}
+
+
+@pytest.mark.parametrize("case", list(RUN_CASES))
+def test_run_smoke(case, tmp_path):
+    data, stdout = run_script("run.py", "--cases", case, tmp_path=tmp_path)
+    meta = data["meta"]
+    check_machine(meta)
+    assert (meta["repeats"], meta["warmup"]) == (1, 0) and meta["seconds"] < 1
+    assert data["errors"] == []
+    assert [(r["case"], r["mode"]) for r in data["rows"]] == [(case, m) for m in RUN_CASES[case]]
+    peers = [fw for fw in meta["frameworks"] if fw != "ours"]
+    for row in data["rows"]:
+        ours = row["ours"]
+        assert len(ours["repeats"]) == 1
+        assert positive(ours["peak_rss_mb"]) and positive(ours["first_step_s"])
+        assert row["met"] is None  # no verdict from smoke numbers
+        if case == "quickstart":
+            assert ours["samples_per_s"] is None and row["ratio"] is None
+            continue
+        assert row["batch"] == 2
+        assert positive(ours["samples_per_s"]) and ours["repeats"][0]["steps"][0] >= 1
+        if "torch" in peers:
+            torch = row["torch"]
+            assert positive(torch["samples_per_s"]) and positive(torch["peak_rss_mb"])
+            assert row["ratio"] == pytest.approx(ours["samples_per_s"] / torch["samples_per_s"])
+        else:  # no peer ran: no peer figures and no ratio
+            assert row["torch"]["samples_per_s"] is None and row["torch"]["repeats"] == []
+            assert row["ratio"] is None and row["pair_ratios"] == []
+        if "onnxruntime" in peers and row["mode"] == "infer" and case != "gemm":
+            ort = row["onnxruntime"]  # the second inference peer: our exported model
+            assert positive(ort["samples_per_s"]) and len(ort["repeats"]) == 1
+            assert row["ratio_onnxruntime"] == pytest.approx(
+                ours["samples_per_s"] / ort["samples_per_s"])
+        assert any(ln.startswith(f"{case} ") and f"| {row['mode']} " in ln
+                   for ln in stdout.splitlines()), f"no table row for {case} {row['mode']}"
+    assert "smoke mode" in stdout and "ours samples/s" in stdout
+
+
+# -------------------------------------------------------------------- bench_hdf5.py
+
+def test_bench_hdf5_smoke(tmp_path):
+    """The epoch is timed through a callback: with the loop's internals patched instead,
+    the script crashed once the patched method stopped being called (issue 30)."""
+    data, stdout = run_script("bench_hdf5.py", "--dir", str(tmp_path), tmp_path=tmp_path)
+    meta = data["meta"]
+    check_machine(meta)
+    assert meta["rows"] == 2048 and meta["slice_rows"] == 1024 and positive(meta["file_bytes"])
+    rows = data["rows"]
+    assert [r["case"] for r in rows] == ["hdf5", "hdf5-slice", "memory"]
+    assert [r["rows"] for r in rows] == [2048, 1024, 1024]
+    for r in rows:
+        assert r["status"] == "completed"
+        assert positive(r["peak_rss_mb"]) and positive(r["rss_after_imports_mb"])
+        assert r["peak_rss_mb"] >= r["rss_after_imports_mb"]
+        assert positive(r["epoch_seconds"]) and r["epoch_seconds"] <= r["seconds"]
+        assert r["samples_per_s"] == pytest.approx(r["rows"] / r["epoch_seconds"])
+        assert math.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1
+    assert "samples/s" in stdout and stdout.count("\nhdf5") == 2
+    assert list(tmp_path.glob("trainer_bench_hdf5_*")) == []  # its scratch folder is gone
+
+
+# ---------------------------------------------------------------------- hostinfo.py
+
+def test_hostinfo_reads_the_cpu_model_and_only_its_simd_flags(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from hostinfo import cpuinfo
+
+    x86 = ("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse sse2 ssse3 "
+           "fma sse4_1 sse4_2 avx aes avx2 avx512f avx512_vnni bmi2\n\nprocessor\t: 1\n"
+           "model name\t: AMD EPYC 9B45\nflags\t\t: fpu sse\n")
+    assert cpuinfo(x86) == ("AMD EPYC 9B45", ["sse", "sse2", "ssse3", "fma", "sse4_1",
+                                              "sse4_2", "avx", "avx2", "avx512f",
+                                              "avx512_vnni"])
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2\nModel\t\t: Pi 5\n"
+    assert cpuinfo(arm) == ("Pi 5", ["asimd", "sve", "sve2"])
