@@ -46,11 +46,6 @@ def activation(ctx, fn, x):
     return convert(ctx, fn, x)
 
 
-def supports_activation(fn):
-    _load()
-    return fn is None or type(fn) in ACTIVATIONS
-
-
 _loaded = []
 
 
