@@ -9,8 +9,10 @@ It imports nothing above the components: no CLI, no api, no run folders.
 - ``context.py``    the ONNX graph being built (nodes named after the Keras layers)
 - ``registry.py``   layer class → converter, activation class → converter
 - ``preprocess.py`` the run's preprocessing steps as ONNX ops in front of the graph
-- one file per layer family: ``core``, ``conv``, ``pooling``, ``normalization``,
-  ``reshaping``, ``merge``, ``embedding``, ``recurrent``, ``wrappers``, ``attention``
+- one file per layer family: ``activations``, ``core``, ``conv``, ``pooling``,
+  ``normalization``, ``reshaping``, ``merge``, ``embedding``, ``recurrent`` (Scan) and
+  ``recurrent_ops`` (ONNX's RNN/LSTM/GRU), ``wrappers``, ``attention``,
+  ``preprocessing_layers``
 """
 
 from trainer.onnx_io.graph import OPSET, export_model, refuse_unsupported, unsupported_layers
