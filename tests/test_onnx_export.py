@@ -242,6 +242,20 @@ def test_file_format_opset_batch_axis_metadata_and_node_names(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_same_padding_is_tensorflows_as_explicit_pads():
+    """TensorFlow's 'same': the odd pad after (bottom/right), written as pads; 'same'
+    average pooling counts only the cells inside the input."""
+    model = build(seq([9, 10, 3], [
+        {"Conv2D": {"filters": 2, "kernel_size": 4, "strides": 3, "padding": "same"}},
+        {"AveragePooling2D": {"pool_size": 2, "padding": "same"}}]))
+    nodes = {n.op_type: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+             for n in build_proto(model).graph.node}
+    # rows: out 3, total pad (3-1)·3 + 4 - 9 = 1 → (0, 1); cols: out 4, (4-1)·3 + 4 - 10 = 3
+    assert nodes["Conv"]["pads"] == [0, 1, 1, 2] and "auto_pad" not in nodes["Conv"]
+    assert nodes["AveragePool"]["pads"] == [0, 0, 1, 0]  # 3×4 → 2×2: one row after
+    assert nodes["AveragePool"]["count_include_pad"] == 0
+
+
 def test_hard_sigmoid_is_keras_2s():
     model = build(seq([3], [{"Dense": {"units": 4, "activation": "hard_sigmoid"}}]))
     proto = build_proto(model)

@@ -3,7 +3,8 @@
 It reads a built Model (its Graph and layer objects) and writes an ONNX file
 (opset ``OPSET``, float32, a dynamic batch axis, the model's input and output names),
 checked by ``onnx.checker`` with full shape inference before it is written atomically.
-It imports nothing above the components: no CLI, no api, no run folders.
+It imports nothing above the components (no CLI, no api, no run folders) but the
+project's atomic-write helper.
 
 - ``graph.py``      the walk over the model's graph, metadata, the check, the write
 - ``context.py``    the ONNX graph being built (nodes named after the Keras layers)
