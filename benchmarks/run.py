@@ -57,7 +57,11 @@ Methodology:
   batch and stops training. Peak RSS of that process from ``os.wait4``.
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU build); without it only ours
-is measured. Timings on a shared machine are noisy, so the tests run only ``--smoke``:
+is measured. ONNX Runtime is the second inference peer (the ``infer`` rows: our model
+exported by trainer's own ONNX exporter, run with ``--threads`` intra-op threads;
+``pip install onnx onnxruntime``; ``--no-onnx`` leaves it out): its own table under the
+main one, ratio = ours / ONNX Runtime. Timings on a shared machine are noisy, so the
+tests run only ``--smoke``:
 every selected case once (one repeat, batch 2, no warm-up, a 0.05 s window, no
 quickstart warming launch; PyTorch too when installed), for the exit status and the
 fields of ``--json``, never for speed. ``--json`` records the machine beside the
@@ -246,6 +250,69 @@ def torch_step(case, mode, batch, threads):
     return infer
 
 
+# ------------------------------------------------------- the peer: ONNX Runtime
+
+ONNX_FRAMEWORK = "onnxruntime"
+
+
+def have_onnxruntime():
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def onnx_measures(case, mode):
+    """ONNX Runtime runs the inference rows of the models (not training, not gemm)."""
+    return mode == "infer" and case in ("cnn", "mlp", "tiny", "lstm")
+
+
+def onnx_step(case, mode, batch, threads):
+    """Our model (same weights as ours would start with), exported by trainer's ONNX
+    exporter, in an ONNX Runtime session on the CPU with ``threads`` intra-op threads."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(ROOT))
+    from trainer.onnx_io.graph import build_proto
+
+    model, shape = ours(case)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(build_proto(model).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+    feeds = {model.input_names[0]: x}
+    return lambda: session.run(None, feeds)
+
+
+def onnx_summary(row, results):
+    """Add ONNX Runtime's medians and ours / ONNX Runtime to a summarized row."""
+    rs = results.get(ONNX_FRAMEWORK, [])
+    rate = median([r for x in rs for r in x["rates"]])
+    row[ONNX_FRAMEWORK] = {"samples_per_s": rate, "repeats": rs,
+                           "peak_rss_mb": median([x["peak_rss_mb"] for x in rs])}
+    ours_rate, torch_rate = row["ours"]["samples_per_s"], row["torch"]["samples_per_s"]
+    row["ratio_onnxruntime"] = ours_rate / rate if ours_rate and rate else None
+    row["onnxruntime_vs_torch"] = rate / torch_rate if rate and torch_rate else None
+    return row
+
+
+def onnx_table(rows):
+    lines = ["case  mode  batch | ours samples/s | onnxruntime samples/s | ours/ort | "
+             "ort/torch | ort peak RSS MB"]
+    for r in rows:
+        o = r.get(ONNX_FRAMEWORK)
+        if not o or not o["repeats"]:
+            continue
+        lines.append(f"{r['case']:5} {r['mode']:5} {r['batch']:5} | "
+                     f"{_fmt(r['ours']['samples_per_s'], '.0f'):>14} | "
+                     f"{_fmt(o['samples_per_s'], '.0f'):>21} | "
+                     f"{_fmt(r['ratio_onnxruntime'], '.2f'):>8} | "
+                     f"{_fmt(r['onnxruntime_vs_torch'], '.2f'):>9} | "
+                     f"{_fmt(o['peak_rss_mb'], '.0f'):>15}")
+    return "\n".join(lines) if len(lines) > 1 else ""
+
+
 # ------------------------------------------------------------------- the child
 
 def child(args):
@@ -253,6 +320,8 @@ def child(args):
     if args.child == "ours":
         sys.path.insert(0, str(ROOT))
         step = our_step(args.case, args.mode, args.batch)
+    elif args.child == ONNX_FRAMEWORK:
+        step = onnx_step(args.case, args.mode, args.batch, args.threads)
     else:
         step = torch_step(args.case, args.mode, args.batch, args.threads)
     load = [_loadavg()]
@@ -289,7 +358,10 @@ def _versions(framework):
     import numpy
 
     out = {"numpy": numpy.__version__}
-    if framework == "torch":
+    if framework == ONNX_FRAMEWORK:
+        import onnxruntime
+        out["onnxruntime"] = onnxruntime.__version__
+    elif framework == "torch":
         import torch
         out["torch"] = torch.__version__
         out["torch_threads"] = torch.get_num_threads()
@@ -460,6 +532,8 @@ def parent(args):
             frameworks.append("torch")
         else:
             log("torch is not installed: measuring trainer only (pip install torch==2.13.0)")
+    if not args.no_onnx and have_onnxruntime():
+        frameworks.append(ONNX_FRAMEWORK)
     window = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
     log(f"{args.threads} thread(s), {args.repeats} repeat(s), {args.warmup} warm-up "
         f"step(s) then a {window} window per process; frameworks: {', '.join(frameworks)}")
@@ -468,6 +542,7 @@ def parent(args):
         results = {fw: [] for fw in frameworks}
         for r in range(args.repeats):
             order = frameworks if r % 2 == 0 else frameworks[::-1]
+            order = [fw for fw in order if fw != ONNX_FRAMEWORK or onnx_measures(case, mode)]
             for fw in order:
                 try:
                     res = run_child(fw, case, mode, batch, args)
@@ -479,7 +554,7 @@ def parent(args):
                 log(f"  {case:5s} {mode:5s} b{batch:<5d} repeat {r + 1} {fw:5s} "
                     f"{res['rates'][0]:9.1f} samples/s  first step {res['first_step_s']:.2f} s  "
                     f"peak RSS {res['peak_rss_mb']:.0f} MB")
-        rows.append(summarize(case, mode, batch, target, results))
+        rows.append(onnx_summary(summarize(case, mode, batch, target, results), results))
     if "quickstart" in cases:
         results = {"ours": []}
         with tempfile.TemporaryDirectory(prefix="trainer_bench_") as tmp:
@@ -505,6 +580,10 @@ def parent(args):
           f"{args.repeats} repeat(s), {window} per window; ratio = ours / torch "
           f"samples/s; first step = from process launch")
     print(table(rows))
+    if onnx_table(rows):
+        print(f"\nONNX Runtime (CPUExecutionProvider, {args.threads} intra-op thread(s)) on "
+              f"the models trainer exports")
+        print(onnx_table(rows))
     loads = [v for row in rows for fw in ("ours", "torch") for rep in row[fw]["repeats"]
              for v in rep.get("loadavg", []) if v is not None]
     if loads:
@@ -537,6 +616,7 @@ def parse(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma list of {', '.join(CASES)}")
     p.add_argument("--no-torch", action="store_true", help="measure ours only")
+    p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--json", metavar="FILE", help="write all results here")
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--profile", action="store_true",
@@ -546,7 +626,7 @@ def parse(argv=None):
                         f"{', '.join(f'{k} {v:g}' for k, v in SMOKE.items())}, no quickstart "
                         f"warming launch")
     # the child side (one measurement), used by the parent only
-    p.add_argument("--child", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["ours", "torch", "onnxruntime"], help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["train", "infer"], help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)

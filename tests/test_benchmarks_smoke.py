@@ -89,6 +89,11 @@ def test_run_smoke(case, tmp_path):
         else:  # no peer ran: no peer figures and no ratio
             assert row["torch"]["samples_per_s"] is None and row["torch"]["repeats"] == []
             assert row["ratio"] is None and row["pair_ratios"] == []
+        if "onnxruntime" in peers and row["mode"] == "infer" and case != "gemm":
+            ort = row["onnxruntime"]  # the second inference peer: our exported model
+            assert positive(ort["samples_per_s"]) and len(ort["repeats"]) == 1
+            assert row["ratio_onnxruntime"] == pytest.approx(
+                ours["samples_per_s"] / ort["samples_per_s"])
         assert any(ln.startswith(f"{case} ") and f"| {row['mode']} " in ln
                    for ln in stdout.splitlines()), f"no table row for {case} {row['mode']}"
     assert "smoke mode" in stdout and "ours samples/s" in stdout

@@ -380,6 +380,21 @@ def _data_file_source(cfg, path):
     return source
 
 
+def final_checkpoint(target, checkpoint_path=None, overrides=(), command="evaluate"):
+    """(config, checkpoint path) of the final model of a run folder (or of CONFIG with
+    ``checkpoint_path``): the weights `evaluate` and `export` use."""
+    target = Path(target)
+    if target.is_dir():
+        cfg = load_run_config(target, overrides)  # user code found where the run began
+        ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
+    else:
+        cfg = load_config(target, overrides)
+        if checkpoint_path is None:
+            raise ConfigError(f"{command} CONFIG needs --checkpoint FILE (or give a run folder)")
+        ckpt = Path(checkpoint_path)
+    return cfg, ckpt
+
+
 def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     """Evaluate a run (its config and checkpoint) on the test data, else validation.
 
@@ -391,15 +406,7 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     from trainer.data.pipeline import prepare
     from trainer.training import evaluate as run_eval
 
-    target = Path(target)
-    if target.is_dir():
-        cfg = load_run_config(target, overrides)  # user code found where the run began
-        ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
-    else:
-        cfg = load_config(target, overrides)
-        if checkpoint_path is None:
-            raise ConfigError("evaluate CONFIG needs --checkpoint FILE (or give a run folder)")
-        ckpt = Path(checkpoint_path)
+    cfg, ckpt = final_checkpoint(target, checkpoint_path, overrides)
     if data is not None and data not in SPLITS:
         if not Path(data).is_file():
             raise ConfigError(f"--data: '{data}' is neither a split (train, validation, "
