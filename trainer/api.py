@@ -15,6 +15,10 @@ from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRu
 from trainer.registry import config_of
 
 def load_config(path, overrides=()):
+    """A config file, or the config of a run folder (``load_run_config``): every
+    command that takes a CONFIG takes a RUN too."""
+    if Path(path).is_dir():
+        return load_run_config(path, overrides)
     return config_lib.load(path, overrides)
 
 
@@ -386,17 +390,19 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     ``x`` and ``y`` arrays)."""
     from trainer import checkpoint
     from trainer.data.pipeline import prepare
+    from trainer.runs import checkpoint_path as checkpoint_path_in
     from trainer.training import evaluate as run_eval
 
     target = Path(target)
     if target.is_dir():
         cfg = load_run_config(target, overrides)  # user code found where the run began
-        ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
+        ckpt = (checkpoint_path_in(target, checkpoint_path) if checkpoint_path
+                else target / "checkpoints" / "last.h5")
     else:
         cfg = load_config(target, overrides)
         if checkpoint_path is None:
             raise ConfigError("evaluate CONFIG needs --checkpoint FILE (or give a run folder)")
-        ckpt = Path(checkpoint_path)
+        ckpt = checkpoint_path_in(None, checkpoint_path)
     if data is not None and data not in SPLITS:
         if not Path(data).is_file():
             raise ConfigError(f"--data: '{data}' is neither a split (train, validation, "

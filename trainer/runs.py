@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from trainer import __version__
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 from trainer.fileio import WriteError, remove_temporaries, write_text
 
 
@@ -30,6 +30,22 @@ def new_run_dir(name, base="runs"):
         path = Path(base) / f"{name}-{stamp}-{n}"
         n += 1
     return path
+
+
+def checkpoint_path(run_dir, name):
+    """The checkpoint file ``--checkpoint NAME`` means for a run folder: an absolute
+    path as given; a relative one in the run's ``checkpoints/``, then the run folder,
+    then the current folder (``--checkpoint best.h5`` is the run's best.h5). A name
+    found nowhere is a DataError naming where it was looked for."""
+    name = Path(name)
+    if name.is_absolute():
+        return name
+    places = ([Path(run_dir) / "checkpoints", Path(run_dir)] if run_dir else []) + [Path()]
+    for folder in places:
+        if (folder / name).is_file():
+            return folder / name
+    where = ", ".join(f"{p}/" if str(p) != "." else "the current folder" for p in places)
+    raise DataError(f"checkpoint not found: {name} (looked in {where})")
 
 
 def versions():

@@ -192,6 +192,7 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
     from trainer import api, checkpoint
     from trainer.fileio import write_text
+    from trainer.runs import checkpoint_path as checkpoint_path_in
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "config.yaml").exists():
@@ -211,7 +212,8 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     if fmt == "keras-json":
         write_text(out, model_json(model, dtype) + "\n")
         return out
-    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
+    ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
+            else run_dir / "checkpoints" / "last.h5")
     checkpoint.load(ckpt, model, with_optimizer=False)
     if fmt == "keras":
         from trainer.keras_io.keras3 import write_keras
