@@ -363,11 +363,18 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
                          f"{note}"))
 
     sweep_cfg_metric = ["val_loss"]
+    warnings = []
     if only_status:
         spec_, rows, table = sweeps.status(sweep_path, runs_root)
     else:
+        from trainer.sweeps.checks import shadowed
         from trainer.sweeps.spec import load
-        sweep_cfg_metric[0] = load(sweep_path)["metric"]
+
+        loaded = load(sweep_path)
+        sweep_cfg_metric[0] = loaded["metric"]
+        warnings = shadowed(loaded)  # searched keys the config overrides: said first
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
         spec_, rows, table = sweeps.run(sweep_path, workers, shard_spec, fail_fast, runs_root,
                                         progress)
     counts = {}
@@ -375,7 +382,7 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     if as_json:
         click.echo(json.dumps({"sweep": spec_.name, "counts": counts, "ranking": table,
-                               "trials": rows}, default=str))
+                               "trials": rows, "warnings": warnings}, default=str))
     else:
         out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         if table:
