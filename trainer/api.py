@@ -103,6 +103,9 @@ def make_callbacks(cfg, verbose):
                 callback = load_callback(spec, cfg, keypath)
             else:
                 callback = registry.get(spec)
+            resolve = getattr(callback, "resolve_user_code", None)
+            if resolve is not None:  # functions it names (LambdaCallback), imported now
+                resolve(cfg.folder if getattr(cfg, "path", None) else None)
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
         callback.where = cfg.where(keypath)

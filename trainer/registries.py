@@ -20,10 +20,6 @@ layers.unsupported["Lambda"] = (
     "and name it in the layer list: {layer: \"my_layers:Double\", args: {...}}; for "
     "code that runs during training (logging, side effects) use a user callback: "
     "{callback: \"my_hooks:Notify\"}. See \"Custom layers\" in the README.")
-callbacks.unsupported["LambdaCallback"] = (
-    "LambdaCallback is not supported: a config holds no code. Write a subclass of "
-    "trainer.callbacks.base.Callback in a module next to the config and name it: "
-    "{callback: \"my_hooks:Notify\", args: {...}}.")
 
 ALL = {
     r.kind: r
