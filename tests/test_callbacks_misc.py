@@ -159,11 +159,31 @@ def test_epoch_line_keeps_every_number_whole_at_any_width(monkeypatch, width):
 def test_layout_drops_the_bar_before_wrapping():
     from trainer.callbacks.progbar import layout, render
 
-    head = "Epoch 3/30 34/34 0:00:01"
+    head, tail = "Epoch 3/30", "34/34 0:00:01"
     items = sorted(WHOLE)
-    wide = render(layout(head, items, 200, 1.0), 1.0).plain
-    assert wide.count("\n") == 0 and "━" in wide
-    no_bar = render(layout(head, items, len(head) + 3 + len(" - ".join(items)), 1.0), 1.0)
-    assert no_bar.plain == f"{head} - {' - '.join(items)}"
-    wrapped = render(layout(head, items, 50, 1.0), 1.0).plain.splitlines()
-    assert wrapped[0].startswith("Epoch 3/30 ━") and len(wrapped) > 2
+    wide = render(layout(head, items, 200, 1.0, tail), 1.0).plain
+    assert wide.count("\n") == 0 and wide.startswith("Epoch 3/30 ━") and tail in wide
+    exact = len(head) + 1 + len(tail) + 3 + len(" - ".join(items))
+    no_bar = render(layout(head, items, exact, 1.0, tail), 1.0)
+    assert no_bar.plain == f"{head} {tail} - {' - '.join(items)}"
+    wrapped = render(layout(head, items, 50, 1.0, tail), 1.0).plain.splitlines()
+    assert wrapped[0].startswith("Epoch 3/30 ━") and wrapped[0].endswith(tail)
+    assert len(wrapped) > 2
+
+
+def test_verbose_2_on_a_narrow_terminal_wraps_whole_values(monkeypatch, capsys):
+    from rich.console import Console
+
+    from trainer import console as console_mod
+
+    term = Console(width=40, force_terminal=True)
+    monkeypatch.setattr(console_mod, "console", lambda: term)
+    monkeypatch.setattr(console_mod, "is_terminal", lambda: True)
+    bar = ProgbarLogger(verbose=2)
+    bar.params = {"epochs": 30, "steps": 3}
+    bar.on_train_begin()
+    bar.on_epoch_begin(2)
+    bar.on_epoch_end(2, dict(LOGS))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Epoch 3/30 - ") and all(len(line) <= 40 for line in lines)
+    assert WHOLE <= {item.strip() for line in lines for item in line.split(" - ")}

@@ -20,22 +20,21 @@ def clock(seconds):
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def layout(head, items, width, fraction=None):
+def layout(head, items, width, fraction=None, tail=""):
     """The lines of one epoch's display, each at most ``width`` characters unless a
-    single item is longer: ``head`` (epoch, step count, time), a bar of ``fraction``
-    done (None: no bar) when it fits, and the ``items`` ("loss: 0.1234") kept whole.
-    A bar is returned as the placeholder ``\\0`` + its width, filled in by ``render``."""
+    single item is longer: ``head`` ("Epoch 3/30"), a bar of ``fraction`` done (None:
+    no bar) when it fits, ``tail`` ("34/34 0:00:01"), then the ``items``
+    ("loss: 0.1234"), each kept whole. A bar is the placeholder ``\0<width>\0`` in the
+    text, drawn by ``render``."""
+    first = f"{head} {tail}" if tail else head
     values = " - ".join(items)
-    one_line = f"{head} - {values}" if items else head
-    if fraction is not None:
-        room = width - len(one_line) - 1
-        if room >= BAR_MIN:
-            return [_with_bar(head, min(room, BAR_MAX), values)]
+    one_line = f"{first} - {values}" if items else first
+    if fraction is not None and width - len(one_line) - 1 >= BAR_MIN:
+        return [_with_bar(head, min(width - len(one_line) - 1, BAR_MAX), tail, values)]
     if len(one_line) <= width:
         return [one_line]
-    first = head
-    if fraction is not None and width - len(head) - 1 >= BAR_MIN:
-        first = _with_bar(head, min(width - len(head) - 1, BAR_MAX), "")
+    if fraction is not None and width - len(first) - 1 >= BAR_MIN:
+        first = _with_bar(head, min(width - len(first) - 1, BAR_MAX), tail, "")
     lines, line = [first], ""
     for item in items:
         if line and len(line) + 3 + len(item) > width:
@@ -47,10 +46,8 @@ def layout(head, items, width, fraction=None):
     return lines
 
 
-def _with_bar(head, bar_width, values):
-    label, _, rest = head.partition(" ")  # "Epoch" "3/30 12/34 0:00:01"
-    epoch, _, steps = rest.partition(" ")
-    text = f"{label} {epoch} \0{bar_width}\0 {steps}"
+def _with_bar(head, bar_width, tail, values):
+    text = " ".join(p for p in (head, f"\0{bar_width}\0", tail) if p)
     return f"{text} - {values}" if values else text
 
 
@@ -98,11 +95,13 @@ class ProgbarLogger(Callback):
         self._mode = (1 if console.is_terminal() else 2) if v == "auto" else v
         self._live = None
 
-    def _head(self, epoch, done=None):
+    def _head(self, epoch):
+        return f"Epoch {epoch + 1}/{self.params.get('epochs')}"
+
+    def _tail(self, done):
         steps = self.params.get("steps")
-        count = f" {done}/{steps}" if done is not None and steps else ""
-        elapsed = clock(time.perf_counter() - self._start)
-        return f"Epoch {epoch + 1}/{self.params.get('epochs')}{count} {elapsed}"
+        count = f"{done}/{steps} " if steps else ""
+        return count + clock(time.perf_counter() - self._start)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
@@ -114,11 +113,11 @@ class ProgbarLogger(Callback):
                               auto_refresh=False)
             self._live.start()
             self._shown = 0.0
-            self._show(self._head(epoch, 0), [], 0.0)
+            self._show(epoch, 0, [], 0.0)
 
-    def _show(self, head, items, fraction):
+    def _show(self, epoch, done, items, fraction):
         out = console.console()
-        lines = layout(head, items, out.width, fraction)
+        lines = layout(self._head(epoch), items, out.width, fraction, self._tail(done))
         self._live.update(render(lines, fraction), refresh=True)
 
     def on_batch_end(self, batch, logs=None):
@@ -128,7 +127,7 @@ class ProgbarLogger(Callback):
                 return
             self._shown = now
             steps = self.params.get("steps")
-            self._show(self._head(self._epoch, batch + 1), _items(logs),
+            self._show(self._epoch, batch + 1, _items(logs),
                        (batch + 1) / steps if steps else None)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -139,17 +138,14 @@ class ProgbarLogger(Callback):
             self._live = None
             out = console.console()
             steps = self.params.get("steps")
-            head = self._head(epoch, steps)
-            out.print(render(layout(head, items, out.width, 1.0 if steps else None), 1.0),
-                      soft_wrap=True)
+            lines = layout(self._head(epoch), items, out.width, 1.0 if steps else None,
+                           self._tail(steps))
+            out.print(render(lines, 1.0), soft_wrap=True)
         elif self._mode == 2:
-            text = " - ".join(items)
-            line = f"Epoch {epoch + 1}/{self.params.get('epochs')} - {elapsed:.1f}s - {text}"
-            if console.is_terminal():  # a terminal's width: every value whole
-                width = console.console().width
-                line = "\n".join(layout(line.split(" - ")[0] + f" - {elapsed:.1f}s",
-                                        items, width))
-            print(line, file=console.stream(), flush=True)
+            head = f"{self._head(epoch)} - {elapsed:.1f}s"
+            # a terminal's width keeps every value whole; a log file gets one line
+            width = console.console().width if console.is_terminal() else 10**9
+            print("\n".join(layout(head, items, width)), file=console.stream(), flush=True)
 
     def on_train_end(self, logs=None):
         if self._live is not None:
