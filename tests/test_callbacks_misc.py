@@ -106,3 +106,84 @@ def test_the_run_config_writes_out_callback_defaults(tmp_path):
                                          "verbose": 0, "mode": "auto",
                                          "restore_best_weights": False, "start_from_epoch": 0}
     assert saved[1] == "TerminateOnNaN"
+
+
+LOGS = {"loss": 0.1234567, "accuracy": 0.9876543, "val_loss": 0.2345678,
+        "val_accuracy": 0.9012345, "lr": 0.001}
+WHOLE = {"loss: 0.1235", "accuracy: 0.9877", "val_loss: 0.2346", "val_accuracy: 0.9012"}
+
+
+def _terminal_run(monkeypatch, width, steps=34):
+    """ProgbarLogger on a terminal ``width`` columns wide: what stays on screen."""
+    import io
+
+    from rich.console import Console
+
+    from trainer import console as console_mod
+
+    buffer = io.StringIO()
+    term = Console(file=buffer, width=width, force_terminal=True, color_system=None,
+                   highlight=False, soft_wrap=True)
+    monkeypatch.setattr(console_mod, "console", lambda: term)
+    monkeypatch.setattr(console_mod, "is_terminal", lambda: True)
+    bar = ProgbarLogger()
+    bar.params = {"epochs": 30, "steps": steps}
+    bar.on_train_begin()
+    bar.on_epoch_begin(2)
+    for b in range(steps):
+        bar.on_batch_end(b, {"batch": b, "size": 32, "loss": 0.1234567,
+                             "accuracy": 0.9876543})
+    bar.on_epoch_end(2, dict(LOGS))
+    bar.on_train_end()
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("width", [120, 80, 60, 40, 24])
+def test_epoch_line_keeps_every_number_whole_at_any_width(monkeypatch, width):
+    """At 80 columns the final epoch line cut `val_accuracy: 0.90…`: now the bar goes
+    first, then the values wrap, each `name: value` whole, no line past the width."""
+    import re
+
+    out = _terminal_run(monkeypatch, width)
+    final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out).rsplit("\r", 1)[-1]
+    lines = [line for line in final.splitlines() if line.strip()]
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("Epoch 3/30")):]
+    assert "…" not in final
+    assert all(len(line) <= width for line in lines), lines
+    items = {item.strip() for line in lines for item in line.split(" - ")}
+    assert WHOLE <= items, lines
+    assert (len(lines) == 1) == (width >= 110)  # one line with its bar where all fits
+    assert "━" in lines[0] or width < 50
+
+
+def test_layout_drops_the_bar_before_wrapping():
+    from trainer.callbacks.progbar import layout, render
+
+    head, tail = "Epoch 3/30", "34/34 0:00:01"
+    items = sorted(WHOLE)
+    wide = render(layout(head, items, 200, 1.0, tail), 1.0).plain
+    assert wide.count("\n") == 0 and wide.startswith("Epoch 3/30 ━") and tail in wide
+    exact = len(head) + 1 + len(tail) + 3 + len(" - ".join(items))
+    no_bar = render(layout(head, items, exact, 1.0, tail), 1.0)
+    assert no_bar.plain == f"{head} {tail} - {' - '.join(items)}"
+    wrapped = render(layout(head, items, 50, 1.0, tail), 1.0).plain.splitlines()
+    assert wrapped[0].startswith("Epoch 3/30 ━") and wrapped[0].endswith(tail)
+    assert len(wrapped) > 2
+
+
+def test_verbose_2_on_a_narrow_terminal_wraps_whole_values(monkeypatch, capsys):
+    from rich.console import Console
+
+    from trainer import console as console_mod
+
+    term = Console(width=40, force_terminal=True)
+    monkeypatch.setattr(console_mod, "console", lambda: term)
+    monkeypatch.setattr(console_mod, "is_terminal", lambda: True)
+    bar = ProgbarLogger(verbose=2)
+    bar.params = {"epochs": 30, "steps": 3}
+    bar.on_train_begin()
+    bar.on_epoch_begin(2)
+    bar.on_epoch_end(2, dict(LOGS))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Epoch 3/30 - ") and all(len(line) <= 40 for line in lines)
+    assert WHOLE <= {item.strip() for line in lines for item in line.split(" - ")}

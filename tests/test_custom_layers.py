@@ -188,8 +188,7 @@ def test_lambda_says_why_and_what_to_write_instead(tmp_path):
     from trainer.registries import callbacks, layers
     with pytest.raises(ConfigError, match="custom layer"):
         layers.lookup("Lambda")
-    with pytest.raises(ConfigError, match="subclass of trainer.callbacks.base.Callback"):
-        callbacks.lookup("LambdaCallback")
+    assert "LambdaCallback" in callbacks  # its functions are named: module:function
 
 
 FAILING = LAYERS + '''

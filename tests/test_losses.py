@@ -60,12 +60,44 @@ def test_categorical_hinge():
 
 
 def test_binary_crossentropy_clip_logits_and_smoothing():
+    # tf.keras 2: clip to [ε, 1-ε], then log(p + ε) and log(1 - p + ε)
     assert value("bce", [[1], [0]], [[1.0], [1.0]]) == pytest.approx(
-        [-np.log(1 - EPS), -np.log(EPS)], rel=1e-6)
+        [-np.log(1 - EPS + EPS), -np.log(2 * EPS)], rel=1e-6, abs=1e-12)
     logits = value({"binary_crossentropy": {"from_logits": True}}, [[1], [0]], [[2.0], [-1.0]])
     assert logits == pytest.approx([np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0))])
     smooth = value({"binary_crossentropy": {"label_smoothing": 0.2}}, [[1]], [[0.8]])
     assert smooth == pytest.approx([-(0.9 * np.log(0.8) + 0.1 * np.log(0.2))])
+
+
+def test_binary_crossentropy_adds_epsilon_inside_the_logs_as_tf_keras_2():
+    """tf.keras 2's backend: -(t·log(p + ε) + (1 - t)·log(1 - p + ε)), p clipped to
+    [ε, 1 - ε]; predictions of exactly 0 and 1 show the ``+ ε``."""
+    t = np.array([[1.0, 0.0, 1.0, 0.0, 0.3]])
+    p = np.array([[0.0, 1.0, 1.0, 0.0, 0.6]])
+    q = np.clip(p, EPS, 1 - EPS)
+    hand = -(t * np.log(q + EPS) + (1 - t) * np.log(1 - q + EPS)).mean()
+    assert value("bce", t, p) == pytest.approx([hand], rel=1e-12)
+    assert value("bce", [[1.0]], [[0.0]]) == pytest.approx([-np.log(2 * EPS)], rel=1e-9)
+    # the gradient of that formula inside the clip: (1-t)/(1-p+ε) - t/(p+ε)
+    p = np.array([[1e-4, 0.5, 1 - 1e-4]])
+    t = np.array([[1.0, 0.3, 0.0]])
+    g = losses.get("bce").gradient(t, p)
+    np.testing.assert_allclose(g, ((1 - t) / (1 - p + EPS) - t / (p + EPS)) / 3, rtol=1e-12)
+
+
+def test_sparse_categorical_crossentropy_clips_then_normalises_as_tf_keras_2():
+    """tf.keras 2: q = clip(p, ε, 1-ε), then -log_softmax(log q)[t] = -log(q_t / Σq);
+    on rows that do not sum to 1 or hold a 0 this differs from normalising first."""
+    p = np.array([[0.0, 0.3, 0.3], [0.2, 0.2, 0.2], [1.0, 0.0, 0.0]])
+    ids = np.array([0, 1, 0])
+    q = np.clip(p, EPS, 1 - EPS)
+    hand = -np.log(q[np.arange(3), ids] / q.sum(axis=1))
+    assert value("sparse_categorical_crossentropy", ids, p) == pytest.approx(hand, rel=1e-12)
+    # categorical_crossentropy is tf.keras 2's other order: normalise, then clip
+    r = p / p.sum(axis=1, keepdims=True)
+    dense = -np.log(np.clip(r, EPS, 1 - EPS)[np.arange(3), ids])
+    assert value("cce", np.eye(3)[ids], p) == pytest.approx(dense, rel=1e-12)
+    assert hand[0] != pytest.approx(dense[0], rel=1e-3)  # the orders differ here
 
 
 def test_binary_crossentropy_takes_flat_labels_for_one_unit():
@@ -160,6 +192,11 @@ GRADIENT_CASES = {
                                 _probabilities(r, 4, 3).reshape(2, 2, 3)),
     "sparse_categorical_crossentropy": lambda r: (np.array([1, 0, 2]),
                                                   _probabilities(r, 3, 3)),
+    "scce_unnormalised": lambda r: (np.array([1, 0, 2, 2]), r.uniform(0.05, 0.9, size=(4, 3))),
+    "scce_timesteps": lambda r: (np.array([[1, 0], [2, 2]]),
+                                 r.uniform(0.05, 0.9, size=(2, 2, 3))),
+    "bce_near_edges": lambda r: (r.uniform(0, 1, size=(4, 2)),
+                                 r.choice([2e-3, 1 - 2e-3, 0.5], size=(4, 2))),
     "scce_logits": lambda r: (np.array([[1], [0], [2]]), r.normal(size=(3, 3))),
     "kld": lambda r: (_probabilities(r, 4, 3), _probabilities(r, 4, 3)),
     "poisson": lambda r: (r.poisson(2, size=(4, 3)).astype(float),
@@ -177,6 +214,9 @@ SPECS = {
                                                         "label_smoothing": 0.2}},
     "cce_timesteps": "categorical_crossentropy",
     "scce_logits": {"sparse_categorical_crossentropy": {"from_logits": True}},
+    "scce_unnormalised": "sparse_categorical_crossentropy",
+    "scce_timesteps": "sparse_categorical_crossentropy",
+    "bce_near_edges": "binary_crossentropy",
 }
 
 
@@ -190,6 +230,8 @@ def test_clipped_predictions_have_no_gradient():
     g = losses.get("bce").gradient(np.array([[1.0, 0.0]]), np.array([[1.0, 0.0]]))
     np.testing.assert_array_equal(g, 0)
     g = losses.get("msle").gradient(np.array([[1.0]]), np.array([[-0.5]]))
+    np.testing.assert_array_equal(g, 0)
+    g = losses.get("scce").gradient(np.array([0, 1]), np.array([[1.0, 0.0], [1.0, 0.0]]))
     np.testing.assert_array_equal(g, 0)
 
 

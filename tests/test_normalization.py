@@ -30,13 +30,40 @@ def test_batchnorm_moving_statistics_formula(rng):
     layer.forward(x.astype(np.float32), True)
     np.testing.assert_allclose(layer.buffers["moving_mean"], 0.9 * 0 + 0.1 * x.mean(0),
                                rtol=1e-5)
+    # 2-D inputs take tf.keras 2's non-fused path: the biased batch variance
     np.testing.assert_allclose(layer.buffers["moving_variance"],
-                               0.9 * 1 + 0.1 * x.var(0, ddof=1), rtol=1e-5)  # unbiased
+                               0.9 * 1 + 0.1 * x.var(0), rtol=1e-5)
     before = {k: v.copy() for k, v in layer.buffers.items()}
     layer.forward(x.astype(np.float32), False)  # inference leaves them alone
     for k in before:
         np.testing.assert_array_equal(layer.buffers[k], before[k])
     assert layer.count_params() == (6, 6)
+
+
+@pytest.mark.parametrize("shape, axis, dtype, ddof", [
+    ((32, 3), -1, np.float32, 0),            # after Dense: non-fused, biased
+    ((8, 5, 3), -1, np.float32, 0),          # sequences: non-fused
+    ((8, 4, 4, 3), -1, np.float32, 1),       # after Conv2D: fused, unbiased m/(m-1)
+    ((8, 3, 4, 4), 1, np.float32, 1),        # channels first: fused too
+    ((4, 2, 3, 3, 3), -1, np.float32, 1),    # after Conv3D: fused
+    ((8, 4, 4, 3), 2, np.float32, 0),        # a spatial axis: no fused kernel
+    ((8, 4, 4, 3), -1, np.float64, 0),       # float64: no fused kernel
+])
+def test_batchnorm_moving_variance_follows_tf_keras_2_fused_or_not(rng, shape, axis, dtype,
+                                                                     ddof):
+    """tf.keras 2 updates the moving variance with the unbiased batch variance on its
+    fused path (rank-4/5 float32 inputs over the channel axis) and with the biased one
+    elsewhere (its non-fused path, e.g. 2-D inputs after Dense)."""
+    x = rng.normal(1.0, 2.0, size=shape).astype(dtype)
+    layer = make("BatchNormalization", axis=axis, momentum=0.5)
+    layer.dtype = dtype
+    layer.build(shape[1:], rng)
+    layer.cast(dtype)
+    layer.forward(x, True)
+    a = axis % len(shape)
+    others = tuple(i for i in range(len(shape)) if i != a)
+    want = 0.5 + 0.5 * x.astype(np.float64).var(axis=others, ddof=ddof)
+    np.testing.assert_allclose(layer.buffers["moving_variance"], want, rtol=1e-5)
 
 
 def test_batchnorm_inference_uses_moving_statistics(rng):

@@ -53,8 +53,6 @@ def test_normalization_weights_are_keras_s_and_a_file_fills_them(rng):
 def test_normalization_arguments_are_checked():
     with pytest.raises(ConfigError, match="both mean and variance"):
         layers.get({"Normalization": {"mean": 1.0}})
-    with pytest.raises(ConfigError, match="only axis -1"):
-        layers.get({"Normalization": {"axis": 1}})
     with pytest.raises(ConfigError, match="variance must not be negative"):
         layers.get({"Normalization": {"mean": 0.0, "variance": -1.0}})
     layer = layers.get({"Normalization": {"mean": [1.0, 2.0], "variance": [1.0, 1.0]}})
@@ -118,3 +116,71 @@ def test_center_crop_and_its_errors(rng):
         layers.get({"CenterCrop": {"height": 8, "width": 4}}).build((6, 7, 3), rng)
     with pytest.raises(ConfigError, match="crop_to_aspect_ratio is not supported"):
         layers.get({"Resizing": {"height": 2, "width": 2, "crop_to_aspect_ratio": True}})
+
+
+@pytest.mark.parametrize("axis", [3, [3], -1, [-1]])
+def test_normalization_axis_naming_the_last_axis_is_accepted(rng, axis):
+    """Keras's EfficientNet writes ``Normalization(axis=3)`` (stored as ``[3]``) on
+    images: the last axis by its number is the same as -1, resolved at build time."""
+    x = rng.normal(size=(2, 3, 3, 2))
+    layer = layers.get({"Normalization": {"axis": axis, "mean": [1.0, -1.0],
+                                          "variance": [4.0, 0.25]}})
+    y = check_layer(layer, x)
+    np.testing.assert_allclose(y, (x - [1.0, -1.0]) / [2.0, 0.5])
+
+
+def test_normalization_axis_other_than_the_last_is_refused_at_build(rng):
+    layer = layers.get({"Normalization": {"axis": [2]}})
+    with pytest.raises(ConfigError, match=r"got axis \[2\] on inputs of rank 4 \(last axis 3\)"):
+        layer.build((3, 3, 2), rng)
+    for bad in ([1, 2], 0, -2, "x", True):
+        with pytest.raises(ConfigError, match="only axis -1"):
+            layers.get({"Normalization": {"axis": bad}})
+
+
+def test_keras_normalization_with_axis_3_imports_and_predicts(tmp_path):
+    """The Keras import path: a tf.keras 2 saved model whose Normalization records
+    ``axis: [3]`` (as EfficientNetB0's does) imports with its adapted statistics."""
+    import json
+
+    import h5py
+
+    from trainer import api
+    from trainer.keras_io.translate import translate_model
+    from conftest import write_config
+
+    record = {"class_name": "Normalization", "config": {
+        "name": "normalization", "trainable": True, "dtype": "float32", "axis": [3],
+        "mean": None, "variance": None, "invert": False,
+        "batch_input_shape": [None, 4, 4, 3]}}
+    keras = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+        record, {"class_name": "GlobalAveragePooling2D",
+                 "config": {"name": "gap", "trainable": True, "dtype": "float32",
+                            "data_format": "channels_last", "keepdims": False}}]}}
+    model, problems = translate_model(keras)
+    assert not problems.items and not problems.layers
+    assert model["layers"][0]["Normalization"]["axis"] == [3]
+    mean, var = np.array([1.0, 2.0, 3.0]), np.array([4.0, 9.0, 16.0])
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.attrs["model_config"] = json.dumps(keras)
+        f.attrs["keras_version"] = "2.15.0"
+        f.attrs["backend"] = "tensorflow"
+        g = f.create_group("model_weights")
+        g.attrs["layer_names"] = [b"normalization", b"gap"]
+        n = g.create_group("normalization")
+        names = [b"normalization/mean:0", b"normalization/variance:0", b"normalization/count:0"]
+        n.attrs["weight_names"] = names
+        for name, v in zip(names, (mean, var, np.array(10.0))):
+            n.create_dataset(name.decode(), data=np.asarray(v, np.float32))
+        g.create_group("gap").attrs["weight_names"] = []
+    cfg = api.load_config(write_config(tmp_path, """\
+data: {train: {dataset: iris}}
+model: {keras: m.h5}
+compile: {loss: mse, optimizer: sgd}
+"""))
+    built = api.build(cfg)
+    from trainer.keras_io.h5 import load_weights_option
+    load_weights_option(cfg, built)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
+    want = ((x - mean) / np.sqrt(var)).mean(axis=(1, 2))
+    np.testing.assert_allclose(built.predict_on_batch([x])[0], want, rtol=1e-5)

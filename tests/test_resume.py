@@ -2,6 +2,7 @@
 run ends without stopping (weights, optimizer slots, state, history.csv)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -260,3 +261,41 @@ def test_resume_finds_data_relative_to_the_original_config(tmp_path, monkeypatch
     r = CliRunner().invoke(main, ["fit", "--resume", "run", "--set", "fit.epochs=2"])
     assert r.exit_code == 0, r.output
     assert len((run_dir / "history.csv").read_text().splitlines()) == 3
+
+
+def test_lock_file_is_removed_when_the_run_ends(tmp_path):
+    """Users asked what `.lock` is: it goes when the run ends (a finished fit, a failed
+    one, a resumed one), and a lock taken after that works as before."""
+    r = CliRunner().invoke(main, ["fit", str(QUICK), "--run-dir", str(tmp_path / "run"),
+                                  "--set", "fit.epochs=1", "-q"])
+    assert r.exit_code in (0, 4), r.output
+    assert (tmp_path / "run" / "checkpoints" / "last.h5").exists()
+    assert not (tmp_path / "run" / ".lock").exists()
+    with Run(tmp_path / "run").lock():
+        assert (tmp_path / "run" / ".lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(ConfigError, match="in use by another trainer process"):
+            with Run(tmp_path / "run").lock():
+                pass
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
+def test_a_lock_on_a_file_its_holder_removed_is_not_a_lock(tmp_path, monkeypatch):
+    """The holder removes `.lock` as it ends: a process that opened the old file just
+    before must not believe it holds the lock on the removed file."""
+    import fcntl
+
+    run = Run(tmp_path)
+    real_flock = fcntl.flock
+    calls = []
+
+    def flock_after_holder_ended(fd, op):
+        if not calls:  # between our open and our flock, the holder ends and removes it
+            (tmp_path / ".lock").unlink()
+        calls.append(fd)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_holder_ended)
+    with run.lock():
+        held = os.stat(tmp_path / ".lock").st_ino
+        assert len(calls) == 2  # the first lock was on the removed file: taken again
+    assert held

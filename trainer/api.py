@@ -15,6 +15,10 @@ from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRu
 from trainer.registry import config_of
 
 def load_config(path, overrides=()):
+    """A config file, or the config of a run folder (``load_run_config``): every
+    command that takes a CONFIG takes a RUN too."""
+    if Path(path).is_dir():
+        return load_run_config(path, overrides)
     return config_lib.load(path, overrides)
 
 
@@ -102,6 +106,9 @@ def make_callbacks(cfg, verbose):
             else:
                 with using(cfg):  # a user schedule of LearningRateScheduler
                     callback = registry.get(spec)
+            resolve = getattr(callback, "resolve_user_code", None)
+            if resolve is not None:  # functions it names (LambdaCallback), imported now
+                resolve(cfg.folder if getattr(cfg, "path", None) else None)
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
         callback.where = cfg.where(keypath)
@@ -386,12 +393,13 @@ def final_checkpoint(target, checkpoint_path=None, overrides=(), command="evalua
     target = Path(target)
     if target.is_dir():
         cfg = load_run_config(target, overrides)  # user code found where the run began
-        ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
+        ckpt = (checkpoint_path_in(target, checkpoint_path) if checkpoint_path
+                else target / "checkpoints" / "last.h5")
     else:
         cfg = load_config(target, overrides)
         if checkpoint_path is None:
             raise ConfigError(f"{command} CONFIG needs --checkpoint FILE (or give a run folder)")
-        ckpt = Path(checkpoint_path)
+        ckpt = checkpoint_path_in(None, checkpoint_path)
     return cfg, ckpt
 
 

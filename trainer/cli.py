@@ -133,8 +133,7 @@ Examples:
   trainer fit configs/quickstart.yaml --set fit.epochs=5 --expect 'val_accuracy>=0.9'
   trainer fit configs/quickstart.yaml --json --run-dir runs/ci
   trainer fit --resume runs/quickstart-20261126-101500 --set fit.epochs=50""")
-@click.argument("config_path", metavar="[CONFIG]", required=False,
-                type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="[CONFIG|RUN]", required=False, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config value (repeatable).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Write the run here.")
@@ -242,11 +241,12 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
 
 
 @main.command(epilog="\b\nExample:\n  trainer summary configs/quickstart.yaml")
-@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.argument("config_path", metavar="CONFIG|RUN", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @handle_errors
 def summary(config_path, overrides):
-    """Print the model table (layers, output shapes, parameter counts)."""
+    """Print the model table (layers, output shapes, parameter counts) of a config or a
+    run folder."""
     from trainer import api, console
     from trainer.data.pipeline import make_preprocessor
     from trainer.summary import render
@@ -261,8 +261,8 @@ def summary(config_path, overrides):
 Examples:
   trainer validate configs/quickstart.yaml
   trainer validate configs/*.yaml --format github    # annotations in GitHub Actions""")
-@click.argument("config_paths", metavar="CONFIG...", nargs=-1, required=True,
-                type=click.Path(dir_okay=False))
+@click.argument("config_paths", metavar="CONFIG|RUN...", nargs=-1, required=True,
+                type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text")
 @click.option("--json", "as_json", is_flag=True)
@@ -366,11 +366,18 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
                          f"{note}"))
 
     sweep_cfg_metric = ["val_loss"]
+    warnings = []
     if only_status:
         spec_, rows, table = sweeps.status(sweep_path, runs_root)
     else:
+        from trainer.sweeps.checks import shadowed
         from trainer.sweeps.spec import load
-        sweep_cfg_metric[0] = load(sweep_path)["metric"]
+
+        loaded = load(sweep_path)
+        sweep_cfg_metric[0] = loaded["metric"]
+        warnings = shadowed(loaded)  # searched keys the config overrides: said first
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
         spec_, rows, table = sweeps.run(sweep_path, workers, shard_spec, fail_fast, runs_root,
                                         progress)
     counts = {}
@@ -378,7 +385,7 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     if as_json:
         click.echo(json.dumps({"sweep": spec_.name, "counts": counts, "ranking": table,
-                               "trials": rows}, default=str))
+                               "trials": rows, "warnings": warnings}, default=str))
     else:
         out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         if table:
@@ -421,13 +428,23 @@ def export(run_dir, output, fmt, checkpoint, with_preprocessing):
     click.echo(f"wrote {export_run(run_dir, output, fmt, checkpoint)}")
 
 
-@main.command(epilog="\b\nExample:\n  trainer schema > config.schema.json")
+@main.command(epilog="""\b
+Examples:
+  trainer schema > config.schema.json
+  trainer schema LSTM            # one component's arguments, types and defaults""")
+@click.argument("name", metavar="[NAME]", required=False)
 @click.option("--sweep", "of_sweep", is_flag=True, help="The schema of sweep files instead.")
-def schema(of_sweep):
-    """Print the JSON Schema of the config language (or of sweep files)."""
+@handle_errors
+def schema(name, of_sweep):
+    """Print the JSON Schema of the config language (or of sweep files); with NAME, one
+    component's arguments (a layer, loss, optimizer, callback, ...) readably."""
     from trainer.schema import schema_text
 
-    if of_sweep:
+    if name is not None:
+        from trainer.component_help import render
+
+        click.echo(render(name), nl=False)
+    elif of_sweep:
         from trainer.sweeps.spec import sweep_schema
         click.echo(json.dumps(sweep_schema(), indent=2))
     else:

@@ -188,6 +188,10 @@ def validate(cfg):
     check_schema(config_schema(), cfg)
 
 
+#: ``module:name`` of user code (trainer.schema.USER_CODE, LambdaCallback's functions)
+USER_CODE_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
 def check_schema(schema, doc):
     """Validate ``doc`` (a Config, for its marks) against ``schema``; raise one
     ConfigError listing every problem."""
@@ -314,6 +318,9 @@ def _message(error):
                 f"Python path, and a class or function in it), got {error.instance!r}")
     if error.validator == "pattern" and error.schema.get("pattern", "").startswith(r"^\s*(>="):
         return f"expected a comparison like '>= 0.9', got {error.instance!r}"
+    if error.validator == "pattern" and error.schema.get("pattern") == USER_CODE_PATTERN:
+        return (f"expected module:name (a Python module and a name in it, like "
+                f"my_hooks:plot_loss), got {error.instance!r}")
     if error.validator == "type":
         return f"expected {_type_words(error.validator_value)}, got {error.instance!r}"
     if error.validator == "required":

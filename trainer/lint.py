@@ -45,10 +45,10 @@ class Problem:
 
 def lint_file(path, overrides=()):
     """Every problem of a config file, without reading any data."""
-    from trainer import config as config_lib
+    from trainer.api import load_config
 
     try:
-        cfg = config_lib.load(path, overrides)
+        cfg = load_config(path, overrides)  # a config file or a run folder
     except ConfigError as exc:
         if exc.problems:
             return [Problem("error", p, m, w) for p, m, w in exc.problems], None

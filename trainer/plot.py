@@ -24,6 +24,15 @@ def read_history(run_dir):
     return columns
 
 
+def _seed_of(path):
+    import json
+
+    try:
+        return json.loads((Path(path) / "trial.json").read_text(encoding="utf-8")).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def run_folders(paths):
     """Run folders from the arguments; a folder of runs (a sweep) gives all of them."""
     out = []
@@ -37,8 +46,35 @@ def run_folders(paths):
     return out
 
 
+def run_label(path, seeds=1):
+    """A run's name in a legend: a sweep trial by its settings (``lr=0.01, units=32``,
+    its seed when the sweep has several), any other run by its folder name."""
+    import json
+
+    try:
+        trial = json.loads((Path(path) / "trial.json").read_text(encoding="utf-8"))
+        point = dict(trial["point"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Path(path).name
+    tails = [k.rsplit(".", 1)[-1] for k in point]
+    short = {k: (t if tails.count(t) == 1 else k) for k, t in zip(point, tails)}
+    parts = [f"{short[k]}={v:.4g}" if isinstance(v, float) else f"{short[k]}={v}"
+             for k, v in point.items()]
+    if seeds > 1 or not parts:
+        parts.append(f"seed={trial.get('seed')}")
+    return ", ".join(parts)
+
+
+def grid_shape(n, columns=3):
+    """(rows, columns) of a grid of n panels: at most ``columns`` side by side."""
+    cols = min(max(1, n), columns)
+    return -(-max(1, n) // cols), cols
+
+
 def plot_runs(paths, output):
-    """One PNG: a panel per metric (train solid, validation dashed), a colour per run."""
+    """One PNG: a panel per metric (train solid, validation dashed), a colour per run,
+    the panels in a grid of at most three columns; sweep trials are named by their
+    settings."""
     try:
         import matplotlib
     except ImportError:
@@ -46,16 +82,21 @@ def plot_runs(paths, output):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [(p.name, read_history(p)) for p in run_folders(paths)]
+    folders = run_folders(paths)
+    seeds = len({_seed_of(p) for p in folders})
+    runs = [(run_label(p, seeds), read_history(p)) for p in folders]
     metrics = []
     for _, cols in runs:
         for k in cols:
             base = k[4:] if k.startswith("val_") else k
             if base != "lr" and base not in metrics:
                 metrics.append(base)
-    n = max(1, len(metrics))
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    rows, cols = grid_shape(len(metrics))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.6 * rows), squeeze=False)
+    panels = axes.ravel()
+    for ax in panels[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(panels, metrics):
         for i, (name, cols) in enumerate(runs):
             color = f"C{i % 10}"
             for key, style, label in ((metric, "-", name), (f"val_{metric}", "--",

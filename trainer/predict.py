@@ -78,6 +78,7 @@ def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_p
     """Predictions of a run's model for the inputs in ``input_path``."""
     from trainer import api, checkpoint
     from trainer.data.pipeline import Split, make_preprocessor
+    from trainer.runs import checkpoint_path as checkpoint_path_in
     from trainer.training import predict as run_predict
 
     run_dir = Path(run_dir)
@@ -85,7 +86,8 @@ def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_p
         raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
     cfg = api.load_run_config(run_dir)
     model = api.build(cfg)
-    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
+    ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
+            else run_dir / "checkpoints" / "last.h5")
     _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
     pre = make_preprocessor(cfg, model.input_names, [])
     pre.set_state(arrays)

@@ -19,11 +19,8 @@ layers.unsupported["Lambda"] = (
     "layer, a subclass of trainer.engine.layer.Layer in a module next to the config, "
     "and name it in the layer list: {layer: \"my_layers:Double\", args: {...}}; for "
     "code that runs during training (logging, side effects) use a user callback: "
-    "{callback: \"my_hooks:Notify\"}. See \"Custom layers\" in the README.")
-callbacks.unsupported["LambdaCallback"] = (
-    "LambdaCallback is not supported: a config holds no code. Write a subclass of "
-    "trainer.callbacks.base.Callback in a module next to the config and name it: "
-    "{callback: \"my_hooks:Notify\", args: {...}}.")
+    "{callback: \"my_hooks:Notify\"}, or LambdaCallback: {on_epoch_end: "
+    "\"my_hooks:plot_loss\"}. See \"Custom layers\" in the README.")
 
 # the user's own components, {loss: "my_losses:FocalLoss", args: {...}} (layers and
 # callbacks have their own entries, see trainer.usercode)

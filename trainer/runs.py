@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from trainer import __version__
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 from trainer.fileio import WriteError, remove_temporaries, write_text
 
 
@@ -30,6 +30,22 @@ def new_run_dir(name, base="runs"):
         path = Path(base) / f"{name}-{stamp}-{n}"
         n += 1
     return path
+
+
+def checkpoint_path(run_dir, name):
+    """The checkpoint file ``--checkpoint NAME`` means for a run folder: an absolute
+    path as given; a relative one in the run's ``checkpoints/``, then the run folder,
+    then the current folder (``--checkpoint best.h5`` is the run's best.h5). A name
+    found nowhere is a DataError naming where it was looked for."""
+    name = Path(name)
+    if name.is_absolute():
+        return name
+    places = ([Path(run_dir) / "checkpoints", Path(run_dir)] if run_dir else []) + [Path()]
+    for folder in places:
+        if (folder / name).is_file():
+            return folder / name
+    where = ", ".join(f"{p}/" if str(p) != "." else "the current folder" for p in places)
+    raise DataError(f"checkpoint not found: {name} (looked in {where})")
 
 
 def versions():
@@ -78,31 +94,51 @@ class Run:
     def lock(self):
         """Hold the run folder's lock (``.lock``, fcntl.flock on an open file: the
         kernel drops it when the process dies, so a killed run never leaves it
-        stuck). A second ``trainer fit`` on the same folder stops with ConfigError."""
-        import fcntl
-
+        stuck). A second ``trainer fit`` on the same folder stops with ConfigError.
+        The file is removed when the lock is given back (a killed process leaves it,
+        unlocked and harmless)."""
+        fd = self._acquire()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise WriteError(f"cannot write the run folder {self.path}: "
-                             f"{exc.strerror or exc}") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                raise ConfigError(f"run folder {self.path} is in use by another trainer "
-                                  f"process (pid {holder}); wait for it to finish or stop "
-                                  f"it, then resume with `trainer fit --resume "
-                                  f"{self.path}`") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             for folder in (self.path, self.checkpoints):
                 remove_temporaries(folder)  # of a process killed while writing
             yield self
         finally:
+            with contextlib.suppress(OSError):  # before closing: still ours to remove
+                (self.path / ".lock").unlink()
             os.close(fd)  # releases the lock
+
+    def _acquire(self):
+        """Open and flock ``.lock``; the descriptor. A holder that removed the file
+        (its run ended) between our open and flock leaves us a lock on a deleted
+        file, so the lock counts only while the path still names the file we hold."""
+        import fcntl
+
+        lock = self.path / ".lock"
+        while True:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise WriteError(f"cannot write the run folder {self.path}: "
+                                 f"{exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise ConfigError(f"run folder {self.path} is in use by another trainer "
+                                  f"process (pid {holder}); wait for it to finish or stop "
+                                  f"it, then resume with `trainer fit --resume "
+                                  f"{self.path}`") from None
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # the file we locked was removed: take the new one
 
     def create(self, resolved_config, seed, argv, config_folder=None):
         """Start a new run here (the lock held); checkpoints of an earlier run in the

@@ -10,6 +10,7 @@ import functools
 import json
 
 from trainer import registries
+from trainer.config import USER_CODE_PATTERN
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -24,7 +25,7 @@ LAYER_COMMON = {
     "trainable": {"type": "boolean"},
 }
 
-USER_CODE = {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"}
+USER_CODE = {"type": "string", "pattern": USER_CODE_PATTERN}
 
 
 def _positive_int(default=None):

@@ -1,5 +1,6 @@
-"""User code named by a config: ``{callback: "my_pkg.hooks:Notify", args: {...}}`` and
-``{layer: "my_pkg.layers:Scale", args: {...}}``.
+"""User code named by a config: ``{callback: "my_pkg.hooks:Notify", args: {...}}``,
+``{layer: "my_pkg.layers:Scale", args: {...}}`` and LambdaCallback's functions
+(``{LambdaCallback: {on_epoch_end: "my_hooks:plot_loss"}}``).
 
 Only the module the config names is imported: first from the config file's folder
 (``my_pkg/hooks.py`` or ``my_pkg/hooks/__init__.py`` next to the config), else from
@@ -101,6 +102,25 @@ def load_class(ref, base, folder, what):
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{ref} is not a subclass of {base.__module__}.{base.__name__}")
     return cls
+
+
+def load_function(ref, folder, what):
+    """``module:function`` → the function (``LambdaCallback``'s hooks), imported like a
+    user class: from ``folder`` first, else from the Python path."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise ConfigError(f"{what} must be written module:function, got {ref!r}")
+    module_name, attr = ref.split(":")
+    module = import_module(module_name, folder)
+    fn = getattr(module, attr, None)
+    if fn is None:
+        names = [n for n, v in vars(module).items()
+                 if callable(v) and not isinstance(v, type) and not n.startswith("_")]
+        raise ConfigError(f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no "
+                          f"'{attr}'.{suggest(attr, names)} "
+                          f"functions there: {', '.join(names) or 'none'}")
+    if not callable(fn) or isinstance(fn, type):
+        raise ConfigError(f"{what}: {ref} is not a function")
+    return fn
 
 
 def _instantiate(spec, key, base, cfg):

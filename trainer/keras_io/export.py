@@ -193,10 +193,46 @@ def write_h5(model, path, dtype="float32"):
 FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json", ".keras": "keras"}
 
 
+def hard_sigmoid_layers(config):
+    """Names of the layers in a Keras model config (wrapped layers too) that compute
+    Keras 2's hard_sigmoid, as activation or recurrent_activation."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            cfg = node.get("config")
+            if isinstance(cfg, dict) and "hard_sigmoid" in (
+                    cfg.get("activation"), cfg.get("recurrent_activation")):
+                found.append(str(cfg.get("name", node.get("class_name"))))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return list(dict.fromkeys(found))
+
+
+def keras2_only_note(out, model, dtype):
+    """The note `export` gives for a Keras 2-format file (.h5, .json) whose layers use
+    hard_sigmoid: Keras 2 (tf.keras 2.x) reads it as trained; Keras 3 redefined
+    hard_sigmoid (relu6(x + 3) / 6, not clip(0.2 x + 0.5, 0, 1)) and predicts otherwise
+    from the same file. None when no layer uses it."""
+    names = hard_sigmoid_layers(keras_config(model, dtype))
+    if not names:
+        return None
+    return (f"{out.name}: Keras 2 (tf.keras 2.x) reads this file as trained; Keras 3 "
+            f"computes hard_sigmoid as relu6(x + 3) / 6, not Keras 2's clip(0.2 x + 0.5, "
+            f"0, 1), so it predicts differently with layers {', '.join(names)}. For Keras 3, "
+            f"export to .keras (exact: `trainer export RUN model.keras`)")
+
+
 def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
     from trainer import api, checkpoint
     from trainer.fileio import write_text
+    from trainer.runs import checkpoint_path as checkpoint_path_in
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "config.yaml").exists():
@@ -213,10 +249,12 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         raise ConfigError(f"export: user layers have no Keras equivalent to write: "
                           f"{', '.join(user)}")
     dtype = cfg.get("dtype", "float32")
+    note = keras2_only_note(out, model, dtype) if fmt != "keras" else None
     if fmt == "keras-json":
         write_text(out, model_json(model, dtype) + "\n")
-        return out
-    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
+        return _noted(out, note)
+    ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
+            else run_dir / "checkpoints" / "last.h5")
     checkpoint.load(ckpt, model, with_optimizer=False)
     if fmt == "keras":
         from trainer.keras_io.keras3 import write_keras
@@ -224,4 +262,13 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
         write_keras(model, out, dtype)
     else:
         write_h5(model, out, dtype)
+    return _noted(out, note)
+
+
+def _noted(out, note):
+    """Give the export's note (a warning on stderr, and an event) once it is written."""
+    if note:
+        from trainer.keras_io.h5 import warn
+
+        warn(note)
     return out

@@ -98,12 +98,13 @@ class BatchNormalization(_Normalization):
     """Normalises each feature over the batch (and spatial axes).
 
     While training it normalises with the batch's mean and (biased) variance and
-    updates the moving statistics ``moving = moving·momentum + batch·(1 - momentum)``,
-    where the batch variance is the unbiased one, m/(m-1) times the biased (m values
-    per feature), as Keras 2 (and tf.keras's fused kernel, its default for conv
-    feature maps; its non-fused path for 2-D inputs uses the biased one); at inference
-    (and when the layer is frozen, ``trainable: false``, as in Keras 2) it uses the
-    moving statistics.
+    updates the moving statistics ``moving = moving·momentum + batch·(1 - momentum)``.
+    The batch variance in that update is tf.keras 2's: on its fused path (inputs of
+    rank 4 or 5 — after Conv2D/Conv3D — normalised over the channels, first or last
+    axis, in float32) the unbiased one, m/(m-1) times the biased (m values per
+    feature); on its non-fused path (2-D inputs after Dense, sequences, several axes,
+    float64) the biased one. At inference (and when the layer is frozen,
+    ``trainable: false``, as in Keras 2) it uses the moving statistics.
 
     Args: axis (-1, the channels), momentum (0.99), epsilon (0.001), center (true:
     beta), scale (true: gamma), beta_initializer (zeros), gamma_initializer (ones),
@@ -140,14 +141,22 @@ class BatchNormalization(_Normalization):
                         trainable=False)
         return input_shape
 
+    def _fused_path(self, x):
+        """Whether tf.keras 2 would run its fused kernel (which updates the moving
+        variance with the unbiased batch variance) on ``x``."""
+        return (x.ndim in (4, 5) and len(self._feature_axes) == 1
+                and self._feature_axes[0] in (1, x.ndim - 1)
+                and x.dtype in (np.float32, np.float16))
+
     def forward(self, x, training):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
         if training and self.trainable:
             xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon)
-            m = x.size // mean.size  # values per feature
-            unbiased = var * (m / max(m - 1, 1))
+            if self._fused_path(x):
+                m = x.size // mean.size  # values per feature
+                var = var * (m / max(m - 1, 1))
             keep = self.momentum
-            for name, batch in (("moving_mean", mean), ("moving_variance", unbiased)):
+            for name, batch in (("moving_mean", mean), ("moving_variance", var)):
                 moving = self.buffers[name]
                 moving *= keep
                 moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)

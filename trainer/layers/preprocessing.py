@@ -45,7 +45,10 @@ class Normalization(Layer):
     1e-7)``.
 
     Args:
-        axis: -1 (the features; the only axis supported).
+        axis: -1, the features of the last axis: the only axis supported, written as
+            an int or a one-item list; a positive axis (Keras counts the batch as 0)
+            is accepted when it is the input's last one (``axis: [3]`` on images, as
+            Keras's EfficientNet writes it), checked when the layer is built.
         mean, variance: one value or one per feature. Given, they are constants (no
             weights, as Keras). Left out, the layer holds Keras's non-trainable weights
             ``mean (C,)``, ``variance (C,)``, ``count ()``, which a Keras file fills in
@@ -60,9 +63,10 @@ class Normalization(Layer):
                  variance: float | list[float] | None = None, invert: bool = False,
                  name: str | None = None):
         super().__init__(name=name)
-        if axis not in (-1, [-1]):
-            raise self.error(f"only axis -1 (per feature of the last axis) is supported, "
-                             f"got {axis!r}")
+        one = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        if not isinstance(one, int) or isinstance(one, bool) or one == 0 or one < -1:
+            raise self.error(f"only axis -1 (per feature of the last axis, or the last "
+                             f"axis's number) is supported, got {axis!r}")
         if (mean is None) != (variance is None):
             raise self.error("give both mean and variance, or neither (then the layer "
                              "holds them as weights a Keras file fills in)")
@@ -71,6 +75,11 @@ class Normalization(Layer):
         self.axis, self.mean, self.variance, self.invert = axis, mean, variance, invert
 
     def build(self, input_shape, rng):
+        one = self.axis[0] if isinstance(self.axis, list) else self.axis
+        if one not in (-1, len(input_shape)):
+            raise self.error(f"only axis -1 (per feature of the last axis) is supported, "
+                             f"got axis {self.axis!r} on inputs of rank "
+                             f"{len(input_shape) + 1} (last axis {len(input_shape)})")
         features = input_shape[-1]
         if self.mean is None:
             zeros, ones = initializers.get("zeros"), initializers.get("ones")

@@ -1,11 +1,18 @@
-"""Cross-entropy losses, Keras 2 formulas: probabilities clipped to [1e-7, 1 - 1e-7]
-(the gradient is 0 where the clip is active), or ``from_logits`` computed stably."""
+"""Cross-entropy losses, tf.keras 2 backend formulas: probabilities clipped to
+[1e-7, 1 - 1e-7] (the gradient is 0 where the clip is active), or ``from_logits``
+computed stably. Each keeps tf.keras 2's order of operations, which matters at
+predictions of exactly 0 or 1 and for rows that do not sum to 1:
+
+- binary: clip, then ``log(p + ε)`` and ``log(1 - p + ε)``;
+- categorical: normalise the row, then clip;
+- sparse categorical: clip, then normalise (a log-softmax of the clipped log-probabilities).
+"""
 
 import numpy as np
 
 from trainer.errors import DataError
 from trainer.losses.base import (EPSILON, ElementwiseLoss, Loss, RowLoss, dense_labels,
-                                 rows_per_sample)
+                                 per_sample_mean, rows_per_sample)
 from trainer.registries import losses
 from trainer.registry import Rate
 
@@ -22,7 +29,8 @@ def log_softmax(z):
 
 @losses.register("binary_crossentropy", "BinaryCrossentropy", "bce")
 class BinaryCrossentropy(ElementwiseLoss):
-    """mean(-(t·log(p) + (1-t)·log(1-p)), axis=-1), p = y_pred clipped to [1e-7, 1-1e-7].
+    """mean(-(t·log(p + ε) + (1-t)·log(1 - p + ε)), axis=-1), p = y_pred clipped to
+    [ε, 1-ε], ε = 1e-7 (tf.keras 2's backend, ``+ ε`` included).
 
     Args:
         from_logits (default false): y_pred are logits; p = sigmoid(y_pred), and the
@@ -47,7 +55,7 @@ class BinaryCrossentropy(ElementwiseLoss):
         if self.from_logits:
             return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         p = np.clip(z, EPSILON, 1 - EPSILON)
-        return -(t * np.log(p) + (1 - t) * np.log(1 - p))
+        return -(t * np.log(p + EPSILON) + (1 - t) * np.log(1 - p + EPSILON))
 
     def elementwise_gradient(self, t, z):
         t = self._targets(t)
@@ -55,7 +63,7 @@ class BinaryCrossentropy(ElementwiseLoss):
             return sigmoid(z) - t
         inside = (z > EPSILON) & (z < 1 - EPSILON)
         p = np.clip(z, EPSILON, 1 - EPSILON)
-        return inside * (p - t) / (p * (1 - p))
+        return inside * ((1 - t) / (1 - p + EPSILON) - t / (p + EPSILON))
 
 
 @losses.register("categorical_crossentropy", "CategoricalCrossentropy", "cce")
@@ -134,6 +142,10 @@ class SparseCategoricalCrossentropy(Loss):
     """categorical_crossentropy with integer class ids as labels: shape (N,) or (N, 1)
     for an output (N, classes); (N, T) or (N, T, 1) for (N, T, classes).
 
+    On probabilities, as tf.keras 2's backend: q = y_pred clipped to [1e-7, 1-1e-7]
+    first, then normalised: -log(q_t / sum(q)) (a log-softmax of log q). On rows that
+    sum to 1 and need no clip this equals categorical_crossentropy's value.
+
     Args:
         from_logits (default false): y_pred are logits (softmax applied stably).
     """
@@ -158,7 +170,21 @@ class SparseCategoricalCrossentropy(Loss):
         return out
 
     def __call__(self, y_true, y_pred):
-        return self._dense(self.one_hot(y_true, y_pred), y_pred)
+        if self.from_logits:
+            return self._dense(self.one_hot(y_true, y_pred), y_pred)
+        ids = self.one_hot(y_true, y_pred, ids_only=True)[..., None]
+        q = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        rows = np.log(q.sum(axis=-1)) - np.log(np.take_along_axis(q, ids, -1)[..., 0])
+        return per_sample_mean(rows)
 
     def gradient(self, y_true, y_pred):
-        return self._dense.gradient(self.one_hot(y_true, y_pred), y_pred)
+        if self.from_logits:
+            return self._dense.gradient(self.one_hot(y_true, y_pred), y_pred)
+        ids = self.one_hot(y_true, y_pred, ids_only=True)[..., None]
+        inside = (y_pred > EPSILON) & (y_pred < 1 - EPSILON)
+        q = np.clip(y_pred, EPSILON, 1 - EPSILON)
+        # d/dq_j [log sum(q) - log q_t] = 1/sum(q) - [j == t]/q_t
+        dq = np.broadcast_to(1 / q.sum(axis=-1, keepdims=True), q.shape).copy()
+        np.put_along_axis(dq, ids, np.take_along_axis(dq, ids, -1)
+                          - 1 / np.take_along_axis(q, ids, -1), axis=-1)
+        return inside * dq / q.dtype.type(rows_per_sample(y_pred))

@@ -13,6 +13,10 @@ from pathlib import Path
 from trainer.fileio import write_text
 
 
+#: what a rerun reports for a trial it found finished (the ledger keeps "completed")
+ALREADY_DONE = "skipped (already done)"
+
+
 def sweep_dir(sweep, runs_root="runs"):
     return Path(runs_root) / sweep.name
 
@@ -133,6 +137,11 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
     def work(trial):
         if stop.is_set():
             return trial, "skipped", {}, ""
+        status, metrics = trial_status(folder / trial.id)
+        if status == "completed":  # a rerun: nothing to do for this one
+            if progress:
+                progress(trial, ALREADY_DONE, metrics, "")
+            return trial, ALREADY_DONE, metrics, ""
         status, metrics, error = run_trial(sweep, trial, folder / trial.id, env)
         if error:
             ledger.errors[trial.id] = error

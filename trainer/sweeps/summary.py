@@ -1,4 +1,5 @@
-"""The sweep's results: per point, the metric's mean ± std over seeds, ranked."""
+"""The sweep's results: per point, the metric's mean ± std over seeds, ranked (a
+point with one finished seed has a mean and no spread: its std is left empty)."""
 
 import csv
 import io
@@ -23,7 +24,9 @@ def summarise(sweep, rows):
     for point, g in groups.items():
         vals = g["values"]
         mean = sum(vals) / len(vals) if vals else math.nan
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) if vals else math.nan
+        # a spread needs two seeds: one gives none (not ± 0)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)) if len(vals) > 1 \
+            else None
         out.append({**dict(point), f"{metric}_mean": mean, f"{metric}_std": std,
                     "seeds_done": g["done"], "seeds": g["total"]})
     sign = -1 if mode == "max" else 1
@@ -54,6 +57,6 @@ def render(sweep, table, console):
         t.add_column(c)
     for i, r in enumerate(table, 1):
         m, s = r[f"{metric}_mean"], r[f"{metric}_std"]
-        value = "—" if math.isnan(m) else f"{m:.4f} ± {s:.4f}"
+        value = "—" if math.isnan(m) else f"{m:.4f}" if s is None else f"{m:.4f} ± {s:.4f}"
         t.add_row(str(i), *[str(r[c]) for c in cols], value, f"{r['seeds_done']}/{r['seeds']}")
     console.print(t)
