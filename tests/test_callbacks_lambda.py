@@ -112,7 +112,7 @@ callbacks:
                                        "on_epoch_end(epoch, logs)"),
     ("on_epoch_end", "my_hooks:plot_los", "has no 'plot_los'. Did you mean 'plot_loss'?"),
     ("on_batch_end", "no_such_module:f", "cannot import 'no_such_module'"),
-    ("on_train_end", "my_hooks.end", "expected module:name (a Python module and a name"),
+    ("on_train_end", "my_hooks.end", "expected a reference module:Name"),
 ])
 def test_bad_references_fail_before_training_with_the_line(tmp_path, hook, ref, message):
     hooks(tmp_path)
