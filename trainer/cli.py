@@ -26,9 +26,20 @@ Examples:
 """
 
 
+def echo_json(value, **kwargs):
+    """The one way a command prints JSON: strict (NaN/Inf written as null, with a note
+    in the object and on stderr saying which and why; trainer.strict_json)."""
+    from trainer.strict_json import report
+
+    text, why = report(value, **kwargs)
+    if why is not None:
+        click.echo(f"note: {why}", err=True)
+    click.echo(text)
+
+
 def _emit_error(message, code, as_json):
     if as_json:
-        click.echo(json.dumps({"error": message, "exit_code": code}))
+        echo_json({"error": message, "exit_code": code})
     click.echo(f"error: {message}", err=True)
 
 
@@ -184,13 +195,13 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     except GateError as exc:
         result["gates"] = exc.results
         if as_json:
-            click.echo(json.dumps({**result, "error": str(exc), "exit_code": exc.exit_code}))
+            echo_json({**result, "error": str(exc), "exit_code": exc.exit_code})
         events.emit("error", message=str(exc), exit_code=exc.exit_code)
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     events.emit("run_finished", run_dir=str(run.path), metrics=logs)
     if as_json:
-        click.echo(json.dumps(result))
+        echo_json(result)
     elif not quiet:
         from trainer.plot import read_history, terminal_chart
 
@@ -230,7 +241,7 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
               for k, v in _gate_items(cfg, cli_expect).items()}
     if as_json:
-        click.echo(json.dumps(results))
+        echo_json(results)
     else:
         from rich.table import Table
 
@@ -283,7 +294,7 @@ def validate(config_paths, overrides, fmt, as_json):
         if not problems:
             click.echo(f"{path}: valid")
     if as_json:
-        click.echo(json.dumps(report[0] if len(report) == 1 else report))
+        echo_json(report[0] if len(report) == 1 else report)
     if failed:
         sys.exit(2)
 
@@ -374,8 +385,8 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     if as_json:
-        click.echo(json.dumps({"sweep": spec_.name, "counts": counts, "ranking": table,
-                               "trials": rows}, default=str))
+        echo_json({"sweep": spec_.name, "counts": counts, "ranking": table, "trials": rows},
+                  default=str)
     else:
         out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         if table:
