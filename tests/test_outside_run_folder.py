@@ -16,7 +16,6 @@ from data_helpers import cli, make_config
 from trainer import checkpoint
 from trainer.callbacks.model_checkpoint import ModelCheckpoint
 from trainer.errors import DataError
-from trainer.fileio import append_text, atomic_path, confined
 from trainer.runs import Run
 
 IRIS = textwrap.dedent("""\
@@ -98,6 +97,8 @@ def test_model_checkpoint_checks_its_folder_before_training(tmp_path):
 def test_every_write_into_a_run_folder_is_confined(tmp_path):
     """The one gate (trainer.fileio.confined), used by the atomic writer and appends:
     a final symlink is refused too, and an append never follows one."""
+    from trainer.fileio import append_text, atomic_path, confined
+
     root = tmp_path / "r"
     root.mkdir()
     outside = tmp_path / "outside.txt"

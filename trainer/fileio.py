@@ -163,8 +163,10 @@ def append_text(path, text, root=None):
     symlink is not followed (O_NOFOLLOW), and with ``root`` the path is ``confined``."""
     if root is not None:
         confined(path, root)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o666)
-    with open(fd, "a", encoding="utf-8", newline="") as f:
+    with open(path, "a", encoding="utf-8", newline="", opener=_no_follow) as f:
         f.write(text)
         f.flush()
+
+
+def _no_follow(path, flags):
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)

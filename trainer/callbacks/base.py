@@ -228,8 +228,8 @@ def check_template(template, fields, params, extra, what, where):
             raise ConfigError(f"{what}: {text} asks for {max(sizes)} characters, more than "
                               f"a file name may hold ({NAME_MAX})", where=where)
         if "/" in (spec or "") or "\0" in (spec or ""):
-            raise ConfigError(f"{what}: the format of {text} may not write '/' or NUL "
-                              f"into the file name", where=where)
+            raise ConfigError(f"{what}: {text} would write '/' or NUL into the file name "
+                              f"(a fill character of its format)", where=where)
         try:
             text.format(**samples)
         except (ValueError, TypeError, OverflowError, MemoryError) as exc:
