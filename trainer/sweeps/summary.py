@@ -3,6 +3,7 @@
 import csv
 import io
 import math
+from pathlib import Path
 
 from trainer.fileio import write_text
 
@@ -34,13 +35,13 @@ def summarise(sweep, rows):
 
 def write_summary(path, table):
     if not table:
-        write_text(path, "")
+        write_text(path, "", root=Path(path).parent)
         return
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(table)
-    write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue(), root=Path(path).parent)
 
 
 def render(sweep, table, console):
