@@ -109,12 +109,11 @@ def locate(module, folder):
     if folder is not None and _in_folder(folder, module) is not None:
         return _in_folder(folder, module)
     parts = module.split(".")
-    spec = importlib.machinery.PathFinder.find_spec(parts[0])
-    if spec is None and parts[0] in sys.modules:  # a built-in or already loaded module
-        spec = getattr(sys.modules[parts[0]], "__spec__", None)
-    if spec is None:
-        spec = importlib.util.find_spec(parts[0])  # top level: imports nothing
-    for i, part in enumerate(parts[1:], start=1):
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    for i in range(1, len(parts)):
         places = spec.submodule_search_locations if spec is not None else None
         if places is None:
             spec = None
