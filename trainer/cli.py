@@ -1,12 +1,13 @@
 """The `trainer` command: a thin click group. Each command parses its arguments,
 calls ``trainer.api``, prints, and maps errors to the documented exit codes:
 
-0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data ·
-4 an `expect:` gate not met · 5 training diverged · 6 a run file could not be written
-(full disk, read-only or deleted folder) · 130 interrupted (Ctrl-C) · 143 terminated
-(SIGTERM); both write a resumable checkpoint first.
+0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data (or a
+damaged run folder) · 4 an `expect:` gate not met · 5 training diverged · 6 a run file
+could not be written (full disk, read-only or deleted folder) · 130 interrupted
+(Ctrl-C) · 143 terminated (SIGTERM); both write a resumable checkpoint first.
 
-Heavy imports stay inside the commands so that `trainer --help` is instant.
+Heavy imports stay inside the commands so that `trainer --help` is instant. JSON is
+printed only through ``echo_json`` (strict: NaN/Inf become null, with a note).
 """
 
 import functools
