@@ -107,6 +107,25 @@ def test_evaluate_json_of_a_diverged_model_is_strict_json(tmp_path):
     assert "note: loss is Infinity" in r.stderr
 
 
+def test_the_strict_writer_nulls_every_non_finite_value_and_says_where():
+    import numpy as np
+
+    from trainer.strict_json import report
+
+    value = {"ranking": [{"val_loss_mean": float("nan")}, {"val_loss_mean": 0.5}],
+             "metrics": {"loss": np.float32("inf"), "acc": np.float64(0.75)},
+             "curve": np.array([1.0, -np.inf])}
+    text, why = report(value)
+    out = json.loads(text, parse_constant=refuse)
+    assert out["ranking"][0]["val_loss_mean"] is None and out["ranking"][1]["val_loss_mean"] == 0.5
+    assert out["metrics"] == {"loss": None, "acc": 0.75} and out["curve"] == [1.0, None]
+    assert why == out["note"]
+    for part in ("ranking[0].val_loss_mean is NaN", "metrics.loss is Infinity",
+                 "curve[1] is -Infinity"):
+        assert part in why
+    assert report({"loss": 0.25}) == ('{"loss": 0.25}', None)
+
+
 def test_every_json_the_cli_prints_goes_through_one_strict_writer():
     """The commands print JSON only through cli.echo_json (trainer.strict_json)."""
     import inspect
