@@ -170,7 +170,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             held.enter_context(run.lock())
             run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
             if val is not None and val.rows is not None:  # the rows validation took
-                np.save(run.path / "validation_rows.npy", val.rows, allow_pickle=False)
+                run.write_array("validation_rows.npy", val.rows)
         else:
             run.reopen(resolved, argv, point.summary())
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
@@ -229,7 +229,7 @@ def save_last(run, loop, pre, history, resolved):
         raise WriteError(f"the run folder {run.path} was deleted or moved while the run "
                          f"was training; stopped before writing a checkpoint")
     state, arrays = loop.get_state()
-    checkpoint.save(run.last, loop.model, keep_previous=run.previous,
+    checkpoint.save(run.last, loop.model, keep_previous=run.previous, root=run.path,
                     state={"version": checkpoint.FORMAT,
                            "config_hash": config_hash(resolved), "loop": state},
                     arrays={**pre.get_state(), **arrays})

@@ -27,8 +27,9 @@ import numpy as np
 
 from trainer.errors import DataError
 from trainer.fileio import atomic_path
-from trainer.h5limits import attr, check_dataset
+from trainer.h5limits import attr, check_dataset, open_file
 from trainer.keras_io import h5 as keras_h5
+from trainer.limits import regular_file
 
 FORMAT = 2
 USERBLOCK = 512  # bytes before the HDF5 data; HDF5 looks for its signature at 0, 512, ...
@@ -47,11 +48,12 @@ def _flat(group):
     return out
 
 
-def save(path, model, state=None, arrays=None, keep_previous=None):
-    """Write weights (+ optimizer, + trainer state) atomically to ``path``."""
+def save(path, model, state=None, arrays=None, keep_previous=None, root=None):
+    """Write weights (+ optimizer, + trainer state) atomically to ``path`` (inside the
+    run folder ``root``, when given: trainer.fileio.confined)."""
     import h5py
 
-    with atomic_path(path, keep_previous=keep_previous) as tmp:
+    with atomic_path(path, keep_previous=keep_previous, root=root) as tmp:
         with h5py.File(tmp, "w", userblock_size=USERBLOCK) as f:
             write_weights(f, model)
             if model.optimizer is not None and model.optimizer.slots is not None:
@@ -93,6 +95,7 @@ def _check_seal(path, resumable):
     """DataError naming ``path`` if its bytes do not match its seal. A file without a
     seal (a Keras weights file) passes unless training is to resume from it."""
     try:
+        regular_file(path, "checkpoint")
         with open(path, "rb") as fh:
             head = fh.read(len(SEAL) + 64)
             if not head.startswith(SEAL):
@@ -113,10 +116,8 @@ def _check_seal(path, resumable):
 @contextlib.contextmanager
 def _reading(path):
     """Open ``path`` for reading; damage found while reading becomes a DataError."""
-    import h5py
-
     try:
-        with h5py.File(path, "r") as f:
+        with open_file(path) as f:
             yield f
     except FileNotFoundError:
         raise DataError(f"checkpoint not found: {path}") from None

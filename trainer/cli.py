@@ -1,12 +1,13 @@
 """The `trainer` command: a thin click group. Each command parses its arguments,
 calls ``trainer.api``, prints, and maps errors to the documented exit codes:
 
-0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data ·
-4 an `expect:` gate not met · 5 training diverged · 6 a run file could not be written
-(full disk, read-only or deleted folder) · 130 interrupted (Ctrl-C) · 143 terminated
-(SIGTERM); both write a resumable checkpoint first.
+0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data (or a
+damaged run folder) · 4 an `expect:` gate not met · 5 training diverged · 6 a run file
+could not be written (full disk, read-only or deleted folder) · 130 interrupted
+(Ctrl-C) · 143 terminated (SIGTERM); both write a resumable checkpoint first.
 
-Heavy imports stay inside the commands so that `trainer --help` is instant.
+Heavy imports stay inside the commands so that `trainer --help` is instant. JSON is
+printed only through ``echo_json`` (strict: NaN/Inf become null, with a note).
 """
 
 import functools
@@ -26,9 +27,20 @@ Examples:
 """
 
 
+def echo_json(value, **kwargs):
+    """The one way a command prints JSON: strict (NaN/Inf written as null, with a note
+    in the object and on stderr saying which and why; trainer.strict_json)."""
+    from trainer.strict_json import report
+
+    text, why = report(value, **kwargs)
+    if why is not None:
+        click.echo(f"note: {why}", err=True)
+    click.echo(text)
+
+
 def _emit_error(message, code, as_json):
     if as_json:
-        click.echo(json.dumps({"error": message, "exit_code": code}))
+        echo_json({"error": message, "exit_code": code})
     click.echo(f"error: {message}", err=True)
 
 
@@ -183,13 +195,13 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     except GateError as exc:
         result["gates"] = exc.results
         if as_json:
-            click.echo(json.dumps({**result, "error": str(exc), "exit_code": exc.exit_code}))
+            echo_json({**result, "error": str(exc), "exit_code": exc.exit_code})
         events.emit("error", message=str(exc), exit_code=exc.exit_code)
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     events.emit("run_finished", run_dir=str(run.path), metrics=logs)
     if as_json:
-        click.echo(json.dumps(result))
+        echo_json(result)
     elif not quiet:
         from trainer.plot import read_history, terminal_chart
 
@@ -229,7 +241,7 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
               for k, v in _gate_items(cfg, cli_expect).items()}
     if as_json:
-        click.echo(json.dumps(results))
+        echo_json(results)
     else:
         from rich.table import Table
 
@@ -286,7 +298,7 @@ def validate(config_paths, overrides, fmt, as_json):
         if not problems:
             click.echo(f"{path}: valid")
     if as_json:
-        click.echo(json.dumps(report[0] if len(report) == 1 else report))
+        echo_json(report[0] if len(report) == 1 else report)
     if failed:
         sys.exit(2)
 
@@ -384,8 +396,8 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     if as_json:
-        click.echo(json.dumps({"sweep": spec_.name, "counts": counts, "ranking": table,
-                               "trials": rows, "warnings": warnings}, default=str))
+        echo_json({"sweep": spec_.name, "counts": counts, "ranking": table, "trials": rows,
+                   "warnings": warnings}, default=str)
     else:
         out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         if table:

@@ -72,6 +72,9 @@ def _build(node, loader, path, marks, filename):
         out = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, str) and "\0" in key:
+                raise ConfigError(f"a NUL character (\\0) is not allowed in a key, got "
+                                  f"{key!r}", where=_mark(key_node, filename))
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 raise ConfigError(f"mapping keys must be plain names, got {key!r}",
                                   where=_mark(key_node, filename))
@@ -81,18 +84,29 @@ def _build(node, loader, path, marks, filename):
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(v, loader, path + (i,), marks, filename) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, str) and "\0" in value:  # written as "\0": no path or name has one
+        raise ConfigError(f"{format_path(path)}: a NUL character (\\0) is not allowed in a "
+                          f"config string, got {value!r}", where=marks[path])
+    return value
 
 
 def parse_text(text, filename):
     """YAML/JSON text → (value, marks). Python-object tags are refused by the safe loader."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its reader refuses control characters (NUL, ...) here
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(_reader_problem(exc, text), where=_position(text, exc.position,
+                                                                      filename)) from None
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError("the config file is empty", where=filename)
         marks = {}
         value = _build(node, loader, (), marks, filename)
+    except yaml.reader.ReaderError as exc:  # met while reading on (a later chunk)
+        raise ConfigError(_reader_problem(exc, text), where=_position(text, exc.position,
+                                                                      filename)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
@@ -108,10 +122,26 @@ def parse_text(text, filename):
     return value, marks
 
 
+def _reader_problem(exc, text):
+    char = exc.character
+    code = char if isinstance(char, int) else ord(char)
+    name = "a NUL byte" if code == 0 else f"the control character U+{code:04X}"
+    return f"invalid YAML: {name} is not allowed in a config (remove it)"
+
+
+def _position(text, index, filename):
+    """file:line:col of character ``index`` of ``text``."""
+    before = text[:index]
+    return f"{filename}:{before.count(chr(10)) + 1}:{index - before.rfind(chr(10))}"
+
+
 def load(path, overrides=()):
     """Read, override, validate and complete a config file."""
+    from trainer.limits import regular_file
+
     path = Path(path)
     try:
+        regular_file(path, "config file", ConfigError)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None

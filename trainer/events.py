@@ -4,9 +4,9 @@ Library code calls ``emit(name, **fields)``; nothing is written unless a sink wa
 opened (the CLI opens one on stdout for ``--log-format jsonl``).
 """
 
-import json
-import math
 import time
+
+from trainer.strict_json import dumps
 
 _sinks = []
 
@@ -19,22 +19,10 @@ def close_sinks():
     _sinks.clear()
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item"):
-        return _clean(value.item())
-    return value
-
-
 def emit(event, **fields):
     if not _sinks:
         return
-    line = json.dumps({"event": event, "time": round(time.time(), 3), **_clean(fields)})
+    line, _ = dumps({"event": event, "time": round(time.time(), 3), **fields})  # NaN → null
     for s in _sinks:
         s.write(line + "\n")
         s.flush()

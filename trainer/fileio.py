@@ -1,9 +1,16 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, rename, fsync folder.
+"""Writes into a run folder: atomic (a temporary file in the same folder, fsync, rename,
+fsync folder) and confined to the folder.
 
 A reader (or a process killed at any instant) sees either the old file or the new
 one, never a half-written one. ``keep_previous`` also keeps the file being replaced
 under a second name, itself replaced atomically (a hard link, so the target never
 goes missing).
+
+``confined`` is the one gate of every write into a run folder (``root``): the path's
+real location, every symlink on the way resolved (the file's own too), must stay
+inside the folder's, so a link such as ``checkpoints -> /elsewhere`` never carries a
+write out of it. The rename replaces a final symlink instead of following it, and
+appends open with O_NOFOLLOW.
 """
 
 import contextlib
@@ -12,7 +19,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from trainer.errors import TrainerError
+from trainer.errors import DataError, TrainerError
 
 
 class WriteError(TrainerError):
@@ -25,6 +32,28 @@ class WriteError(TrainerError):
 #: errno values that mean "this folder cannot be written", not a bug of ours
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
                 errno.EFBIG, errno.EIO}
+
+
+def confined(path, root):
+    """``path`` (a Path) if its real location stays inside the folder ``root``, else a
+    DataError (exit 3: a damaged run folder). Resolved at each write, not once."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise DataError(f"{path} leads outside the run folder {root} (to {real}): trainer "
+                        f"writes only inside its run folder; remove the symlink that "
+                        f"leads out of it (or start a new run folder)")
+    return Path(path)
+
+
+def check_links(root):
+    """DataError unless every symlink inside the folder ``root`` (at any depth) stays
+    inside it: checked before a run writes anything there."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            entry = os.path.join(folder, name)
+            if os.path.islink(entry):
+                confined(entry, root)
 
 
 def _fsync_dir(folder):
@@ -78,13 +107,18 @@ def _keep(path, previous):
 
 
 @contextlib.contextmanager
-def atomic_path(path, keep_previous=None):
+def atomic_path(path, keep_previous=None, root=None):
     """Yield a temporary path; on success it replaces ``path`` atomically.
 
     With ``keep_previous`` (a path in the same folder), the file ``path`` held
-    before is kept there.
+    before is kept there. With ``root`` (the run folder), both must stay inside it
+    (``confined``).
     """
     path = Path(path)
+    if root is not None:
+        for p in (path, keep_previous):
+            if p is not None:
+                confined(p, root)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +152,21 @@ def _discard(tmp):
             os.unlink(tmp)
 
 
-def write_text(path, text):
-    with atomic_path(path) as tmp:
+def write_text(path, text, root=None):
+    with atomic_path(path, root=root) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def append_text(path, text, root=None):
+    """Add ``text`` at the end of ``path`` (created if missing), flushed; a final
+    symlink is not followed (O_NOFOLLOW), and with ``root`` the path is ``confined``."""
+    if root is not None:
+        confined(path, root)
+    with open(path, "a", encoding="utf-8", newline="", opener=_no_follow) as f:
+        f.write(text)
+        f.flush()
+
+
+def _no_follow(path, flags):
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)

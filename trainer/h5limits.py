@@ -1,4 +1,9 @@
-"""Size checks made before anything is read from an HDF5 file (data or checkpoint).
+"""Checks made before anything is read from an HDF5 file (data, checkpoint, Keras file).
+
+Every HDF5 file trainer reads is opened with ``open_file``, which refuses what would
+make it read another file's bytes: a dataset with external storage (h5py
+``external=[('/etc/passwd', 0, 800)]``), a virtual dataset (rows mapped from other
+files) and an external link (a name in this file that opens another file).
 
 An HDF5 dataset declares its shape apart from what it stores: a chunked dataset of
 shape (10**12, 10**6) costs a few bytes on disk and reads as fill values. Reading it
@@ -22,9 +27,55 @@ from trainer.limits import memory_bytes
 MAX_ATTR_BYTES = 16 << 20
 
 
+def open_file(path):
+    """``path`` opened read-only with h5py, once ``check_file`` passed (closed on a
+    DataError). h5py's OSError for an unreadable file passes through."""
+    import h5py
+
+    f = h5py.File(path, "r")
+    try:
+        check_file(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def check_file(f, label):
+    """DataError naming ``label`` if any name in the open file ``f`` leads to another
+    file's bytes (``check_storage``, external links)."""
+    import h5py
+
+    links, datasets = [], []  # collected, then checked: h5py's visitors mangle exceptions
+    f.visititems_links(lambda name, info: links.append((name, info))
+                       if isinstance(info, h5py.ExternalLink) else None)
+    if links:
+        name, info = links[0]
+        raise DataError(f"{label}:/{name} is an external link to {info.filename}:"
+                        f"{info.path}; trainer reads only the file it is given: refused")
+    f.visititems(lambda name, obj: datasets.append((name, obj))
+                 if isinstance(obj, h5py.Dataset) else None)
+    for name, ds in datasets:
+        check_storage(ds, f"{label}:/{name}")
+
+
+def check_storage(ds, label):
+    """DataError unless dataset ``ds`` keeps its bytes in its own file: external
+    storage and virtual datasets read other files."""
+    if ds.external:
+        files = ", ".join(sorted({name.decode(errors="replace") if isinstance(name, bytes)
+                                  else str(name) for name, *_ in ds.external}))
+        raise DataError(f"{label}: its data is stored in other files ({files}), not in "
+                        f"this one (HDF5 external storage); refused")
+    if ds.is_virtual:
+        raise DataError(f"{label}: a virtual dataset (its rows are mapped from other "
+                        f"files); refused")
+
+
 def check_dataset(ds, label, whole=True):
     """DataError naming ``label`` unless dataset ``ds`` can be read safely: whole
     (``whole=True``) or a row at a time."""
+    check_storage(ds, label)
     shape = tuple(int(n) for n in ds.shape or ())
     declared = math.prod(shape) * ds.dtype.itemsize
     memory = memory_bytes()

@@ -6,6 +6,7 @@ import numpy as np
 
 from trainer.errors import ConfigError, DataError
 from trainer.fileio import atomic_path
+from trainer.limits import regular_file
 
 
 def read_inputs(path, input_names):
@@ -14,6 +15,7 @@ def read_inputs(path, input_names):
     path = Path(path)
     if not path.exists():
         raise DataError(f"input file not found: {path}")
+    regular_file(path, "--input")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
@@ -38,15 +40,20 @@ def read_inputs(path, input_names):
 
 
 def _read_csv(path):
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
+    import io
+
+    from trainer.data.sources import csv_text
+
+    text = csv_text(path)  # a regular file, bounded by this machine's memory
+    first = text.split("\n", 1)[0]
     try:
         [float(v) for v in first.strip().split(",")]
         skip = 0
     except ValueError:
         skip = 1  # a header row
     try:
-        return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+        return np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, dtype=np.float64,
+                          ndmin=2)
     except ValueError as exc:
         raise DataError(f"{path}: not a numeric CSV ({exc})") from None
 

@@ -15,7 +15,8 @@ import yaml
 
 from trainer import __version__
 from trainer.errors import ConfigError, DataError
-from trainer.fileio import WriteError, remove_temporaries, write_text
+from trainer.fileio import (WriteError, atomic_path, check_links, confined, remove_temporaries,
+                            write_text)
 
 
 def now():
@@ -101,6 +102,7 @@ class Run:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            check_links(self.path)  # before anything is written or removed
             for folder in (self.path, self.checkpoints):
                 remove_temporaries(folder)  # of a process killed while writing
             yield self
@@ -115,11 +117,11 @@ class Run:
         file, so the lock counts only while the path still names the file we hold."""
         import fcntl
 
-        lock = self.path / ".lock"
         while True:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
-                fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+                lock = confined(self.path / ".lock", self.path)
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise WriteError(f"cannot write the run folder {self.path}: "
                                  f"{exc.strerror or exc}") from None
@@ -167,17 +169,26 @@ class Run:
         self.write_meta()
 
     def read_meta(self):
-        try:
-            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+        """run.json as a mapping ({} when there is none yet); DataError when it is
+        damaged (not JSON, or JSON that is not an object)."""
+        return read_run_json(self.path / "run.json")
 
     def write_config(self, resolved_config):
         write_text(self.path / "config.yaml",
-                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True))
+                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True),
+                   root=self.path)
 
     def write_meta(self):
-        write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n")
+        write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n",
+                   root=self.path)
+
+    def write_array(self, name, array):
+        """``name`` (a .npy file in the run folder), written atomically."""
+        import numpy as np
+
+        with atomic_path(self.path / name, root=self.path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
 
     def finish(self, status, metrics=None, error=None):
         self.meta.update(status=status, ended=now())
@@ -195,7 +206,7 @@ class Run:
         w.writeheader()
         for r in rows:
             w.writerow(r)
-        write_text(self.path / "history.csv", buf.getvalue())
+        write_text(self.path / "history.csv", buf.getvalue(), root=self.path)
 
     @property
     def last(self):
@@ -209,6 +220,26 @@ class Run:
 
     def load_config_text(self):
         return (self.path / "config.yaml").read_text(encoding="utf-8")
+
+
+def read_run_json(path):
+    """A run.json file as a mapping: {} when missing, DataError (a damaged run folder,
+    exit 3) when it is not JSON or JSON that is not an object."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the run's record ({exc}); the run folder "
+                        f"is damaged") from None
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"{path}: not JSON ({exc}); the run folder is damaged") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object (the run's record), got "
+                        f"{type(meta).__name__}; the run folder is damaged")
+    return meta
 
 
 def command_line():

@@ -4,10 +4,15 @@
 
 Only the module the config names is imported: first from the config file's folder
 (``my_pkg/hooks.py`` or ``my_pkg/hooks/__init__.py`` next to the config), else from
-the Python path (an installed package). Nothing in a config is evaluated.
+the Python path (an installed package). Nothing in a config is evaluated. Importing
+runs the module's top-level code (``trainer validate`` too), so the reference is
+checked first, running nothing: ``module:Class`` written with plain names, and the
+module's file found where the config points (``locate``).
 """
 
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 import traceback
 from pathlib import Path
@@ -86,11 +91,47 @@ def _import(module, folder):
                           f"({frame.filename}:{frame.lineno})") from None
 
 
-def load_class(ref, base, folder, what):
-    """``module:Class`` → the class, which must subclass ``base``."""
+def check_reference(ref, what):
+    """(module, attr) of ``module:Class``, each written with plain names; else a
+    ConfigError. Nothing is imported."""
     if not isinstance(ref, str) or ref.count(":") != 1:
         raise ConfigError(f"{what} must be written module:ClassName, got {ref!r}")
     module_name, attr = ref.split(":")
+    if not all(p.isidentifier() for p in module_name.split(".")) or not attr.isidentifier():
+        raise ConfigError(f"{what} must be written module:ClassName with plain names "
+                          f"(my_pkg.hooks:Notify), got {ref!r}; nothing was imported")
+    return module_name, attr
+
+
+def locate(module, folder):
+    """The file of dotted ``module`` (next to the config first, else on the Python path),
+    found without importing anything: packages on the way are not run. ConfigError
+    when there is none."""
+    if folder is not None and _in_folder(folder, module) is not None:
+        return _in_folder(folder, module)
+    parts = module.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    for i in range(1, len(parts)):
+        places = spec.submodule_search_locations if spec is not None else None
+        if places is None:
+            spec = None
+            break
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]), list(places))
+    if spec is None:
+        where = f"{folder} or " if folder is not None else ""
+        raise ConfigError(f"cannot import '{module}': no {module.replace('.', '/')}.py in "
+                          f"{where}on the Python path; nothing was imported")
+    return spec.origin
+
+
+def load_class(ref, base, folder, what):
+    """``module:Class`` → the class, which must subclass ``base``. The reference is
+    checked and its module file found before anything is imported."""
+    module_name, attr = check_reference(ref, what)
+    locate(module_name, folder)
     module = import_module(module_name, folder)
     cls = getattr(module, attr, None)
     if cls is None:

@@ -11,11 +11,12 @@ optimizer runs at (``base_lr``), and one-line notices on stderr (``say``).
 """
 
 import math
+import re
 import string
 import sys
 from pathlib import Path, PurePath
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, DataError
 
 
 class Callback:
@@ -163,17 +164,23 @@ def check_relative(path, what):
     return str(path)
 
 
+def run_root(callback):
+    """The folder a callback writes in: the run folder, else (library use) the cwd."""
+    return Path(callback.run.path) if callback.run is not None else Path(".")
+
+
 def inside_run(callback, relative, sub=None):
-    """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run."""
-    base = Path(callback.run.path) if callback.run is not None else Path(".")
-    if sub:
-        base = base / sub
-    out = base / relative
-    if not out.resolve().is_relative_to(Path(callback.run.path if callback.run else ".")
-                                        .resolve()):
-        raise ConfigError(f"{relative!r} resolves to {out}, outside the run folder",
-                          where=callback.where)
-    return out
+    """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run.
+    Its real location must stay inside (trainer.fileio.confined): a symlink in the run
+    folder leading out of it is a DataError naming the callback's config line."""
+    from trainer.fileio import confined
+
+    root = run_root(callback)
+    out = (root / sub if sub else root) / relative
+    try:
+        return confined(out, root)
+    except DataError as exc:
+        raise DataError(exc.message, where=callback.where) from None
 
 
 def template_fields(template, what):
@@ -195,3 +202,44 @@ def check_fields(fields, params, extra, what, where):
     if missing:
         raise ConfigError(f"{what} uses {{{missing[0]}}}, which is not logged. "
                           f"Available: {', '.join(names)}", where=where)
+
+
+#: a file name component may be this long (bytes) on the file systems we know
+NAME_MAX = 255
+#: the values a template is tried with: what each field holds when it is filled
+SAMPLE_INTS = ("epoch", "batch", "size")
+
+
+def check_template(template, fields, params, extra, what, where):
+    """Fill a file name template with sample values before training (an int for
+    ``epoch``, ``batch``, ``size``, a float for each logged value): a field it cannot
+    format (``{epoch:zz}``, ``{lr:s}``), a width no file name can hold
+    (``{epoch:>99999999999}``) or a '/' written by a format spec is a ConfigError
+    naming the field. Returns the template filled with the samples."""
+    check_fields(fields, params, extra, what, where)
+    samples = {f: (1 if f in SAMPLE_INTS else 0.5) for f in fields}
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        text = "{" + field + (f"!{conversion}" if conversion else "") + \
+            (f":{spec}" if spec else "") + "}"
+        sizes = [int(n) for n in re.findall(r"\d+", spec or "")]
+        if any(n > NAME_MAX for n in sizes):
+            raise ConfigError(f"{what}: {text} asks for {max(sizes)} characters, more than "
+                              f"a file name may hold ({NAME_MAX})", where=where)
+        if "/" in (spec or "") or "\0" in (spec or ""):
+            raise ConfigError(f"{what}: {text} would write '/' or NUL into the file name "
+                              f"(a fill character of its format)", where=where)
+        try:
+            text.format(**samples)
+        except (ValueError, TypeError, OverflowError, MemoryError) as exc:
+            kind = "a whole number" if field in SAMPLE_INTS else "a number"
+            raise ConfigError(f"{what}: {text} cannot format {field} ({kind}, e.g. "
+                              f"{samples[field]!r}): {exc}", where=where) from None
+    filled = template.format(**samples)
+    for part in PurePath(filled).parts:
+        if len(part.encode()) > NAME_MAX:
+            raise ConfigError(f"{what}: {template!r} makes file names like {part[:40]!r}... "
+                              f"of {len(part.encode())} bytes, more than a file name may "
+                              f"hold ({NAME_MAX})", where=where)
+    return filled

@@ -4,8 +4,8 @@ import csv
 import io
 from typing import Annotated
 
-from trainer.callbacks.base import Callback, check_relative, inside_run
-from trainer.fileio import write_text
+from trainer.callbacks.base import Callback, check_relative, inside_run, run_root
+from trainer.fileio import append_text, write_text
 from trainer.registries import callbacks
 from trainer.registry import Schema
 
@@ -56,7 +56,7 @@ class CSVLogger(Callback):
             header, _ = self._read(text)
             self.keys = header[1:] if header else self.keys
         else:
-            write_text(self.path, "")
+            write_text(self.path, "", root=run_root(self))
         self._has_header = bool(self.path.read_text(encoding="utf-8"))
 
     def _read(self, text):
@@ -68,7 +68,7 @@ class CSVLogger(Callback):
         w = csv.writer(buf, delimiter=self.separator, lineterminator="\n")
         for r in ([header] if header else []) + rows:
             w.writerow(r)
-        write_text(self.path, buf.getvalue())
+        write_text(self.path, buf.getvalue(), root=run_root(self))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -82,9 +82,7 @@ class CSVLogger(Callback):
             w.writeheader()
             self._has_header = True
         w.writerow(row)
-        with open(self.path, "a", encoding="utf-8", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
+        append_text(self.path, buf.getvalue(), root=run_root(self))
 
     def get_state(self):
         return {"keys": self.keys}

@@ -3,22 +3,23 @@
 from typing import Literal, Union
 
 from trainer import checkpoint
-from trainer.callbacks.base import (Callback, Monitor, check_fields, check_relative,
-                                    inside_run, say, template_fields)
+from trainer.callbacks.base import (Callback, Monitor, check_relative, check_template,
+                                    inside_run, run_root, say, template_fields)
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.registries import callbacks
 from trainer.registry import PositiveInt
 
 
-def save_weights(path, model, weights_only):
-    """Weights (Keras HDF5 layout), plus the optimizer state unless ``weights_only``."""
+def save_weights(path, model, weights_only, root=None):
+    """Weights (Keras HDF5 layout), plus the optimizer state unless ``weights_only``;
+    ``path`` stays inside the run folder ``root`` (trainer.fileio.confined)."""
     if not weights_only:
-        checkpoint.save(path, model)
+        checkpoint.save(path, model, root=root)
         return
     import h5py
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, root=root) as tmp:
         with h5py.File(tmp, "w") as f:
             checkpoint.write_weights(f, model)
 
@@ -26,7 +27,8 @@ def save_weights(path, model, weights_only):
 def save_best(callback):
     """checkpoints/best.h5 (weights and optimizer state), when training from a config."""
     if callback.writes_best and callback.run is not None:
-        checkpoint.save(callback.run.checkpoints / "best.h5", callback.model)
+        checkpoint.save(callback.run.checkpoints / "best.h5", callback.model,
+                        root=callback.run.path)
 
 
 @callbacks.register("ModelCheckpoint")
@@ -77,7 +79,10 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, logs=None):
         extra = ["batch", "size"] if self.save_freq != "epoch" else []
-        check_fields(self.fields, self.params, extra, "ModelCheckpoint.filepath", self.where)
+        sample = check_template(self.filepath, self.fields, self.params, extra,
+                                "ModelCheckpoint.filepath", self.where)
+        check_relative(sample, "ModelCheckpoint.filepath (filled in)")
+        inside_run(self, sample, "checkpoints")  # no symlink out of the run folder
         if self.save_best_only:
             self.tracker.check_available(self.params, self.where)
 
@@ -134,7 +139,7 @@ class ModelCheckpoint(Callback):
                     f"to {current:.5f}, saving model to {path}")
         elif self.verbose:
             say(f"Epoch {epoch + 1:05d}: saving model to {path}")
-        save_weights(path, self.model, self.save_weights_only)
+        save_weights(path, self.model, self.save_weights_only, run_root(self))
 
     def get_state(self):
         return {**self.tracker.state(), "epochs_since_last_save": self.epochs_since_last_save,

@@ -66,6 +66,7 @@ class TensorBoard(Callback):
         return self._writers[name]
 
     def on_train_begin(self, logs=None):
+        inside_run(self, self.log_dir)  # no symlink out of the run folder, before training
         if self.write_graph:
             self._write_graph()
 

@@ -12,6 +12,7 @@ import mmap
 import numpy as np
 
 from trainer.errors import DataError
+from trainer.h5limits import check_storage
 
 BLOCK_BYTES = 8 << 20  # aim for blocks of about 8 MB
 CACHED_BLOCKS = 2      # a batch may straddle two blocks
@@ -104,7 +105,9 @@ class H5Array(LazyArray):
         import h5py
 
         with h5py.File(self.path, "r") as f:
-            return f[self.name][start:stop]
+            ds = f[self.name]
+            check_storage(ds, self.label)  # the file may have been replaced since
+            return ds[start:stop]
 
 
 class MemmapArray(LazyArray):

@@ -15,6 +15,8 @@ the source then pick arrays by name (npz keys, HDF5 dataset paths, CSV columns).
 """
 
 import csv
+import io
+import os
 import zipfile
 
 import numpy as np
@@ -22,8 +24,8 @@ import numpy as np
 from trainer.config import resolve_path
 from trainer.data.lazy import H5Array, MemmapArray
 from trainer.errors import ConfigError, DataError
-from trainer.h5limits import check_dataset
-from trainer.limits import human_size, memory_bytes
+from trainer.h5limits import check_dataset, open_file
+from trainer.limits import human_size, memory_bytes, regular_file
 from trainer.registries import datasets
 
 
@@ -84,10 +86,12 @@ def absolute_paths(cfg, data):
 
 
 def _existing(cfg, ref, where):
+    """The data file ``ref`` names: it must exist and be a regular file (not a device
+    such as /dev/zero, not a FIFO), checked before it is opened."""
     path = resolve_path(cfg, ref)
     if not path.exists():
         raise DataError(f"data file not found: {path} (from {where})")
-    return path
+    return regular_file(path, f"data file (from {where})")
 
 
 def read_npz(path, lazy=False):
@@ -138,7 +142,7 @@ def read_hdf5(path, lazy=True):
     import h5py
 
     try:
-        f = h5py.File(path, "r")
+        f = open_file(path)
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file, truncated or corrupt "
                         f"({exc})") from None
@@ -176,12 +180,41 @@ def _select(arrays, ref, role, path):
 
 # -- CSV ---------------------------------------------------------------------------
 
-def read_csv(path, header=True, delimiter=","):
-    """(column names, list of column value lists) of a CSV file."""
+#: a CSV file may hold this share of the machine's memory: parsed into Python strings
+#: and then float64 columns, a cell costs up to ~60 bytes (a one-digit cell is 2 bytes)
+CSV_MEMORY_SHARE = 64
+
+
+def csv_text(path):
+    """The text of a CSV file (a regular file), refused before reading when it is larger
+    than ``1/CSV_MEMORY_SHARE`` of this machine's memory, and while reading if it
+    grows past that."""
+    regular_file(path, "CSV file")
+    limit = memory_bytes() // CSV_MEMORY_SHARE
+    too_big = (f"more than a CSV file may hold on this machine ({human_size(limit)}, "
+               f"1/{CSV_MEMORY_SHARE} of its memory: parsed, a CSV takes up to "
+               f"{CSV_MEMORY_SHARE}× its size); store the data as .npy or .h5, which are "
+               f"read in batches")
+    size = os.stat(path).st_size
+    if size > limit:
+        raise DataError(f"{path}: {human_size(size)}, {too_big}")
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
-    except (UnicodeDecodeError, csv.Error) as exc:
+            text = f.read(limit + 1)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    if len(text) > limit:
+        raise DataError(f"{path}: grew while it was read to {too_big}")
+    return text
+
+
+def read_csv(path, header=True, delimiter=","):
+    """(column names, list of column value lists) of a CSV file."""
+    text = csv_text(path)
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if r]
+    except csv.Error as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     if not rows:
         raise DataError(f"{path}: the CSV file is empty")

@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 from trainer.errors import ConfigError
+from trainer.h5limits import open_file
+from trainer.limits import regular_file
 
 
 def read_model_file(path, where=None):
@@ -28,6 +30,7 @@ def read_model_file(path, where=None):
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"model.keras: file not found: {path}", where=where)
+    regular_file(path, "model.keras")
     version = None  # the Keras that wrote the file, where the file says it
     if zipfile.is_zipfile(path):
         try:
@@ -36,7 +39,7 @@ def read_model_file(path, where=None):
             raise ConfigError(f"model.keras: {exc.message}", where=where) from None
         text, version = None, "3"  # .keras archives are Keras 3's
     elif h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
+        with open_file(path) as f:
             text = f.attrs.get("model_config")
             version = f.attrs.get("keras_version")
             if text is None:

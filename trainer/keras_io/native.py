@@ -34,6 +34,8 @@ import zipfile
 from pathlib import Path
 
 from trainer.errors import ConfigError, DataError
+from trainer.h5limits import open_file
+from trainer.limits import regular_file
 
 WEIGHTS_MEMBER = "model.weights.h5"
 CONFIG_MEMBER = "config.json"
@@ -91,9 +93,10 @@ def open_weights(path):
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
+    regular_file(path, "weights file")
     if not zipfile.is_zipfile(path):
         try:
-            f = h5py.File(path, "r")
+            f = open_file(path)
         except OSError as exc:
             raise DataError(f"{path} is not a readable HDF5 file or .keras archive "
                             f"({exc})") from None
@@ -113,7 +116,7 @@ def open_weights(path):
                     raise DataError(f"{path}: extracting {WEIGHTS_MEMBER} needs {size} bytes, "
                                     f"{free} are free in {tempfile.gettempdir()} (TMPDIR)")
                 extracted = z.extract(WEIGHTS_MEMBER, tmp)
-            f = h5py.File(extracted, "r")
+            f = open_file(extracted)
         except (zipfile.BadZipFile, OSError) as exc:
             raise DataError(f"{path}: cannot read {WEIGHTS_MEMBER} in the archive "
                             f"({exc})") from None

@@ -23,14 +23,18 @@ def sweep_dir(sweep, runs_root="runs"):
 
 def trial_status(run_dir):
     """(status, final metrics) from a trial's run.json; 'pending' when it never ran."""
+    from trainer.errors import DataError
+    from trainer.runs import read_run_json
+
     meta = Path(run_dir) / "run.json"
     if not meta.exists():
         return "pending", {}
     try:
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError):
+        data = read_run_json(meta)
+    except DataError:
         return "unreadable", {}
-    return data.get("status", "unknown"), data.get("final_metrics") or {}
+    metrics = data.get("final_metrics")
+    return str(data.get("status", "unknown")), metrics if isinstance(metrics, dict) else {}
 
 
 def thread_env(workers):
@@ -74,7 +78,7 @@ def write_trial_file(trial, run_dir):
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "trial.json", json.dumps(
         {"trial": trial.id, "index": trial.index, "seed": trial.seed, "point": trial.point,
-         "overrides": trial.overrides}, indent=2) + "\n")
+         "overrides": trial.overrides}, indent=2) + "\n", root=run_dir)
 
 
 class Ledger:
@@ -123,7 +127,7 @@ class Ledger:
             w.writeheader()
             w.writerows(rows)
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_text(self.folder / "ledger.csv", buf.getvalue())
+            write_text(self.folder / "ledger.csv", buf.getvalue(), root=self.folder)
             return rows
 
 

@@ -4,6 +4,7 @@ point with one finished seed has a mean and no spread: its std is left empty).""
 import csv
 import io
 import math
+from pathlib import Path
 
 from trainer.fileio import write_text
 
@@ -37,13 +38,13 @@ def summarise(sweep, rows):
 
 def write_summary(path, table):
     if not table:
-        write_text(path, "")
+        write_text(path, "", root=Path(path).parent)
         return
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(table[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(table)
-    write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue(), root=Path(path).parent)
 
 
 def render(sweep, table, console):
