@@ -139,6 +139,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     argv = argv or command_line()
     with contextlib.ExitStack() as held:
         model = build(cfg)
+        warn_zero_lr(cfg, model)
         # callbacks are built before any data is read: a bad one fails first
         history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
                                       if verbose is None else verbose)
@@ -166,6 +167,17 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
         return run, train_until_done(loop, run, history, point)
+
+
+def warn_zero_lr(cfg, model):
+    from trainer.config import format_path
+    from trainer.keras_io.h5 import warn
+    from trainer.optimizers.base import zero_lr_warning
+
+    found = zero_lr_warning(cfg, model.optimizer)
+    if found is not None:
+        keypath, message = found
+        warn(f"{format_path(keypath)}: {message} ({cfg.where(keypath)})")
 
 
 def fit_data(cfg, model, preprocessor_state=None):

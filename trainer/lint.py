@@ -74,7 +74,8 @@ def lint_config(cfg):
         path, _, message = exc.message.partition(": ")
         problems.append(Problem("error", path, message or exc.message,
                                 exc.where or cfg.where(("callbacks",))))
-    for rule in (_loss_vs_activation, _labels_vs_loss, _top_k, _monitors, _expect):
+    for rule in (_loss_vs_activation, _labels_vs_loss, _top_k, _monitors, _expect,
+                 _zero_lr):
         problems.extend(rule(cfg, model))
     return problems
 
@@ -187,3 +188,14 @@ def _expect(cfg, model):
     return [Problem("error", f"expect.{k}", f"'{k}' is never logged.{suggest(k, names)} "
                     f"Logged: {', '.join(names)}", cfg.where(("expect", k)))
             for k in (cfg.get("expect") or {}) if k not in names]
+
+
+def _zero_lr(cfg, model):
+    from trainer.config import format_path
+    from trainer.optimizers.base import zero_lr_warning
+
+    found = zero_lr_warning(cfg, model.optimizer)
+    if found is None:
+        return []
+    keypath, message = found
+    return [Problem("warning", format_path(keypath), message, cfg.where(keypath))]
