@@ -163,3 +163,40 @@ def _problems_of(tmp_path, text):
     with pytest.raises(ConfigError) as info:
         config.load(write_config(tmp_path, text))
     return info.value.problems
+
+
+# -- built-in dataset shapes ----------------------------------------------------
+
+def test_builtin_dataset_shape_mismatch_fails_at_build_time_with_the_line(tmp_path, workdir):
+    path = write_config(tmp_path, with_optimizer("adam").replace("[8, 8]", "[28, 28, 1]"))
+    for command in (["validate"], ["fit", "-q"]):
+        r = invoke(*command, path)
+        assert r.exit_code == 2, r.output
+        assert "model.input_shape: the model's input 'input' takes samples of shape " \
+               "[28, 28, 1], but data.train (the built-in dataset 'digits') gives samples " \
+               "of shape [8, 8]" in r.output
+        assert "(config.yaml:5:16)" in r.output
+    assert not (workdir / "runs").exists()  # nothing trained, no run folder
+
+
+def test_preprocess_reshape_is_taken_into_account(tmp_path):
+    text = with_optimizer("adam").replace("[8, 8]", "[8, 8, 1]").replace(
+        "model:", "  preprocess: {x: [{reshape: [8, 8, 1]}]}\nmodel:")
+    assert invoke("validate", write_config(tmp_path, text)).exit_code == 0
+    text = text.replace("[8, 8, 1]}]", "[64]}]")
+    r = invoke("validate", write_config(tmp_path, text))
+    assert r.exit_code == 2 and "gives samples of shape [64] after data.preprocess.x" in r.output
+
+
+def test_every_builtin_dataset_knows_its_sample_shapes():
+    from trainer.registries import datasets
+
+    small = {"blobs": {"n_samples": 20, "n_features": 5}, "moons": {"n_samples": 20},
+             "spirals": {"n_samples": 20}, "cifar_synthetic": {"n_train": 10, "n_test": 10},
+             "two_input_synthetic": {"samples": 20}, "marker_order": {"n": 20, "length": 16},
+             "token_topics": {"n": 20, "length": 30}, "seq2seq_tokens": {"samples": 20}}
+    for name in datasets.names():
+        ds = datasets.get({name: small.get(name, {})})
+        x, _ = ds.load()
+        want = {k: v.shape[1:] for k, v in x.items()} if isinstance(x, dict) else x.shape[1:]
+        assert ds.sample_shapes() == want, name

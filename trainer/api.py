@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import config as config_lib
+from trainer.data.shapes import check_builtin_shapes
 from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRun, Terminated,
                             TerminatedRun, TrainerError, out_of_memory)
 from trainer.registry import config_of
@@ -139,6 +140,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     argv = argv or command_line()
     with contextlib.ExitStack() as held:
         model = build(cfg)
+        check_builtin_shapes(cfg, model)  # before anything is read
         warn_zero_lr(cfg, model)
         # callbacks are built before any data is read: a bad one fails first
         history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")

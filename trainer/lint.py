@@ -58,9 +58,11 @@ def lint_file(path, overrides=()):
 
 def lint_config(cfg):
     from trainer.builder import build_model
+    from trainer.data.shapes import check_builtin_shapes
 
     try:
         model = build_model(cfg)
+        check_builtin_shapes(cfg, model)
     except ConfigError as exc:
         path, _, message = exc.message.partition(": ")
         if not message:
