@@ -127,12 +127,15 @@ def load_run_config(run_dir, overrides=()):
     return cfg
 
 
-def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=()):
+def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=(),
+        expect=None):
     """Train from a config into a run folder. Returns (run, logs).
 
     ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
     differ from the run's config only in safe keys (trainer.resume), unless ``force``.
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
+    ``expect``: the gates to be checked after training (name → condition); a name the
+    run will never log is refused before anything is read or trained.
     """
     from trainer.resume import ResumePoint
     from trainer.runs import Run, command_line, new_run_dir
@@ -145,6 +148,10 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         # callbacks are built before any data is read: a bad one fails first
         history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
                                       if verbose is None else verbose)
+        if expect:
+            from trainer import gates
+            from trainer.lint import logged_names
+            gates.check_logged(expect, logged_names(cfg, model), cfg)
         resolved = resolved_config(cfg, model)
         resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
         point = None

@@ -5,6 +5,7 @@ invalid (exit 2), warnings are reported and pass.
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from trainer.errors import ConfigError
 from trainer.registry import split_spec
@@ -29,15 +30,28 @@ class Problem:
             return parts[0], int(parts[1]), int(parts[2])
         return self.where, None, None
 
-    def as_dict(self):
+    def file_as_given(self, config_path):
+        """(file, line, col) with the file as the user gave the config's path
+        (``err/typo.yaml``, not the ``typo.yaml`` of messages): a file named beside
+        it (a Keras file, a user module) is joined to its folder, and a problem
+        without a line (an ``--set``) is the config's."""
         file, line, col = self.location()
+        if config_path is None:
+            return file, line, col
+        given = Path(config_path)
+        if line is None or file == given.name:
+            return str(given), line, col
+        return (file if Path(file).is_absolute() else str(given.parent / file)), line, col
+
+    def as_dict(self, config_path=None):
+        file, line, col = self.file_as_given(config_path)
         return {**asdict(self), "file": file, "line": line, "col": col}
 
     def text(self):
         return f"{self.severity}: {self.path}: {self.message} ({self.where})"
 
-    def github(self):
-        file, line, col = self.location()
+    def github(self, config_path=None):
+        file, line, col = self.file_as_given(config_path)
         loc = f"file={file}" + (f",line={line},col={col}" if line else "")
         msg = f"{self.path}: {self.message}".replace("%", "%25").replace("\n", "%0A")
         return f"::{self.severity} {loc}::{msg}"
