@@ -175,6 +175,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             run.reopen(resolved, argv, point.summary())
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
+        loop.save_final = lambda: save_final(run, model, pre)
         return run, train_until_done(loop, run, history, point)
 
 
@@ -247,6 +248,15 @@ def save_last(run, loop, pre, history, resolved):
     run.write_history(history.rows())
 
 
+def save_final(run, model, pre):
+    """checkpoints/final.h5: the model as fit leaves it (see Run.final), weights and
+    preprocessing statistics, written atomically."""
+    from trainer import checkpoint
+
+    checkpoint.save(run.final, model, state={"version": checkpoint.FORMAT, "final": True},
+                    arrays=pre.get_state())
+
+
 def train_until_done(loop, run, history, point=None):
     """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
     (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
@@ -262,6 +272,8 @@ def train_until_done(loop, run, history, point=None):
         started = True
         with stop_at_boundary(loop):
             logs = loop.run_epochs()
+            if point is None and loop.saved_at is None:
+                loop.checkpoint()  # no epoch to train: the built model is the run's
     except KeyboardInterrupt as exc:
         where = "the checkpoint of the last epoch or step boundary was kept"
         if started and loop.at_boundary:
@@ -296,9 +308,27 @@ def train_until_done(loop, run, history, point=None):
         run.finish("failed", history_last(history),
                    error=blame(exc) or f"internal error: {exc!r}")
         raise
-    logs = history_last(history) or logs
+    logs = final_logs(history, loop) or logs
+    if hasattr(loop, "save_final"):
+        loop.save_final()
     run.finish("completed", logs)
     return logs
+
+
+def final_logs(history, loop):
+    """What the run reports: the logs of the model fit ends with. That is the last
+    epoch's, unless a callback (EarlyStopping restore_best_weights) put back an earlier
+    epoch's weights: then that epoch's logs (each value from the last epoch up to it
+    that logged it)."""
+    restored = [c.restored_epoch for c in loop.callbacks
+                if getattr(c, "restored_epoch", None) is not None]
+    rows = history.rows()
+    if restored:
+        rows = [r for r in rows if r["epoch"] <= restored[-1]]
+    last = {}
+    for row in rows:
+        last.update((k, v) for k, v in row.items() if k != "epoch")
+    return last
 
 
 def _write_error(run, exc):
@@ -385,6 +415,28 @@ def check_input_shapes(model, split, where):
 SPLITS = ("train", "validation", "test")
 
 
+def model_of(cfg, ckpt, command):
+    """(model, preprocessing arrays) for evaluate/predict: the weights of ``ckpt``, or,
+    for a config without one, the weights its model names (``model.weights``, a
+    ``model.keras`` file holding weights) or else a fresh initialisation from the seed,
+    with a warning. Arrays: the checkpoint's preprocessing statistics ({} to fit them
+    on the training data)."""
+    from trainer import checkpoint
+    from trainer.keras_io.h5 import warn
+
+    model = build(cfg)
+    if ckpt is not None:
+        _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+        return model, arrays
+    if "weights" in cfg["model"]:
+        initial_weights(cfg, model)
+    else:
+        warn(f"{command}: {cfg.path.name} names no weights (model.weights, or a "
+             f"model.keras file holding them) and no --checkpoint was given; the model is "
+             f"a fresh initialisation from seed {cfg.get('seed', 0)}, untrained")
+    return model, {}
+
+
 def _data_file_source(cfg, path):
     """``evaluate --data FILE``: a source for FILE read like the config's test source
     (else its training source): the same array names, CSV header and delimiter."""
@@ -399,33 +451,32 @@ def _data_file_source(cfg, path):
 
 
 def evaluate(target, checkpoint_path=None, overrides=(), data=None):
-    """Evaluate a run (its config and checkpoint) on the test data, else validation.
+    """Evaluate a run (its config and final model, see Run.model_file) on the test
+    data, else validation; or a CONFIG with --checkpoint, or with the weights its model
+    names (a fresh initialisation, with a warning, without any).
 
     ``data``: ``train``, ``validation`` or ``test`` to evaluate that split of the
     config's data instead, or the path of a data file read like ``data.test`` (the
     same array names; a built-in dataset's test split is replaced by the file's
     ``x`` and ``y`` arrays)."""
-    from trainer import checkpoint
     from trainer.data.pipeline import prepare
+    from trainer.runs import Run
     from trainer.training import evaluate as run_eval
 
     target = Path(target)
     if target.is_dir():
         cfg = load_run_config(target, overrides)  # user code found where the run began
-        ckpt = Path(checkpoint_path) if checkpoint_path else target / "checkpoints" / "last.h5"
+        ckpt = Path(checkpoint_path) if checkpoint_path else Run(target).model_file()
     else:
         cfg = load_config(target, overrides)
-        if checkpoint_path is None:
-            raise ConfigError("evaluate CONFIG needs --checkpoint FILE (or give a run folder)")
-        ckpt = Path(checkpoint_path)
+        ckpt = Path(checkpoint_path) if checkpoint_path else None
     if data is not None and data not in SPLITS:
         if not Path(data).is_file():
             raise ConfigError(f"--data: '{data}' is neither a split (train, validation, "
                               f"test) nor a data file")
         cfg["data"]["test"] = _data_file_source(cfg, data)
         data = "test"
-    model = build(cfg)
-    _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+    model, arrays = model_of(cfg, ckpt, "evaluate")
     if data is None:
         data = "test" if "test" in cfg["data"] else "validation"
     if data != "train" and data not in cfg["data"]:

@@ -211,7 +211,9 @@ Examples:
   trainer evaluate configs/quickstart.yaml --checkpoint best.h5 --expect 'accuracy>=0.9'
   trainer evaluate runs/quickstart-20261126-101500 --data holdout.npz""")
 @click.argument("target", metavar="CONFIG|RUN", type=click.Path(exists=True))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Weights to evaluate.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Weights to evaluate (default: the run's checkpoints/final.h5, else "
+                   "last.h5).")
 @click.option("--data", metavar="SPLIT|FILE",
               help="Evaluate on this split of the config's data (train, validation, test) "
                    "or on a data file read like data.test (same array names). Default: "
@@ -221,7 +223,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
 def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
-    """Loss and metrics of a run (or CONFIG with --checkpoint) on its test data.
+    """Loss and metrics of a run's final model (or of CONFIG's: --checkpoint, the
+    weights its model names, or a fresh initialisation) on its test data.
 
     Gates named `val_<metric>` are checked against the evaluated split's <metric>."""
     from pathlib import Path
@@ -303,9 +306,10 @@ def validate(config_paths, overrides, fmt, as_json):
 
 
 @main.command(epilog="""\b
-Example:
-  trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv""")
-@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+Examples:
+  trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv
+  trainer predict imported.yaml --input new.npy     # model: {keras: model.keras}""")
+@click.argument("run_dir", metavar="RUN|CONFIG", type=click.Path(exists=True))
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help=".npy, .npz (arrays by input name) or .csv")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
@@ -314,7 +318,8 @@ Example:
 @click.option("--batch-size", type=click.IntRange(min=1))
 @handle_errors
 def predict(run_dir, input_path, output_path, checkpoint, batch_size):
-    """Predict with a run's model; inputs get the run's preprocessing."""
+    """Predict with a run's final model, or a config's (its --checkpoint, the weights
+    the model names, or a fresh initialisation); inputs get the run's preprocessing."""
     from trainer.predict import predict as run_predict
 
     outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)

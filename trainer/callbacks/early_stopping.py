@@ -53,6 +53,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch = 0
         self.best_epoch = 0
         self.best_weights = None
+        self.restored_epoch = None  # the epoch whose weights the model holds at the end
 
     def on_train_begin(self, logs=None):
         self.tracker.check_available(self.params, self.where)
@@ -87,6 +88,7 @@ class EarlyStopping(Callback):
                 say(f"Restoring model weights from the end of the best epoch: "
                     f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch
 
     def _best_from_file(self):
         if self.writes_best and self.run is not None and math.isfinite(self.tracker.best):
