@@ -27,8 +27,10 @@ class EarlyStopping(Callback):
             ends. Unlike Keras 2, which restored them only when this callback
             stopped the run, they are restored whenever training ends normally
             (epochs exhausted, or another callback stopped it), so the model that
-            fit returns is the best one seen. ``checkpoints/last.h5`` still holds the
-            last epoch's weights, so a resumed run continues where it stopped.
+            fit returns is the best one seen: the run's final model
+            (``checkpoints/final.h5``, what evaluate/predict/export use, whose epoch's
+            metrics run.json reports; ``restored_epoch`` says which). ``last.h5`` still
+            holds the last epoch's weights, so a resumed run continues where it stopped.
         start_from_epoch: epochs to wait before watching the monitor (warm-up).
 
     When training from a config without a ModelCheckpoint, EarlyStopping writes
