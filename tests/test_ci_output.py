@@ -104,3 +104,28 @@ def test_gate_margin_is_positive_when_passed_for_every_operator(op, value, targe
     (r,) = results
     assert r["margin"] == pytest.approx(margin)
     assert r["passed"] == (margin > 0 or (op == "==" and margin == 0))
+
+
+def test_sweep_json_with_a_failing_gate_is_one_object(workdir):
+    (workdir / "base.yaml").write_text("""\
+data:
+  train: {dataset: iris}
+  validation: {dataset: iris, subset: test}
+model:
+  input_shape: [4]
+  layers: [{Dense: {units: 3, activation: softmax}}]
+compile: {loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+""")
+    (workdir / "sweep.yaml").write_text("""\
+name: s
+base: base.yaml
+search: {grid: {fit.batch_size: [16]}}
+metric: val_accuracy
+mode: max
+expect: {val_accuracy: '>= 1.5'}
+""")
+    r = invoke("sweep", workdir / "sweep.yaml", "--json", "--runs-root", workdir / "runs")
+    assert r.exit_code == 4
+    out = one_object(r.stdout)
+    assert out["exit_code"] == 4 and out["counts"] == {"completed": 1}
+    assert out["gates"][0]["metric"] == "val_accuracy" and out["gates"][0]["margin"] < 0
