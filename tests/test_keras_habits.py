@@ -66,6 +66,19 @@ def test_scientific_lr_in_set_override(tmp_path):
     assert r.exit_code == 0, r.output
 
 
+def test_strings_that_look_like_numbers_survive_the_run_folder(tmp_path, workdir):
+    """config.yaml of a run is read back with the same YAML 1.2 numbers: a string such
+    as the run name '1e5' is written quoted, not turned into 100000.0."""
+    from trainer import api
+
+    path = write_config(tmp_path, 'name: "1e5"\n' + with_optimizer("adam"))
+    r = invoke("fit", path, "-q", "--run-dir", workdir / "r")
+    assert r.exit_code == 0, r.output
+    assert api.load_run_config(workdir / "r")["name"] == "1e5"
+    assert invoke("evaluate", workdir / "r", "--data", "validation").exit_code == 0
+    assert config.parse_text(config.dump_text(["1e-3", 1e-3]), "x")[0] == ["1e-3", 1e-3]
+
+
 # -- optimizer arguments --------------------------------------------------------
 
 def problems(tmp_path, optimizer):

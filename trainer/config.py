@@ -58,6 +58,20 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting what ``_Loader`` would read back as a number: the
+    string '1e-3' written plain would come back as the float 0.001."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+def dump_text(value, **options):
+    """YAML text that ``parse_text`` reads back as ``value`` (run folders' config.yaml,
+    sweep overrides)."""
+    return yaml.dump(value, Dumper=_Dumper, **options)
+
+
 def _mark(node, filename):
     return f"{filename}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
 

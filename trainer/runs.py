@@ -11,7 +11,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
 
 from trainer import __version__
 from trainer.errors import ConfigError
@@ -139,8 +138,10 @@ class Run:
             return {}
 
     def write_config(self, resolved_config):
+        from trainer.config import dump_text
+
         write_text(self.path / "config.yaml",
-                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True))
+                   dump_text(resolved_config, sort_keys=False, allow_unicode=True))
 
     def write_meta(self):
         write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n")
