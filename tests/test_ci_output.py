@@ -88,6 +88,17 @@ def test_validate_github_annotations_use_the_path_as_given(workdir):
     assert report["problems"][0]["file"] == "err/typo.yaml"
     r = invoke("validate", "err/typo.yaml", "--format", "github", "--set", "fit.epochs=0")
     assert "::error file=err/typo.yaml::fit.epochs" in r.output
+    r = invoke("validate", "err/typo.yaml", "--format", "github", "--set", "fit=[1")
+    assert r.output.startswith("::error file=err/typo.yaml::"), r.output
+
+
+def test_validate_json_of_several_configs_is_one_object(workdir):
+    r = invoke("validate", QUICK, "missing.yaml", "--json")
+    assert r.exit_code == 2
+    out = one_object(r.stdout)
+    assert out["valid"] is False
+    assert [c["config"] for c in out["configs"]] == [str(QUICK), "missing.yaml"]
+    assert [c["valid"] for c in out["configs"]] == [True, False]
 
 
 @pytest.mark.parametrize("op, value, target, margin", [

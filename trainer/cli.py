@@ -299,8 +299,9 @@ def validate(config_paths, overrides, fmt, as_json):
             click.echo(p.github(path) if fmt == "github" else p.text())
         if not problems:
             click.echo(f"{path}: valid")
-    if as_json:
-        click.echo(json.dumps(report[0] if len(report) == 1 else report))
+    if as_json:  # one object: a config's report, or all of them in "configs"
+        click.echo(json.dumps(report[0] if len(report) == 1 else
+                              {"valid": not failed, "configs": report}))
     if failed:
         sys.exit(2)
 

@@ -31,17 +31,19 @@ class Problem:
         return self.where, None, None
 
     def file_as_given(self, config_path):
-        """(file, line, col) with the file as the user gave the config's path
-        (``err/typo.yaml``, not the ``typo.yaml`` of messages): a file named beside
-        it (a Keras file, a user module) is joined to its folder, and a problem
-        without a line (an ``--set``) is the config's."""
+        """(file, line, col) with the config's file as the user gave its path
+        (``err/typo.yaml``, not the ``typo.yaml`` of messages; GitHub resolves it from
+        the repository root); a problem in a ``--set`` value is the config's, without
+        a line. Other files (a Keras file) stay as the message names them."""
         file, line, col = self.location()
         if config_path is None:
             return file, line, col
         given = Path(config_path)
-        if line is None or file == given.name:
+        if file.startswith("--set "):  # a value given on the command line
+            return str(given), None, None
+        if file in (given.name, str(given)):
             return str(given), line, col
-        return (file if Path(file).is_absolute() else str(given.parent / file)), line, col
+        return file, line, col
 
     def as_dict(self, config_path=None):
         file, line, col = self.file_as_given(config_path)
