@@ -180,6 +180,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
 
 
 def warn_zero_lr(cfg, model):
+    """``lr: 0`` is valid (as in Keras) but trains nothing: one warning line."""
     from trainer.config import format_path
     from trainer.keras_io.h5 import warn
     from trainer.optimizers.base import zero_lr_warning

@@ -393,7 +393,7 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    result = json_result()
+    result = json_result()  # values JSON can't hold become strings, as they were
     result.update(json.loads(json.dumps({"sweep": spec_.name, "counts": counts,
                                          "ranking": table, "trials": rows}, default=str)))
     if not as_json:

@@ -383,8 +383,9 @@ def _expected_message(error):
     if isinstance(error.instance, str):
         names = [n for e in _descendants(error) if e.validator == "enum"
                  for n in e.validator_value]
-        message += f".{suggest(error.instance, names)}" if suggest(error.instance, names) \
-            else ""
+        nearest = suggest(error.instance, names)
+        if nearest:
+            message += f".{nearest}"
     return message + tuple_hint(error.instance)
 
 
