@@ -65,9 +65,9 @@ def test_validate_reports_every_problem_with_lines(workdir):
     assert "error: expect.test_accuracy: 'test_accuracy' is never logged" in r.output
     r = invoke("validate", path, "--format", "github")
     lines = r.output.strip().splitlines()
-    assert any(line.startswith("::error file=config.yaml,line=13,col=5::callbacks[0]")
-               for line in lines), lines
-    assert any(line.startswith("::warning file=config.yaml,line=10,col=9::") for line in lines)
+    assert any(line.startswith(f"::error file={path},line=13,col=5::callbacks[0]")
+               for line in lines), lines  # the path as given (see tests/test_ci_output.py)
+    assert any(line.startswith(f"::warning file={path},line=10,col=9::") for line in lines)
     report = json.loads(invoke("validate", path, "--json").stdout)
     assert report["valid"] is False and len(report["problems"]) == 3
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import config as config_lib
+from trainer.data.shapes import check_builtin_shapes
 from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRun, Terminated,
                             TerminatedRun, TrainerError, out_of_memory)
 from trainer.registry import config_of
@@ -136,12 +137,15 @@ def load_run_config(run_dir, overrides=()):
     return cfg
 
 
-def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=()):
+def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=(),
+        expect=None):
     """Train from a config into a run folder. Returns (run, logs).
 
     ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
     differ from the run's config only in safe keys (trainer.resume), unless ``force``.
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
+    ``expect``: the gates to be checked after training (name → condition); a name the
+    run will never log is refused before anything is read or trained.
     """
     from trainer.resume import ResumePoint
     from trainer.runs import Run, command_line, new_run_dir
@@ -149,9 +153,15 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     argv = argv or command_line()
     with contextlib.ExitStack() as held:
         model = build(cfg)
+        check_builtin_shapes(cfg, model)  # before anything is read
+        warn_zero_lr(cfg, model)
         # callbacks are built before any data is read: a bad one fails first
         history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
                                       if verbose is None else verbose)
+        if expect:
+            from trainer import gates
+            from trainer.lint import logged_names
+            gates.check_logged(expect, logged_names(cfg, model), cfg)
         resolved = resolved_config(cfg, model)
         resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
         point = None
@@ -175,7 +185,20 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             run.reopen(resolved, argv, point.summary())
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
+        loop.save_final = lambda: save_final(run, model, pre)
         return run, train_until_done(loop, run, history, point)
+
+
+def warn_zero_lr(cfg, model):
+    """``lr: 0`` is valid (as in Keras) but trains nothing: one warning line."""
+    from trainer.config import format_path
+    from trainer.keras_io.h5 import warn
+    from trainer.optimizers.base import zero_lr_warning
+
+    found = zero_lr_warning(cfg, model.optimizer)
+    if found is not None:
+        keypath, message = found
+        warn(f"{format_path(keypath)}: {message} ({cfg.where(keypath)})")
 
 
 def fit_data(cfg, model, preprocessor_state=None):
@@ -236,6 +259,15 @@ def save_last(run, loop, pre, history, resolved):
     run.write_history(history.rows())
 
 
+def save_final(run, model, pre):
+    """checkpoints/final.h5: the model as fit leaves it (see Run.final), weights and
+    preprocessing statistics, written atomically."""
+    from trainer import checkpoint
+
+    checkpoint.save(run.final, model, state={"version": checkpoint.FORMAT, "final": True},
+                    arrays=pre.get_state())
+
+
 def train_until_done(loop, run, history, point=None):
     """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
     (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
@@ -251,6 +283,8 @@ def train_until_done(loop, run, history, point=None):
         started = True
         with stop_at_boundary(loop):
             logs = loop.run_epochs()
+            if point is None and loop.saved_at is None:
+                loop.checkpoint()  # no epoch to train: the built model is the run's
     except KeyboardInterrupt as exc:
         where = "the checkpoint of the last epoch or step boundary was kept"
         if started and loop.at_boundary:
@@ -285,9 +319,27 @@ def train_until_done(loop, run, history, point=None):
         run.finish("failed", history_last(history),
                    error=blame(exc) or f"internal error: {exc!r}")
         raise
-    logs = history_last(history) or logs
+    logs = final_logs(history, loop) or logs
+    if hasattr(loop, "save_final"):
+        loop.save_final()
     run.finish("completed", logs)
     return logs
+
+
+def final_logs(history, loop):
+    """What the run reports: the logs of the model fit ends with. That is the last
+    epoch's, unless a callback (EarlyStopping restore_best_weights) put back an earlier
+    epoch's weights: then that epoch's logs (each value from the last epoch up to it
+    that logged it)."""
+    restored = [c.restored_epoch for c in loop.callbacks
+                if getattr(c, "restored_epoch", None) is not None]
+    rows = history.rows()
+    if restored:
+        rows = [r for r in rows if r["epoch"] <= restored[-1]]
+    last = {}
+    for row in rows:
+        last.update((k, v) for k, v in row.items() if k != "epoch")
+    return last
 
 
 def _write_error(run, exc):
@@ -374,6 +426,28 @@ def check_input_shapes(model, split, where):
 SPLITS = ("train", "validation", "test")
 
 
+def model_of(cfg, ckpt, command):
+    """(model, preprocessing arrays) for evaluate/predict: the weights of ``ckpt``, or,
+    for a config without one, the weights its model names (``model.weights``, a
+    ``model.keras`` file holding weights) or else a fresh initialisation from the seed,
+    with a warning. Arrays: the checkpoint's preprocessing statistics ({} to fit them
+    on the training data)."""
+    from trainer import checkpoint
+    from trainer.keras_io.h5 import warn
+
+    model = build(cfg)
+    if ckpt is not None:
+        _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+        return model, arrays
+    if "weights" in cfg["model"]:
+        initial_weights(cfg, model)
+    else:
+        warn(f"{command}: {cfg.path.name} names no weights (model.weights, or a "
+             f"model.keras file holding them) and no --checkpoint was given; the model is "
+             f"a fresh initialisation from seed {cfg.get('seed', 0)}, untrained")
+    return model, {}
+
+
 def _data_file_source(cfg, path):
     """``evaluate --data FILE``: a source for FILE read like the config's test source
     (else its training source): the same array names, CSV header and delimiter."""
@@ -388,30 +462,36 @@ def _data_file_source(cfg, path):
 
 
 def final_checkpoint(target, checkpoint_path=None, overrides=(), command="evaluate"):
-    """(config, checkpoint path) of the final model of a run folder (or of CONFIG with
-    ``checkpoint_path``): the weights `evaluate` and `export` use."""
+    """(config, checkpoint path) of the model `evaluate`, `predict` and `export` use: a
+    run folder's final model (``Run.model_file``) or ``checkpoint_path`` resolved
+    against the run; for a CONFIG, ``checkpoint_path`` or None (the weights its model
+    names, else a fresh initialisation: ``model_of``)."""
+    from trainer.runs import Run, checkpoint_path as checkpoint_path_in
+
     target = Path(target)
     if target.is_dir():
+        if not (target / "config.yaml").exists():
+            raise ConfigError(f"{target} is not a run folder (no config.yaml)")
         cfg = load_run_config(target, overrides)  # user code found where the run began
         ckpt = (checkpoint_path_in(target, checkpoint_path) if checkpoint_path
-                else target / "checkpoints" / "last.h5")
+                else Run(target).model_file())
     else:
         cfg = load_config(target, overrides)
-        if checkpoint_path is None:
-            raise ConfigError(f"{command} CONFIG needs --checkpoint FILE (or give a run folder)")
-        ckpt = checkpoint_path_in(None, checkpoint_path)
+        ckpt = checkpoint_path_in(None, checkpoint_path) if checkpoint_path else None
     return cfg, ckpt
 
 
 def evaluate(target, checkpoint_path=None, overrides=(), data=None):
-    """Evaluate a run (its config and checkpoint) on the test data, else validation.
+    """Evaluate a run (its config and final model, see Run.model_file) on the test
+    data, else validation; or a CONFIG with --checkpoint, or with the weights its model
+    names (a fresh initialisation, with a warning, without any).
 
     ``data``: ``train``, ``validation`` or ``test`` to evaluate that split of the
     config's data instead, or the path of a data file read like ``data.test`` (the
     same array names; a built-in dataset's test split is replaced by the file's
     ``x`` and ``y`` arrays)."""
-    from trainer import checkpoint
     from trainer.data.pipeline import prepare
+    from trainer.runs import Run
     from trainer.training import evaluate as run_eval
 
     cfg, ckpt = final_checkpoint(target, checkpoint_path, overrides)
@@ -421,8 +501,7 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
                               f"test) nor a data file")
         cfg["data"]["test"] = _data_file_source(cfg, data)
         data = "test"
-    model = build(cfg)
-    _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+    model, arrays = model_of(cfg, ckpt, "evaluate")
     if data is None:
         data = "test" if "test" in cfg["data"] else "validation"
     if data != "train" and data not in cfg["data"]:

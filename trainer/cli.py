@@ -39,9 +39,15 @@ def echo_json(value, **kwargs):
 
 
 def _emit_error(message, code, as_json):
-    if as_json:
-        echo_json({"error": message, "exit_code": code})
+    if as_json:  # the command's result so far, the error inside it: one object
+        echo_json({**json_result(), "error": message, "exit_code": code})
     click.echo(f"error: {message}", err=True)
+
+
+def json_result():
+    """The one JSON object a command prints with --json: the command fills it as it
+    goes; on an error it is printed with ``error`` and ``exit_code`` added."""
+    return click.get_current_context().meta.setdefault("trainer.json_result", {})
 
 
 def handle_errors(fn):
@@ -185,20 +191,19 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     try:
         with sigterm_as_interrupt():
             run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
-                                resume=resume, force=force, callbacks=[EventLogger()])
+                                resume=resume, force=force, callbacks=[EventLogger()],
+                                expect=expect)
     except Exception as exc:
         events.emit("error", message=str(exc), exit_code=getattr(exc, "exit_code", 1))
         raise
-    result = {"run_dir": str(run.path), "metrics": logs}
+    result = json_result()
+    result.update(run_dir=str(run.path), metrics=logs)
     try:
         result["gates"] = gates.evaluate_and_report(expect, logs, run.path)
     except GateError as exc:
         result["gates"] = exc.results
-        if as_json:
-            echo_json({**result, "error": str(exc), "exit_code": exc.exit_code})
         events.emit("error", message=str(exc), exit_code=exc.exit_code)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        raise
     events.emit("run_finished", run_dir=str(run.path), metrics=logs)
     if as_json:
         echo_json(result)
@@ -217,7 +222,9 @@ Examples:
   trainer evaluate configs/quickstart.yaml --checkpoint best.h5 --expect 'accuracy>=0.9'
   trainer evaluate runs/quickstart-20261126-101500 --data holdout.npz""")
 @click.argument("target", metavar="CONFIG|RUN", type=click.Path(exists=True))
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Weights to evaluate.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Weights to evaluate (default: the run's checkpoints/final.h5, else "
+                   "last.h5).")
 @click.option("--data", metavar="SPLIT|FILE",
               help="Evaluate on this split of the config's data (train, validation, test) "
                    "or on a data file read like data.test (same array names). Default: "
@@ -227,12 +234,14 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @handle_errors
 def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
-    """Loss and metrics of a run (or CONFIG with --checkpoint) on its test data.
+    """Loss and metrics of a run's final model (or of CONFIG's: --checkpoint, the
+    weights its model names, or a fresh initialisation) on its test data.
 
     Gates named `val_<metric>` are checked against the evaluated split's <metric>."""
     from pathlib import Path
 
     from trainer import api, console, gates
+    from trainer.errors import GateError
 
     console.use_stderr(as_json)
     results = api.evaluate(target, checkpoint, overrides, data=data)
@@ -240,16 +249,24 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
         api.load_config(Path(target), overrides)
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
               for k, v in _gate_items(cfg, cli_expect).items()}
-    if as_json:
-        echo_json(results)
-    else:
+    result = json_result()  # the metrics at the top (as ever), gates beside them if any
+    result.update(results)
+    if not as_json:
         from rich.table import Table
 
         table = Table("metric", "value")
         for k, v in results.items():
             table.add_row(k, f"{v:.6g}")
         console.console().print(table)
-    gates.check(expect, results)
+    try:
+        checked = gates.check(expect, results)
+    except GateError as exc:
+        result["gates"] = exc.results
+        raise
+    if checked:
+        result["gates"] = checked
+    if as_json:
+        echo_json(result)
 
 
 @main.command(epilog="\b\nExample:\n  trainer summary configs/quickstart.yaml")
@@ -290,23 +307,24 @@ def validate(config_paths, overrides, fmt, as_json):
         failed |= any(p.severity == "error" for p in problems)
         report.append({"config": path, "valid": not any(p.severity == "error"
                                                          for p in problems),
-                       "problems": [p.as_dict() for p in problems]})
+                       "problems": [p.as_dict(path) for p in problems]})
         if as_json:
             continue
         for p in problems:
-            click.echo(p.github() if fmt == "github" else p.text())
+            click.echo(p.github(path) if fmt == "github" else p.text())
         if not problems:
             click.echo(f"{path}: valid")
-    if as_json:
-        echo_json(report[0] if len(report) == 1 else report)
+    if as_json:  # one object: a config's report, or all of them in "configs"
+        echo_json(report[0] if len(report) == 1 else {"valid": not failed, "configs": report})
     if failed:
         sys.exit(2)
 
 
 @main.command(epilog="""\b
-Example:
-  trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv""")
-@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+Examples:
+  trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv
+  trainer predict imported.yaml --input new.npy     # model: {keras: model.keras}""")
+@click.argument("run_dir", metavar="RUN|CONFIG", type=click.Path(exists=True))
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
               help=".npy, .npz (arrays by input name) or .csv")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
@@ -315,7 +333,8 @@ Example:
 @click.option("--batch-size", type=click.IntRange(min=1))
 @handle_errors
 def predict(run_dir, input_path, output_path, checkpoint, batch_size):
-    """Predict with a run's model; inputs get the run's preprocessing."""
+    """Predict with a run's final model, or a config's (its --checkpoint, the weights
+    the model names, or a fresh initialisation); inputs get the run's preprocessing."""
     from trainer.predict import predict as run_predict
 
     outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)
@@ -395,17 +414,26 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    if as_json:
-        echo_json({"sweep": spec_.name, "counts": counts, "ranking": table, "trials": rows,
-                   "warnings": warnings}, default=str)
-    else:
+    result = json_result()  # values JSON can't hold become strings, as they were
+    result.update(json.loads(json.dumps({"sweep": spec_.name, "counts": counts,
+                                         "ranking": table, "trials": rows,
+                                         "warnings": warnings}, default=str)))
+    if not as_json:
         out.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
         if table:
             render(spec_, table, out)
-    if not only_status:
-        if any(r["status"] == "failed" for r in rows) and fail_fast:
-            raise SystemExit(1)
-        sweeps.check_gates(spec_, table)
+    failed = any(r["status"] == "failed" for r in rows) and fail_fast and not only_status
+    if not only_status and not failed:
+        from trainer.errors import GateError
+        try:
+            result["gates"] = sweeps.check_gates(spec_, table)
+        except GateError as exc:  # printed with the object, its error inside
+            result["gates"] = exc.results
+            raise
+    if as_json:
+        echo_json(result)
+    if failed:
+        raise SystemExit(1)
 
 
 @main.command(epilog="""\b

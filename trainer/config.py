@@ -8,11 +8,13 @@ its place: ``model.layers[3].Conv2D.padding: 'sme' is not one of 'valid', 'same'
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import yaml
 
 from trainer.errors import ConfigError
+from trainer.hints import elsewhere, tuple_hint
 from trainer.registry import suggest
 
 
@@ -38,7 +40,36 @@ class Config(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader; we compose nodes and build values ourselves to keep marks."""
+    """PyYAML's safe loader; we compose nodes and build values ourselves to keep marks.
+    Numbers are read as YAML 1.2 reads them (see ``_FLOAT``)."""
+
+
+#: YAML 1.2's float: PyYAML follows YAML 1.1, where a float needs a dot, so ``1e-3``,
+#: ``1E6`` and ``-2e+3`` stayed strings ("unknown schedule '1e-3'"). A digit string
+#: alone is left to the int resolver; 1.1's ``1_000.5``, ``.inf`` and ``.nan`` still read.
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                        |[-+]?(?:[0-9][0-9_]*)[eE][-+]?[0-9]+
+                        |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                        |[-+]?\.(?:inf|Inf|INF)
+                        |\.(?:nan|NaN|NAN))$""", re.X)
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, _FLOAT if tag == _FLOAT_TAG else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting what ``_Loader`` would read back as a number: the
+    string '1e-3' written plain would come back as the float 0.001."""
+
+
+_Dumper.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+def dump_text(value, **options):
+    """YAML text that ``parse_text`` reads back as ``value`` (run folders' config.yaml,
+    sweep overrides)."""
+    return yaml.dump(value, Dumper=_Dumper, **options)
 
 
 def _mark(node, filename):
@@ -69,6 +100,7 @@ def _build(node, loader, path, marks, filename):
                           where=_mark(node, filename))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
+        _refuse_split_tuples(node, path, filename)
         out = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
@@ -89,6 +121,29 @@ def _build(node, loader, path, marks, filename):
         raise ConfigError(f"{format_path(path)}: a NUL character (\\0) is not allowed in a "
                           f"config string, got {value!r}", where=marks[path])
     return value
+
+
+def _refuse_split_tuples(node, path, filename):
+    """``{kernel_size: (3, 3)}``: a flow mapping splits a Python tuple at its commas
+    into ``kernel_size: "(3"`` and a key ``"3)"``; say what was meant."""
+    pairs = node.value
+    for i, (key_node, value_node) in enumerate(pairs):
+        text = value_node.value if isinstance(value_node, yaml.ScalarNode) else None
+        if value_node.tag != "tag:yaml.org,2002:str" or value_node.style is not None \
+                or not text.startswith("(") or ")" in text:
+            continue
+        items = [text[1:].strip()]
+        for later_key, later_value in pairs[i + 1:]:
+            if not isinstance(later_key, yaml.ScalarNode) or later_value.value not in ("", None):
+                break
+            items.append(later_key.value.rstrip(")").strip())
+            if later_key.value.endswith(")"):
+                written = ", ".join(items)
+                problem = (format_path(path + (key_node.value,)),
+                           f"({written}) is a Python tuple: write [{written}]",
+                           _mark(value_node, filename))
+                raise ConfigError(f"{problem[0]}: {problem[1]}", where=problem[2],
+                                  problems=[problem])
 
 
 def parse_text(text, filename):
@@ -272,6 +327,8 @@ def _leaves(error):
     activation and an unknown key gets both)."""
     if not error.context:
         return [error]
+    if _expects(error) and not isinstance(error.instance, dict):
+        return [error]  # one message saying what the value takes (a mapping: descend)
     branches = {}
     for e in error.context:
         branches.setdefault(e.relative_schema_path[0], []).append(e)
@@ -313,10 +370,32 @@ _PRIORITY = {"type": 0, "required": 1, "const": 1}
 def _branch_fit(errors):
     """How well an alternative fits: one that failed on the instance's type fits worst;
     otherwise deeper errors and name errors mean it matched further."""
-    typed = any(e.validator == "type" and not e.relative_path for e in errors)
+    typed = _mismatched(errors)
     depth = max(len(e.absolute_path) + _depth_in_context(e) for e in errors)
     named = any(e.validator in ("enum", "propertyNames", "additionalProperties") for e in errors)
     return (not typed, depth, named, -min(_PRIORITY.get(e.validator, 2) for e in errors))
+
+
+def _mismatched(errors):
+    """Whether an alternative failed on the instance's own type: a `type` or `not`
+    (the scalar shorthand's "not a mapping") at its level, or an anyOf every branch of
+    which did (a schedule's name-or-mapping for a number)."""
+    for e in errors:
+        if e.relative_path:
+            continue
+        if e.validator in ("type", "not"):
+            return True
+        if e.validator in ("anyOf", "oneOf") and e.context:
+            branches = {}
+            for c in e.context:
+                branches.setdefault(c.relative_schema_path[0], []).append(c)
+            if all(_mismatched(b) for b in branches.values()):
+                return True
+    return False
+
+
+def _expects(error):
+    return isinstance(error.schema, dict) and "x-expected" in error.schema
 
 
 def _depth_in_context(error):
@@ -327,6 +406,8 @@ def _depth_in_context(error):
 
 def _message(error):
     kind = error.schema.get("x-kind") if isinstance(error.schema, dict) else None
+    if _expects(error):
+        return _expected_message(error)
     if error.validator == "enum" and kind:
         names = error.validator_value
         from trainer.registries import ALL
@@ -337,7 +418,9 @@ def _message(error):
     if error.validator == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
-        hint = suggest(extra[0], allowed) if extra else ""
+        hint = "".join(elsewhere(error.absolute_path, k) or "" for k in extra)
+        if not hint:
+            hint = suggest(extra[0], allowed) if extra else ""
         return (f"unknown key {', '.join(repr(e) for e in extra)}.{hint} "
                 f"Allowed: {', '.join(allowed)}")
     if error.validator in ("maxProperties", "minProperties") and kind:
@@ -352,7 +435,8 @@ def _message(error):
         return (f"expected module:name (a Python module and a name in it, like "
                 f"my_hooks:plot_loss), got {error.instance!r}")
     if error.validator == "type":
-        return f"expected {_type_words(error.validator_value)}, got {error.instance!r}"
+        return (f"expected {_type_words(error.validator_value)}{_bounds(error.schema)}, "
+                f"got {error.instance!r}{tuple_hint(error.instance)}")
     if error.validator == "required":
         return error.message.replace("is a required property", "is required")
     if error.validator == "minimum":
@@ -363,6 +447,39 @@ def _message(error):
 def _user_code_pattern():
     from trainer.schema import USER_CODE
     return USER_CODE["pattern"]
+
+
+def _expected_message(error):
+    """``x-expected`` in the schema: "expected a number > 0 or a schedule, got -0.5",
+    with the nearest name when a string was meant as one."""
+    message = f"expected {error.schema['x-expected']}, got {error.instance!r}"
+    if isinstance(error.instance, str):
+        names = [n for e in _descendants(error) if e.validator == "enum"
+                 for n in e.validator_value]
+        nearest = suggest(error.instance, names)
+        if nearest:
+            message += f".{nearest}"
+    return message + tuple_hint(error.instance)
+
+
+def _descendants(error):
+    for e in error.context or ():
+        yield e
+        yield from _descendants(e)
+
+
+def _bounds(schema):
+    """' in [0, 1]', ' >= 0' from a number's schema, or ''."""
+    if not isinstance(schema, dict):
+        return ""
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if schema.get("exclusiveMinimum") is not None:
+        return f" > {schema['exclusiveMinimum']}"
+    return ""
 
 
 def _type_words(t):

@@ -7,6 +7,11 @@ from trainer.errors import ConfigError, GateError
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
         ">": operator.gt, "<": operator.lt}
+#: how far a value passes a gate: positive = passed by that much, negative = missed
+#: by that much, whatever the operator (== passes at 0, != by the distance)
+_MARGINS = {">=": lambda v, t: v - t, ">": lambda v, t: v - t,
+            "<=": lambda v, t: t - v, "<": lambda v, t: t - v,
+            "==": lambda v, t: -abs(v - t), "!=": lambda v, t: abs(v - t)}
 _PATTERN = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*$")
 
 
@@ -32,6 +37,25 @@ def parse_cli(items):
     return out
 
 
+def check_logged(expect, names, cfg):
+    """ConfigError, before training, for a gate on a name the run will never log (one
+    problem per gate, with the nearest name); a gate of the config names its line, one
+    given with --expect the option."""
+    from trainer.config import _summarise
+    from trainer.registry import suggest
+
+    problems = []
+    for name in expect or {}:
+        if name in names:
+            continue
+        where = cfg.where(("expect", name)) if name in (cfg.get("expect") or {}) \
+            else f"--expect {name}{expect[name]}"
+        problems.append((f"expect.{name}", f"'{name}' is never logged.{suggest(name, names)} "
+                                           f"Logged: {', '.join(names)}", where))
+    if problems:
+        raise ConfigError(_summarise(problems), problems=problems)
+
+
 def check(expect, metrics):
     """Evaluate every gate. Returns a list of result dicts; raises GateError listing
     every gate not met (with the margin), after all were checked."""
@@ -47,7 +71,7 @@ def check(expect, metrics):
         value = float(metrics[name])
         passed = bool(_OPS[op](value, target))
         results.append({"metric": name, "condition": condition, "value": value,
-                        "passed": passed, "margin": value - target})
+                        "passed": passed, "margin": _MARGINS[op](value, target)})
     failed = [r for r in results if not r["passed"]]
     if failed:
         lines = []

@@ -5,6 +5,7 @@ invalid (exit 2), warnings are reported and pass.
 """
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from trainer.errors import ConfigError
 from trainer.registry import split_spec
@@ -29,15 +30,30 @@ class Problem:
             return parts[0], int(parts[1]), int(parts[2])
         return self.where, None, None
 
-    def as_dict(self):
+    def file_as_given(self, config_path):
+        """(file, line, col) with the config's file as the user gave its path
+        (``err/typo.yaml``, not the ``typo.yaml`` of messages; GitHub resolves it from
+        the repository root); a problem in a ``--set`` value is the config's, without
+        a line. Other files (a Keras file) stay as the message names them."""
         file, line, col = self.location()
+        if config_path is None:
+            return file, line, col
+        given = Path(config_path)
+        if file.startswith("--set "):  # a value given on the command line
+            return str(given), None, None
+        if file in (given.name, str(given)):
+            return str(given), line, col
+        return file, line, col
+
+    def as_dict(self, config_path=None):
+        file, line, col = self.file_as_given(config_path)
         return {**asdict(self), "file": file, "line": line, "col": col}
 
     def text(self):
         return f"{self.severity}: {self.path}: {self.message} ({self.where})"
 
-    def github(self):
-        file, line, col = self.location()
+    def github(self, config_path=None):
+        file, line, col = self.file_as_given(config_path)
         loc = f"file={file}" + (f",line={line},col={col}" if line else "")
         msg = f"{self.path}: {self.message}".replace("%", "%25").replace("\n", "%0A")
         return f"::{self.severity} {loc}::{msg}"
@@ -58,9 +74,11 @@ def lint_file(path, overrides=()):
 
 def lint_config(cfg):
     from trainer.builder import build_model
+    from trainer.data.shapes import check_builtin_shapes
 
     try:
         model = build_model(cfg)
+        check_builtin_shapes(cfg, model)
     except ConfigError as exc:
         path, _, message = exc.message.partition(": ")
         if not message:
@@ -80,7 +98,8 @@ def lint_config(cfg):
         path, _, message = exc.message.partition(": ")
         problems.append(Problem("error", path, message or exc.message,
                                 exc.where or cfg.where(("callbacks",))))
-    for rule in (_loss_vs_activation, _labels_vs_loss, _top_k, _monitors, _expect):
+    for rule in (_loss_vs_activation, _labels_vs_loss, _top_k, _monitors, _expect,
+                 _zero_lr):
         problems.extend(rule(cfg, model))
     return problems
 
@@ -196,3 +215,14 @@ def _expect(cfg, model):
     return [Problem("error", f"expect.{k}", f"'{k}' is never logged.{suggest(k, names)} "
                     f"Logged: {', '.join(names)}", cfg.where(("expect", k)))
             for k in (cfg.get("expect") or {}) if k not in names]
+
+
+def _zero_lr(cfg, model):
+    from trainer.config import format_path
+    from trainer.optimizers.base import zero_lr_warning
+
+    found = zero_lr_warning(cfg, model.optimizer)
+    if found is None:
+        return []
+    keypath, message = found
+    return [Problem("warning", format_path(keypath), message, cfg.where(keypath))]

@@ -81,23 +81,22 @@ def write_outputs(path, outputs, names):
                               f"(use .npy, .npz, .csv)")
 
 
-def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_path=None):
-    """Predictions of a run's model for the inputs in ``input_path``."""
-    from trainer import api, checkpoint
-    from trainer.data.pipeline import Split, make_preprocessor
-    from trainer.runs import checkpoint_path as checkpoint_path_in
+def predict(target, input_path, output_path=None, batch_size=None, checkpoint_path=None):
+    """Predictions for the inputs in ``input_path`` of a run's final model, or of a
+    CONFIG's model (its --checkpoint, or the weights the model names, or a fresh
+    initialisation with a warning), with the preprocessing of the run or config."""
+    from trainer import api
+    from trainer.data.pipeline import Split, make_preprocessor, prepare
     from trainer.training import predict as run_predict
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    cfg = api.load_run_config(run_dir)
-    model = api.build(cfg)
-    ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
-            else run_dir / "checkpoints" / "last.h5")
-    _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
+    cfg, ckpt = api.final_checkpoint(target, checkpoint_path, command="predict")
+    model, arrays = api.model_of(cfg, ckpt, "predict")
     pre = make_preprocessor(cfg, model.input_names, [])
-    pre.set_state(arrays)
+    if arrays:
+        pre.set_state(arrays)
+    elif any(step.learns for steps in pre.steps["x"].values() for step in steps):
+        # statistics (standardize, ...) come from the training data, as fit takes them
+        _, pre = prepare(cfg, model.input_names, model.output_names, need=("train",))
     split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
     api.check_input_shapes(model, split, "--input")
     model.check_finite_inputs(split, "--input")

@@ -11,7 +11,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
 
 from trainer import __version__
 from trainer.errors import ConfigError, DataError
@@ -146,7 +145,7 @@ class Run:
         """Start a new run here (the lock held); checkpoints of an earlier run in the
         same folder are removed so a resume can never pick them up."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        for old in (self.last, self.previous):
+        for old in (self.last, self.previous, self.final):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
         self.write_config(resolved_config)
@@ -162,6 +161,8 @@ class Run:
         (``resumes``: when, from where, what changed)."""
         self.meta = self.read_meta()
         self.write_config(resolved_config)
+        with contextlib.suppress(FileNotFoundError):
+            self.final.unlink()  # the model of the run's earlier end, not of this one
         self.meta.update(status="running", ended=None, versions=versions())
         self.meta.pop("error", None)
         self.meta.setdefault("resumes", []).append(
@@ -174,8 +175,10 @@ class Run:
         return read_run_json(self.path / "run.json")
 
     def write_config(self, resolved_config):
+        from trainer.config import dump_text
+
         write_text(self.path / "config.yaml",
-                   yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True),
+                   dump_text(resolved_config, sort_keys=False, allow_unicode=True),
                    root=self.path)
 
     def write_meta(self):
@@ -211,6 +214,20 @@ class Run:
     @property
     def last(self):
         return self.checkpoints / "last.h5"
+
+    @property
+    def final(self):
+        """The run's final model: the weights Keras's model holds once fit returned
+        (EarlyStopping's best ones when it restored them), with the preprocessing
+        statistics; written when the run completes."""
+        return self.checkpoints / "final.h5"
+
+    def model_file(self):
+        """The checkpoint that evaluate, predict and export use by default: final.h5
+        of a completed run, else last.h5 (a run stopped early, or older than final.h5)."""
+        if self.final.is_file() and self.read_meta().get("status") == "completed":
+            return self.final
+        return self.last
 
     @property
     def previous(self):

@@ -27,8 +27,10 @@ class EarlyStopping(Callback):
             ends. Unlike Keras 2, which restored them only when this callback
             stopped the run, they are restored whenever training ends normally
             (epochs exhausted, or another callback stopped it), so the model that
-            fit returns is the best one seen. ``checkpoints/last.h5`` still holds the
-            last epoch's weights, so a resumed run continues where it stopped.
+            fit returns is the best one seen: the run's final model
+            (``checkpoints/final.h5``, what evaluate/predict/export use, whose epoch's
+            metrics run.json reports; ``restored_epoch`` says which). ``last.h5`` still
+            holds the last epoch's weights, so a resumed run continues where it stopped.
         start_from_epoch: epochs to wait before watching the monitor (warm-up).
 
     When training from a config without a ModelCheckpoint, EarlyStopping writes
@@ -53,6 +55,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch = 0
         self.best_epoch = 0
         self.best_weights = None
+        self.restored_epoch = None  # the epoch whose weights the model holds at the end
 
     def on_train_begin(self, logs=None):
         self.tracker.check_available(self.params, self.where)
@@ -87,6 +90,7 @@ class EarlyStopping(Callback):
                 say(f"Restoring model weights from the end of the best epoch: "
                     f"{self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch
 
     def _best_from_file(self):
         if self.writes_best and self.run is not None and math.isfinite(self.tracker.best):

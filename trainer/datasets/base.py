@@ -21,6 +21,13 @@ class BuiltinDataset:
     def arrays(self):
         raise NotImplementedError
 
+    def sample_shapes(self):
+        """The shape of one sample of x, known before anything is generated or read:
+        a tuple, or input name → tuple for a dataset with several inputs. Checked
+        against the model's inputs at build time (trainer.data.shapes)."""
+        x, _ = self.arrays()
+        return {k: v.shape[1:] for k, v in x.items()} if isinstance(x, dict) else x.shape[1:]
+
     def load(self):
         x, y = self.arrays()
         if self.subset == "all":
@@ -51,6 +58,9 @@ def _shipped_dataset(name, doc):
         def arrays(self):
             data = shipped(name)
             return data["x"], data["y"]
+
+        def sample_shapes(self):  # the shipped files are small: read the arrays
+            return shipped(name)["x"].shape[1:]
 
     Shipped.__name__ = Shipped.__qualname__ = name.title().replace("_", "")
     return datasets.register(name)(Shipped)

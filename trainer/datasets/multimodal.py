@@ -33,6 +33,9 @@ class TwoInputSynthetic(BuiltinDataset):
         self.subset = subset
         self.samples = samples
 
+    def sample_shapes(self):
+        return {"image": (8, 8), "meta": (6,)}
+
     def arrays(self):
         rng = np.random.default_rng(20261126)
         n = self.samples

@@ -39,6 +39,10 @@ class Seq2SeqTokens(BuiltinDataset):
         self.subset, self.task, self.samples = subset, task, samples
         self.length, self.vocab_size, self.seed = length, vocab_size, seed
 
+    def sample_shapes(self):
+        return {"enc_in": (self.length, self.vocab_size),
+                "dec_in": (self.length, self.vocab_size + 1)}
+
     def arrays(self):
         rng = np.random.default_rng(self.seed)
         n, t, v = self.samples, self.length, self.vocab_size

@@ -57,6 +57,9 @@ class MarkerOrder(BuiltinDataset):
         self.subset, self.n, self.length, self.min_length = subset, n, length, min_length
         self.vocab_size, self.seed, self.padding = vocab_size, seed, padding
 
+    def sample_shapes(self):
+        return (self.length,)
+
     def arrays(self):
         rng = np.random.default_rng(self.seed)
         lengths = rng.integers(self.min_length, self.length + 1, self.n)
@@ -100,6 +103,9 @@ class TokenTopics(BuiltinDataset):
             raise ConfigError(f"length ({length}) is too short for {plants} plants")
         self.subset, self.n, self.length, self.classes = subset, n, length, classes
         self.vocab_size, self.plants, self.seed = vocab_size, plants, seed
+
+    def sample_shapes(self):
+        return (self.length,)
 
     def arrays(self):
         rng = np.random.default_rng(self.seed)

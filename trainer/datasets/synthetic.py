@@ -41,6 +41,9 @@ class Blobs(BuiltinDataset):
         self.n_samples, self.classes, self.noise = n_samples, classes, noise
         self.n_features, self.seed, self.subset = n_features, seed, subset
 
+    def sample_shapes(self):
+        return (self.n_features,)
+
     def arrays(self):
         rng = np.random.default_rng(self.seed)
         centres = rng.uniform(-10, 10, (self.classes, self.n_features))
@@ -58,6 +61,9 @@ class Moons(BuiltinDataset):
     def __init__(self, n_samples: PositiveInt = 1000, noise: float = 0.1, seed: int = 0,
                  subset: Subset = "train"):
         self.n_samples, self.noise, self.seed, self.subset = n_samples, noise, seed, subset
+
+    def sample_shapes(self):
+        return (2,)
 
     def arrays(self):
         rng = np.random.default_rng(self.seed)
@@ -79,6 +85,9 @@ class Spirals(BuiltinDataset):
                  noise: float = 0.2, seed: int = 0, subset: Subset = "train"):
         self.n_samples, self.classes, self.noise = n_samples, classes, noise
         self.seed, self.subset = seed, subset
+
+    def sample_shapes(self):
+        return (2,)
 
     def arrays(self):
         rng = np.random.default_rng(self.seed)

@@ -95,6 +95,9 @@ class CifarSynthetic(BuiltinDataset):
         self.n_test = n_test
         self.seed = seed
 
+    def sample_shapes(self):
+        return (32, 32, 3)
+
     def load(self):
         train_seq, test_seq = np.random.SeedSequence([self.seed, 32323]).spawn(2)
         parts = []

@@ -253,8 +253,10 @@ def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     if fmt == "keras-json":
         write_text(out, model_json(model, dtype) + "\n")
         return _noted(out, note)
+    from trainer.runs import Run
+
     ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
-            else run_dir / "checkpoints" / "last.h5")
+            else Run(run_dir).model_file())
     checkpoint.load(ckpt, model, with_optimizer=False)
     if fmt == "keras":
         from trainer.keras_io.keras3 import write_keras

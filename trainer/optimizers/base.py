@@ -30,7 +30,10 @@ from trainer.registry import NonNegativeFloat, Schema, component
 
 # Type hints of the arguments every optimizer shares (they give the JSON Schema).
 NonNegative = NonNegativeFloat
-LearningRate = NonNegative | component("schedule")
+#: ``x-expected``: a wrong lr gets one message saying what it takes, not the schedule
+#: registry's "unknown schedule" for a number (trainer.config._message)
+LearningRate = Annotated[NonNegative | component("schedule"),
+                         Schema(**{"x-expected": "a number > 0 or a schedule"})]
 Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
 
 
@@ -152,6 +155,21 @@ class Optimizer:
                     raise ConfigError(f"{who} state '{key}': the model needs shape "
                                       f"{slot.shape}, the checkpoint has {value.shape}")
                 slot[...] = value
+
+
+def zero_lr_warning(cfg, optimizer):
+    """(keypath, message) when the optimizer's lr is the number 0 (valid, as in Keras,
+    but the weights never change: a warning, not an error), else None."""
+    if optimizer.schedule is not None or optimizer.learning_rate != 0:
+        return None
+    keypath = ("compile", "optimizer")
+    spec = cfg["compile"].get("optimizer")
+    if isinstance(spec, dict) and len(spec) == 1:
+        (name, args), = spec.items()
+        keypath += (name,)
+        if isinstance(args, dict):
+            keypath += ("lr" if "lr" in args else "learning_rate",)
+    return keypath, "lr is 0: training will not change the weights"
 
 
 def l2norm(g):

@@ -9,7 +9,6 @@ import itertools
 import json
 
 import numpy as np
-import yaml
 
 
 class Trial:
@@ -26,7 +25,9 @@ class Trial:
 
 def as_override(key, value):
     """A --set item whose value parses back (as YAML) to ``value``."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    from trainer.config import dump_text
+
+    text = dump_text(value, default_flow_style=True, width=10**9).strip()
     if text.endswith("\n...") or text.endswith("..."):
         text = text.rsplit("\n", 1)[0].strip()
     return f"{key}={text}"

@@ -46,6 +46,9 @@ class ToCategorical(Step):
         self.learns = num_classes is None
         self._max = -1
 
+    def sample_shape(self, shape):
+        return None  # the classes may come from the data
+
     def begin_fit(self):
         self._max = -1
 
@@ -89,6 +92,9 @@ class ClassIds(Step):
     The classes are the sorted distinct labels of the training split unless
     ``classes`` lists them (in class-id order). A label not among them is an error.
     """
+
+    def sample_shape(self, shape):
+        return None  # labels: ids or one-hot rows, their width from the data
 
     def __init__(self, classes: list[str] | None = None):
         self.classes = classes

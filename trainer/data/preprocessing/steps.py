@@ -34,6 +34,11 @@ class Step:
     def __call__(self, array):
         raise NotImplementedError
 
+    def sample_shape(self, shape):
+        """The shape of one sample after this step, from the shape before it (None:
+        not known before the data is read). Most steps keep it."""
+        return shape
+
     def get_state(self):
         return {}
 
@@ -68,6 +73,12 @@ class Reshape(Step):
         except ValueError:
             raise DataError(f"reshape: samples of shape {a.shape[1:]} ({int(np.prod(a.shape[1:]))}"
                             f" values) cannot become {tuple(self.target_shape)}") from None
+
+    def sample_shape(self, shape):
+        try:
+            return np.empty((0, *shape)).reshape((0, *self.target_shape)).shape[1:]
+        except ValueError:
+            return None  # reported with the data's shape when it is read
 
 
 @preprocessing.register("cast")
