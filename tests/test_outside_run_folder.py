@@ -181,6 +181,7 @@ def with_external_kernel(path, raw):
 def test_checkpoints_and_keras_weights_with_external_storage_are_refused(tmp_path, raw):
     run = finished_run(tmp_path)
     hostile = with_external_kernel(run / "checkpoints" / "last.h5", raw)
+    with_external_kernel(run / "checkpoints" / "final.h5", raw)  # what evaluate reads
     for args in (["evaluate", run], ["fit", "--resume", run, "--set", "fit.epochs=2"]):
         r = cli(*args)
         assert r.exit_code == 3 and "external storage" in r.output, (args, r.output)
