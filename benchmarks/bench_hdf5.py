@@ -88,7 +88,8 @@ def peak_rss_mb():
 def train(config_path):
     """In a fresh process: fit one epoch, print peak RSS and throughput as JSON."""
     sys.path.insert(0, str(ROOT))
-    from trainer import api, training
+    from trainer.app import fit as api
+    from trainer.training import loop as training
 
     cfg = api.load_config(config_path)
     rss_before = peak_rss_mb()

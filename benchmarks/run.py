@@ -25,7 +25,7 @@ defaults on both sides):
     quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
                 training step (target < 2 s), with a warm Numba cache
 
-Ours is built from a config dict by trainer.builder and driven by
+Ours is built from a config dict by trainer.build.builder and driven by
 ``model.train_on_batch([x], [y])`` / ``model.predict_on_batch([x])``; PyTorch is the same
 network as an ``nn.Module`` (NCHW images, integer labels), trained with
 zero_grad/forward/loss/backward/step, and run for inference in ``eval()`` mode under
@@ -97,8 +97,8 @@ LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
 # ---------------------------------------------------------------- the models: ours
 
 def _our_model(input_shape, layers, optimizer):
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     cfg = from_dict({"data": {"train": {"dataset": "iris"}},  # unused: only the model
                      "model": {"input_shape": list(input_shape), "layers": layers},

@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, write_config
-from trainer import api, registries
+from trainer.app import fit as api
+from trainer.config import families as registries
 from trainer.cli import main
 from trainer.errors import ConfigError
 from trainer.keras_io import export
@@ -433,7 +434,7 @@ def test_round_trip_fit_export_import_identical_predictions(tmp_path):
     assert json.loads((tmp_path / "out.json").read_text())["config"] == config["config"]
 
     original = api.build(api.load_config(tmp_path / "run" / "config.yaml"))
-    from trainer import checkpoint
+    from trainer.store import checkpoint
     checkpoint.load(tmp_path / "run" / "checkpoints" / "last.h5", original)
     _, back = imported(tmp_path, "  keras: out.h5")
     np.testing.assert_array_equal(predict(back, X.astype("f4")),

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from trainer.builder import build_model
-from trainer.config import from_dict
+from trainer.build.builder import build_model
+from trainer.config.loader import from_dict
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def test_rescaling(rng):

@@ -46,7 +46,7 @@ class DivergedError(TrainerError):
 def out_of_memory(exc):
     """The ConfigError for a MemoryError while running: a batch, a layer's activations
     or an array the config asks for do not fit this machine — sizes the config sets."""
-    from trainer.limits import human_size, memory_bytes
+    from trainer.memory import human_size, memory_bytes
 
     return ConfigError(f"out of memory ({human_size(memory_bytes())} on this machine): "
                        f"{exc}; lower fit.batch_size (or the command's --batch-size) or "

@@ -21,7 +21,7 @@ from trainer.errors import ConfigError
 class Callback:
     def __init__(self):
         self.model = None
-        self.run = None  # the run folder (trainer.runs.Run) when training from a config
+        self.run = None  # the run folder (trainer.store.runs.Run) when training from a config
         self.params = {}
         self.where = None  # "config.yaml:12:5" of the callback's entry, set by api
         self.writes_best = False  # set by api on the callback that writes best.h5
@@ -41,7 +41,7 @@ class Callback:
     def on_test_end(self, logs=None): pass
 
     def get_state(self):
-        """JSON-able state saved in last.h5 (see trainer.checkpoint)."""
+        """JSON-able state saved in last.h5 (see trainer.store.checkpoint)."""
         return {}
 
     def set_state(self, state):

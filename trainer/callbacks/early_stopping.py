@@ -3,11 +3,11 @@
 import math
 from typing import Literal, Optional
 
-from trainer import checkpoint
+from trainer.store import checkpoint
 from trainer.callbacks.base import Callback, Monitor, copy_weights, say
 from trainer.callbacks.model_checkpoint import save_best
-from trainer.registries import callbacks
-from trainer.registry import NonNegativeInt
+from trainer.config.families import callbacks
+from trainer.config.registry import NonNegativeInt
 
 
 @callbacks.register("EarlyStopping")

@@ -2,13 +2,13 @@
 
 from typing import Literal, Union
 
-from trainer import checkpoint
+from trainer.store import checkpoint
 from trainer.callbacks.base import (Callback, Monitor, check_fields, check_relative,
                                     inside_run, say, template_fields)
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
-from trainer.registries import callbacks
-from trainer.registry import PositiveInt
+from trainer.config.families import callbacks
+from trainer.config.registry import PositiveInt
 
 
 def save_weights(path, model, weights_only):

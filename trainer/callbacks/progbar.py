@@ -5,7 +5,7 @@ from typing import Literal
 
 from trainer import console
 from trainer.callbacks.base import Callback
-from trainer.registries import callbacks
+from trainer.config.families import callbacks
 
 
 @callbacks.register("ProgbarLogger")

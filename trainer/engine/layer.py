@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.limits import human_size, memory_bytes
+from trainer.memory import human_size, memory_bytes
 
 
 class Layer:

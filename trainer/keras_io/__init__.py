@@ -70,7 +70,7 @@ def read_model_file(path, where=None):
 def expand(cfg):
     """Replace ``model.keras`` in ``cfg`` (in place) by the translated model section, so
     the builder, the run folder's config.yaml and ``model.weights`` see plain config."""
-    from trainer.config import resolve_path, validate
+    from trainer.config.loader import resolve_path, validate
     from trainer.keras_io.translate import translate_model
 
     model_cfg = cfg["model"]

@@ -11,8 +11,8 @@ in one error. The exceptions are the small tables below.
 
 import typing
 
-from trainer import registries
-from trainer.registry import Ref, _hints, parameters
+from trainer.config import families as registries
+from trainer.config.registry import Ref, _hints, parameters
 
 IGNORED = {"dtype", "seed", "batch_size", "fused", "implementation", "use_cudnn",
            "autocast", "build_config", "module", "registered_name", "input_dtype",

@@ -14,12 +14,12 @@ for initializers and regularizers, a name for activations.
 import json
 from pathlib import Path
 
-from trainer import registries
+from trainer.config import families as registries
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.keras_io.h5 import KERAS_VERSION, write_weights
 from trainer.keras_io.arguments import component_kinds
-from trainer.registry import config_of, parameters, split_spec
+from trainer.config.registry import config_of, parameters, split_spec
 
 
 def keras_name(kind, name):
@@ -190,7 +190,8 @@ FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json", ".kera
 
 def export_run(run_dir, out, fmt=None, checkpoint_path=None):
     """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
-    from trainer import api, checkpoint
+    from trainer.app import fit as api
+    from trainer.store import checkpoint
     from trainer.fileio import write_text
 
     run_dir, out = Path(run_dir), Path(out)

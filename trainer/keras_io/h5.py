@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from trainer.errors import ConfigError, DataError
-from trainer.h5limits import attr, check_dataset
+from trainer.keras_io.h5limits import attr, check_dataset
 
 KERAS_VERSION = "2.15.0"
 HEADER_LIMIT = 64512  # bytes; larger attributes are chunked (Keras's constant)
@@ -34,7 +34,7 @@ def decode(values):
 
 def read_list_attr(group, name):
     """A list-of-strings attribute, whole or in Keras's numbered chunks; [] if absent.
-    Each attribute's size is checked before it is read (trainer/h5limits.py)."""
+    Each attribute's size is checked before it is read (trainer/keras_io/h5limits.py)."""
     label = f"{group.file.filename}:{group.name}"
     if name in group.attrs:
         return decode(attr(group, name, label))
@@ -197,7 +197,7 @@ def write_weights(group, model, weight_prefix=""):
 
 def load_weights_option(cfg, model):
     """``model.weights`` of a config: a path, or {path, by_name, skip_mismatch}."""
-    from trainer.config import resolve_path
+    from trainer.config.loader import resolve_path
     from trainer.keras_io.native import open_weights
 
     spec = cfg["model"].get("weights")

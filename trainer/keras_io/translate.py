@@ -14,9 +14,9 @@ flattened into the outer one: a Sequential inside a Sequential is spliced in, an
 else becomes a functional config. Each layer goes through ``arguments.layer_spec``.
 """
 
-from trainer import registries
+from trainer.config import families as registries
 from trainer.keras_io.arguments import MODELS, Problems, layer_spec
-from trainer.registry import parameters
+from trainer.config.registry import parameters
 
 
 def translate_model(keras, source="keras model", lenient_init=False, native=False):

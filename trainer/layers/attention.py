@@ -29,8 +29,8 @@ from trainer.activations.basic import Softmax
 
 from trainer.engine.layer import Layer
 from trainer.layers.core import check_rate, draw_dtype, kernel_settings
-from trainer.registries import layers
-from trainer.registry import PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt, Rate, component
 
 #: what Keras adds to masked scores before the softmax (float32)
 MASKED = -1e9

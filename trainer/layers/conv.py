@@ -17,8 +17,8 @@ from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, pat
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.layers.core import kernel_settings
-from trainer.registries import layers
-from trainer.registry import IntOrPair, PositiveInt, component
+from trainer.config.families import layers
+from trainer.config.registry import IntOrPair, PositiveInt, component
 
 
 def fused_activation(activation, z):

@@ -13,8 +13,8 @@ import numpy as np
 
 from trainer.engine.kernels.conv import col2im, im2col, transpose_out_size
 from trainer.layers.conv import Conv
-from trainer.registries import layers
-from trainer.registry import IntOrPair, PositiveInt, component
+from trainer.config.families import layers
+from trainer.config.registry import IntOrPair, PositiveInt, component
 
 
 @layers.register("Conv2DTranspose", "Convolution2DTranspose")

@@ -8,8 +8,8 @@ from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.kernels import fused, parallel
 from trainer.engine.layer import Layer
-from trainer.registries import layers
-from trainer.registry import NonNegativeFloat, PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import NonNegativeFloat, PositiveInt, Rate, component
 
 
 @layers.register("InputLayer", "Input")

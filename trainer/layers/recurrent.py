@@ -37,8 +37,8 @@ from trainer import initializers, regularizers
 from trainer.engine.kernels import parallel
 from trainer.engine.layer import Layer
 from trainer.layers import rnn_cells
-from trainer.registries import layers
-from trainer.registry import PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt, Rate, component
 
 
 class RNN(Layer):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
+from trainer.config.families import optimizers
 
 
 @optimizers.register("Adagrad", "adagrad")

@@ -6,8 +6,8 @@ import numpy as np
 
 from trainer.engine.kernels import fused
 from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate
 
 
 @optimizers.register("Adam", "adam")

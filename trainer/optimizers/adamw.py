@@ -2,8 +2,8 @@
 
 from trainer.optimizers.adam import Adam
 from trainer.optimizers.base import Clip, LearningRate, NonNegative
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate
 
 
 @optimizers.register("AdamW", "adamw")

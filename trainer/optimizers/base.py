@@ -26,7 +26,7 @@ from typing import Annotated
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.registry import NonNegativeFloat, Schema, component
+from trainer.config.registry import NonNegativeFloat, Schema, component
 
 # Type hints of the arguments every optimizer shares (they give the JSON Schema).
 NonNegative = NonNegativeFloat
@@ -162,7 +162,7 @@ def l2norm(g):
 def schedule_of(learning_rate):
     """A schedule from a name, ``{Name: {args}}`` or instance; None for a number."""
     if isinstance(learning_rate, (str, dict)):
-        from trainer.registries import schedules
+        from trainer.config.families import schedules
         return schedules.get(learning_rate)
     if callable(learning_rate):
         return learning_rate

@@ -3,8 +3,8 @@
 import numpy as np
 
 from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate
 
 
 @optimizers.register("Nadam", "nadam")

@@ -63,7 +63,7 @@ def fixed_overrides(sweep):
 def make_trial(sweep, point, seed, index, study_trial=None):
     """A trial; ``study_trial`` (an Optuna trial number) keeps two study trials that
     drew the same point apart."""
-    from trainer import config as config_lib
+    from trainer.config import loader as config_lib
 
     overrides = fixed_overrides(sweep) + [as_override(k, v) for k, v in point.items()]
     overrides.append(f"seed={seed}")

@@ -1,6 +1,6 @@
 """The registries of every component family users name in a config."""
 
-from trainer.registry import Registry
+from trainer.config.registry import Registry
 
 layers = Registry("layer", "trainer.layers")
 activations = Registry("activation", "trainer.activations")

@@ -27,10 +27,10 @@ import re
 
 import numpy as np
 
-from trainer.builder import PLACEMENT, Namer, _dotted, make_layer
+from trainer.build.builder import PLACEMENT, Namer, _dotted, make_layer
 from trainer.engine.graph import Graph
 from trainer.errors import ConfigError
-from trainer.registry import suggest
+from trainer.config.registry import suggest
 
 
 _OUTPUT = re.compile(r"(.+):(\d+)")

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer import config as config_lib
+from trainer.config import loader as config_lib
 from trainer.errors import (ConfigError, DataError, DivergedError, InterruptedRun, Terminated,
                             TerminatedRun, TrainerError, out_of_memory)
-from trainer.registry import config_of
+from trainer.config.registry import config_of
 
 def load_config(path, overrides=()):
     return config_lib.load(path, overrides)
 
 
 def build(cfg):
-    from trainer.builder import build_model
+    from trainer.build.builder import build_model
 
     return build_model(cfg)
 
@@ -87,7 +87,7 @@ def make_callbacks(cfg, verbose):
     from trainer.callbacks.history import History
     from trainer.callbacks.model_checkpoint import ModelCheckpoint
     from trainer.callbacks.progbar import ProgbarLogger
-    from trainer.registries import callbacks as registry
+    from trainer.config.families import callbacks as registry
 
     history = History()
     user = []
@@ -95,7 +95,7 @@ def make_callbacks(cfg, verbose):
         keypath = ("callbacks", i)
         try:
             if isinstance(spec, dict) and "callback" in spec:
-                from trainer.usercode import load_callback
+                from trainer.config.usercode import load_callback
                 callback = load_callback(spec, cfg, keypath)
             else:
                 callback = registry.get(spec)
@@ -116,7 +116,7 @@ def make_callbacks(cfg, verbose):
 def load_run_config(run_dir, overrides=()):
     """The config a run was trained with (its config.yaml); relative data paths stay
     relative to the folder of the config the run was started from."""
-    from trainer.runs import Run
+    from trainer.store.runs import Run
 
     run = Run(run_dir).require()
     cfg = load_config(run.path / "config.yaml", overrides)
@@ -130,11 +130,11 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     """Train from a config into a run folder. Returns (run, logs).
 
     ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
-    differ from the run's config only in safe keys (trainer.resume), unless ``force``.
+    differ from the run's config only in safe keys (trainer.training.resume), unless ``force``.
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
     """
-    from trainer.resume import ResumePoint
-    from trainer.runs import Run, command_line, new_run_dir
+    from trainer.training.resume import ResumePoint
+    from trainer.store.runs import Run, command_line, new_run_dir
 
     argv = argv or command_line()
     with contextlib.ExitStack() as held:
@@ -151,7 +151,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             point = ResumePoint.find(run, resolved, force)
         train, val, pre = fit_data(cfg, model, point.arrays if point else None)
         if point is not None:
-            from trainer import checkpoint
+            from trainer.store import checkpoint
             checkpoint.load(point.path, model)
         elif "weights" in cfg["model"]:
             initial_weights(cfg, model)
@@ -193,7 +193,7 @@ def initial_weights(cfg, model):
 
 
 def make_loop(cfg, model, train, val, callbacks, run):
-    from trainer.training import Loop
+    from trainer.training.loop import Loop
 
     fit_cfg = cfg["fit"]
     return Loop(model, train, val, callbacks,
@@ -211,9 +211,9 @@ def save_last(run, loop, pre, history, resolved):
     """checkpoints/last.h5 (the one it replaces kept as last.prev.h5), then
     history.csv: a crash between the two leaves history.csv behind the checkpoint,
     and a resume rewrites it from the checkpoint's history."""
-    from trainer import checkpoint
+    from trainer.store import checkpoint
     from trainer.fileio import WriteError
-    from trainer.resume import config_hash
+    from trainer.training.resume import config_hash
 
     if not run.present():  # atomic writes would create the folder again
         raise WriteError(f"the run folder {run.path} was deleted or moved while the run "
@@ -230,7 +230,7 @@ def train_until_done(loop, run, history, point=None):
     """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
     (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
     ended in run.json."""
-    from trainer.resume import stop_at_boundary
+    from trainer.training.resume import stop_at_boundary
 
     started = False  # until then, the loop's state is not the run's
     try:
@@ -270,7 +270,7 @@ def train_until_done(loop, run, history, point=None):
         _finish_failed(run, history, str(error))
         raise error from None
     except BaseException as exc:
-        from trainer.usercode import blame
+        from trainer.config.usercode import blame
 
         run.finish("failed", history_last(history),
                    error=blame(exc) or f"internal error: {exc!r}")
@@ -384,9 +384,9 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     config's data instead, or the path of a data file read like ``data.test`` (the
     same array names; a built-in dataset's test split is replaced by the file's
     ``x`` and ``y`` arrays)."""
-    from trainer import checkpoint
+    from trainer.store import checkpoint
     from trainer.data.pipeline import prepare
-    from trainer.training import evaluate as run_eval
+    from trainer.training.loop import evaluate as run_eval
 
     target = Path(target)
     if target.is_dir():

@@ -76,9 +76,10 @@ def write_outputs(path, outputs, names):
 
 def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_path=None):
     """Predictions of a run's model for the inputs in ``input_path``."""
-    from trainer import api, checkpoint
+    from trainer.app import fit as api
+    from trainer.store import checkpoint
     from trainer.data.pipeline import Preprocessor, Split
-    from trainer.training import predict as run_predict
+    from trainer.training.loop import predict as run_predict
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():

@@ -1,5 +1,5 @@
 """This machine's memory, and sizes written for people: what size checks compare
-against before allocating (HDF5 reads in trainer.h5limits, layer weights)."""
+against before allocating (HDF5 reads in trainer.keras_io.h5limits, layer weights)."""
 
 import os
 

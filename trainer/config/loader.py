@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from trainer.errors import ConfigError
-from trainer.registry import suggest
+from trainer.config.registry import suggest
 
 
 class Config(dict):
@@ -183,7 +183,7 @@ def apply_override(value, marks, item):
 
 def validate(cfg):
     """Every schema error at once, each with its key path and file:line:col."""
-    from trainer.schema import config_schema
+    from trainer.config.schema import config_schema
 
     check_schema(config_schema(), cfg)
 
@@ -267,7 +267,7 @@ def _message(error):
     kind = error.schema.get("x-kind") if isinstance(error.schema, dict) else None
     if error.validator == "enum" and kind:
         names = error.validator_value
-        from trainer.registries import ALL
+        from trainer.config.families import ALL
         if kind in ALL and isinstance(error.instance, str) \
                 and error.instance in ALL[kind].unsupported:
             return ALL[kind].unsupported[error.instance]
@@ -313,7 +313,7 @@ def format_path(path):
 def fill_defaults(cfg):
     """Fill the schema defaults of the top-level sections (not of components, whose
     defaults come from the component classes when the model is built)."""
-    from trainer.schema import config_schema
+    from trainer.config.schema import config_schema
 
     props = config_schema()["properties"]
     for key, sub in props.items():

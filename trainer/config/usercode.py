@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 
 from trainer.errors import ConfigError
-from trainer.registry import suggest
+from trainer.config.registry import suggest
 
 
 def _in_folder(folder, module):

@@ -1,5 +1,5 @@
 """The `trainer` command: a thin click group. Each command parses its arguments,
-calls ``trainer.api``, prints, and maps errors to the documented exit codes:
+calls ``trainer.app.fit``, prints, and maps errors to the documented exit codes:
 
 0 success · 1 internal error · 2 bad usage or config · 3 bad or missing data ·
 4 an `expect:` gate not met · 5 training diverged · 6 a run file could not be written
@@ -66,7 +66,7 @@ def handle_errors(fn):
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
             if debug:
                 raise
-            from trainer.usercode import blame
+            from trainer.config.usercode import blame
 
             message = blame(exc)  # the user's own layer or callback failed: exit 2
             if message is not None:
@@ -106,7 +106,7 @@ def quiet_float_warnings():
 
 
 def _gate_items(cfg, cli_expect):
-    from trainer import gates
+    from trainer.app import gates
 
     expect = dict(cfg.get("expect") or {})
     expect.update(gates.parse_cli(cli_expect))
@@ -152,10 +152,11 @@ Examples:
 def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log_format, quiet):
     """Train the model of CONFIG; write the run folder; check `expect:` gates. With
     --resume, continue a stopped run."""
-    from trainer import api, events, gates
-    from trainer.callbacks.events import EventLogger
+    from trainer.app import fit as api, gates
+    from trainer import events
+    from trainer.callbacks.event_logger import EventLogger
     from trainer.errors import ConfigError, GateError
-    from trainer.resume import sigterm_as_interrupt
+    from trainer.training.resume import sigterm_as_interrupt
 
     _json_output(as_json, log_format)
     if resume is None and config_path is None:
@@ -192,7 +193,7 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     if as_json:
         click.echo(json.dumps(result))
     elif not quiet:
-        from trainer.plot import read_history, terminal_chart
+        from trainer.app.plot import read_history, terminal_chart
 
         losses = [v for _, v in read_history(run.path).get("loss", [])]
         for line in terminal_chart(losses) if len(losses) > 1 else []:
@@ -221,7 +222,8 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
     Gates named `val_<metric>` are checked against the evaluated split's <metric>."""
     from pathlib import Path
 
-    from trainer import api, console, gates
+    from trainer.app import fit as api, gates
+    from trainer import console
 
     console.use_stderr(as_json)
     results = api.evaluate(target, checkpoint, overrides, data=data)
@@ -247,8 +249,9 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
 @handle_errors
 def summary(config_path, overrides):
     """Print the model table (layers, output shapes, parameter counts)."""
-    from trainer import api, console
-    from trainer.summary import render
+    from trainer.app import fit as api
+    from trainer import console
+    from trainer.app.summary import render
 
     cfg = api.load_config(config_path, overrides)
     render(api.build(cfg), console.console())
@@ -267,7 +270,7 @@ Examples:
 def validate(config_paths, overrides, fmt, as_json):
     """Check configs: schema, dry build with shape inference, and checks that read no
     data (loss vs output, labels vs loss, metric k, callback monitors, gates)."""
-    from trainer.lint import lint_file
+    from trainer.app.validate import lint_file
 
     report, failed = [], False
     for path in config_paths:
@@ -301,7 +304,7 @@ Example:
 @handle_errors
 def predict(run_dir, input_path, output_path, checkpoint, batch_size):
     """Predict with a run's model; inputs get the run's preprocessing."""
-    from trainer.predict import predict as run_predict
+    from trainer.app.predict import predict as run_predict
 
     outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)
     for name, out in zip(names, outputs):
@@ -325,7 +328,7 @@ Example:
 @handle_errors
 def plot(run_dirs, output):
     """Loss and metric curves of one or several runs (or a sweep folder) in one PNG."""
-    from trainer.plot import plot_runs
+    from trainer.app.plot import plot_runs
 
     click.echo(f"wrote {plot_runs(run_dirs, output)}")
 
@@ -347,7 +350,7 @@ Examples:
 def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as_json):
     """Run a grid or random search over config keys; resumable; ranked results."""
     from trainer import console
-    from trainer.sweeps import api as sweeps
+    from trainer.app import sweep as sweeps
     from trainer.sweeps.summary import render
 
     console.use_stderr(as_json)
@@ -410,7 +413,7 @@ def export(run_dir, output, fmt, checkpoint):
 @click.option("--sweep", "of_sweep", is_flag=True, help="The schema of sweep files instead.")
 def schema(of_sweep):
     """Print the JSON Schema of the config language (or of sweep files)."""
-    from trainer.schema import schema_text
+    from trainer.config.schema import schema_text
 
     if of_sweep:
         from trainer.sweeps.spec import sweep_schema

@@ -33,7 +33,7 @@ def run(path, workers=1, shard_spec=None, fail_fast=False, runs_root="runs", pro
 
 def check_gates(sweep, table):
     """`expect:` of a sweep applies to the best point's mean."""
-    from trainer import gates
+    from trainer.app import gates
 
     if not sweep.get("expect") or not table:
         return []

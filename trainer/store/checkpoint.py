@@ -8,7 +8,7 @@ Layout (the one Keras 2 ``save_weights('x.h5')`` writes, extended):
     /<layer>/<layer>/kernel:0   one dataset per weight
     /optimizer_weights/     optimizer slots and iteration count (ours)
     /trainer_state/         attrs: state (JSON: epoch and step, history, callback and
-                            RNG state, config hash; see trainer.training.Loop.get_state)
+                            RNG state, config hash; see trainer.training.loop.Loop.get_state)
     /trainer_state/arrays/  arrays of that state (preprocessing statistics, metric sums)
 
 Every write goes to a temporary file in the same folder, is flushed and fsynced, then
@@ -27,7 +27,7 @@ import numpy as np
 
 from trainer.errors import DataError
 from trainer.fileio import atomic_path
-from trainer.h5limits import attr, check_dataset
+from trainer.keras_io.h5limits import attr, check_dataset
 from trainer.keras_io import h5 as keras_h5
 
 FORMAT = 2

@@ -16,8 +16,8 @@ values. So, before reading:
 import math
 
 from trainer.errors import DataError
-from trainer.limits import human_size as _size
-from trainer.limits import memory_bytes
+from trainer.memory import human_size as _size
+from trainer.memory import memory_bytes
 
 MAX_ATTR_BYTES = 16 << 20
 

@@ -10,10 +10,10 @@ from trainer import metrics as metric_lib
 from trainer.engine.graph import Graph
 from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
-from trainer.model import Model, Output
-from trainer.registries import layers as layer_registry
-from trainer.registries import losses, optimizers
-from trainer.registry import parameters, split_spec
+from trainer.build.model import Model, Output
+from trainer.config.families import layers as layer_registry
+from trainer.config.families import losses, optimizers
+from trainer.config.registry import parameters, split_spec
 
 # Arguments that place a layer in a model rather than configure it.
 PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
@@ -54,7 +54,7 @@ def make_layer(spec, keypath, cfg, namer):
     where = cfg.where(keypath)
     user = isinstance(spec, dict) and "layer" in spec
     if user:  # {layer: "module:Class", args: {...}, name, inputs, input_shape, ...}
-        from trainer.usercode import load_layer
+        from trainer.config.usercode import load_layer
 
         placement = {k: spec[k] for k in PLACEMENT if k in spec}
         build = lambda: load_layer(spec, cfg, keypath)  # noqa: E731
@@ -83,7 +83,7 @@ def make_layer(spec, keypath, cfg, namer):
 
 
 def _dotted(keypath):
-    from trainer.config import format_path
+    from trainer.config.loader import format_path
     return format_path(keypath)
 
 
@@ -104,7 +104,7 @@ def build_graph(cfg, rng):
         from trainer.keras_io import expand
         model_cfg = expand(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
-        from trainer.functional import build_functional
+        from trainer.build.functional import build_functional
         return build_functional(cfg, rng)
     return build_sequential(cfg, rng)
 
@@ -203,7 +203,7 @@ def _per_output(value, names, what, cfg, keypath):
 
 def _check_output_keys(mapping, names, cfg, keypath):
     """Keys of a per-output mapping (loss, loss_weights, metrics) must be output names."""
-    from trainer.registry import suggest
+    from trainer.config.registry import suggest
 
     for k in mapping:
         if k not in names:

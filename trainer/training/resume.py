@@ -4,7 +4,7 @@ which config changes a resume accepts, and signals that stop at a step boundary.
 A resumed run gives the same weights, history and checkpoints as one that never
 stopped (same machine, same versions, same thread count): ``checkpoints/last.h5``
 holds the position (epoch, step), optimizer slots, the epoch's running sums, every
-random stream and each callback's state (see ``trainer.training.Loop.get_state``).
+random stream and each callback's state (see ``trainer.training.loop.Loop.get_state``).
 """
 
 import contextlib
@@ -29,7 +29,7 @@ def _plain(value):
 
 
 def _callback_name(spec):
-    from trainer.registries import callbacks
+    from trainer.config.families import callbacks
 
     name = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else spec
     if not isinstance(name, str):
@@ -105,7 +105,7 @@ class ResumePoint:
         (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used)."""
         import yaml
 
-        from trainer import checkpoint
+        from trainer.store import checkpoint
 
         warn = warn or _warn
         config_file = run.require().path / "config.yaml"

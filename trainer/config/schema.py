@@ -9,7 +9,7 @@ import copy
 import functools
 import json
 
-from trainer import registries
+from trainer.config import families as registries
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -7,7 +7,7 @@ invalid (exit 2), warnings are reported and pass.
 from dataclasses import asdict, dataclass
 
 from trainer.errors import ConfigError
-from trainer.registry import split_spec
+from trainer.config.registry import split_spec
 
 ONE_HOT_LOSSES = {"categorical_crossentropy", "categorical_hinge",
                   "kullback_leibler_divergence", "cosine_proximity"}
@@ -45,7 +45,7 @@ class Problem:
 
 def lint_file(path, overrides=()):
     """Every problem of a config file, without reading any data."""
-    from trainer import config as config_lib
+    from trainer.config import loader as config_lib
 
     try:
         cfg = config_lib.load(path, overrides)
@@ -57,7 +57,7 @@ def lint_file(path, overrides=()):
 
 
 def lint_config(cfg):
-    from trainer.builder import build_model
+    from trainer.build.builder import build_model
 
     try:
         model = build_model(cfg)
@@ -68,7 +68,7 @@ def lint_config(cfg):
         return [Problem("error", path, message, exc.where or cfg.where(("model",)))]
     problems = []
     try:
-        from trainer.api import make_callbacks
+        from trainer.app.fit import make_callbacks
         make_callbacks(cfg, 0)
     except ConfigError as exc:
         path, _, message = exc.message.partition(": ")
@@ -95,7 +95,7 @@ def _last_activation(model, output_index):
 def _loss_vs_activation(cfg, model):
     out = []
     for k, o in enumerate(model.outputs):
-        from trainer.registries import losses
+        from trainer.config.families import losses
         name = losses.canonical(o.loss_name)
         logits = getattr(o.loss, "from_logits", False)
         act = _last_activation(model, k)
@@ -122,7 +122,7 @@ def _loss_vs_activation(cfg, model):
 
 
 def _labels_vs_loss(cfg, model):
-    from trainer.registries import losses
+    from trainer.config.families import losses
     out = []
     data = cfg["data"]
     train = data.get("train", {})
@@ -174,7 +174,7 @@ def _monitors(cfg, model):
                 and args.get("save_best_only")):
             monitor = monitor or "val_loss"
         if monitor is not None and monitor not in names:
-            from trainer.registry import suggest
+            from trainer.config.registry import suggest
             out.append(Problem("error", f"callbacks[{i}].{cb_name}.monitor",
                                f"'{monitor}' is never logged.{suggest(monitor, names)} "
                                f"Logged: {', '.join(names)}", cfg.where(("callbacks", i))))
@@ -182,7 +182,7 @@ def _monitors(cfg, model):
 
 
 def _expect(cfg, model):
-    from trainer.registry import suggest
+    from trainer.config.registry import suggest
     names = logged_names(cfg, model)
     return [Problem("error", f"expect.{k}", f"'{k}' is never logged.{suggest(k, names)} "
                     f"Logged: {', '.join(names)}", cfg.where(("expect", k)))
