@@ -7,84 +7,18 @@ before any data is read.
 import numpy as np
 
 from trainer import metrics as metric_lib
-from trainer.engine.graph import Graph
-from trainer.engine.layer import snake_case
-from trainer.errors import ConfigError
+from trainer.build.common import Namer, dotted, make_layer
 from trainer.build.model import Model, Output
-from trainer.config.families import layers as layer_registry
 from trainer.config.families import losses, optimizers
-from trainer.config.registry import parameters, split_spec
-
-# Arguments that place a layer in a model rather than configure it.
-PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
+from trainer.config.registry import split_spec
+from trainer.engine.graph import Graph
+from trainer.errors import ConfigError
 
 
 def streams(seed):
     """Independent random streams from one seed: weight init, dropout/noise."""
     init, noise = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(init), np.random.default_rng(noise)
-
-
-class Namer:
-    """Keras-style unique layer names: dense, dense_1, dense_2, ..."""
-
-    def __init__(self):
-        self.used = set()
-        self.counts = {}
-
-    def claim(self, name, where):
-        if name in self.used:
-            raise ConfigError(f"duplicate layer name '{name}'", where=where)
-        self.used.add(name)
-        return name
-
-    def auto(self, cls_name):
-        base = snake_case(cls_name)
-        while True:
-            n = self.counts.get(base, 0)
-            self.counts[base] = n + 1
-            name = base if n == 0 else f"{base}_{n}"
-            if name not in self.used:
-                self.used.add(name)
-                return name
-
-
-def make_layer(spec, keypath, cfg, namer):
-    """A layer instance from its config entry; returns (layer, placement args)."""
-    where = cfg.where(keypath)
-    user = isinstance(spec, dict) and "layer" in spec
-    if user:  # {layer: "module:Class", args: {...}, name, inputs, input_shape, ...}
-        from trainer.config.usercode import load_layer
-
-        placement = {k: spec[k] for k in PLACEMENT if k in spec}
-        build = lambda: load_layer(spec, cfg, keypath)  # noqa: E731
-    else:
-        name, args = split_spec(spec)
-        args = dict(args) if isinstance(args, dict) else args
-        placement = {}
-        cls = layer_registry.lookup(name)
-        if isinstance(args, dict):  # Embedding's own input_dim is its vocabulary size
-            placement = {k: args.pop(k) for k in PLACEMENT
-                         if k in args and k not in parameters(cls)}
-        build = lambda: layer_registry.get({name: args})  # noqa: E731
-    try:
-        layer = build()
-    except ConfigError as exc:
-        raise ConfigError(f"{_dotted(keypath)}: {exc.message}", where=where) from None
-    except ValueError as exc:
-        raise ConfigError(f"{_dotted(keypath)}: {exc}", where=where) from None
-    if layer.name is None:
-        layer.name = namer.auto(type(layer).__name__ if user else cls.registered_name)
-    else:
-        layer.name = namer.claim(layer.name, where)
-    layer.config_where = where
-    layer.spec_index = keypath[-1]
-    return layer, placement
-
-
-def _dotted(keypath):
-    from trainer.config.loader import format_path
-    return format_path(keypath)
 
 
 def _input_shape(placement):
@@ -125,7 +59,7 @@ def build_sequential(cfg, rng):
                               "model with `inputs` and `outputs`", where=cfg.where(keypath))
         layer, placement = make_layer(spec, keypath, cfg, namer)
         if "inputs" in placement:
-            raise ConfigError(f"{_dotted(keypath)}: `inputs` needs a functional model "
+            raise ConfigError(f"{dotted(keypath)}: `inputs` needs a functional model "
                               f"(model.inputs and model.outputs)", where=cfg.where(keypath))
         given = _input_shape(placement)
         if given is None and i == 0 and getattr(layer, "input_length", None) is not None:
@@ -133,20 +67,20 @@ def build_sequential(cfg, rng):
         if type(layer).__name__ == "InputLayer":
             given = tuple(layer.shape) if layer.shape is not None else given
             if i != 0:
-                raise ConfigError(f"{_dotted(keypath)}: Input must be the first layer",
+                raise ConfigError(f"{dotted(keypath)}: Input must be the first layer",
                                   where=cfg.where(keypath))
             if given is None:
-                raise ConfigError(f"{_dotted(keypath)}: Input needs `shape`",
+                raise ConfigError(f"{dotted(keypath)}: Input needs `shape`",
                                   where=cfg.where(keypath))
             shape = given
             continue
         if given is not None:
             if i != 0 and not (i == 1 and shape is not None and not built):
-                raise ConfigError(f"{_dotted(keypath)}: only the first layer can set the "
+                raise ConfigError(f"{dotted(keypath)}: only the first layer can set the "
                                   f"input shape", where=cfg.where(keypath))
             shape = given
         if layer.multi_output:
-            raise ConfigError(f"{_dotted(keypath)}: layer '{layer.name}' gives several "
+            raise ConfigError(f"{dotted(keypath)}: layer '{layer.name}' gives several "
                               f"outputs (return_state); a Sequential model takes one output "
                               f"per layer, use a functional model", where=cfg.where(keypath))
         built.append((layer, keypath))
@@ -162,7 +96,7 @@ def build_sequential(cfg, rng):
         try:
             tensor = graph.add(layer, [tensor], rng)
         except ConfigError as exc:
-            raise ConfigError(f"{_dotted(keypath)}: {exc.message}",
+            raise ConfigError(f"{dotted(keypath)}: {exc.message}",
                               where=cfg.where(keypath)) from None
     graph.outputs = [tensor]
     return graph
@@ -195,7 +129,7 @@ def _per_output(value, names, what, cfg, keypath):
         _check_output_keys(value, names, cfg, keypath)
         missing = [n for n in names if n not in value]
         if missing and what == "loss":
-            raise ConfigError(f"{_dotted(keypath)}: no loss for output(s) "
+            raise ConfigError(f"{dotted(keypath)}: no loss for output(s) "
                               f"{', '.join(missing)}", where=cfg.where(keypath))
         return [value.get(n) for n in names]
     return [value] * len(names)
@@ -207,7 +141,7 @@ def _check_output_keys(mapping, names, cfg, keypath):
 
     for k in mapping:
         if k not in names:
-            raise ConfigError(f"{_dotted(keypath)}: unknown output '{k}'.{suggest(k, names)} "
+            raise ConfigError(f"{dotted(keypath)}: unknown output '{k}'.{suggest(k, names)} "
                               f"The model's outputs are: {', '.join(names)}",
                               where=cfg.where(keypath + (k,)))
 

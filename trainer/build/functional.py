@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from trainer.build.builder import PLACEMENT, Namer, _dotted, make_layer
+from trainer.build.common import PLACEMENT, Namer, dotted, make_layer
 from trainer.engine.graph import Graph
 from trainer.errors import ConfigError
 from trainer.config.registry import suggest
@@ -101,7 +101,7 @@ def _entries(cfg, namer, input_names):
             if target not in layers:
                 known = list(layers)
                 raise ConfigError(
-                    f"{_dotted(keypath)}.call: no layer '{target}' written before this entry "
+                    f"{dotted(keypath)}.call: no layer '{target}' written before this entry "
                     f"to call again.{suggest(target, known)} Layers so far: "
                     f"{', '.join(known) or 'none'}", where=cfg.where(keypath + ("call",)))
             layer = layers[target]
@@ -117,12 +117,12 @@ def _entries(cfg, namer, input_names):
             at = () if isinstance(spec, dict) and "layer" in spec else \
                 (next(iter(spec)) if isinstance(spec, dict) else spec,)
             if type(layer).__name__ == "InputLayer":
-                raise ConfigError(f"{_dotted(keypath)}: a functional model declares its "
+                raise ConfigError(f"{dotted(keypath)}: a functional model declares its "
                                   f"inputs under model.inputs, not as Input layers",
                                   where=cfg.where(keypath))
             misplaced = [k for k in PLACEMENT if k != "inputs" and k in placement]
             if misplaced:
-                raise ConfigError(f"{_dotted(keypath)}: `{misplaced[0]}` is for Sequential "
+                raise ConfigError(f"{dotted(keypath)}: `{misplaced[0]}` is for Sequential "
                                   f"models; give input shapes under model.inputs",
                                   where=cfg.where(keypath + at + (misplaced[0],)))
             layers[layer.name] = layer
@@ -142,7 +142,7 @@ def _default_input(cfg, keypath, entries, input_names):
     if entries:
         return [entries[-1].label]
     if len(input_names) != 1:
-        raise ConfigError(f"{_dotted(keypath)}: the first layer needs `inputs`, since the "
+        raise ConfigError(f"{dotted(keypath)}: the first layer needs `inputs`, since the "
                           f"model has {len(input_names)} inputs ({', '.join(input_names)})",
                           where=cfg.where(keypath))
     return [input_names[0]]
@@ -163,7 +163,7 @@ def _producers(cfg, entries, input_names):
                 where = cfg.where(e.refs_key + ((j,) if len(e.refs) > 1 else ()))
                 hint = suggest(r, known)
                 raise ConfigError(
-                    f"{_dotted(e.keypath)}: unknown input '{r}' of layer '{e.layer.name}'."
+                    f"{dotted(e.keypath)}: unknown input '{r}' of layer '{e.layer.name}'."
                     f"{hint} Known names: {', '.join(known)}", where=where)
     return by_ref
 
@@ -237,7 +237,7 @@ def _check_reachable(cfg, entries, input_names):
                               where=cfg.where(("model", "inputs", name)))
     for k, e in enumerate(entries):
         if k not in needed:
-            raise ConfigError(f"{_dotted(e.keypath)}: layer '{e.label}' does not lead to "
+            raise ConfigError(f"{dotted(e.keypath)}: layer '{e.label}' does not lead to "
                               f"any output (outputs: {', '.join(outputs)}); add it to "
                               f"model.outputs, or give the next layer `inputs`",
                               where=cfg.where(e.keypath))
@@ -263,7 +263,7 @@ def _build(cfg, entries, order, input_names, rng):
             t = graph.add(e.layer, args, rng)
         except ConfigError as exc:
             got = ", ".join(f"{r} {(None, *graph.shapes[a])}" for r, a in zip(e.refs, args))
-            raise ConfigError(f"{_dotted(e.keypath)}: {exc.message} (inputs: {got})",
+            raise ConfigError(f"{dotted(e.keypath)}: {exc.message} (inputs: {got})",
                               where=cfg.where(e.keypath)) from None
         graph.nodes[-1].call_index = e.call_index
         ts = t if isinstance(t, list) else [t]
@@ -291,6 +291,6 @@ def _check_output_index(cfg, ref, tensor_of, graph, keypath, place):
     why = ""
     if n == 1 and node is not None:
         why = " (an RNN gives its states with return_state: true)"
-    raise ConfigError(f"{_dotted(place)}: '{ref}' refers to output {ref[len(base) + 1:]} of "
+    raise ConfigError(f"{dotted(place)}: '{ref}' refers to output {ref[len(base) + 1:]} of "
                       f"'{base}', which has {n} output{'s' if n > 1 else ''} ({have}){why}",
                       where=cfg.where(keypath))

@@ -245,6 +245,18 @@ class Model:
                     raise DataError(f"{where}: {problem}")
 
     # -- weights ----------------------------------------------------------
+    def save(self, path):
+        """Weights and optimizer state to ``path`` (the checkpoint layout)."""
+        from trainer.store import checkpoint
+
+        checkpoint.save(path, self)
+
+    def save_weights(self, path):
+        """The weights alone to ``path`` (Keras 2's ``save_weights`` HDF5 layout)."""
+        from trainer.store import checkpoint
+
+        checkpoint.save_weights(path, self)
+
     def get_weights(self):
         return {layer.name: layer.get_weights() for layer in self.layers}
 

@@ -90,6 +90,13 @@ def base_lr(optimizer):
     return float(optimizer.learning_rate)
 
 
+def save_best(callback):
+    """checkpoints/best.h5, when training from a config and ``callback`` is the one the
+    run chose to write it (``writes_best``): the run folder writes it, not the callback."""
+    if callback.writes_best and callback.run is not None:
+        callback.run.save_best(callback.model)
+
+
 def copy_weights(model):
     """A snapshot of every layer's weights (``get_weights`` hands out live arrays)."""
     return {name: [w.copy() for w in ws] for name, ws in model.get_weights().items()}

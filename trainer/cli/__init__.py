@@ -404,7 +404,7 @@ Examples:
 def export(run_dir, output, fmt, checkpoint):
     """Write a run's model as Keras files: a Keras 3 .keras archive, an .h5 that
     Keras 2's (and 3's) load_model reads, or the to_json() architecture."""
-    from trainer.keras_io.export import export_run
+    from trainer.app.export import export_run
 
     click.echo(f"wrote {export_run(run_dir, output, fmt, checkpoint)}")
 

@@ -146,7 +146,7 @@ def _component(value, kind, what, ctx):
     if isinstance(value, str):
         if kind == "activation" and value == "hard_sigmoid" and ctx.get("keras3"):
             # (an LSTM's or GRU's gates from a .keras archive are converted exactly:
-            # keras3.from_keras3_gates)
+            # gates.from_keras3_gates)
             problems.add(f"{what}: Keras 3's hard_sigmoid is relu6(x + 3) / 6; trainer's is "
                          f"Keras 2's clip(0.2 x + 0.5, 0, 1), so this file's numbers can't "
                          f"be reproduced")

@@ -12,7 +12,6 @@ for initializers and regularizers, a name for activations.
 """
 
 import json
-from pathlib import Path
 
 from trainer.config import families as registries
 from trainer.errors import ConfigError
@@ -183,41 +182,3 @@ def write_h5(model, path, dtype="float32"):
             f.attrs["keras_version"] = KERAS_VERSION.encode("utf8")
             f.attrs["backend"] = b"tensorflow"
             write_weights(f.create_group("model_weights"), model)
-
-
-FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json", ".keras": "keras"}
-
-
-def export_run(run_dir, out, fmt=None, checkpoint_path=None):
-    """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
-    from trainer.app import fit as api
-    from trainer.store import checkpoint
-    from trainer.fileio import write_text
-
-    run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    fmt = fmt or FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"export: give --format keras, keras-h5 or keras-json (cannot "
-                          f"tell from '{out.name}')")
-    cfg = api.load_run_config(run_dir)
-    model = api.build(cfg)
-    user = [f"{layer.name} ({type(layer).__module__}:{type(layer).__name__})"
-            for layer in model.user_layers()]
-    if user:
-        raise ConfigError(f"export: user layers have no Keras equivalent to write: "
-                          f"{', '.join(user)}")
-    dtype = cfg.get("dtype", "float32")
-    if fmt == "keras-json":
-        write_text(out, model_json(model, dtype) + "\n")
-        return out
-    ckpt = Path(checkpoint_path) if checkpoint_path else run_dir / "checkpoints" / "last.h5"
-    checkpoint.load(ckpt, model, with_optimizer=False)
-    if fmt == "keras":
-        from trainer.keras_io.keras3 import write_keras
-
-        write_keras(model, out, dtype)
-    else:
-        write_h5(model, out, dtype)
-    return out

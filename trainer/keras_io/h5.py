@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from trainer.errors import ConfigError, DataError
-from trainer.keras_io.h5limits import attr, check_dataset
+from trainer.keras_io.h5limits import attr, read_dataset
 
 KERAS_VERSION = "2.15.0"
 HEADER_LIMIT = 64512  # bytes; larger attributes are chunked (Keras's constant)
@@ -72,14 +72,8 @@ def stored_layers(root):
             out[name] = []
             continue
         g = root[name]
-        out[name] = [(w, _read(g[w])) for w in read_list_attr(g, "weight_names")]
+        out[name] = [(w, read_dataset(g[w])) for w in read_list_attr(g, "weight_names")]
     return out
-
-
-def _read(ds):
-    """A weight dataset, its declared size checked before it is read."""
-    check_dataset(ds, f"{ds.file.filename}:{ds.name}")
-    return np.asarray(ds)
 
 
 def nested_layers(stored, wanted):
@@ -133,7 +127,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
         checkpoint); otherwise such layers keep their initial weights, with a warning.
     """
     from trainer.keras_io import native
-    from trainer.keras_io.keras3 import from_keras3_gates
+    from trainer.keras_io.gates import from_keras3_gates
 
     if skip_mismatch and not by_name:
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")

@@ -15,6 +15,8 @@ values. So, before reading:
 
 import math
 
+import numpy as np
+
 from trainer.errors import DataError
 from trainer.memory import human_size as _size
 from trainer.memory import memory_bytes
@@ -69,3 +71,9 @@ def attr(obj, name, label, default=None):
         return default
     check_attr(obj, name, label)
     return obj.attrs[name]
+
+
+def read_dataset(ds):
+    """A weight dataset, its declared size checked before it is read."""
+    check_dataset(ds, f"{ds.file.filename}:{ds.name}")
+    return np.asarray(ds)

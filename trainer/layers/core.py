@@ -52,6 +52,7 @@ class Dense(Layer):
     """
 
     passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
+    fuses_activation = True  # a softmax output fuses with cross-entropy (Graph)
 
     def __init__(self, units: PositiveInt, activation: component("activation") = None,
                  use_bias: bool = True,
@@ -132,6 +133,7 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation by name: ``Activation: relu``."""
 
+    fuses_activation = True  # a softmax output fuses with cross-entropy (Graph)
     passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
 
     def __init__(self, activation: component("activation"), name: str | None = None):

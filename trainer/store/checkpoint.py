@@ -158,6 +158,15 @@ def newest_valid(paths):
     raise DataError("no checkpoint to resume from: " + "; ".join(str(p) for p in problems))
 
 
+def save_weights(path, model):
+    """The weights alone (Keras HDF5 layout, at the root), written atomically."""
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            write_weights(f, model)
+
+
 def write_weights(f, model):
     """Weights in Keras 2's HDF5 layout (trainer/keras_io/h5.py), marked as ours."""
     keras_h5.write_weights(f, model)

@@ -62,6 +62,22 @@ class Run:
         self.checkpoints = self.path / "checkpoints"
         self.meta = {}
 
+    def save_best(self, model):
+        """checkpoints/best.h5: weights and optimizer state of the best epoch so far."""
+        from trainer.store import checkpoint
+
+        checkpoint.save(self.checkpoints / "best.h5", model)
+
+    def load_best(self, model):
+        """Put checkpoints/best.h5's weights into ``model``; False if there is none."""
+        from trainer.store import checkpoint
+
+        path = self.checkpoints / "best.h5"
+        if not path.exists():
+            return False
+        checkpoint.load(path, model, with_optimizer=False)
+        return True
+
     def present(self):
         """Whether the run folder is still there (with its lock file and checkpoints/):
         a folder deleted mid-run must not be silently written again."""
