@@ -1,0 +1,19 @@
+"""`trainer summary`: the model table of a config."""
+
+import click
+
+from trainer.cli.base import handle_errors
+
+
+@click.command(epilog="\b\nExample:\n  trainer summary configs/quickstart.yaml")
+@click.argument("config_path", metavar="CONFIG", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@handle_errors
+def summary(config_path, overrides):
+    """Print the model table (layers, output shapes, parameter counts)."""
+    from trainer.app import fit as api
+    from trainer import console
+    from trainer.app.summary import render
+
+    cfg = api.load_config(config_path, overrides)
+    render(api.build(cfg), console.console())
