@@ -8,6 +8,7 @@ names give its resolved config back (``config_of``), so every component round-tr
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -42,6 +43,73 @@ IntOrPair = Union[PositiveInt, Annotated[list[PositiveInt], Schema(minItems=1, m
 def component(kind):
     """Type hint for an argument that is a component of registry ``kind``."""
     return Annotated[Any, Ref(kind)]
+
+
+class Args:
+    """A group of config arguments several components share, declared once:
+    ``Args(kernel_initializer=(component("initializer"), "glorot_uniform"), ...)``,
+    name → (type hint, default). Groups add up (``INITIALIZERS + REGULARIZERS``) and
+    join an ``__init__`` through ``@arguments``."""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def __add__(self, other):
+        return Args(**self.params, **other.params)
+
+    def __iter__(self):
+        return iter(self.params)
+
+    def __getitem__(self, name):
+        return self.params[name]
+
+    def take(self, values):
+        """This group's values, removed from ``values`` (an ``__init__``'s ``**args``)."""
+        return {name: values.pop(name) for name in self.params}
+
+
+def arguments(*parts):
+    """Compose an ``__init__``'s config signature from its own parameters and shared
+    ``Args`` groups, which it receives, defaults filled in, in its ``**args``.
+
+    ``@arguments(KERNEL, LAYER)``: its own parameters first, then the groups'. Where own
+    parameters come between groups, name each part in order:
+    ``@arguments("units", "use_bias", INITIALIZERS, "unit_forget_bias", LAYER)``.
+    The composed signature is what the schema, ``config_of`` and the scalar shorthand
+    read (``inspect.signature`` honours ``__signature__``)."""
+
+    def decorate(init):
+        sig = inspect.signature(init)
+        first, *own = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        own = {p.name: p for p in own}
+        named = [p for p in parts if isinstance(p, str)]
+        order = parts if named else (*own, *parts)
+        assert sorted(named or own) == sorted(own), f"{init.__qualname__}: name every own parameter"
+        params = [first]
+        for part in order:
+            if isinstance(part, str):
+                params.append(own[part])
+                continue
+            for name, (hint, default) in part.params.items():
+                params.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                default=default, annotation=hint))
+        composed = sig.replace(parameters=params)
+        hints = {p.name: p.annotation for p in params[1:] if p.annotation is not p.empty}
+
+        @functools.wraps(init)
+        def wrapper(*args, **kwargs):
+            try:
+                bound = composed.bind(*args, **kwargs)
+            except TypeError as exc:  # as Python says it: "Dense.__init__() missing ..."
+                raise TypeError(f"{init.__qualname__}() {exc}") from None
+            bound.apply_defaults()
+            return init(**bound.arguments)
+
+        wrapper.__signature__ = composed
+        wrapper.__annotations__ = hints
+        return wrapper
+
+    return decorate
 
 
 def suggest(name, choices):

@@ -26,12 +26,17 @@ from typing import Annotated
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.config.registry import NonNegativeFloat, Schema, component
+from trainer.config.registry import Args, NonNegativeFloat, Schema, component
 
 # Type hints of the arguments every optimizer shares (they give the JSON Schema).
 NonNegative = NonNegativeFloat
 LearningRate = NonNegative | component("schedule")
 Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
+
+#: what every Keras 2 optimizer takes after its own arguments (``@arguments(COMMON)``):
+#: the learning-rate decay, gradient clipping and ``lr``, the older name of learning_rate
+COMMON = Args(decay=(NonNegative, 0.0), clipnorm=(Clip, None), clipvalue=(Clip, None),
+              global_clipnorm=(Clip, None), lr=(LearningRate | None, None))
 
 
 class Optimizer:
