@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, write_config
 from trainer.app import fit as api
+from trainer.app.evaluate import evaluate
 from trainer.config import families as registries
 from trainer.cli import main
 from trainer.errors import ConfigError
@@ -192,7 +193,7 @@ def test_keras_model_fits_and_the_run_is_self_contained(tmp_path):
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "keras:" not in saved and "Dense:" in saved
     assert np.isfinite(logs["loss"])
-    assert set(api.evaluate(tmp_path / "run")) >= {"loss", "accuracy"}
+    assert set(evaluate(tmp_path / "run")) >= {"loss", "accuracy"}
 
 
 def test_weights_chunked_attributes(tmp_path):

@@ -28,11 +28,12 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
     Gates named `val_<metric>` are checked against the evaluated split's <metric>."""
     from pathlib import Path
 
-    from trainer.app import fit as api, gates
     from trainer import console
+    from trainer.app import fit as api, gates
+    from trainer.app.evaluate import evaluate as evaluate_run
 
     console.use_stderr(as_json)
-    results = api.evaluate(target, checkpoint, overrides, data=data)
+    results = evaluate_run(target, checkpoint, overrides, data=data)
     cfg = api.load_run_config(target, overrides) if Path(target).is_dir() else \
         api.load_config(Path(target), overrides)
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v
