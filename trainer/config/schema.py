@@ -1,4 +1,4 @@
-"""The JSON Schema of the config language, made from the registries.
+"""The JSON Schema of the config language, made from the families.
 
 ``schemas/config.schema.json`` is this schema written out (``trainer schema``); a test
 proves the file and the registries agree, so the file is the one machine-readable
@@ -9,7 +9,7 @@ import copy
 import functools
 import json
 
-from trainer.config import families as registries
+from trainer.config import families
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -45,7 +45,7 @@ def _with_layer_common(component_schema):
 
 
 def _merged(kind, *regs, extra_names=()):
-    """One component schema naming the components of several registries."""
+    """One component schema naming the components of several families."""
     schemas = [r.schema() for r in regs]
     names = list(dict.fromkeys(  # a name in several registries is listed once
         [n for s in schemas for n in s["anyOf"][0]["enum"]] + list(extra_names)))
@@ -86,7 +86,7 @@ def _per_output(item):
 
 @functools.lru_cache(maxsize=1)
 def config_schema():
-    defs = {kind: reg.schema() for kind, reg in registries.ALL.items()}
+    defs = {kind: reg.schema() for kind, reg in families.ALL.items()}
     defs["layer"] = {"anyOf": [
         _with_layer_common(defs["layer"]),
         {"type": "object", "required": ["call"], "additionalProperties": False,
@@ -95,7 +95,7 @@ def config_schema():
         {"type": "object", "required": ["layer"], "additionalProperties": False,
          "properties": {"layer": USER_CODE, "args": {"type": "object"}, **LAYER_COMMON}},
     ]}
-    defs["metric"] = _merged("metric", registries.metrics, registries.losses,
+    defs["metric"] = _merged("metric", families.metrics, families.losses,
                              extra_names=("accuracy", "acc"))
     defs["callback"] = {"anyOf": [
         defs["callback"],

@@ -13,7 +13,7 @@ for initializers and regularizers, a name for activations.
 
 import json
 
-from trainer.config import families as registries
+from trainer.config import families
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.keras_io.h5 import KERAS_VERSION, write_weights
@@ -23,7 +23,7 @@ from trainer.config.registry import config_of, parameters, split_spec
 
 def keras_name(kind, name):
     """The Keras class name of one of our components (``GlorotUniform``, ``L2``)."""
-    registry = registries.ALL[kind]
+    registry = families.ALL[kind]
     canonical = registry.canonical(name)
     for alias in [canonical, *registry.aliases_of(canonical)]:
         if alias[:1].isupper():
@@ -47,7 +47,7 @@ def _keras_component(value, kind, where):
 
 
 def _params(kind, name):
-    return parameters(registries.ALL[kind].lookup(name))
+    return parameters(families.ALL[kind].lookup(name))
 
 
 def layer_record(spec_or_layer, where, dtype="float32"):
@@ -55,7 +55,7 @@ def layer_record(spec_or_layer, where, dtype="float32"):
     spec = config_of(spec_or_layer) if not isinstance(spec_or_layer, (dict, str)) \
         else spec_or_layer
     name, args = split_spec(spec)
-    cls = registries.layers.lookup(name)
+    cls = families.layers.lookup(name)
     kinds = component_kinds(cls)
     config = {}
     for k, v in (args or {}).items():
