@@ -1,4 +1,6 @@
-"""What the commands do, as library calls: fit, evaluate, summary, validate.
+"""`trainer fit` as a library call: the run lifecycle (config, model, data, the loop,
+the run folder), the callbacks a run gets, save_last, train_until_done; and the data
+checks that evaluate and predict share.
 
 The CLI parses arguments and calls these; nothing here knows about click.
 """

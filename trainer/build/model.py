@@ -1,6 +1,6 @@
 """Model: a built graph plus what compile adds (losses, metrics, optimizer).
 
-It runs one batch at a time; the epoch loop lives in ``training.py``.
+It runs one batch at a time; the epoch loop lives in ``trainer/training/loop.py``.
 """
 
 import numpy as np
