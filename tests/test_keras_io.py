@@ -19,7 +19,7 @@ from trainer.config import families as registries
 from trainer.cli import main
 from trainer.errors import ConfigError
 from trainer.keras_io import export
-from trainer.keras_io.h5 import load_weights_option
+from trainer.build.keras_model import load_weights_option
 from trainer.keras_io.translate import translate_model
 
 needs_functional = pytest.mark.skipif(

@@ -120,6 +120,16 @@ def test_nothing_imports_upward():
     assert not bad, "imports against the layer rule:\n" + "\n".join(bad)
 
 
+def test_keras_io_is_a_format_library():
+    """keras_io reads and writes Keras files: it imports nothing of its own layer's
+    neighbours (config loader, builders, store, data) nor above."""
+    services = RANK["trainer.keras_io"]
+    bad = [f"{where}: {a} imports {b}" for a, b, where in EDGES
+           if unit(a) == "trainer.keras_io" and unit(b) != "trainer.keras_io"
+           and RANK[unit(b)] >= services]
+    assert not bad, "keras_io reaches outside the format library:\n" + "\n".join(bad)
+
+
 def _cycle(graph):
     """One cycle of ``graph`` (node -> {node: where}) as [(a, b, where)], or None."""
     state = {}

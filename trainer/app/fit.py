@@ -189,7 +189,7 @@ def fit_data(cfg, model, preprocessor_state=None):
 
 def initial_weights(cfg, model):
     """``model.weights``: a path, or {path, by_name, skip_mismatch} (Keras semantics)."""
-    from trainer.keras_io.h5 import load_weights_option
+    from trainer.build.keras_model import load_weights_option
 
     load_weights_option(cfg, model)
 

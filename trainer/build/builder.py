@@ -35,7 +35,7 @@ def build_graph(cfg, rng):
     """The Sequential stack or functional graph of ``cfg['model']``."""
     model_cfg = cfg["model"]
     if "keras" in model_cfg:  # translated into plain config, in place
-        from trainer.keras_io import expand
+        from trainer.build.keras_model import expand
         model_cfg = expand(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
         from trainer.build.functional import build_functional

@@ -187,28 +187,3 @@ def write_weights(group, model, weight_prefix=""):
         write_list_attr(g, "weight_names", names)
         for full, value in zip(names, layer.get_weights()):
             g.create_dataset(full, data=value)
-
-
-def load_weights_option(cfg, model):
-    """``model.weights`` of a config: a path, or {path, by_name, skip_mismatch}."""
-    from trainer.config.loader import resolve_path
-    from trainer.keras_io.native import open_weights
-
-    spec = cfg["model"].get("weights")
-    if spec is None:
-        return
-    opts = {"path": spec} if isinstance(spec, str) else dict(spec)
-    path = resolve_path(cfg, opts["path"])
-    where = cfg.where(("model", "weights"))
-    try:
-        with open_weights(path) as (f, keras):
-            read_weights(f, model, path, by_name=opts.get("by_name", True),
-                         skip_mismatch=opts.get("skip_mismatch", False), strict=False,
-                         keras=keras)
-    except ConfigError as exc:
-        raise ConfigError(f"model.weights: {exc.message}", where=where) from None
-    except DataError as exc:
-        raise DataError(f"model.weights: {exc.message}", where=where) from None
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged inside
-        raise DataError(f"model.weights: cannot read the weights in {path}: {exc}",
-                        where=where) from exc
