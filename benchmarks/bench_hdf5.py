@@ -13,7 +13,7 @@ Reports, for each case, the peak resident memory of the training process (VmHWM 
 fresh subprocess), the wall time of the whole fit (reading, preprocessing statistics,
 the epoch) and of the epoch alone, and samples per second in the epoch. The epoch is
 timed by a callback (benchmarks/epoch_timer.py: on_train_begin to on_train_end, so
-with its end-of-epoch checkpoint), passed to ``trainer.api.fit``:
+with its end-of-epoch checkpoint), passed to ``trainer.app.fit.fit``:
 
 - ``hdf5``: the whole file, read lazily in chunk-aligned blocks, standardized per
   batch (statistics from one streaming pass, included in the time).
@@ -93,7 +93,7 @@ def train(config_path):
     """In a fresh process: fit one epoch, print peak RSS and throughput as JSON."""
     sys.path.insert(0, str(ROOT))
     from epoch_timer import EpochTimer  # this folder is sys.path[0]
-    from trainer import api
+    from trainer.app import fit as api
 
     cfg = api.load_config(config_path)
     rss_before = peak_rss_mb()

@@ -1,4 +1,4 @@
-"""A callback that `benchmarks/bench_hdf5.py` passes to ``trainer.api.fit(...,
+"""A callback that `benchmarks/bench_hdf5.py` passes to ``trainer.app.fit.fit(...,
 callbacks=[EpochTimer()])`` to time the training loop through the callback contract
 (on_train_begin … on_train_end), so the benchmark does not depend on how the loop is
 written inside.

@@ -26,7 +26,7 @@ defaults on both sides):
     quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
                 training step (target < 2 s), with a warm Numba cache
 
-Ours is built from a config dict by trainer.builder and driven by
+Ours is built from a config dict by trainer.build.builder and driven by
 ``model.train_on_batch([x], [y])`` / ``model.predict_on_batch([x])``; PyTorch is the same
 network as an ``nn.Module`` (NCHW images, integer labels), trained with
 zero_grad/forward/loss/backward/step, and run for inference in ``eval()`` mode under
@@ -111,8 +111,8 @@ SMOKE = {"repeats": 1, "warmup": 0, "seconds": 0.05, "steps": 0, "batch": 2}
 # ---------------------------------------------------------------- the models: ours
 
 def _our_model(input_shape, layers, optimizer):
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     cfg = from_dict({"data": {"train": {"dataset": "iris"}},  # unused: only the model
                      "model": {"input_shape": list(input_shape), "layers": layers},
@@ -158,7 +158,7 @@ def our_step(case, mode, batch):
     rng = np.random.default_rng(0)
     if case == "gemm":
         from trainer.engine.kernels import parallel
-        from trainer.model import Model
+        from trainer.build.model import Model
 
         x = rng.random((batch, MLP_SIZES[0]), dtype=np.float32)
         ws = [rng.random(shape, dtype=np.float32) - 0.5

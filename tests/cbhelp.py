@@ -2,8 +2,8 @@
 
 import copy
 
-from trainer import api
-from trainer.config import from_dict
+from trainer.app import fit as api
+from trainer.config.loader import from_dict
 
 BASE = {
     "name": "cb",

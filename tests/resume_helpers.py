@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 
 from conftest import ROOT
-from trainer import api
+from trainer.app import fit as api
 from trainer.callbacks.base import Callback
 
 QUICK = ROOT / "configs" / "quickstart.yaml"

@@ -5,7 +5,7 @@ import pytest
 
 from gradcheck import check_layer
 from trainer.errors import ConfigError
-from trainer.registries import activations, initializers, layers
+from trainer.config.families import activations, initializers, layers
 
 X = np.array([-3.0, -1.2, -0.3, 0.4, 1.1, 2.7])
 ERF = np.vectorize(math.erf)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gradcheck import check_model
-from trainer.builder import build_model
-from trainer.config import from_dict
+from trainer.build.builder import build_model
+from trainer.config.loader import from_dict
 from trainer.errors import ConfigError
 
 

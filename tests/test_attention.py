@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer, check_model
-from trainer.builder import build_model
-from trainer.config import from_dict
+from trainer.build.builder import build_model
+from trainer.config.loader import from_dict
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def make(**args):
@@ -141,7 +141,7 @@ def test_bad_calls_are_config_errors(rng):
 
 
 def test_resolved_config_keeps_the_output_shape_argument(rng):
-    from trainer.registry import config_of
+    from trainer.config.registry import config_of
 
     layer = make(output_shape=5)
     layer.build((4, 6), rng)

@@ -107,8 +107,8 @@ def test_a_resumed_run_restores_the_best_weights_from_best_h5(tmp_path):
     import h5py
 
     from cbhelp import config
-    from trainer import api
-    from trainer.runs import Run
+    from trainer.app import fit as api
+    from trainer.store.runs import Run
 
     first, _ = fit(tmp_path, [{"EarlyStopping": {"patience": 10, "restore_best_weights": True}}],
                    fit={"epochs": 3})

@@ -143,8 +143,8 @@ callbacks: [{LambdaCallback: {on_epoch_end: "my_hooks:fails"}}]
 
 
 def test_config_round_trip_and_schema():
-    from trainer.registries import callbacks
-    from trainer.registry import config_of
+    from trainer.config.families import callbacks
+    from trainer.config.registry import config_of
 
     cb = callbacks.get({"LambdaCallback": {"on_epoch_end": "m:f"}})
     assert config_of(cb) == {"LambdaCallback": {

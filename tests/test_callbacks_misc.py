@@ -4,11 +4,11 @@ import h5py
 import pytest
 
 from cbhelp import config, fit
-from trainer import api
+from trainer.app import fit as api
 from trainer.callbacks.history import BaseLogger
 from trainer.callbacks.progbar import ProgbarLogger
-from trainer.registries import callbacks
-from trainer.registry import config_of
+from trainer.config.families import callbacks
+from trainer.config.registry import config_of
 
 EVERY = [
     {"ModelCheckpoint": {"filepath": "w{epoch}.h5", "save_best_only": True}},

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from trainer import gates
+from trainer.app import gates
 from trainer.cli import main
 from trainer.errors import GateError
 

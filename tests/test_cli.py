@@ -118,7 +118,7 @@ def test_same_seed_same_history(workdir):
 
 
 def test_evaluate_finds_relative_data_of_the_original_config(workdir):
-    from trainer.registries import datasets
+    from trainer.config.families import datasets
     x, y = datasets.get("digits").load()
     (workdir / "cfg" / "data").mkdir(parents=True)
     np.savez(workdir / "cfg" / "data" / "d.npz", x=x, y=y)

@@ -90,7 +90,7 @@ def test_validate_schema_and_build_errors(workdir):
 # -- predict ------------------------------------------------------------------
 
 def test_predict_npy_and_csv(trained, workdir):
-    from trainer.registries import datasets
+    from trainer.config.families import datasets
     x, _ = datasets.get({"digits": "test"}).load()
     np.save(workdir / "in.npy", x[:7])
     r = invoke("predict", trained, "--input", workdir / "in.npy", "--output", workdir / "p.npy")
@@ -147,7 +147,7 @@ def test_evaluate_data_picks_a_split_or_reads_a_file(trained, tmp_path):
     assert train != test and set(train) == {"loss", "accuracy"}
     # the training rows written to a file: read like data.test (raw pixels, preprocessed
     # with the run's steps), the same numbers as the train split
-    from trainer.registries import datasets
+    from trainer.config.families import datasets
     x, y = datasets.get({"digits": {"subset": "train"}}).load()
     np.savez(tmp_path / "rows.npz", x=x, y=y)
     assert measured("--data", str(tmp_path / "rows.npz")) == pytest.approx(train, rel=1e-6)
@@ -207,8 +207,8 @@ def test_terminal_chart_after_fit(workdir):
 # -- every exit code ----------------------------------------------------------
 
 def test_exit_1_internal_error_has_no_traceback(workdir, monkeypatch):
-    import trainer.api
-    monkeypatch.setattr(trainer.api, "fit", lambda *a, **k: 1 / 0)
+    import trainer.app.fit
+    monkeypatch.setattr(trainer.app.fit, "fit", lambda *a, **k: 1 / 0)
     r = invoke("fit", QUICK)
     assert r.exit_code == 1 and "internal error: ZeroDivisionError" in r.output
     assert "Traceback" not in r.output
@@ -226,7 +226,7 @@ def test_exit_5_diverged_keeps_checkpoint(workdir):
 
 
 def test_exit_130_interrupt_writes_checkpoint(workdir, monkeypatch):
-    from trainer import training
+    from trainer.training import loop as training
 
     calls = {"n": 0}
     original = training.Loop.epoch_batches

@@ -3,9 +3,9 @@ import json
 import pytest
 
 from conftest import ROOT, write_config
-from trainer import config
+from trainer.config import loader as config
 from trainer.errors import ConfigError
-from trainer.schema import schema_text
+from trainer.config.schema import schema_text
 
 BASE = """\
 data:
@@ -29,7 +29,7 @@ def test_schema_file_matches_registries():
 
 
 def test_schema_names_every_registered_component():
-    from trainer import registries
+    from trainer.config import families as registries
 
     schema = json.loads(schema_text())
     for kind, reg in registries.ALL.items():
@@ -108,7 +108,7 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_readme_lists_every_component():
     """The README's Components table names every registered component."""
-    from trainer import registries
+    from trainer.config import families as registries
 
     readme = (ROOT / "README.md").read_text()
     missing = [f"{kind}:{name}" for kind, reg in registries.ALL.items()

@@ -5,7 +5,7 @@ from gradcheck import check_layer
 from trainer.engine.kernels import conv_reference as ref
 from trainer.engine.kernels.conv import col2im, im2col, out_size, pad2d, plan2d
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 NORMAL = {"random_normal": {"stddev": 0.5}}
 

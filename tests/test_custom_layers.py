@@ -185,7 +185,7 @@ def test_lambda_says_why_and_what_to_write_instead(tmp_path):
     assert r.exit_code == 2
     assert "Lambda is not supported: a config holds no code" in r.output
     assert '{layer: "my_layers:Double"' in r.output and "config.yaml:" in r.output
-    from trainer.registries import callbacks, layers
+    from trainer.config.families import callbacks, layers
     with pytest.raises(ConfigError, match="custom layer"):
         layers.lookup("Lambda")
     assert "LambdaCallback" in callbacks  # its functions are named: module:function

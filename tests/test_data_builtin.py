@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from trainer.api import class_weights
+from trainer.app.fit import class_weights
 from trainer.data.pipeline import Split
-from trainer.registries import datasets
+from trainer.config.families import datasets
 
 
 def load(name, **args):

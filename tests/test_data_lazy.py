@@ -110,8 +110,8 @@ def test_shuffled_hdf5_training_is_deterministic(tmp_path, rng):
 
 
 def test_balanced_class_weight_streams_lazy_labels(tmp_path, rng):
-    from trainer.api import class_weights
-    from trainer.config import load
+    from trainer.app.fit import class_weights
+    from trainer.config.loader import load
     from trainer.data.pipeline import prepare
 
     names = np.array(["a", "b", "c"])

@@ -7,7 +7,7 @@ import pytest
 
 from data_helpers import cli, fit_json, make_config
 from trainer.errors import ConfigError, DataError
-from trainer.registries import preprocessing
+from trainer.config.families import preprocessing
 
 
 def step(spec):

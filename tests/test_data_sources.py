@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from data_helpers import cli, fit_json, make_config
-from trainer.config import load
+from trainer.config.loader import load
 from trainer.data.lazy import H5Array, MemmapArray
 from trainer.data.sources import load_source
 

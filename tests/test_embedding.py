@@ -3,9 +3,9 @@ import pytest
 
 from conftest import write_config
 from gradcheck import check_layer
-from trainer import api
+from trainer.app import fit as api
 from trainer.errors import DataError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def make(**args):

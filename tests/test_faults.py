@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from resume_helpers import QUICK, TINY, assert_same_run, fit, resume
-from trainer import checkpoint, fileio
+from trainer.store import checkpoint
+from trainer import fileio
 from trainer.callbacks.base import Callback
 from trainer.cli import main
 from trainer.fileio import WriteError

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from trainer.cli import main
-from trainer.runs import Run
+from trainer.store.runs import Run
 
 QUICK = ROOT / "configs" / "quickstart.yaml"
 KERAS = ROOT / "configs" / "keras3_finetune.yaml"
@@ -41,7 +41,7 @@ def restored(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from trainer.registries import datasets
+    from trainer.config.families import datasets
 
     x, _ = datasets.get({"digits": {"subset": "test"}}).load()
     path = tmp_path_factory.mktemp("x") / "x.npy"
@@ -90,7 +90,8 @@ def test_predict_and_export_use_the_final_model(restored, inputs, tmp_path):
     import h5py
 
     assert invoke("export", restored, tmp_path / "m.h5").exit_code == 0
-    from trainer import api, checkpoint
+    from trainer.app import fit as api
+    from trainer.store import checkpoint
     model = api.build(api.load_run_config(restored))
     checkpoint.load(restored / "checkpoints" / "final.h5", model, with_optimizer=False)
     with h5py.File(tmp_path / "m.h5") as f:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, write_config
 from gradcheck import _numeric
-from trainer import api
+from trainer.app import fit as api
 from trainer.cli import main
 from trainer.errors import ConfigError, DataError
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import ROOT, write_config
 from data_helpers import cli, make_config
 from resume_helpers import fit as fit_tiny
-from trainer import checkpoint, config
+from trainer.store import checkpoint
+from trainer.config import loader as config
 from trainer.errors import ConfigError, DataError
 
 OK = ("data:\n  train: {dataset: iris}\nmodel: {input_shape: [4], layers: [{Dense: {units: 3}}]}\n"
@@ -237,7 +238,7 @@ def reseal(path, change, **kw):
 
 def test_checkpoint_weight_with_absurd_shape_is_refused_before_reading(saved):
     from resume_helpers import config
-    from trainer import api
+    from trainer.app import fit as api
 
     def change(f):
         name = "dense/dense/kernel:0"
@@ -380,7 +381,7 @@ def test_bad_arrays_are_data_errors(tmp_path, x, y, message):
 
 def test_layers_and_labels_too_large_for_memory_are_refused(tmp_path):
     """Found by the example fuzzer: both were a MemoryError (exit 1)."""
-    from trainer import api
+    from trainer.app import fit as api
 
     big = OK.replace("units: 3", "units: 1000000000000")
     with pytest.raises(ConfigError, match=r"weight 'kernel' of shape \(4, 1000000000000\)"):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from trainer.initializers import fans
-from trainer.registries import initializers
+from trainer.config.families import initializers
 
 
 def test_fans_follow_keras():

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_config
-from trainer import config
+from trainer.config import loader as config
 from trainer.cli import main
 from trainer.errors import ConfigError
 
@@ -69,7 +69,7 @@ def test_scientific_lr_in_set_override(tmp_path):
 def test_strings_that_look_like_numbers_survive_the_run_folder(tmp_path, workdir):
     """config.yaml of a run is read back with the same YAML 1.2 numbers: a string such
     as the run name '1e5' is written quoted, not turned into 100000.0."""
-    from trainer import api
+    from trainer.app import fit as api
 
     path = write_config(tmp_path, 'name: "1e5"\n' + with_optimizer("adam"))
     r = invoke("fit", path, "-q", "--run-dir", workdir / "r")
@@ -202,7 +202,7 @@ def test_preprocess_reshape_is_taken_into_account(tmp_path):
 
 
 def test_every_builtin_dataset_knows_its_sample_shapes():
-    from trainer.registries import datasets
+    from trainer.config.families import datasets
 
     small = {"blobs": {"n_samples": 20, "n_features": 5}, "moons": {"n_samples": 20},
              "spirals": {"n_samples": 20}, "cifar_synthetic": {"n_train": 10, "n_test": 10},

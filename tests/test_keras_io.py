@@ -13,11 +13,13 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, write_config
-from trainer import api, registries
+from trainer.app import fit as api
+from trainer.app.evaluate import evaluate
+from trainer.config import families as registries
 from trainer.cli import main
 from trainer.errors import ConfigError
 from trainer.keras_io import export
-from trainer.keras_io.h5 import load_weights_option
+from trainer.build.keras_model import load_weights_option
 from trainer.keras_io.translate import translate_model
 
 needs_functional = pytest.mark.skipif(
@@ -191,7 +193,7 @@ def test_keras_model_fits_and_the_run_is_self_contained(tmp_path):
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert "keras:" not in saved and "Dense:" in saved
     assert np.isfinite(logs["loss"])
-    assert set(api.evaluate(tmp_path / "run")) >= {"loss", "accuracy"}
+    assert set(evaluate(tmp_path / "run")) >= {"loss", "accuracy"}
 
 
 def test_weights_chunked_attributes(tmp_path):
@@ -433,7 +435,7 @@ def test_round_trip_fit_export_import_identical_predictions(tmp_path):
     assert json.loads((tmp_path / "out.json").read_text())["config"] == config["config"]
 
     original = api.build(api.load_config(tmp_path / "run" / "config.yaml"))
-    from trainer import checkpoint
+    from trainer.store import checkpoint
     checkpoint.load(tmp_path / "run" / "checkpoints" / "last.h5", original)
     _, back = imported(tmp_path, "  keras: out.h5")
     np.testing.assert_array_equal(predict(back, X.astype("f4")),

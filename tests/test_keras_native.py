@@ -191,8 +191,8 @@ def test_cli_validate_and_summary_of_a_keras_archive(tmp_path):
 def build(model_cfg):
     from pathlib import Path
 
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     return build_model(from_dict({"data": {"train": {"dataset": "iris"}}, "model": model_cfg,
                                   "compile": {"loss": "mse", "optimizer": "sgd"}},

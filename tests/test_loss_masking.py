@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.builder import build_model
-from trainer.config import from_dict
+from trainer.build.builder import build_model
+from trainer.config.loader import from_dict
 from trainer.engine.kernels import parallel
 
 T, VOCAB, CLASSES = 6, 7, 4
@@ -109,7 +109,7 @@ def test_labels_under_the_mask_do_not_change_training(loss, head):
 def test_masked_loss_gradient_matches_finite_differences(fused):
     """The masked loss's gradient wrt the predictions (or, fused, the softmax's
     input), against central differences of its value, float64."""
-    from trainer.model import Model
+    from trainer.build.model import Model
 
     rng = np.random.default_rng(3)
     model = _model()

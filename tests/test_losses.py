@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from conftest import ROOT, write_config
 from gradcheck import check_loss
 from trainer.cli import main
-from trainer.registries import losses
-from trainer.registry import config_of
+from trainer.config.families import losses
+from trainer.config.registry import config_of
 
 EPS = 1e-7
 LN2 = np.log(2.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_loss
-from trainer.registries import losses
+from trainer.config.families import losses
 
 
 def test_mse_value():

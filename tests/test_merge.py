@@ -5,8 +5,8 @@ import pytest
 
 from gradcheck import check_layer
 from trainer.errors import ConfigError
-from trainer.registries import layers
-from trainer.registry import config_of
+from trainer.config.families import layers
+from trainer.config.registry import config_of
 
 
 def make(spec):
@@ -143,7 +143,7 @@ def test_config_round_trip(spec):
 def test_merge_layers_and_the_masks_of_their_inputs():
     """tf.keras 2: a merge ANDs the masks its inputs have; Concatenate treats an input
     without one as unmasked, and joins masks along time when it joins time steps."""
-    from trainer.registries import layers as registry
+    from trainer.config.families import layers as registry
 
     x = np.zeros((2, 3, 4))
     m1 = np.array([[1, 1, 0], [1, 1, 1]], bool)
@@ -170,8 +170,8 @@ def test_encoder_block_keeps_padding_out_and_gradients_check():
     from pathlib import Path
 
     from gradcheck import check_model
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     cfg = from_dict({
         "data": {"train": {"dataset": "iris"}},

@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import config as config_lib
+from trainer.config import loader as config_lib
 from trainer import metrics as metric_lib
-from trainer.api import build
+from trainer.app.fit import build
 from trainer.data.pipeline import Split
 from trainer.metrics.accuracy import BinaryAccuracy, CategoricalAccuracy, \
     SparseCategoricalAccuracy, resolve_accuracy
 from trainer.metrics.base import LossMetric
-from trainer.registries import losses, metrics
-from trainer.registry import config_of
-from trainer.training import evaluate
+from trainer.config.families import losses, metrics
+from trainer.config.registry import config_of
+from trainer.training.loop import evaluate
 
 
 def measure(spec, y_true, y_pred, sample_weight=None):
@@ -333,7 +333,7 @@ def test_unweighted_metrics_ignore_sample_weights(tmp_path, rng):
 def test_training_epoch_logs_are_exact_too(tmp_path, rng):
     """fit's loop (shuffled batches of 3 over 10 rows, a frozen layer so the weights
     stay) logs what evaluating all rows at once gives."""
-    from trainer.training import Loop
+    from trainer.training.loop import Loop
 
     specs = ["accuracy", "precision", "AUC", "mae"]
     model = _model(tmp_path, "categorical_crossentropy", 3, "softmax", specs)

@@ -12,14 +12,14 @@ from click.testing import CliRunner
 
 from conftest import ROOT, write_config
 from gradcheck import _numeric, check_layer
-from trainer import api
+from trainer.app import fit as api
 from trainer.cli import main
 from trainer.engine.layer import Layer
 from trainer.errors import ConfigError
 from trainer.keras_io.export import keras_config
 from trainer.keras_io.translate import translate_model
-from trainer.registries import layers
-from trainer.summary import summary_rows
+from trainer.config.families import layers
+from trainer.app.summary import summary_rows
 
 B, T, D, U = 3, 4, 3, 4
 BIAS = "{random_normal: {stddev: 0.5}}"

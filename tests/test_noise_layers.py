@@ -7,10 +7,10 @@ import pytest
 
 import cbhelp
 from gradcheck import check_layer
-from trainer import api
+from trainer.app import fit as api
 from trainer.errors import ConfigError
 from trainer.layers.noise import ALPHA, SCALE
-from trainer.registries import layers
+from trainer.config.families import layers
 
 ALL = [
     ({"SpatialDropout1D": {"rate": 0.3}}, (4, 5, 3)),

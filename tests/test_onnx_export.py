@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, write_config
-from trainer import api
+from trainer.app import fit as api
 from trainer.cli import main
 
 onnx = pytest.importorskip("onnx")
@@ -40,8 +40,8 @@ FAMILIES = _families()
 
 
 def build(model_cfg):
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     return build_model(from_dict({"data": {"train": {"dataset": "iris"}}, "model": model_cfg,
                                   "compile": {"loss": "mse", "optimizer": "sgd"}},
@@ -291,7 +291,7 @@ def fit_run(tmp_path, preprocess="{x: [standardize, {clip: {min: -2.0, max: 2.0}
 
 
 def run_model(run):
-    from trainer import checkpoint
+    from trainer.store import checkpoint
 
     model = api.build(api.load_run_config(run))
     _, arrays = checkpoint.load(run / "checkpoints" / "last.h5", model, with_optimizer=False)
@@ -300,7 +300,7 @@ def run_model(run):
 
 def test_export_run_and_with_preprocessing(tmp_path):
     from trainer.data.pipeline import Preprocessor, Split
-    from trainer.predict import predict
+    from trainer.app.predict import predict
 
     run = fit_run(tmp_path)
     out = tmp_path / "m.onnx"

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from trainer.api import _clean
+from trainer.app.fit import _clean
 from trainer.errors import ConfigError
 from trainer.optimizers.base import Optimizer
-from trainer.registries import optimizers
-from trainer.registry import config_of
+from trainer.config.families import optimizers
+from trainer.config.registry import config_of
 
 # Three steps of gradients for two parameters (a 3×2 kernel and a bias of 2).
 P0 = [np.array([[0.5, -1.0], [2.0, 0.25], [-0.75, 1.5]]), np.array([0.1, -0.2])]
@@ -368,7 +368,7 @@ def test_state_round_trips_through_get_and_set():
 
 
 def small_config(optimizer):
-    from trainer import config
+    from trainer.config import loader as config
     return config.from_dict({
         "seed": 3,
         "data": {"train": {"dataset": "iris"}},
@@ -398,8 +398,8 @@ OPTIMIZER_SPECS = [
 
 @pytest.mark.parametrize("spec", OPTIMIZER_SPECS, ids=lambda s: str(s)[:30])
 def test_training_continued_from_a_checkpoint_is_bit_identical(spec, tmp_path):
-    from trainer import checkpoint
-    from trainer.builder import build_model
+    from trainer.store import checkpoint
+    from trainer.build.builder import build_model
 
     data = batches(7)
     straight = build_model(small_config(spec))
@@ -428,8 +428,8 @@ def test_training_continued_from_a_checkpoint_is_bit_identical(spec, tmp_path):
 
 
 def test_loading_state_of_another_optimizer_names_the_key(tmp_path):
-    from trainer import checkpoint
-    from trainer.builder import build_model
+    from trainer.store import checkpoint
+    from trainer.build.builder import build_model
 
     model = build_model(small_config("adam"))
     xs, ys = batches(1)[0]

@@ -13,10 +13,10 @@ import pytest
 
 from conftest import ROOT, write_config
 from data_helpers import cli, make_config
-from trainer import checkpoint
+from trainer.store import checkpoint
 from trainer.callbacks.model_checkpoint import ModelCheckpoint
 from trainer.errors import DataError
-from trainer.runs import Run
+from trainer.store.runs import Run
 
 IRIS = textwrap.dedent("""\
     seed: 0

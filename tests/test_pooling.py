@@ -4,7 +4,7 @@ import pytest
 from gradcheck import check_layer
 from trainer.engine.kernels import conv_reference as ref
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def make(kind, **args):
@@ -125,8 +125,8 @@ def test_masked_average_through_a_model_ignores_padding_and_gradients_check():
     from pathlib import Path
 
     from gradcheck import check_model
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     cfg = from_dict({
         "data": {"train": {"dataset": "iris"}},

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from trainer.builder import build_model
-from trainer.config import from_dict
+from trainer.build.builder import build_model
+from trainer.config.loader import from_dict
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def test_rescaling(rng):
@@ -145,7 +145,7 @@ def test_keras_normalization_with_axis_3_imports_and_predicts(tmp_path):
 
     import h5py
 
-    from trainer import api
+    from trainer.app import fit as api
     from trainer.keras_io.translate import translate_model
     from conftest import write_config
 
@@ -179,7 +179,7 @@ model: {keras: m.h5}
 compile: {loss: mse, optimizer: sgd}
 """))
     built = api.build(cfg)
-    from trainer.keras_io.h5 import load_weights_option
+    from trainer.build.keras_model import load_weights_option
     load_weights_option(cfg, built)
     x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
     want = ((x - mean) / np.sqrt(var)).mean(axis=(1, 2))

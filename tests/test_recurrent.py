@@ -5,7 +5,7 @@ from gradcheck import check_layer
 from trainer.engine.graph import Graph
 from trainer.engine.layer import Layer
 from trainer.errors import ConfigError
-from trainer.registries import activations, layers
+from trainer.config.families import activations, layers
 
 B, T, D, U = 2, 4, 3, 3
 BIAS = {"random_normal": {"stddev": 0.5}}  # non-zero biases exercise every term

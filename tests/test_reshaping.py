@@ -3,7 +3,7 @@ import pytest
 
 from gradcheck import check_layer
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def make(kind, **args):

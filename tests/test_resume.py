@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from conftest import write_config
 from resume_helpers import (QUICK, TINY, StopAt, assert_same_run, config, fit, kernel,
                             resume)
-from trainer import api, checkpoint
+from trainer.app import fit as api
+from trainer.store import checkpoint
 from trainer.cli import main
 from trainer.errors import ConfigError, DataError, InterruptedRun
-from trainer.runs import Run
+from trainer.store.runs import Run
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +208,7 @@ def test_second_fit_on_a_locked_run_folder_is_refused(tmp_path):
 
 
 def test_lock_held_by_a_real_process_and_freed_by_its_death(tmp_path):
-    code = ("import sys, time; from trainer.runs import Run\n"
+    code = ("import sys, time; from trainer.store.runs import Run\n"
             "with Run(sys.argv[1]).lock():\n    print('locked', flush=True); time.sleep(60)\n")
     p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
                          text=True)
@@ -224,7 +225,7 @@ def test_lock_held_by_a_real_process_and_freed_by_its_death(tmp_path):
 
 
 def test_which_config_changes_a_resume_accepts():
-    from trainer.resume import config_hash, unsafe_differences
+    from trainer.training.resume import config_hash, unsafe_differences
 
     base = {"name": "a", "fit": {"epochs": 3, "batch_size": 16, "verbose": 0},
             "expect": {}, "callbacks": [{"EarlyStopping": {"patience": 2}}],

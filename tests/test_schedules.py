@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from conftest import write_config
 from trainer.cli import main
 from trainer.errors import ConfigError
-from trainer.registries import schedules
-from trainer.registry import config_of
+from trainer.config.families import schedules
+from trainer.config.registry import config_of
 
 PI = math.pi
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from trainer.errors import ConfigError
-from trainer.registries import datasets
+from trainer.config.families import datasets
 
 
 def load(name, **args):

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from trainer import api
-from trainer.config import from_dict
+from trainer.app import fit as api
+from trainer.config.loader import from_dict
 from trainer.engine.graph import Graph
 from trainer.errors import ConfigError, DataError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def make(kind, **args):

@@ -9,7 +9,7 @@ import pytest
 from trainer.engine.kernels import conv_reference as ref
 from trainer.engine.kernels import parallel
 from trainer.layers.conv import ConvPlan
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 @pytest.fixture(autouse=True)
@@ -140,8 +140,8 @@ def test_blas_is_pinned_to_one_thread_and_big_products_split(monkeypatch):
 def _model(layer_list, input_shape, loss="categorical_crossentropy", optimizer="adam"):
     from pathlib import Path
 
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
 
     cfg = from_dict({"data": {"train": {"dataset": "iris"}},
                      "model": {"input_shape": input_shape, "layers": layer_list},
@@ -329,7 +329,7 @@ def test_big_dropout_masks_drawn_in_pieces_are_reproducible_across_threads(monke
 
 @pytest.mark.parametrize("spec", [(CNN, [9, 9, 2]), (LSTM, [6, 3])])
 def test_inference_split_over_threads_matches_one_pass(spec, monkeypatch):
-    from trainer.model import Model
+    from trainer.build.model import Model
 
     layer_list, input_shape = spec
     model = _model(layer_list, input_shape, optimizer="rmsprop")

@@ -100,7 +100,7 @@ def test_a_plot_of_many_metrics_is_a_grid(workdir):
     """A two-output run logs loss, out_a_loss, out_b_loss, out_a_accuracy,
     out_b_accuracy: five panels in two rows of three, not one row of five."""
     pytest.importorskip("matplotlib")
-    from trainer.plot import grid_shape, plot_runs
+    from trainer.app.plot import grid_shape, plot_runs
 
     names = ["loss", "a_loss", "b_loss", "a_accuracy", "b_accuracy"]
     run = workdir / "run"

@@ -1,6 +1,6 @@
 import numpy as np
 
-from trainer.registries import datasets
+from trainer.config.families import datasets
 
 
 def load(**args):

@@ -14,7 +14,8 @@ import yaml
 from click.testing import CliRunner
 
 from resume_helpers import StopAt, assert_same_run
-from trainer import api
+from trainer.app import fit as api
+from trainer.app.evaluate import evaluate as evaluate_run
 from trainer.cli import main
 from trainer.errors import InterruptedRun
 
@@ -226,7 +227,7 @@ def test_each_family_trains_resumes_bit_identically_and_evaluates(tmp_path, fami
     api.fit(api.load_run_config(stopped), resume=stopped)
     assert_same_run(straight, stopped)
     # evaluate gives what the last epoch logged for the validation split
-    results = api.evaluate(stopped)
+    results = evaluate_run(stopped)
     logged = last_row(stopped)
     for name, value in results.items():
         assert value == pytest.approx(logged[f"val_{name}"], rel=1e-5), name
@@ -299,7 +300,7 @@ class RunningMax:
         f.visit(names.append)
         top = [n for n in names if n.endswith("/top")]
         assert top and f[top[0]][()] == pytest.approx(np.abs(x[:45]).max())
-    assert api.evaluate(run)["loss"] == pytest.approx(last_row(run)["val_loss"], rel=1e-5)
+    assert evaluate_run(run)["loss"] == pytest.approx(last_row(run)["val_loss"], rel=1e-5)
 
 
 def test_a_function_metric_is_an_exact_weighted_mean_over_the_epoch(tmp_path):
@@ -415,8 +416,8 @@ def test_summary_schema_and_export_show_or_take_user_components(tmp_path):
 
 
 def test_schema_and_registries_agree_on_the_user_code_form():
-    from trainer import registries
-    from trainer.schema import USER_CODE_FORMS, config_schema
+    from trainer.config import families as registries
+    from trainer.config.schema import USER_CODE_FORMS, config_schema
 
     defs = config_schema()["$defs"]
     families = {kind: r for kind, r in registries.ALL.items() if r.user_key}

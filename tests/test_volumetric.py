@@ -9,7 +9,7 @@ import pytest
 from gradcheck import check_layer
 from trainer.engine.kernels.conv import out_size
 from trainer.errors import ConfigError
-from trainer.registries import layers
+from trainer.config.families import layers
 
 NORMAL = {"random_normal": {"stddev": 0.5}}
 

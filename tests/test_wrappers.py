@@ -3,8 +3,8 @@ import pytest
 
 from gradcheck import check_layer
 from trainer.errors import ConfigError
-from trainer.registries import layers
-from trainer.registry import config_of
+from trainer.config.families import layers
+from trainer.config.registry import config_of
 
 B, T, D = 2, 4, 3
 

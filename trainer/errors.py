@@ -46,7 +46,7 @@ class DivergedError(TrainerError):
 def out_of_memory(exc):
     """The ConfigError for a MemoryError while running: a batch, a layer's activations
     or an array the config asks for do not fit this machine — sizes the config sets."""
-    from trainer.limits import human_size, memory_bytes
+    from trainer.memory import human_size, memory_bytes
 
     return ConfigError(f"out of memory ({human_size(memory_bytes())} on this machine): "
                        f"{exc}; lower fit.batch_size (or the command's --batch-size) or "
@@ -73,3 +73,15 @@ class Terminated(KeyboardInterrupt):
 class UserCodeError(ConfigError):
     """User code a config names (a loss, metric, initializer, ...) broke its contract:
     a result of the wrong shape, NaN from finite inputs. Exit 2, as a bad config."""
+
+
+def suggest(name, choices):
+    """' Did you mean 'X'?' for the nearest of choices, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        if str(name).lower() in lowered:
+            close = [lowered[str(name).lower()]]
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -16,6 +16,7 @@ appends open with O_NOFOLLOW.
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -170,3 +171,25 @@ def append_text(path, text, root=None):
 
 def _no_follow(path, flags):
     return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+
+
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def regular_file(path, label, error=None):
+    """``path`` if it is a regular file (a symlink to one is fine); else ``error``
+    (DataError by default) naming ``label``: a device such as /dev/zero never ends,
+    a FIFO blocks the reader. Checked before opening; a missing file passes through
+    as FileNotFoundError."""
+    if error is None:
+        error = DataError
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        real = os.path.realpath(path)
+        link = f" (a link to {real})" if real != os.path.abspath(path) else ""
+        raise error(f"{label}: {path}{link} is {kind}, not a regular file; refused before "
+                    f"reading")
+    return path

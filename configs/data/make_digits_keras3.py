@@ -11,7 +11,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from trainer.registries import datasets  # noqa: E402  (trainer's own split, no network)
+from trainer.config.families import datasets  # noqa: E402  (trainer's own split, no network)
 
 keras.utils.set_random_seed(0)
 x, y = datasets.get({"digits": {"subset": "train"}}).load()

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from resume_helpers import QUICK, TINY, assert_same_run, fit, resume
-from trainer import checkpoint
+from trainer.store import checkpoint
 from trainer.cli import main
 
 # long enough never to finish on its own; the final resume cuts fit.epochs down

@@ -1,6 +1,6 @@
 """Activation functions by name. Each computes ``y = f(x)`` and ``dx`` from ``x, y, dy``."""
 
-from trainer.registries import activations
+from trainer.config.families import activations
 
 
 def get(spec):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainer.registries import activations
+from trainer.config.families import activations
 
 
 class Activation:

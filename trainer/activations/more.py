@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from trainer.activations.basic import Activation, Sigmoid
-from trainer.registries import activations
+from trainer.config.families import activations
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946

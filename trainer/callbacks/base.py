@@ -22,7 +22,7 @@ from trainer.errors import ConfigError, DataError
 class Callback:
     def __init__(self):
         self.model = None
-        self.run = None  # the run folder (trainer.runs.Run) when training from a config
+        self.run = None  # the run folder (trainer.store.runs.Run) when training from a config
         self.params = {}
         self.where = None  # "config.yaml:12:5" of the callback's entry, set by api
         self.writes_best = False  # set by api on the callback that writes best.h5
@@ -42,7 +42,7 @@ class Callback:
     def on_test_end(self, logs=None): pass
 
     def get_state(self):
-        """JSON-able state saved in last.h5 (see trainer.checkpoint)."""
+        """JSON-able state saved in last.h5 (see trainer.store.checkpoint)."""
         return {}
 
     def set_state(self, state):
@@ -89,6 +89,13 @@ def base_lr(optimizer):
     if optimizer.schedule is not None:
         return float(optimizer.schedule(optimizer.iterations))
     return float(optimizer.learning_rate)
+
+
+def save_best(callback):
+    """checkpoints/best.h5, when training from a config and ``callback`` is the one the
+    run chose to write it (``writes_best``): the run folder writes it, not the callback."""
+    if callback.writes_best and callback.run is not None:
+        callback.run.save_best(callback.model)
 
 
 def copy_weights(model):

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from trainer.callbacks.base import Callback, check_relative, inside_run, run_root
 from trainer.fileio import append_text, write_text
-from trainer.registries import callbacks
-from trainer.registry import Schema
+from trainer.config.families import callbacks
+from trainer.config.registry import Schema
 
 
 def _cell(value):

@@ -3,11 +3,9 @@
 import math
 from typing import Literal, Optional
 
-from trainer import checkpoint
-from trainer.callbacks.base import Callback, Monitor, copy_weights, say
-from trainer.callbacks.model_checkpoint import save_best
-from trainer.registries import callbacks
-from trainer.registry import NonNegativeInt
+from trainer.callbacks.base import Callback, Monitor, copy_weights, save_best, say
+from trainer.config.families import callbacks
+from trainer.config.registry import NonNegativeInt
 
 
 @callbacks.register("EarlyStopping")
@@ -94,9 +92,7 @@ class EarlyStopping(Callback):
 
     def _best_from_file(self):
         if self.writes_best and self.run is not None and math.isfinite(self.tracker.best):
-            path = self.run.checkpoints / "best.h5"
-            if path.exists():
-                checkpoint.load(path, self.model, with_optimizer=False)
+            if self.run.load_best(self.model):
                 self.best_weights = copy_weights(self.model)
 
     def get_state(self):

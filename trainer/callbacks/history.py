@@ -1,7 +1,7 @@
 """History (always on; it is what fit returns) and BaseLogger."""
 
 from trainer.callbacks.base import Callback
-from trainer.registries import callbacks
+from trainer.config.families import callbacks
 
 
 @callbacks.register("History")

@@ -2,7 +2,7 @@
 
 A config holds no code, so each hook names a function as ``module:function``, imported
 the way user callbacks are (the config's folder first, then the Python path;
-trainer/usercode.py)::
+trainer/config/usercode.py)::
 
     callbacks:
       - LambdaCallback: {on_epoch_end: "my_hooks:plot_loss", on_batch_begin: "my_hooks:show"}
@@ -19,10 +19,10 @@ import inspect
 from typing import Annotated
 
 from trainer.callbacks.base import Callback
-from trainer.config import USER_CODE_PATTERN
+from trainer.config.usercode import USER_CODE_PATTERN
 from trainer.errors import ConfigError
-from trainer.registries import callbacks
-from trainer.registry import Schema
+from trainer.config.families import callbacks
+from trainer.config.registry import Schema
 
 #: ``module:function``
 Function = Annotated[str, Schema(pattern=USER_CODE_PATTERN)]
@@ -73,7 +73,7 @@ class LambdaCallback(Callback):
     def resolve_user_code(self, folder):
         """Import every named function (from ``folder`` first) and check it takes the
         hook's arguments; called when the callbacks are built, before any data."""
-        from trainer.usercode import load_function
+        from trainer.config.usercode import load_function
 
         functions = {}
         for hook, args in HOOKS.items():

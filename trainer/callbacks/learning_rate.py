@@ -9,8 +9,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from trainer.callbacks.base import Callback, Monitor, base_lr, say
 from trainer.errors import ConfigError
-from trainer.registries import callbacks
-from trainer.registry import NonNegativeInt, Schema, component
+from trainer.config.families import callbacks
+from trainer.config.registry import NonNegativeInt, Schema, component
 
 
 @callbacks.register("ReduceLROnPlateau")
@@ -145,7 +145,7 @@ class LearningRateScheduler(Callback):
         if isinstance(schedule, dict) and set(schedule) == {"table"}:
             self.fn = EpochTableSchedule(schedule["table"])
         else:
-            from trainer.registries import schedules
+            from trainer.config.families import schedules
             self.fn = schedules.get(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -2,33 +2,11 @@
 
 from typing import Literal, Union
 
-from trainer import checkpoint
 from trainer.callbacks.base import (Callback, Monitor, check_relative, check_template,
-                                    inside_run, run_root, say, template_fields)
+                                    inside_run, run_root, save_best, say, template_fields)
 from trainer.errors import ConfigError
-from trainer.fileio import atomic_path
-from trainer.registries import callbacks
-from trainer.registry import PositiveInt
-
-
-def save_weights(path, model, weights_only, root=None):
-    """Weights (Keras HDF5 layout), plus the optimizer state unless ``weights_only``;
-    ``path`` stays inside the run folder ``root`` (trainer.fileio.confined)."""
-    if not weights_only:
-        checkpoint.save(path, model, root=root)
-        return
-    import h5py
-
-    with atomic_path(path, root=root) as tmp:
-        with h5py.File(tmp, "w") as f:
-            checkpoint.write_weights(f, model)
-
-
-def save_best(callback):
-    """checkpoints/best.h5 (weights and optimizer state), when training from a config."""
-    if callback.writes_best and callback.run is not None:
-        checkpoint.save(callback.run.checkpoints / "best.h5", callback.model,
-                        root=callback.run.path)
+from trainer.config.families import callbacks
+from trainer.config.registry import PositiveInt
 
 
 @callbacks.register("ModelCheckpoint")
@@ -139,7 +117,10 @@ class ModelCheckpoint(Callback):
                     f"to {current:.5f}, saving model to {path}")
         elif self.verbose:
             say(f"Epoch {epoch + 1:05d}: saving model to {path}")
-        save_weights(path, self.model, self.save_weights_only, run_root(self))
+        if self.save_weights_only:  # as Keras: the model writes itself
+            self.model.save_weights(path, root=run_root(self))
+        else:
+            self.model.save(path, root=run_root(self))
 
     def get_state(self):
         return {**self.tracker.state(), "epochs_since_last_save": self.epochs_since_last_save,

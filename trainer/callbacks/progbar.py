@@ -10,7 +10,7 @@ from typing import Literal
 
 from trainer import console
 from trainer.callbacks.base import Callback
-from trainer.registries import callbacks
+from trainer.config.families import callbacks
 
 BAR_MIN, BAR_MAX = 10, 40
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from trainer.callbacks.base import Callback, say
 from trainer.errors import ConfigError
-from trainer.registries import callbacks
-from trainer.registry import Schema
+from trainer.config.families import callbacks
+from trainer.config.registry import Schema
 
 
 @callbacks.register("RemoteMonitor")

@@ -13,8 +13,8 @@ import numpy as np
 
 from trainer.callbacks.base import Callback, check_relative, inside_run
 from trainer.errors import ConfigError
-from trainer.registries import callbacks
-from trainer.registry import NonNegativeInt, PositiveInt
+from trainer.config.families import callbacks
+from trainer.config.registry import NonNegativeInt, PositiveInt
 
 SKIP = ("batch", "size")  # bookkeeping keys of the logs, not values
 

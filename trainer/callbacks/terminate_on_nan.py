@@ -9,7 +9,7 @@ Listing it adds Keras's message and stops the loop through ``stop_training``.
 import math
 
 from trainer.callbacks.base import Callback, say
-from trainer.registries import callbacks
+from trainer.config.families import callbacks
 
 
 @callbacks.register("TerminateOnNaN")

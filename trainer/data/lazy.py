@@ -12,7 +12,7 @@ import mmap
 import numpy as np
 
 from trainer.errors import DataError
-from trainer.h5limits import check_storage
+from trainer.keras_io.h5limits import check_storage
 
 BLOCK_BYTES = 8 << 20  # aim for blocks of about 8 MB
 CACHED_BLOCKS = 2      # a batch may straddle two blocks

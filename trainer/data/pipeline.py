@@ -64,7 +64,7 @@ def check_split(split, where):
 def make_preprocessor(cfg, input_names, output_names):
     """The config's preprocess section as steps; user steps come from its folder."""
     from trainer.errors import ConfigError
-    from trainer.usercomponents import using
+    from trainer.config.usercomponents import using
 
     try:
         with using(cfg):

@@ -2,7 +2,7 @@
 
 from trainer.data.lazy import chunked
 from trainer.data.split import Split
-from trainer.registries import preprocessing
+from trainer.config.families import preprocessing
 
 
 class Preprocessor:

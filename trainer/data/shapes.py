@@ -3,10 +3,10 @@ so a model whose inputs cannot take them fails at build time (``trainer validate
 ``trainer fit``), exit 2 naming the config line, instead of exit 3 once the data is
 loaded."""
 
-from trainer.config import format_path
+from trainer.config.loader import format_path
 from trainer.errors import ConfigError
-from trainer.registries import datasets
-from trainer.registry import split_spec
+from trainer.config.families import datasets
+from trainer.config.registry import split_spec
 
 SPLITS = ("train", "validation", "test")
 
@@ -62,7 +62,7 @@ def _steps(cfg, name):
 
 
 def _after_steps(cfg, name, shape):
-    from trainer.registries import preprocessing
+    from trainer.config.families import preprocessing
 
     for spec in _steps(cfg, name):
         try:

@@ -21,12 +21,13 @@ import zipfile
 
 import numpy as np
 
-from trainer.config import resolve_path
+from trainer.config.loader import resolve_path
 from trainer.data.lazy import H5Array, MemmapArray
 from trainer.errors import ConfigError, DataError
-from trainer.h5limits import check_dataset, open_file
-from trainer.limits import human_size, memory_bytes, regular_file
-from trainer.registries import datasets
+from trainer.keras_io.h5limits import check_dataset, open_file
+from trainer.fileio import regular_file
+from trainer.memory import human_size, memory_bytes
+from trainer.config.families import datasets
 
 
 def load_source(cfg, spec, keypath):

@@ -4,7 +4,7 @@ from importlib import resources
 
 import numpy as np
 
-from trainer.registries import datasets
+from trainer.config.families import datasets
 
 SUBSETS = ("train", "test", "all")
 

@@ -5,8 +5,8 @@ from typing import Literal
 import numpy as np
 
 from trainer.datasets.base import BuiltinDataset
-from trainer.registries import datasets
-from trainer.registry import PositiveInt
+from trainer.config.families import datasets
+from trainer.config.registry import PositiveInt
 
 
 @datasets.register("two_input_synthetic")

@@ -5,8 +5,8 @@ from typing import Annotated, Literal
 import numpy as np
 
 from trainer.datasets.base import BuiltinDataset
-from trainer.registries import datasets
-from trainer.registry import PositiveInt, Schema
+from trainer.config.families import datasets
+from trainer.config.registry import PositiveInt, Schema
 
 
 @datasets.register("seq2seq_tokens")

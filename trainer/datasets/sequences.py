@@ -12,8 +12,8 @@ import numpy as np
 
 from trainer.datasets.base import BuiltinDataset
 from trainer.errors import ConfigError
-from trainer.registries import datasets
-from trainer.registry import PositiveInt, Schema
+from trainer.config.families import datasets
+from trainer.config.registry import PositiveInt, Schema
 
 Length = Annotated[int, Schema(minimum=4)]
 

@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 
 from trainer.datasets.base import BuiltinDataset
-from trainer.registries import datasets
-from trainer.registry import NonNegativeInt, PositiveInt
+from trainer.config.families import datasets
+from trainer.config.registry import NonNegativeInt, PositiveInt
 
 SIZE = 32
 PALETTE = np.array([

@@ -184,14 +184,12 @@ class Graph:
         """Whether output ``k`` is a softmax (over the last axis) of a Dense or
         Activation layer whose result feeds nothing else: its loss may then hand the
         gradient with respect to the softmax's input straight to that layer."""
-        from trainer.layers.core import Activation, Dense
-
         t = self.outputs[k]
         node = self.producer[t]
         if node is None:
             return False
         act = getattr(node.layer, "activation", None)
-        if not isinstance(node.layer, (Dense, Activation)) or node.layer.multi_output:
+        if not node.layer.fuses_activation or node.layer.multi_output:
             return False
         if node.layer.activity_regularizer is not None:
             return False  # its penalty's gradient is wrt the softmax's output

@@ -18,7 +18,7 @@ import re
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.limits import human_size, memory_bytes
+from trainer.memory import human_size, memory_bytes
 
 
 class Layer:
@@ -41,6 +41,10 @@ class Layer:
     passes_mask = False
     #: a layer called on several inputs that gets one mask per input (attention)
     takes_input_masks = False
+    #: whether ``backward`` can take the gradient with respect to the input of the
+    #: layer's ``activation`` (its backward closure has ``.preactivation``): Dense and
+    #: Activation, whose softmax a cross-entropy loss may then fuse with (Graph.fusable_output)
+    fuses_activation = False
     #: Keras's activity_regularizer (a penalty on the output); set from the argument in
     #: ``__init__``, None here for layers that never call it (user layers)
     activity_regularizer = None
@@ -51,8 +55,8 @@ class Layer:
         self.trainable = trainable
         # Keras: a penalty on the layer's output, added to the loss divided by the
         # batch size (the graph runs it: Graph.forward)
-        if activity_regularizer is not None:
-            from trainer import regularizers
+        if activity_regularizer is not None:  # found by name in the registry the
+            from trainer.config.families import regularizers  # regularizers fill
 
             self.activity_regularizer = regularizers.get(activity_regularizer)
         self.params = {}  # trainable weights, name → array, in Keras order

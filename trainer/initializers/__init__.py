@@ -1,6 +1,6 @@
 """Weight initializers by name, as Keras 2 computes them."""
 
-from trainer.registries import initializers
+from trainer.config.families import initializers
 
 
 def get(spec):

@@ -6,7 +6,7 @@ import numpy as np
 
 from trainer.errors import ConfigError
 from trainer.initializers import fans
-from trainer.registries import initializers
+from trainer.config.families import initializers
 
 
 def check_spread(name, mean, stddev):

@@ -7,7 +7,7 @@ import numpy as np
 from trainer.errors import ConfigError
 from trainer.initializers.basic import (Initializer, VarianceScaling, check_spread,
                                         truncated_normal)
-from trainer.registries import initializers
+from trainer.config.families import initializers
 
 
 @initializers.register("truncated_normal", "TruncatedNormal")

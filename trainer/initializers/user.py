@@ -9,7 +9,7 @@ initializers do.
 
 import numpy as np
 
-from trainer.usercomponents import check_signature, fail, finite, make
+from trainer.config.usercomponents import check_signature, fail, finite, make
 
 
 class UserInitializer:

@@ -9,6 +9,10 @@ back as Keras files.
   archives and ``.weights.h5`` tree, read; keras3.py: ``.keras`` archives written, and
   where Keras 3 computes something else under a Keras 2 name.
 - export.py: a built model → Keras 2 JSON and ``.h5``.
+
+A format library: it imports nothing of the config loader, the builders, the store or
+the commands (tests/test_layout.py); the config options that use it live in
+trainer/build/keras_model.py, ``trainer export`` in trainer/app/export.py.
 """
 
 import json
@@ -16,8 +20,8 @@ import zipfile
 from pathlib import Path
 
 from trainer.errors import ConfigError
-from trainer.h5limits import open_file
-from trainer.limits import regular_file
+from trainer.keras_io.h5limits import open_file
+from trainer.fileio import regular_file
 
 
 def read_model_file(path, where=None):
@@ -68,48 +72,3 @@ def read_model_file(path, where=None):
     if version is not None and "keras_version" not in keras:
         keras["keras_version"] = version.decode() if isinstance(version, bytes) else str(version)
     return keras, has_weights
-
-
-def expand(cfg):
-    """Replace ``model.keras`` in ``cfg`` (in place) by the translated model section, so
-    the builder, the run folder's config.yaml and ``model.weights`` see plain config."""
-    from trainer.config import resolve_path, validate
-    from trainer.keras_io.translate import translate_model
-
-    model_cfg = cfg["model"]
-    where = cfg.where(("model", "keras"))
-    both = [k for k in ("input_shape", "layers", "inputs", "outputs") if k in model_cfg]
-    if both:
-        raise ConfigError(f"model.keras: the architecture comes from the Keras file; drop "
-                          f"model.{', model.'.join(both)} (or drop model.keras)", where=where)
-    path = resolve_path(cfg, model_cfg["keras"]).resolve()
-    keras, has_weights = read_model_file(path, where)
-    weights = model_cfg.get("weights") or (str(path) if has_weights else None)
-    try:
-        model, problems = translate_model(keras, path.name, lenient_init=weights is not None,
-                                          native=zipfile.is_zipfile(path))
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
-        # a file Keras did not write this way (edited, corrupted): the translation reads
-        # the structure Keras writes, and says so instead of failing inside
-        raise ConfigError(f"model.keras: {path.name} does not hold a Keras model config "
-                          f"in the form Keras writes ({type(exc).__name__}: {exc})",
-                          where=where) from exc
-    if problems.layers or problems.items:
-        raise ConfigError(f"model.keras: {problems.message(path.name)}", where=where)
-    for key in ("name", "weights"):
-        if key in model_cfg:
-            model[key] = model_cfg[key]
-    if weights is not None:
-        model["weights"] = weights
-    cfg["model"] = model
-    for i, spec in enumerate(model.get("layers", [])):
-        args = next(iter(spec.values())) if isinstance(spec, dict) else {}
-        label = spec.get("call") if "call" in spec else (args or {}).get("name", "?")
-        cfg.marks[("model", "layers", i)] = f"{path.name}: Keras layer '{label}'"
-    try:
-        validate(cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"model.keras: {path.name} translated into a config that does "
-                          f"not validate:\n{exc}", where=where) from None
-    return cfg
-

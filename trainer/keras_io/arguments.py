@@ -11,8 +11,8 @@ in one error. The exceptions are the small tables below.
 
 import typing
 
-from trainer import registries
-from trainer.registry import Ref, _hints, parameters
+from trainer.config import families
+from trainer.config.registry import Ref, _hints, parameters
 
 IGNORED = {"dtype", "seed", "batch_size", "fused", "implementation", "use_cudnn",
            "autocast", "build_config", "module", "registered_name", "input_dtype",
@@ -70,7 +70,7 @@ class Problems:
         if self.layers:
             listed = "; ".join(f"{c} ({', '.join(n)})" for c, n in self.layers.items())
             lines.append(f"unsupported Keras layers: {listed}. Supported layers: "
-                         f"{', '.join(sorted(registries.layers.names()))}")
+                         f"{', '.join(sorted(families.layers.names()))}")
         lines += self.items
         head = f"{source}: the Keras model uses what trainer can't build"
         return head + ":\n  " + "\n  ".join(lines) if lines else ""
@@ -88,10 +88,10 @@ def layer_spec(rec, ctx, frozen=False):
     if cls_name in MODELS:
         problems.add(f"layer '{name}' is a nested {cls_name} model here; not supported")
         return None
-    if cls_name not in registries.layers:
+    if cls_name not in families.layers:
         problems.layer(cls_name, name)
         return None
-    cls = registries.layers.lookup(cls_name)
+    cls = families.layers.lookup(cls_name)
     params = parameters(cls)
     kinds = component_kinds(cls)
     args = {}
@@ -114,7 +114,7 @@ def layer_spec(rec, ctx, frozen=False):
     args = {k: v for k, v in args.items() if v is not _DROP}
     if frozen and "trainable" in params:
         args["trainable"] = False  # inside a frozen nested model
-    return {registries.layers.canonical(cls_name): args}
+    return {families.layers.canonical(cls_name): args}
 
 
 _DROP = object()
@@ -139,14 +139,14 @@ def _component(value, kind, what, ctx):
     if kind == "layer" and isinstance(value, dict) and "class_name" in value:
         spec = layer_spec(value, ctx)
         return _DROP if spec is None else spec
-    registry = registries.ALL[kind]
+    registry = families.ALL[kind]
     if isinstance(value, dict) and value.get("class_name") == "function" \
             and isinstance(value.get("config"), str):
         value = value["config"]  # Keras 3 form of a built-in activation
     if isinstance(value, str):
         if kind == "activation" and value == "hard_sigmoid" and ctx.get("keras3"):
             # (an LSTM's or GRU's gates from a .keras archive are converted exactly:
-            # keras3.from_keras3_gates)
+            # gates.from_keras3_gates)
             problems.add(f"{what}: Keras 3's hard_sigmoid is relu6(x + 3) / 6; trainer's is "
                          f"Keras 2's clip(0.2 x + 0.5, 0, 1), so this file's numbers can't "
                          f"be reproduced")

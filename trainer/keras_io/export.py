@@ -12,19 +12,18 @@ for initializers and regularizers, a name for activations.
 """
 
 import json
-from pathlib import Path
 
-from trainer import registries
+from trainer.config import families
 from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.keras_io.h5 import KERAS_VERSION, write_weights
 from trainer.keras_io.arguments import component_kinds
-from trainer.registry import config_of, parameters, split_spec
+from trainer.config.registry import config_of, parameters, split_spec
 
 
 def keras_name(kind, name):
     """The Keras class name of one of our components (``GlorotUniform``, ``L2``)."""
-    registry = registries.ALL[kind]
+    registry = families.ALL[kind]
     canonical = registry.canonical(name)
     for alias in [canonical, *registry.aliases_of(canonical)]:
         if alias[:1].isupper():
@@ -35,7 +34,7 @@ def keras_name(kind, name):
 def _keras_component(value, kind, where):
     if value is None:
         return None
-    key = registries.ALL[kind].user_key
+    key = families.ALL[kind].user_key
     if key is not None and isinstance(value, dict) and key in value:
         # the user's own initializer or regularizer (not needed for inference): written
         # as Keras writes a custom object, loaded there with custom_objects={Name: ...}
@@ -53,7 +52,7 @@ def _keras_component(value, kind, where):
 
 
 def _params(kind, name):
-    return parameters(registries.ALL[kind].lookup(name))
+    return parameters(families.ALL[kind].lookup(name))
 
 
 def layer_record(spec_or_layer, where, dtype="float32"):
@@ -61,7 +60,7 @@ def layer_record(spec_or_layer, where, dtype="float32"):
     spec = config_of(spec_or_layer) if not isinstance(spec_or_layer, (dict, str)) \
         else spec_or_layer
     name, args = split_spec(spec)
-    cls = registries.layers.lookup(name)
+    cls = families.layers.lookup(name)
     kinds = component_kinds(cls)
     config = {}
     for k, v in (args or {}).items():
@@ -189,10 +188,6 @@ def write_h5(model, path, dtype="float32"):
             f.attrs["backend"] = b"tensorflow"
             write_weights(f.create_group("model_weights"), model)
 
-
-FORMATS = {".h5": "keras-h5", ".hdf5": "keras-h5", ".json": "keras-json", ".keras": "keras"}
-
-
 def hard_sigmoid_layers(config):
     """Names of the layers in a Keras model config (wrapped layers too) that compute
     Keras 2's hard_sigmoid, as activation or recurrent_activation."""
@@ -226,51 +221,3 @@ def keras2_only_note(out, model, dtype):
             f"computes hard_sigmoid as relu6(x + 3) / 6, not Keras 2's clip(0.2 x + 0.5, "
             f"0, 1), so it predicts differently with layers {', '.join(names)}. For Keras 3, "
             f"export to .keras (exact: `trainer export RUN model.keras`)")
-
-
-def export_run(run_dir, out, fmt=None, checkpoint_path=None):
-    """Write a run's model (config.yaml + a checkpoint) as a Keras file; return its path."""
-    from trainer import api, checkpoint
-    from trainer.fileio import write_text
-    from trainer.runs import checkpoint_path as checkpoint_path_in
-
-    run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a run folder (no config.yaml)")
-    fmt = fmt or FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise ConfigError(f"export: give --format keras, keras-h5 or keras-json (cannot "
-                          f"tell from '{out.name}')")
-    cfg = api.load_run_config(run_dir)
-    model = api.build(cfg)
-    user = [f"{layer.name} ({type(layer).__module__}:{type(layer).__name__})"
-            for layer in model.user_layers()]
-    if user:
-        raise ConfigError(f"export: user layers have no Keras equivalent to write: "
-                          f"{', '.join(user)}")
-    dtype = cfg.get("dtype", "float32")
-    note = keras2_only_note(out, model, dtype) if fmt != "keras" else None
-    if fmt == "keras-json":
-        write_text(out, model_json(model, dtype) + "\n")
-        return _noted(out, note)
-    from trainer.runs import Run
-
-    ckpt = (checkpoint_path_in(run_dir, checkpoint_path) if checkpoint_path
-            else Run(run_dir).model_file())
-    checkpoint.load(ckpt, model, with_optimizer=False)
-    if fmt == "keras":
-        from trainer.keras_io.keras3 import write_keras
-
-        write_keras(model, out, dtype)
-    else:
-        write_h5(model, out, dtype)
-    return _noted(out, note)
-
-
-def _noted(out, note):
-    """Give the export's note (a warning on stderr, and an event) once it is written."""
-    if note:
-        from trainer.keras_io.h5 import warn
-
-        warn(note)
-    return out

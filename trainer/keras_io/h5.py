@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from trainer.errors import ConfigError, DataError
-from trainer.h5limits import attr, check_dataset
+from trainer.keras_io.h5limits import attr, read_dataset
 
 KERAS_VERSION = "2.15.0"
 HEADER_LIMIT = 64512  # bytes; larger attributes are chunked (Keras's constant)
@@ -34,7 +34,7 @@ def decode(values):
 
 def read_list_attr(group, name):
     """A list-of-strings attribute, whole or in Keras's numbered chunks; [] if absent.
-    Each attribute's size is checked before it is read (trainer/h5limits.py)."""
+    Each attribute's size is checked before it is read (trainer/keras_io/h5limits.py)."""
     label = f"{group.file.filename}:{group.name}"
     if name in group.attrs:
         return decode(attr(group, name, label))
@@ -72,14 +72,8 @@ def stored_layers(root):
             out[name] = []
             continue
         g = root[name]
-        out[name] = [(w, _read(g[w])) for w in read_list_attr(g, "weight_names")]
+        out[name] = [(w, read_dataset(g[w])) for w in read_list_attr(g, "weight_names")]
     return out
-
-
-def _read(ds):
-    """A weight dataset, its declared size checked before it is read."""
-    check_dataset(ds, f"{ds.file.filename}:{ds.name}")
-    return np.asarray(ds)
 
 
 def nested_layers(stored, wanted):
@@ -133,7 +127,7 @@ def read_weights(f, model, path, by_name=True, skip_mismatch=False, strict=True,
         checkpoint); otherwise such layers keep their initial weights, with a warning.
     """
     from trainer.keras_io import native
-    from trainer.keras_io.keras3 import from_keras3_gates
+    from trainer.keras_io.gates import from_keras3_gates
 
     if skip_mismatch and not by_name:
         raise ConfigError("model.weights: skip_mismatch needs by_name: true (as in Keras)")
@@ -193,28 +187,3 @@ def write_weights(group, model, weight_prefix=""):
         write_list_attr(g, "weight_names", names)
         for full, value in zip(names, layer.get_weights()):
             g.create_dataset(full, data=value)
-
-
-def load_weights_option(cfg, model):
-    """``model.weights`` of a config: a path, or {path, by_name, skip_mismatch}."""
-    from trainer.config import resolve_path
-    from trainer.keras_io.native import open_weights
-
-    spec = cfg["model"].get("weights")
-    if spec is None:
-        return
-    opts = {"path": spec} if isinstance(spec, str) else dict(spec)
-    path = resolve_path(cfg, opts["path"])
-    where = cfg.where(("model", "weights"))
-    try:
-        with open_weights(path) as (f, keras):
-            read_weights(f, model, path, by_name=opts.get("by_name", True),
-                         skip_mismatch=opts.get("skip_mismatch", False), strict=False,
-                         keras=keras)
-    except ConfigError as exc:
-        raise ConfigError(f"model.weights: {exc.message}", where=where) from None
-    except DataError as exc:
-        raise DataError(f"model.weights: {exc.message}", where=where) from None
-    except (OSError, KeyError, ValueError, TypeError) as exc:  # damaged inside
-        raise DataError(f"model.weights: cannot read the weights in {path}: {exc}",
-                        where=where) from exc

@@ -16,11 +16,10 @@ import io
 import json
 import zipfile
 
-import numpy as np
-
 from trainer.errors import ConfigError
 from trainer.keras_io.export import (_functional, _is_sequential, input_config,
                                      keras_config)
+from trainer.keras_io.gates import to_keras3_gates
 from trainer.keras_io.native import CONFIG_MEMBER, WEIGHTS_MEMBER, group_keys
 
 
@@ -120,7 +119,7 @@ def weight_tree(layer):
     from trainer.layers.wrappers import Bidirectional, TimeDistributed
 
     if isinstance(layer, RNN):
-        return [], {"cell": (_keras3_gates(layer), {})}
+        return [], {"cell": (to_keras3_gates(layer), {})}
     if isinstance(layer, Bidirectional):
         return [], {"forward_layer": weight_tree(layer.forward_layer),
                     "backward_layer": weight_tree(layer.backward_)}
@@ -134,52 +133,6 @@ def weight_tree(layer):
                           if n.startswith(prefix + "/")], {})
         return [], subs
     return layer.get_weights(), {}
-
-
-#: the gates a recurrent layer's recurrent_activation applies to (weight column blocks)
-GATES = {"LSTM": (0, 1, 3), "GRU": (0, 1)}  # LSTM i, f, (c), o; GRU z, r, (h)
-#: Keras 2's hard_sigmoid clip(0.2 z + 0.5, 0, 1) is Keras 3's relu6(1.2 z + 3) / 6
-HARD_SIGMOID_SCALE = 1.2
-
-
-def _scale_gates(layer, values, factor):
-    """``values`` (an LSTM's or GRU's weights) with the gate columns under a
-    hard_sigmoid recurrent activation multiplied by ``factor``; unchanged otherwise."""
-    act = getattr(getattr(layer, "recurrent_activation", None), "registered_name", None)
-    gates = GATES.get(getattr(type(layer), "registered_name", ""))
-    if act != "hard_sigmoid" or gates is None:
-        return values
-    out = []
-    for w in values:
-        w = np.array(w, dtype=np.float64)
-        for g in gates:
-            w[..., g * layer.units:(g + 1) * layer.units] *= factor
-        out.append(w.astype(layer.dtype))
-    return out
-
-
-def _keras3_gates(layer):
-    """A recurrent layer's weights for Keras 3: with ``recurrent_activation:
-    hard_sigmoid`` (our default, as Keras 2.2) the gates' columns scaled by 1.2, so
-    that Keras 3's hard_sigmoid of them is Keras 2's of ours."""
-    return _scale_gates(layer, layer.get_weights(), HARD_SIGMOID_SCALE)
-
-
-def from_keras3_gates(layer, values):
-    """The inverse, for weights read from Keras 3's native layout into ``layer`` (an
-    LSTM or GRU, or one inside Bidirectional or TimeDistributed)."""
-    from trainer.layers.recurrent import RNN
-    from trainer.layers.wrappers import Bidirectional, TimeDistributed
-
-    if isinstance(layer, Bidirectional):
-        half = len(values) // 2
-        return (from_keras3_gates(layer.forward_layer, values[:half])
-                + from_keras3_gates(layer.backward_, values[half:]))
-    if isinstance(layer, TimeDistributed):
-        return from_keras3_gates(layer.layer, values)
-    if not isinstance(layer, RNN):
-        return values
-    return _scale_gates(layer, values, 1 / HARD_SIGMOID_SCALE)
 
 
 def _write_tree(group, tree, name=None):

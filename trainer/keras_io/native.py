@@ -34,8 +34,8 @@ import zipfile
 from pathlib import Path
 
 from trainer.errors import ConfigError, DataError
-from trainer.h5limits import open_file
-from trainer.limits import regular_file
+from trainer.keras_io.h5limits import open_file, read_dataset
+from trainer.fileio import regular_file
 
 WEIGHTS_MEMBER = "model.weights.h5"
 CONFIG_MEMBER = "config.json"
@@ -133,8 +133,6 @@ def _sharded(path):
 
 def _vars(group, label):
     """A ``vars`` group's arrays, in index order."""
-    from trainer.keras_io.h5 import _read
-
     if "vars" not in group:
         return []
     v = group["vars"]
@@ -142,7 +140,7 @@ def _vars(group, label):
     if any(not k.isdigit() for k in keys):
         raise DataError(f"{label}: unexpected entries {sorted(k for k in keys if not k.isdigit())}"
                         f" in {v.name}; not a Keras 3 weights file")
-    return [(f"{v.name}/{k}", _read(v[k])) for k in keys]
+    return [(f"{v.name}/{k}", read_dataset(v[k])) for k in keys]
 
 
 def layer_weights(group, label):

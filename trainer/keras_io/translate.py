@@ -14,9 +14,9 @@ flattened into the outer one: a Sequential inside a Sequential is spliced in, an
 else becomes a functional config. Each layer goes through ``arguments.layer_spec``.
 """
 
-from trainer import registries
+from trainer.config import families
 from trainer.keras_io.arguments import MODELS, Problems, layer_spec
-from trainer.registry import parameters
+from trainer.config.registry import parameters
 
 
 def translate_model(keras, source="keras model", lenient_init=False, native=False):
@@ -196,7 +196,7 @@ def _graph(config, feed, ctx, entries, aliases, frozen):
         calls = [_call_arguments(node) for node in rec.get("inbound_nodes", [])]
         for key in {k for c in calls for k in c}:
             values = {bool(c.get(key)) for c in calls}
-            if key not in parameters(registries.layers.lookup(cls)) or len(values) > 1:
+            if key not in parameters(families.layers.lookup(cls)) or len(values) > 1:
                 problems.add(f"layer '{name}' is called with {key}="
                              f"{'/'.join(str(v) for v in sorted(values))}; not supported "
                              f"{'for this layer' if len(values) == 1 else 'differing per call'}")

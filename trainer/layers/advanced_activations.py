@@ -5,8 +5,8 @@ import numpy as np
 from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.layer import Layer
-from trainer.registries import layers
-from trainer.registry import PositiveInt, component
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt, component
 
 
 @layers.register("LeakyReLU")

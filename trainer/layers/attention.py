@@ -29,8 +29,9 @@ from trainer.activations.basic import Softmax
 
 from trainer.engine.layer import Layer
 from trainer.layers.core import check_rate, draw_dtype, kernel_settings
-from trainer.registries import layers
-from trainer.registry import PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt, Rate, arguments, component
+from trainer.layers.argument_groups import KERNEL, LAYER
 
 #: what Keras adds to masked scores before the softmax (float32)
 MASKED = -1e9
@@ -118,18 +119,12 @@ class MultiHeadAttention(Layer):
     #: tf.keras records value (and key) as keywords of the query's call
     keras_keyword_inputs = ("value", "key")
 
+    @arguments(KERNEL, LAYER)
     def __init__(self, num_heads: PositiveInt, key_dim: PositiveInt,
                  value_dim: PositiveInt | None = None, dropout: Rate = 0.0,
                  use_bias: bool = True, output_shape: PositiveInt | None = None,
-                 use_causal_mask: bool = False,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
+                 use_causal_mask: bool = False, **args):
+        super().__init__(**LAYER.take(args))
         self.num_heads = num_heads
         self.key_dim = key_dim
         self.value_dim = value_dim
@@ -137,8 +132,7 @@ class MultiHeadAttention(Layer):
         self.use_bias = use_bias
         self.output_shape_arg = output_shape
         self.use_causal_mask = use_causal_mask
-        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
-                        bias_regularizer)
+        kernel_settings(self, **KERNEL.take(args))
         self.rng = np.random.default_rng(0)  # replaced by the model's noise stream
 
     def build(self, input_shape, rng):

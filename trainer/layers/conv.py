@@ -17,8 +17,9 @@ from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, pat
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.layers.core import kernel_settings
-from trainer.registries import layers
-from trainer.registry import IntOrPair, PositiveInt, component
+from trainer.config.families import layers
+from trainer.config.registry import IntOrPair, PositiveInt, arguments, component
+from trainer.layers.argument_groups import KERNEL, LAYER
 
 
 def fused_activation(activation, z):
@@ -51,19 +52,13 @@ class Conv(Layer):
     rank = 2
     paddings = ("valid", "same")
 
+    @arguments(KERNEL, LAYER)
     def __init__(self, filters: PositiveInt, kernel_size: IntOrPair,
                  strides: IntOrPair = 1, padding: Literal["valid", "same"] = "valid",
                  data_format: Literal["channels_last"] | None = None,
                  dilation_rate: IntOrPair = 1, activation: component("activation") = None,
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
+                 use_bias: bool = True, **args):
+        super().__init__(**LAYER.take(args))
         self.filters = filters
         self.kernel_size = ntuple(kernel_size, self.rank, "kernel_size", self)
         self.strides = ntuple(strides, self.rank, "strides", self)
@@ -77,8 +72,7 @@ class Conv(Layer):
                              "(as in Keras)")
         self.activation = act.get(activation)
         self.use_bias = use_bias
-        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
-                        bias_regularizer)
+        kernel_settings(self, **KERNEL.take(args))
 
     # 2-D geometry of the op (Conv1D prepends a height-1 axis)
     def _geometry(self):
@@ -303,18 +297,11 @@ class Conv1D(Conv):
     rank = 1
     paddings = ("valid", "same", "causal")
 
+    @arguments(KERNEL, LAYER)
     def __init__(self, filters: PositiveInt, kernel_size: IntOrPair,
                  strides: IntOrPair = 1, padding: Literal["valid", "same", "causal"] = "valid",
                  data_format: Literal["channels_last"] | None = None,
                  dilation_rate: IntOrPair = 1, activation: component("activation") = None,
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
+                 use_bias: bool = True, **args):
         super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
-                         activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable,
-                         activity_regularizer=activity_regularizer)
+                         activation, use_bias, **args)

@@ -7,14 +7,11 @@ backward is the im2col + GEMM of an ordinary convolution. Keras weight layout:
 1-D layer runs the 2-D code on a height-1 image.
 """
 
-from typing import Literal
-
 import numpy as np
 
 from trainer.engine.kernels.conv import col2im, im2col, transpose_out_size
 from trainer.layers.conv import Conv
-from trainer.registries import layers
-from trainer.registry import IntOrPair, PositiveInt, component
+from trainer.config.families import layers
 
 
 @layers.register("Conv2DTranspose", "Convolution2DTranspose")
@@ -22,22 +19,6 @@ class Conv2DTranspose(Conv):
     """Transposed 2-D convolution (N, H, W, C) → (N, H', W', filters), with
     H' = (H - 1)·stride + kernel ('valid') or H·stride ('same'), as Keras.
     Args as Conv2D."""
-
-    def __init__(self, filters: PositiveInt, kernel_size: IntOrPair,
-                 strides: IntOrPair = 1, padding: Literal["valid", "same"] = "valid",
-                 data_format: Literal["channels_last"] | None = None,
-                 dilation_rate: IntOrPair = 1, activation: component("activation") = None,
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(filters, kernel_size, strides, padding, data_format, dilation_rate,
-                         activation, use_bias, kernel_initializer, bias_initializer,
-                         kernel_regularizer, bias_regularizer, name, trainable,
-                         activity_regularizer=activity_regularizer)
 
     def _plan(self, hw):
         """Output (Ho, Wo), the size of the full scatter buffer, and the top/left crop."""

@@ -8,8 +8,9 @@ from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.kernels import fused, parallel
 from trainer.engine.layer import Layer
-from trainer.registries import layers
-from trainer.registry import NonNegativeFloat, PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import NonNegativeFloat, PositiveInt, Rate, arguments, component
+from trainer.layers.argument_groups import KERNEL, LAYER
 
 
 @layers.register("InputLayer", "Input")
@@ -52,22 +53,16 @@ class Dense(Layer):
     """
 
     passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
+    fuses_activation = True  # a softmax output fuses with cross-entropy (Graph)
 
+    @arguments(KERNEL, LAYER)
     def __init__(self, units: PositiveInt, activation: component("activation") = None,
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
+                 use_bias: bool = True, **args):
+        super().__init__(**LAYER.take(args))
         self.units = units
         self.activation = act.get(activation)
         self.use_bias = use_bias
-        kernel_settings(self, kernel_initializer, bias_initializer, kernel_regularizer,
-                        bias_regularizer)
+        kernel_settings(self, **KERNEL.take(args))
 
     def build(self, input_shape, rng):
         if len(input_shape) < 1 or input_shape[-1] is None:
@@ -132,6 +127,7 @@ class Dense(Layer):
 class Activation(Layer):
     """Applies an activation by name: ``Activation: relu``."""
 
+    fuses_activation = True  # a softmax output fuses with cross-entropy (Graph)
     passes_mask = True  # elementwise over time steps: a mask_zero mask goes on
 
     def __init__(self, activation: component("activation"), name: str | None = None):

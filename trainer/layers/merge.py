@@ -12,7 +12,7 @@ Axes (``Concatenate.axis``, ``Dot.axes``) count the batch axis as 0, as in Keras
 import numpy as np
 
 from trainer.engine.layer import Layer
-from trainer.registries import layers
+from trainer.config.families import layers
 
 
 def _shapes_text(shapes):

@@ -13,8 +13,8 @@ import numpy as np
 from trainer.engine.layer import Layer
 from trainer.layers._window import SPATIAL, check_data_format
 from trainer.layers.core import Dropout, check_rate, draw_dtype, mask_shape
-from trainer.registries import layers
-from trainer.registry import Rate, Schema
+from trainer.config.families import layers
+from trainer.config.registry import Rate, Schema
 
 NonNegativeFloat = Annotated[float, Schema(minimum=0)]
 

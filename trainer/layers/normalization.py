@@ -10,8 +10,8 @@ import numpy as np
 
 from trainer import initializers, regularizers
 from trainer.engine.layer import Layer
-from trainer.registries import layers
-from trainer.registry import component
+from trainer.config.families import layers
+from trainer.config.registry import component
 
 
 def _axes(axis, ndim, layer):

@@ -13,8 +13,8 @@ import numpy as np
 from trainer.engine.kernels.conv import crop2d, pad2d, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
-from trainer.registries import layers
-from trainer.registry import IntOrPair
+from trainer.config.families import layers
+from trainer.config.registry import IntOrPair
 
 
 class Pooling(Layer):

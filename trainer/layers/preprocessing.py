@@ -11,8 +11,8 @@ import numpy as np
 from trainer import initializers
 from trainer.engine.layer import Layer
 from trainer.layers.reshaping import resize_images
-from trainer.registries import layers
-from trainer.registry import PositiveInt
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt
 
 #: Keras's floor on the standard deviation it divides by (backend.epsilon())
 EPSILON = 1e-7

@@ -37,8 +37,10 @@ from trainer import initializers, regularizers
 from trainer.engine.kernels import parallel
 from trainer.engine.layer import Layer
 from trainer.layers import rnn_cells
-from trainer.registries import layers
-from trainer.registry import PositiveInt, Rate, component
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt, arguments, component
+from trainer.layers.argument_groups import (LAYER, RECURRENT_INITIALIZERS,
+                                            RECURRENT_REGULARIZERS, RNN_OPTIONS)
 
 
 class RNN(Layer):
@@ -227,25 +229,11 @@ class SimpleRNN(RNN):
     loop_forward = staticmethod(rnn_cells.simple_forward)
     loop_backward = staticmethod(rnn_cells.simple_backward)
 
+    @arguments(RECURRENT_INITIALIZERS, RECURRENT_REGULARIZERS, RNN_OPTIONS, LAYER)
     def __init__(self, units: PositiveInt, activation: component("activation") = "tanh",
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 recurrent_initializer: component("initializer") = "orthogonal",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 recurrent_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
-                 return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, kernel_regularizer, recurrent_regularizer,
-                    bias_regularizer, dropout, recurrent_dropout, return_sequences,
-                    return_state, go_backwards, stateful, unroll)
+                 use_bias: bool = True, **args):
+        super().__init__(**LAYER.take(args))
+        self._setup(units, activation, use_bias, **args)
 
 
 @layers.register("LSTM")
@@ -265,27 +253,14 @@ class LSTM(RNN):
     loop_forward = staticmethod(rnn_cells.lstm_forward)
     loop_backward = staticmethod(rnn_cells.lstm_backward)
 
+    @arguments("units", "activation", "recurrent_activation", "use_bias",
+               RECURRENT_INITIALIZERS, "unit_forget_bias", RECURRENT_REGULARIZERS,
+               RNN_OPTIONS, LAYER)
     def __init__(self, units: PositiveInt, activation: component("activation") = "tanh",
                  recurrent_activation: component("activation") = "hard_sigmoid",
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 recurrent_initializer: component("initializer") = "orthogonal",
-                 bias_initializer: component("initializer") = "zeros",
-                 unit_forget_bias: bool = True,
-                 kernel_regularizer: component("regularizer") = None,
-                 recurrent_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
-                 return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, kernel_regularizer, recurrent_regularizer,
-                    bias_regularizer, dropout, recurrent_dropout, return_sequences,
-                    return_state, go_backwards, stateful, unroll)
+                 use_bias: bool = True, unit_forget_bias: bool = True, **args):
+        super().__init__(**LAYER.take(args))
+        self._setup(units, activation, use_bias, **args)
         self.recurrent_activation = act.get(recurrent_activation)
         self.unit_forget_bias = unit_forget_bias
 
@@ -321,26 +296,14 @@ class GRU(RNN):
     loop_forward = staticmethod(rnn_cells.gru_forward)
     loop_backward = staticmethod(rnn_cells.gru_backward)
 
+    @arguments("units", "activation", "recurrent_activation", "use_bias",
+               RECURRENT_INITIALIZERS, RECURRENT_REGULARIZERS, RNN_OPTIONS, "reset_after",
+               LAYER)
     def __init__(self, units: PositiveInt, activation: component("activation") = "tanh",
                  recurrent_activation: component("activation") = "hard_sigmoid",
-                 use_bias: bool = True,
-                 kernel_initializer: component("initializer") = "glorot_uniform",
-                 recurrent_initializer: component("initializer") = "orthogonal",
-                 bias_initializer: component("initializer") = "zeros",
-                 kernel_regularizer: component("regularizer") = None,
-                 recurrent_regularizer: component("regularizer") = None,
-                 bias_regularizer: component("regularizer") = None,
-                 dropout: Rate = 0.0, recurrent_dropout: Rate = 0.0,
-                 return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
-                 reset_after: bool = True, name: str | None = None, trainable: bool = True,
-                 activity_regularizer: component("regularizer") = None):
-        super().__init__(name=name, trainable=trainable,
-                         activity_regularizer=activity_regularizer)
-        self._setup(units, activation, use_bias, kernel_initializer, recurrent_initializer,
-                    bias_initializer, kernel_regularizer, recurrent_regularizer,
-                    bias_regularizer, dropout, recurrent_dropout, return_sequences,
-                    return_state, go_backwards, stateful, unroll)
+                 use_bias: bool = True, reset_after: bool = True, **args):
+        super().__init__(**LAYER.take(args))
+        self._setup(units, activation, use_bias, **args)
         self.recurrent_activation = act.get(recurrent_activation)
         self.reset_after = reset_after
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from trainer.engine.layer import Layer
 from trainer.layers._window import SPATIAL, check_data_format
-from trainer.registries import layers
-from trainer.registry import NonNegativeInt, PositiveInt
+from trainer.config.families import layers
+from trainer.config.registry import NonNegativeInt, PositiveInt
 
 Pairs = NonNegativeInt | list[NonNegativeInt] | list[list[NonNegativeInt]]
 

@@ -109,7 +109,7 @@ def simple_backward(cache, dH, dfinal):
 # -- LSTM: gates i, f, c, o ---------------------------------------------------------
 def _fused(act, ract):
     """The Numba step kernels when they cover these activations (imported lazily)."""
-    from trainer.engine import rnn_kernels
+    from trainer.engine.kernels import rnn as rnn_kernels
 
     code = rnn_kernels.fused_code(act, ract)
     return None if code is None else (rnn_kernels, code)

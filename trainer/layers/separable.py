@@ -16,8 +16,8 @@ from trainer import initializers, regularizers
 from trainer.engine.kernels.conv import crop2d, pad2d, patches, plan2d
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
 from trainer.layers.conv import Conv
-from trainer.registries import layers
-from trainer.registry import IntOrPair, PositiveInt, component
+from trainer.config.families import layers
+from trainer.config.registry import IntOrPair, PositiveInt, component
 
 
 def depthwise_forward(x, K, strides, dilation, padding):

@@ -13,8 +13,8 @@ import numpy as np
 
 from trainer.engine.layer import Layer
 from trainer.errors import DataError
-from trainer.registries import layers
-from trainer.registry import NonNegativeInt, PositiveInt, Schema
+from trainer.config.families import layers
+from trainer.config.registry import NonNegativeInt, PositiveInt, Schema
 
 Pair = NonNegativeInt | Annotated[list[NonNegativeInt], Schema(minItems=2, maxItems=2)]
 

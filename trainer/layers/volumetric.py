@@ -25,8 +25,8 @@ from trainer.layers._window import check_data_format, ntuple
 from trainer.layers.conv import Conv
 from trainer.layers.pooling import Pooling
 from trainer.layers.reshaping import Pairs, edge_pairs
-from trainer.registries import layers
-from trainer.registry import PositiveInt
+from trainer.config.families import layers
+from trainer.config.registry import PositiveInt
 
 
 class Windows:

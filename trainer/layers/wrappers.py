@@ -11,8 +11,8 @@ from typing import Literal
 import numpy as np
 
 from trainer.engine.layer import Layer, snake_case
-from trainer.registries import layers
-from trainer.registry import component
+from trainer.config.families import layers
+from trainer.config.registry import component
 
 
 def _inner(spec, owner):

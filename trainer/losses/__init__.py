@@ -1,6 +1,6 @@
 """Losses by Keras 2 name. Each gives per-sample values and their gradient."""
 
-from trainer.registries import losses
+from trainer.config.families import losses
 
 
 def get(spec):

@@ -13,8 +13,8 @@ import numpy as np
 from trainer.errors import DataError
 from trainer.losses.base import (EPSILON, ElementwiseLoss, Loss, RowLoss, dense_labels,
                                  per_sample_mean, rows_per_sample)
-from trainer.registries import losses
-from trainer.registry import Rate
+from trainer.config.families import losses
+from trainer.config.registry import Rate
 
 
 def sigmoid(z):

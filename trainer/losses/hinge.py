@@ -7,7 +7,7 @@ are taken as {-1, 1} (t → 2t - 1), as Keras 2 does, checked per batch.
 import numpy as np
 
 from trainer.losses.base import ElementwiseLoss, RowLoss
-from trainer.registries import losses
+from trainer.config.families import losses
 
 
 def signed_labels(t):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from trainer.losses.base import EPSILON, ElementwiseLoss, RowLoss
-from trainer.registries import losses
+from trainer.config.families import losses
 
 
 @losses.register("kullback_leibler_divergence", "kld", "KLD", "kl_divergence",

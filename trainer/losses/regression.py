@@ -3,8 +3,8 @@
 import numpy as np
 
 from trainer.losses.base import EPSILON, ElementwiseLoss
-from trainer.registries import losses
-from trainer.registry import NonNegativeFloat
+from trainer.config.families import losses
+from trainer.config.registry import NonNegativeFloat
 
 LOG2 = np.log(2.0)
 

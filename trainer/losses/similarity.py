@@ -3,7 +3,7 @@
 import numpy as np
 
 from trainer.losses.base import RowLoss
-from trainer.registries import losses
+from trainer.config.families import losses
 
 TINY = 1e-12  # l2_normalize's floor on the squared norm
 

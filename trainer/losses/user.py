@@ -17,7 +17,7 @@ import numpy as np
 from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
 from trainer.losses.base import Loss, dense_labels
-from trainer.usercomponents import (check_signature, fail, finite, first_bad_row, make,
+from trainer.config.usercomponents import (check_signature, fail, finite, first_bad_row, make,
                                     method)
 
 

@@ -1,7 +1,7 @@
 """Metrics by Keras 2 name; every loss is usable as a metric too."""
 
 from trainer.errors import ConfigError
-from trainer.registries import losses, metrics
+from trainer.config.families import losses, metrics
 
 
 def get(spec, loss=None, output_units=None):
@@ -10,7 +10,7 @@ def get(spec, loss=None, output_units=None):
     loss (metric names win where a name is both, e.g. ``cosine_similarity``)."""
     from trainer.metrics.accuracy import resolve_accuracy
     from trainer.metrics.base import LossMetric
-    from trainer.registry import split_spec
+    from trainer.config.registry import split_spec
 
     if isinstance(spec, dict) and "metric" in spec:  # {metric: "module:Name", args}
         return metrics.get(spec)

@@ -3,8 +3,8 @@
 import numpy as np
 
 from trainer.metrics.base import MeanMetric
-from trainer.registries import losses, metrics
-from trainer.registry import PositiveInt
+from trainer.config.families import losses, metrics
+from trainer.config.registry import PositiveInt
 
 
 def _ids(y_true, y_pred):

@@ -7,8 +7,8 @@ import numpy as np
 
 from trainer.errors import ConfigError
 from trainer.metrics.confusion import ConfusionMetric, confusion_counts, ratio
-from trainer.registries import metrics
-from trainer.registry import Schema
+from trainer.config.families import metrics
+from trainer.config.registry import Schema
 
 EPSILON = 1e-7
 

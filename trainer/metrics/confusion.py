@@ -15,8 +15,8 @@ import numpy as np
 
 from trainer.errors import ConfigError
 from trainer.metrics.base import Metric
-from trainer.registries import metrics
-from trainer.registry import NonNegativeInt, PositiveInt, Rate, Schema
+from trainer.config.families import metrics
+from trainer.config.registry import NonNegativeInt, PositiveInt, Rate, Schema
 
 
 def confusion_counts(y_true, y_pred, thresholds, sample_weight=None, element_weight=None):

@@ -4,7 +4,7 @@ root_mean_squared_error (the root of the epoch's mean, not a mean of roots)."""
 import numpy as np
 
 from trainer.metrics.base import MeanMetric
-from trainer.registries import losses, metrics
+from trainer.config.families import losses, metrics
 
 
 @metrics.register("cosine_similarity", "CosineSimilarity")

@@ -20,7 +20,7 @@ from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
 from trainer.losses.base import dense_labels
 from trainer.metrics.base import MeanMetric, Metric
-from trainer.usercomponents import (check_signature, fail, finite, first_bad_row, make,
+from trainer.config.usercomponents import (check_signature, fail, finite, first_bad_row, make,
                                     method, numeric_state, set_numeric_state)
 
 

@@ -54,6 +54,12 @@ def _load():
     if _loaded:
         return
     _loaded.append(True)
-    from trainer.onnx_io import (activations, attention, conv, core, embedding,  # noqa: F401
-                                 merge, normalization, pooling, preprocessing_layers,
-                                 recurrent, reshaping, wrappers)
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    # as the component registries do (trainer.config.registry): every converter module
+    # of this package, found by name, so this module imports none of them directly
+    package = __name__.rpartition(".")[0]
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{package}.{info.name}")

@@ -1,6 +1,6 @@
 """Optimizers by Keras 2 name (``adam``, ``Adam``, ``{SGD: {lr: 0.1}}``)."""
 
-from trainer.registries import optimizers
+from trainer.config.families import optimizers
 
 
 def get(spec):

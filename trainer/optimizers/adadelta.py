@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("Adadelta", "adadelta")
@@ -28,11 +28,10 @@ class Adadelta(Optimizer):
     Slots: ``accum_grad`` (a), ``accum_var`` (d).
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001, rho: Rate = 0.95,
-                 epsilon: NonNegative = 1e-7, decay: NonNegative = 0.0, clipnorm: Clip = None,
-                 clipvalue: Clip = None, global_clipnorm: Clip = None,
-                 lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 epsilon: NonNegative = 1e-7, **args):
+        super().__init__(learning_rate, **args)
         self.rho = self.number(rho, "rho", minimum=0.0, maximum=1.0)
         self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)
 

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import arguments
 
 
 @optimizers.register("Adagrad", "adagrad")
@@ -25,11 +26,11 @@ class Adagrad(Optimizer):
     Slot: ``accumulator``.
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001,
                  initial_accumulator_value: NonNegative = 0.1, epsilon: NonNegative = 1e-7,
-                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
-                 global_clipnorm: Clip = None, lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 **args):
+        super().__init__(learning_rate, **args)
         self.initial_accumulator_value = self.number(
             initial_accumulator_value, "initial_accumulator_value", minimum=0.0)
         self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)

@@ -5,9 +5,9 @@ import math
 import numpy as np
 
 from trainer.engine.kernels import fused
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("Adam", "adam")
@@ -34,11 +34,11 @@ class Adam(Optimizer):
     Slots: ``m``, ``v``; ``vhat`` with amsgrad.
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: Rate = 0.9,
                  beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7, amsgrad: bool = False,
-                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
-                 global_clipnorm: Clip = None, lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 **args):
+        super().__init__(learning_rate, **args)
         self.beta_1 = self.number(beta_1, "beta_1", minimum=0.0, maximum=1.0)
         self.beta_2 = self.number(beta_2, "beta_2", minimum=0.0, maximum=1.0)
         self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)

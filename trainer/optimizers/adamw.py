@@ -1,9 +1,9 @@
 """AdamW: Adam with decoupled weight decay, as tf.keras 2.11+ ``AdamW``."""
 
 from trainer.optimizers.adam import Adam
-from trainer.optimizers.base import Clip, LearningRate, NonNegative
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("AdamW", "adamw")
@@ -25,13 +25,11 @@ class AdamW(Adam):
     Slots: as Adam.
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001, weight_decay: NonNegative = 0.004,
                  beta_1: Rate = 0.9, beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7,
-                 amsgrad: bool = False, decay: NonNegative = 0.0, clipnorm: Clip = None,
-                 clipvalue: Clip = None, global_clipnorm: Clip = None,
-                 lr: LearningRate | None = None):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, decay,
-                         clipnorm, clipvalue, global_clipnorm, lr)
+                 amsgrad: bool = False, **args):
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, **args)
         self.weight_decay = self.number(weight_decay, "weight_decay", minimum=0.0)
 
     def update(self, i, p, g, lr):

@@ -26,15 +26,20 @@ from typing import Annotated
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.registry import NonNegativeFloat, Schema, component
+from trainer.config.registry import Args, NonNegativeFloat, Schema, component
 
 # Type hints of the arguments every optimizer shares (they give the JSON Schema).
 NonNegative = NonNegativeFloat
 #: ``x-expected``: a wrong lr gets one message saying what it takes, not the schedule
-#: registry's "unknown schedule" for a number (trainer.config._message)
+#: registry's "unknown schedule" for a number (trainer.config.loader._message)
 LearningRate = Annotated[NonNegative | component("schedule"),
                          Schema(**{"x-expected": "a number > 0 or a schedule"})]
 Clip = Annotated[float, Schema(exclusiveMinimum=0)] | None
+
+#: what every Keras 2 optimizer takes after its own arguments (``@arguments(COMMON)``):
+#: the learning-rate decay, gradient clipping and ``lr``, the older name of learning_rate
+COMMON = Args(decay=(NonNegative, 0.0), clipnorm=(Clip, None), clipvalue=(Clip, None),
+              global_clipnorm=(Clip, None), lr=(LearningRate | None, None))
 
 
 class Optimizer:
@@ -180,7 +185,7 @@ def l2norm(g):
 def schedule_of(learning_rate):
     """A schedule from a name, ``{Name: {args}}`` or instance; None for a number."""
     if isinstance(learning_rate, (str, dict)):
-        from trainer.registries import schedules
+        from trainer.config.families import schedules
         return schedules.get(learning_rate)
     if callable(learning_rate):
         return learning_rate

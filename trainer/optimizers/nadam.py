@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("Nadam", "nadam")
@@ -37,11 +37,11 @@ class Nadam(Optimizer):
     Slots: ``m``, ``v``; scalar ``momentum_cache`` (Π).
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001, beta_1: Rate = 0.9,
                  beta_2: Rate = 0.999, epsilon: NonNegative = 1e-7, schedule_decay: NonNegative = 0.004,
-                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
-                 global_clipnorm: Clip = None, lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 **args):
+        super().__init__(learning_rate, **args)
         self.beta_1 = self.number(beta_1, "beta_1", minimum=0.0, maximum=1.0)
         self.beta_2 = self.number(beta_2, "beta_2", minimum=0.0, maximum=1.0)
         self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)

@@ -3,9 +3,9 @@
 import numpy as np
 
 from trainer.engine.kernels import fused
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, NonNegative, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("RMSprop", "rmsprop", "RMSProp")
@@ -34,11 +34,11 @@ class RMSprop(Optimizer):
     Slots: ``rms``; ``momentum`` when momentum > 0; ``mg`` when centered.
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.001, rho: Rate = 0.9,
                  momentum: Rate = 0.0, epsilon: NonNegative = 1e-7, centered: bool = False,
-                 decay: NonNegative = 0.0, clipnorm: Clip = None, clipvalue: Clip = None,
-                 global_clipnorm: Clip = None, lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 **args):
+        super().__init__(learning_rate, **args)
         self.rho = self.number(rho, "rho", minimum=0.0, maximum=1.0)
         self.momentum = self.number(momentum, "momentum", minimum=0.0, maximum=1.0)
         self.epsilon = self.number(epsilon, "epsilon", minimum=0.0)

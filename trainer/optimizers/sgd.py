@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from trainer.optimizers.base import Clip, LearningRate, NonNegative, Optimizer
-from trainer.registries import optimizers
-from trainer.registry import Rate
+from trainer.optimizers.base import COMMON, LearningRate, Optimizer
+from trainer.config.families import optimizers
+from trainer.config.registry import Rate, arguments
 
 
 @optimizers.register("SGD", "sgd")
@@ -29,11 +29,10 @@ class SGD(Optimizer):
     Slot: ``momentum`` (only when momentum > 0).
     """
 
+    @arguments(COMMON)
     def __init__(self, learning_rate: LearningRate = 0.01, momentum: Rate = 0.0,
-                 nesterov: bool = False, decay: NonNegative = 0.0, clipnorm: Clip = None,
-                 clipvalue: Clip = None, global_clipnorm: Clip = None,
-                 lr: LearningRate | None = None):
-        super().__init__(learning_rate, lr, decay, clipnorm, clipvalue, global_clipnorm)
+                 nesterov: bool = False, **args):
+        super().__init__(learning_rate, **args)
         self.momentum = self.number(momentum, "momentum", minimum=0.0, maximum=1.0)
         self.nesterov = bool(nesterov)
 

@@ -1,6 +1,6 @@
 """Weight regularizers: a penalty added to the loss, and its gradient."""
 
-from trainer.registries import regularizers
+from trainer.config.families import regularizers
 
 
 def get(spec):

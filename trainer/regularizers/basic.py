@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainer.registries import regularizers
+from trainer.config.families import regularizers
 
 
 @regularizers.register("l1_l2", "L1L2")

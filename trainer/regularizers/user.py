@@ -10,7 +10,7 @@ autograd. Used as an ``activity_regularizer`` it is given the layer's output.
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.usercomponents import check_signature, fail, finite, make, method
+from trainer.config.usercomponents import check_signature, fail, finite, make, method
 
 
 class UserRegularizer:

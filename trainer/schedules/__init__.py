@@ -6,7 +6,7 @@ optimizer's step count before each step, ``{CosineDecay: {initial_learning_rate:
 epoch number instead.
 """
 
-from trainer.registries import schedules
+from trainer.config.families import schedules
 
 
 def get(spec):

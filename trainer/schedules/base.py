@@ -8,7 +8,7 @@ Values are computed in float64 Python floats.
 from typing import Annotated
 
 from trainer.optimizers.base import check_number
-from trainer.registry import Schema
+from trainer.config.registry import Schema
 
 Positive = Annotated[float, Schema(exclusiveMinimum=0)]
 NonNegative = Annotated[float, Schema(minimum=0)]

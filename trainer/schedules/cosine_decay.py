@@ -2,8 +2,8 @@
 
 import math
 
-from trainer.registries import schedules
-from trainer.registry import Rate
+from trainer.config.families import schedules
+from trainer.config.registry import Rate
 from trainer.schedules.base import NonNegative, Positive, Schedule
 
 

@@ -1,7 +1,7 @@
 """PiecewiseConstantDecay, as tf.keras 2.x."""
 
 from trainer.errors import ConfigError
-from trainer.registries import schedules
+from trainer.config.families import schedules
 from trainer.schedules.base import Schedule
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from trainer.registries import schedules
+from trainer.config.families import schedules
 from trainer.schedules.base import NonNegative, Positive, Schedule
 
 

@@ -9,7 +9,7 @@ number ≥ 0.
 
 import math
 
-from trainer.usercomponents import check_signature, fail, make
+from trainer.config.usercomponents import check_signature, fail, make
 
 
 class UserSchedule:

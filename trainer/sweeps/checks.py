@@ -7,7 +7,7 @@ such keys before any trial runs, as warnings (the sweep still runs: the user may
 it).
 """
 
-from trainer.registries import callbacks as callback_registry
+from trainer.config.families import callbacks as callback_registry
 
 
 def _search_keys(sweep):
@@ -61,7 +61,7 @@ def _lr_checks(key, cfg):
 
 def shadowed(sweep):
     """Warnings, one per searched key something else in the config overrides."""
-    from trainer import config as config_lib
+    from trainer.config import loader as config_lib
     from trainer.sweeps.trials import fixed_overrides
 
     cfg = config_lib.load(sweep.base, fixed_overrides(sweep))

@@ -24,7 +24,7 @@ def sweep_dir(sweep, runs_root="runs"):
 def trial_status(run_dir):
     """(status, final metrics) from a trial's run.json; 'pending' when it never ran."""
     from trainer.errors import DataError
-    from trainer.runs import read_run_json
+    from trainer.store.runs import read_run_json
 
     meta = Path(run_dir) / "run.json"
     if not meta.exists():

@@ -19,7 +19,7 @@ KEY = {"type": "string", "pattern": r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_-]+)*$"}
 
 @functools.lru_cache(maxsize=1)
 def sweep_schema():
-    from trainer.schema import DIALECT
+    from trainer.config.schema import DIALECT
 
     return {
         "$schema": DIALECT,
@@ -74,7 +74,7 @@ class Sweep(dict):
 
 def load(path):
     """Read and validate a sweep file; errors name the key path and file:line:col."""
-    from trainer import config as config_lib
+    from trainer.config import loader as config_lib
 
     path = Path(path)
     try:

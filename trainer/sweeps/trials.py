@@ -25,7 +25,7 @@ class Trial:
 
 def as_override(key, value):
     """A --set item whose value parses back (as YAML) to ``value``."""
-    from trainer.config import dump_text
+    from trainer.config.loader import dump_text
 
     text = dump_text(value, default_flow_style=True, width=10**9).strip()
     if text.endswith("\n...") or text.endswith("..."):
@@ -64,7 +64,7 @@ def fixed_overrides(sweep):
 def make_trial(sweep, point, seed, index, study_trial=None):
     """A trial; ``study_trial`` (an Optuna trial number) keeps two study trials that
     drew the same point apart."""
-    from trainer import config as config_lib
+    from trainer.config import loader as config_lib
 
     overrides = fixed_overrides(sweep) + [as_override(k, v) for k, v in point.items()]
     overrides.append(f"seed={seed}")

@@ -9,9 +9,9 @@ import numpy as np
 
 from trainer.data.preprocessing.steps import Step
 from trainer.errors import DataError
-from trainer.limits import human_size, memory_bytes
-from trainer.registries import preprocessing
-from trainer.registry import PositiveInt
+from trainer.memory import human_size, memory_bytes
+from trainer.config.families import preprocessing
+from trainer.config.registry import PositiveInt
 
 
 def _flat_labels(array, step):

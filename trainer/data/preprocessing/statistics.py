@@ -12,7 +12,7 @@ import numpy as np
 
 from trainer.data.preprocessing.steps import Step
 from trainer.errors import DataError
-from trainer.registries import preprocessing
+from trainer.config.families import preprocessing
 
 Per = Literal["feature", "channel", "global"]
 

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from trainer.errors import DataError
-from trainer.registries import preprocessing
+from trainer.config.families import preprocessing
 
 DTYPES = Literal["float32", "float64", "float16", "int64", "int32", "int16", "int8",
                  "uint8", "bool"]

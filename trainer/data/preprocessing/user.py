@@ -15,7 +15,7 @@ import numpy as np
 
 from trainer.data.preprocessing.steps import Step
 from trainer.errors import ConfigError, DataError
-from trainer.usercomponents import (check_signature, fail, finite, make, numeric_state,
+from trainer.config.usercomponents import (check_signature, fail, finite, make, numeric_state,
                                     set_numeric_state)
 
 

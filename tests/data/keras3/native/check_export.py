@@ -98,8 +98,8 @@ MODELS = {
 }
 
 def write(out):
-    from trainer.builder import build_model
-    from trainer.config import from_dict
+    from trainer.build.builder import build_model
+    from trainer.config.loader import from_dict
     from trainer.keras_io import export, keras3
 
     rng = np.random.default_rng(0)

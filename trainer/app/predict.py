@@ -1,0 +1,107 @@
+"""`trainer predict`: a run's model on new inputs, with the run's preprocessing."""
+
+from pathlib import Path
+
+import numpy as np
+
+from trainer.errors import ConfigError, DataError
+from trainer.fileio import atomic_path
+from trainer.fileio import regular_file
+
+
+def read_inputs(path, input_names):
+    """Inputs from .npy (one input), .npz (by input name, or `x`, or its only array)
+    or .csv (numeric columns, header optional)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"input file not found: {path}")
+    regular_file(path, "--input")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arrays = {"x": np.load(path, allow_pickle=False)}
+        except ValueError as exc:
+            raise DataError(f"{path}: cannot read without pickle ({exc})") from None
+    elif suffix == ".npz":
+        from trainer.data.sources import read_npz
+        arrays = read_npz(path)
+    elif suffix == ".csv":
+        arrays = {"x": _read_csv(path)}
+    else:
+        raise ConfigError(f"--input: unsupported file type '{suffix}' (use .npy, .npz, .csv)")
+    if all(n in arrays for n in input_names):
+        return {n: arrays[n] for n in input_names}
+    if len(input_names) == 1:
+        key = "x" if "x" in arrays else (next(iter(arrays)) if len(arrays) == 1 else None)
+        if key is not None:
+            return {input_names[0]: arrays[key]}
+    raise DataError(f"{path}: cannot find the model's inputs {input_names}; the file has "
+                    f"{', '.join(sorted(arrays))}")
+
+
+def _read_csv(path):
+    import io
+
+    from trainer.data.sources import csv_text
+
+    text = csv_text(path)  # a regular file, bounded by this machine's memory
+    first = text.split("\n", 1)[0]
+    try:
+        [float(v) for v in first.strip().split(",")]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header row
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=",", skiprows=skip, dtype=np.float64,
+                          ndmin=2)
+    except ValueError as exc:
+        raise DataError(f"{path}: not a numeric CSV ({exc})") from None
+
+
+def write_outputs(path, outputs, names):
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".npy":
+            if len(outputs) != 1:
+                raise ConfigError(f"--output: the model has {len(outputs)} outputs; write "
+                                  f"them to a .npz file")
+            with open(tmp, "wb") as f:
+                np.save(f, outputs[0], allow_pickle=False)
+        elif suffix == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **dict(zip(names, outputs)))
+        elif suffix == ".csv":
+            flat = [o.reshape(len(o), -1) for o in outputs]
+            header = ",".join(f"{n}_{i}" for n, o in zip(names, flat) for i in range(o.shape[1]))
+            np.savetxt(tmp, np.concatenate(flat, axis=1), delimiter=",", header=header,
+                       comments="", fmt="%.8g")
+        else:
+            raise ConfigError(f"--output: unsupported file type '{suffix}' "
+                              f"(use .npy, .npz, .csv)")
+
+
+def predict(target, input_path, output_path=None, batch_size=None, checkpoint_path=None):
+    """Predictions for the inputs in ``input_path`` of a run's final model, or of a
+    CONFIG's model (its --checkpoint, or the weights the model names, or a fresh
+    initialisation with a warning), with the preprocessing of the run or config."""
+    from trainer.app import fit as api
+    from trainer.app import evaluate as evaluate_lib
+    from trainer.data.pipeline import Split, make_preprocessor, prepare
+    from trainer.training.loop import predict as run_predict
+
+    cfg, ckpt = evaluate_lib.final_checkpoint(target, checkpoint_path, command="predict")
+    model, arrays = evaluate_lib.model_of(cfg, ckpt, "predict")
+    pre = make_preprocessor(cfg, model.input_names, [])
+    if arrays:
+        pre.set_state(arrays)
+    elif any(step.learns for steps in pre.steps["x"].values() for step in steps):
+        # statistics (standardize, ...) come from the training data, as fit takes them
+        _, pre = prepare(cfg, model.input_names, model.output_names, need=("train",))
+    split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
+    api.check_input_shapes(model, split, "--input")
+    model.check_finite_inputs(split, "--input")
+    outputs = run_predict(model, split, batch_size or cfg["fit"]["batch_size"])
+    if output_path is not None:
+        write_outputs(output_path, outputs, model.output_names)
+    return outputs, model.output_names

@@ -1,0 +1,1 @@
+"""Model construction: the sequential and functional builders and the Model they make."""

@@ -1,0 +1,119 @@
+"""What the commands share: the one exit path (``handle_errors``) and common options.
+
+Exit codes: 0 success · 1 internal error · 2 bad usage or config · 3 bad or missing
+data · 4 an `expect:` gate not met · 5 training diverged · 6 a run file could not be
+written · 130 interrupted (Ctrl-C) · 143 terminated (SIGTERM).
+"""
+
+import functools
+import sys
+
+import click
+
+
+class Exit(Exception):
+    """The command has printed its own report (validate's problems, sweep's table):
+    leave with ``code`` through the one exit path, adding nothing."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def echo_json(value, **kwargs):
+    """The one way a command prints JSON: strict (NaN/Inf written as null, with a note
+    in the object and on stderr saying which and why; trainer.strict_json)."""
+    from trainer.strict_json import report
+
+    text, why = report(value, **kwargs)
+    if why is not None:
+        click.echo(f"note: {why}", err=True)
+    click.echo(text)
+
+
+def json_result():
+    """The one JSON object a command prints with --json: the command fills it as it
+    goes; on an error it is printed with ``error`` and ``exit_code`` added."""
+    return click.get_current_context().meta.setdefault("trainer.json_result", {})
+
+
+def _emit_error(message, code, as_json):
+    """The one error report: the command's JSON object with the error inside it
+    (--json), an ``error`` event (--log-format jsonl) and ``error: ...`` on stderr."""
+    from trainer import events
+
+    if as_json:
+        echo_json({**json_result(), "error": message, "exit_code": code})
+    events.emit("error", message=message, exit_code=code)
+    click.echo(f"error: {message}", err=True)
+
+
+def handle_errors(fn):
+    """One exit path: user errors print one message; internal errors a short note
+    (the traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        debug = (ctx.find_root().params or {}).get("debug", False)
+        as_json = kwargs.get("as_json", False)
+        from trainer.errors import TrainerError, out_of_memory
+
+        try:
+            try:
+                return fn(*args, **kwargs)
+            except Exit as exc:
+                sys.exit(exc.code)
+            except MemoryError as exc:  # evaluate/predict/sweep as fit (api): exit 2
+                if debug:
+                    raise
+                raise out_of_memory(exc) from None
+        except TrainerError as exc:
+            if debug:
+                raise
+            _emit_error(str(exc), exc.exit_code, as_json)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            from trainer.errors import Terminated
+
+            code = 143 if isinstance(exc, Terminated) else 130
+            _emit_error("terminated" if code == 143 else "interrupted", code, as_json)
+            sys.exit(code)
+        except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
+            if debug:
+                raise
+            from trainer.config.usercode import blame
+
+            message = blame(exc)  # the user's own layer or callback failed: exit 2
+            if message is not None:
+                _emit_error(f"{message} (run with --debug for the traceback)", 2, as_json)
+                sys.exit(2)
+            _emit_error(f"internal error: {type(exc).__name__}: {exc} "
+                        f"(run with --debug for the traceback)", 1, as_json)
+            sys.exit(1)
+
+    return wrapper
+
+
+def gate_items(cfg, cli_expect):
+    from trainer.app import gates
+
+    expect = dict(cfg.get("expect") or {})
+    expect.update(gates.parse_cli(cli_expect))
+    return expect
+
+
+def json_output(as_json, log_format):
+    """Machine output owns stdout: human output moves to stderr."""
+    from trainer import console, events
+
+    console.use_stderr(as_json or log_format == "jsonl")
+    if log_format == "jsonl":
+        events.open_sink(sys.stdout)
+
+
+EXPECT_HELP = "A gate like 'val_accuracy>=0.9' (repeatable); not met → exit 4."
+LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "jsonl"]), default="text",
+                          help="jsonl: stream events as JSON lines on stdout.")

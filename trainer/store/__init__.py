@@ -1,0 +1,1 @@
+"""Persistence of a run: the run folder and its checkpoints."""

@@ -1,0 +1,1 @@
+"""The training runtime: the epoch loop and resuming a run."""

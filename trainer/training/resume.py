@@ -1,0 +1,186 @@
+"""What makes a stopped run continue exactly: which checkpoint to continue from,
+which config changes a resume accepts, and signals that stop at a step boundary.
+
+A resumed run gives the same weights, history and checkpoints as one that never
+stopped (same machine, same versions, same thread count): ``checkpoints/last.h5``
+holds the position (epoch, step), optimizer slots, the epoch's running sums, every
+random stream and each callback's state (see ``trainer.training.loop.Loop.get_state``).
+"""
+
+import contextlib
+import hashlib
+import json
+import signal
+import sys
+import threading
+
+from trainer.errors import ConfigError
+
+#: Keys whose change does not change the math: a resume accepts them.
+SAFE_KEYS = ("name", "fit.epochs", "fit.verbose", "fit.checkpoint_every", "expect")
+#: Callbacks that only report; adding, removing or changing them is safe.
+SAFE_CALLBACKS = ("ProgbarLogger", "CSVLogger", "TensorBoard")
+
+
+# -- config ----------------------------------------------------------------------------
+def _plain(value):
+    """JSON-like copy (Config mappings, tuples → dicts, lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _callback_name(spec):
+    from trainer.config.families import callbacks
+
+    name = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else spec
+    if not isinstance(name, str):
+        return None
+    try:
+        return callbacks.lookup(name).__name__
+    except (KeyError, ConfigError):
+        return name
+
+
+def _is_safe(path):
+    return any(path == k or path.startswith(k + ".") for k in SAFE_KEYS)
+
+
+def _math_part(resolved):
+    """The config without the keys a resume may change."""
+    out = _plain(resolved)
+    for key in SAFE_KEYS:
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    out["callbacks"] = [c for c in out.get("callbacks") or []
+                        if _callback_name(c) not in SAFE_CALLBACKS]
+    return out
+
+
+def config_hash(resolved):
+    """SHA-256 of the resolved config, safe keys left out: stored in each checkpoint."""
+    text = json.dumps(_math_part(resolved), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def differences(old, new, path=""):
+    """Key paths where two plain configs differ (``fit.batch_size``, ``model.layers[2]``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old or k not in new:
+                out.append(sub)
+            else:
+                out += differences(old[k], new[k], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new))
+                for d in differences(a, b, f"{path}[{i}]")]
+    return [] if old == new else [path or "(the whole config)"]
+
+
+def unsafe_differences(stored, resolved):
+    """The differences between a run's config and a new one that a resume refuses."""
+    old, new = _math_part(stored), _math_part(resolved)
+    return [d for d in differences(old, new) if not _is_safe(d)]
+
+
+# -- the checkpoint to continue from ----------------------------------------------------
+class ResumePoint:
+    """The checkpoint a resume continues from, its state, and what was checked."""
+
+    def __init__(self, path, state, arrays, changed, forced):
+        self.path = path
+        self.state = state
+        self.arrays = arrays
+        self.changed = changed
+        self.forced = forced
+
+    @classmethod
+    def find(cls, run, resolved, force=False, warn=None):
+        """Check ``resolved`` against the run and pick its newest valid checkpoint
+        (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used)."""
+        import yaml
+
+        from trainer.store import checkpoint
+
+        warn = warn or _warn
+        config_file = run.require().path / "config.yaml"
+        stored = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        changed = differences(_plain(stored), _plain(resolved))
+        unsafe = unsafe_differences(stored, resolved)
+        if unsafe and not force:
+            raise ConfigError(
+                f"the config differs from the one {run.path} was trained with in keys a "
+                f"resume cannot change: {', '.join(unsafe)}. Only {', '.join(SAFE_KEYS)} "
+                f"and the callbacks {', '.join(SAFE_CALLBACKS)} may change; --force "
+                f"resumes anyway (the result then differs from an uninterrupted run)")
+        path, problems = checkpoint.newest_valid([run.last, run.previous])
+        for p in problems:
+            warn(f"{p}; resuming from {path.name}")
+        if problems and run.last.exists() and path != run.last:
+            run.last.replace(run.last.with_name("last.corrupt.h5"))
+        state, arrays = checkpoint.read_state(path)
+        other_config = state.get("config_hash") != config_hash(resolved)
+        if other_config and not force:
+            raise ConfigError(f"{path} was written for a different config than "
+                              f"{config_file} (config hash differs); --force resumes anyway")
+        return cls(path, state, arrays, changed, forced=bool(unsafe or other_config))
+
+    def summary(self):
+        """What run.json records of this resume."""
+        loop = self.state["loop"]
+        return {"checkpoint": self.path.name, "epoch": loop["epoch"], "step": loop["step"],
+                "changed": self.changed, "forced": self.forced}
+
+
+def _warn(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# -- signals ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises Terminated, as SIGINT raises KeyboardInterrupt: `trainer fit`
+    then ends the same way (run.json updated, exit 143) whenever it comes. While
+    training, ``stop_at_boundary`` defers both to the next step boundary."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        from trainer.errors import Terminated
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def stop_at_boundary(loop):
+    """While training: the first SIGINT/SIGTERM asks ``loop`` to stop at the next step
+    boundary (where a resumable checkpoint is written); a second one stops at once,
+    keeping the last checkpoint written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if loop.pending_signal is not None:
+            from trainer.errors import Terminated
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        loop.pending_signal = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
