@@ -88,6 +88,7 @@ def make_callbacks(cfg, verbose):
     from trainer.callbacks.model_checkpoint import ModelCheckpoint
     from trainer.callbacks.progbar import ProgbarLogger
     from trainer.registries import callbacks as registry
+    from trainer.runfiles import check_output
 
     history = History()
     user = []
@@ -102,6 +103,9 @@ def make_callbacks(cfg, verbose):
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
         callback.where = cfg.where(keypath)
+        for key, path, folder in callback.outputs():  # never one of the run's own files
+            check_output(path, f"callbacks[{i}].{key}", cfg.where((*keypath, *key.split("."))),
+                         folder)
         user.append(callback)
     for kind in (ModelCheckpoint, EarlyStopping):
         first = next((c for c in user if isinstance(c, kind)), None)
@@ -129,11 +133,14 @@ def load_run_config(run_dir, overrides=()):
 def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, callbacks=()):
     """Train from a config into a run folder. Returns (run, logs).
 
-    ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
-    differ from the run's config only in safe keys (trainer.resume), unless ``force``.
+    ``resume``: a run folder to continue from its newest valid checkpoint (from the
+    beginning when it never wrote one); ``cfg`` may differ from the run's config only in
+    safe keys (trainer.resume), unless ``force``. ``run_dir``: a new folder, or one
+    holding only an earlier run that ``force`` replaces (never a user's files).
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
     """
     from trainer.resume import ResumePoint
+    from trainer.runfiles import VALIDATION_ROWS
     from trainer.runs import Run, command_line, new_run_dir
 
     argv = argv or command_line()
@@ -149,23 +156,29 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             run = Run(resume).require()
             held.enter_context(run.lock())
             point = ResumePoint.find(run, resolved, force)
-        train, val, pre = fit_data(cfg, model, point.arrays if point else None)
-        if point is not None:
+        from_checkpoint = point is not None and point.path is not None
+        train, val, pre = fit_data(cfg, model, point.arrays if from_checkpoint else None)
+        if from_checkpoint:
             from trainer import checkpoint
             checkpoint.load(point.path, model)
         elif "weights" in cfg["model"]:
             initial_weights(cfg, model)
         if point is None:
-            run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
+            run = Run(run_dir or new_run_dir(cfg.get("name", "run"))).claim(force)
             held.enter_context(run.lock())
-            run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
-            if val is not None and val.rows is not None:  # the rows validation took
-                np.save(run.path / "validation_rows.npy", val.rows, allow_pickle=False)
-        else:
-            run.reopen(resolved, argv, point.summary())
+
+        def start():
+            if point is None:
+                run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
+            else:
+                run.reopen(resolved, argv, point.summary(),
+                           fresh=run.new_meta(cfg.get("seed", 0), argv, cfg.folder))
+            if not from_checkpoint and val is not None and val.rows is not None:
+                np.save(run.path / VALIDATION_ROWS, val.rows, allow_pickle=False)
+
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
-        return run, train_until_done(loop, run, history, point)
+        return run, train_until_done(loop, run, history, point, start)
 
 
 def fit_data(cfg, model, preprocessor_state=None):
@@ -226,18 +239,21 @@ def save_last(run, loop, pre, history, resolved):
     run.write_history(history.rows())
 
 
-def train_until_done(loop, run, history, point=None):
-    """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
-    (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
-    ended in run.json."""
+def train_until_done(loop, run, history, point=None, start=None):
+    """Start the run (``start``: write run.json and config.yaml), run the loop
+    (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM (honoured at a step
+    boundary) write last.h5 and exit 130/143; record how the run ended in run.json."""
     from trainer.resume import stop_at_boundary
 
     started = False  # until then, the loop's state is not the run's
     try:
-        loop.begin()
-        if point is not None:
-            loop.set_state(point.state["loop"], point.arrays)
+        if start is not None:
+            start()
+        if point is not None and point.state is not None:
+            loop.begin(point.state["loop"], point.arrays)
             run.write_history(history.rows())  # drops rows of a later, lost checkpoint
+        else:
+            loop.begin()
         started = True
         with stop_at_boundary(loop):
             logs = loop.run_epochs()

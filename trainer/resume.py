@@ -102,7 +102,9 @@ class ResumePoint:
     @classmethod
     def find(cls, run, resolved, force=False, warn=None):
         """Check ``resolved`` against the run and pick its newest valid checkpoint
-        (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used)."""
+        (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used). A
+        run that never wrote one (killed in its first seconds) starts again from the
+        beginning: ``path`` and ``state`` are None."""
         import yaml
 
         from trainer import checkpoint
@@ -118,11 +120,15 @@ class ResumePoint:
                 f"resume cannot change: {', '.join(unsafe)}. Only {', '.join(SAFE_KEYS)} "
                 f"and the callbacks {', '.join(SAFE_CALLBACKS)} may change; --force "
                 f"resumes anyway (the result then differs from an uninterrupted run)")
+        if not any(p.exists() for p in (run.last, run.previous, run.corrupt)):
+            warn(f"{run.path} has no checkpoint (it stopped before writing its first): "
+                 f"starting it again from the beginning")
+            return cls(None, None, None, changed, forced=bool(unsafe))
         path, problems = checkpoint.newest_valid([run.last, run.previous])
         for p in problems:
             warn(f"{p}; resuming from {path.name}")
         if problems and run.last.exists() and path != run.last:
-            run.last.replace(run.last.with_name("last.corrupt.h5"))
+            run.last.replace(run.corrupt)
         state, arrays = checkpoint.read_state(path)
         other_config = state.get("config_hash") != config_hash(resolved)
         if other_config and not force:
@@ -132,9 +138,9 @@ class ResumePoint:
 
     def summary(self):
         """What run.json records of this resume."""
-        loop = self.state["loop"]
-        return {"checkpoint": self.path.name, "epoch": loop["epoch"], "step": loop["step"],
-                "changed": self.changed, "forced": self.forced}
+        loop = self.state["loop"] if self.state else {"epoch": 0, "step": 0}
+        return {"checkpoint": self.path.name if self.path else None, "epoch": loop["epoch"],
+                "step": loop["step"], "changed": self.changed, "forced": self.forced}
 
 
 def _warn(message):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from trainer import __version__
+from trainer import __version__, runfiles
 from trainer.errors import ConfigError
-from trainer.fileio import WriteError, remove_temporaries, write_text
+from trainer.fileio import WriteError, write_text
 
 
 def now():
@@ -59,17 +59,18 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints = self.path / runfiles.CHECKPOINTS
         self.meta = {}
+        self._outputs = None  # the callback outputs recorded so far (runfiles.OUTPUTS)
 
     def present(self):
         """Whether the run folder is still there (with its lock file and checkpoints/):
         a folder deleted mid-run must not be silently written again."""
-        return (self.path / ".lock").is_file() and self.checkpoints.is_dir()
+        return (self.path / runfiles.LOCK).is_file() and self.checkpoints.is_dir()
 
     def require(self):
         """ConfigError unless this is a run folder `trainer fit` wrote."""
-        if not (self.path / "config.yaml").is_file():
+        if not (self.path / runfiles.CONFIG).is_file():
             raise ConfigError(f"{self.path} is not a run folder (no config.yaml); give a "
                               f"folder `trainer fit` wrote")
         return self
@@ -83,7 +84,7 @@ class Run:
 
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path / runfiles.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise WriteError(f"cannot write the run folder {self.path}: "
                              f"{exc.strerror or exc}") from None
@@ -98,31 +99,63 @@ class Run:
                                   f"{self.path}`") from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            for folder in (self.path, self.checkpoints):
-                remove_temporaries(folder)  # of a process killed while writing
+            for tmp in runfiles.temporaries(self.path):  # of a process killed mid-write
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             yield self
         finally:
             os.close(fd)  # releases the lock
 
+    def claim(self, force=False):
+        """Before a new run starts here: refuse a folder holding a run (unless
+        ``force``) or files trainer did not write (runfiles.check_new); then mark it as
+        a run folder. Call before ``lock``."""
+        runfiles.check_new(self.path, force)
+        try:
+            runfiles.start(self.path)
+        except OSError as exc:
+            raise WriteError(f"cannot write the run folder {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        return self
+
     def create(self, resolved_config, seed, argv, config_folder=None):
-        """Start a new run here (the lock held); checkpoints of an earlier run in the
-        same folder are removed so a resume can never pick them up."""
+        """Start a new run here (the lock held, ``claim`` passed): what an earlier run
+        wrote here is removed first (``fit --force``), so nothing of it mixes in."""
+        runfiles.remove_run(self.path)
+        self._outputs = None
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        for old in (self.last, self.previous):
-            with contextlib.suppress(FileNotFoundError):
-                old.unlink()
         self.write_config(resolved_config)
-        self.meta = {"status": "running", "seed": seed, "command": argv,
-                     "started": now(), "ended": None, "versions": versions(),
-                     "final_metrics": {}}
-        if config_folder is not None:
-            self.meta["config_folder"] = str(Path(config_folder).resolve())
+        self.meta = self.new_meta(seed, argv, config_folder)
         self.write_meta()
 
-    def reopen(self, resolved_config, argv, resumed):
+    @staticmethod
+    def new_meta(seed, argv, config_folder=None):
+        meta = {"status": "running", "seed": seed, "command": argv, "started": now(),
+                "ended": None, "versions": versions(), "final_metrics": {}}
+        if config_folder is not None:
+            meta["config_folder"] = str(Path(config_folder).resolve())
+        return meta
+
+    def record(self, path):
+        """Note a callback's file (a path in this folder) in runfiles.OUTPUTS before it
+        is first written, so ``fit --force`` knows it as the run's."""
+        rel = Path(os.path.relpath(path, self.path)).as_posix()
+        if self._outputs is None:
+            self._outputs = set(runfiles.recorded(self.path))
+        if rel not in self._outputs:
+            runfiles.start(self.path)  # (a run of an older trainer has no OUTPUTS yet)
+            with open(self.path / runfiles.OUTPUTS, "a", encoding="utf-8") as f:
+                f.write(rel + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._outputs.add(rel)
+        return path
+
+    def reopen(self, resolved_config, argv, resumed, fresh=None):
         """Continue this run: status back to running, the resume noted in run.json
-        (``resumes``: when, from where, what changed)."""
-        self.meta = self.read_meta()
+        (``resumes``: when, from where, what changed). ``fresh``: the run.json of a new
+        run, for what a run killed before writing its run.json lacks."""
+        self.meta = {**(fresh or {}), **self.read_meta()}
         self.write_config(resolved_config)
         self.meta.update(status="running", ended=None, versions=versions())
         self.meta.pop("error", None)
@@ -132,18 +165,20 @@ class Run:
 
     def read_meta(self):
         try:
-            return json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+            return json.loads((self.path / runfiles.META).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
 
     def write_config(self, resolved_config):
-        write_text(self.path / "config.yaml",
+        write_text(self.path / runfiles.CONFIG,
                    yaml.safe_dump(resolved_config, sort_keys=False, allow_unicode=True))
 
     def write_meta(self):
-        write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n")
+        write_text(self.path / runfiles.META, json.dumps(self.meta, indent=2) + "\n")
 
     def finish(self, status, metrics=None, error=None):
+        if not self.meta:  # stopped before create/reopen: nothing of the run to record
+            return
         self.meta.update(status=status, ended=now())
         if metrics is not None:
             self.meta["final_metrics"] = {k: _jsonable(v) for k, v in metrics.items()}
@@ -159,20 +194,29 @@ class Run:
         w.writeheader()
         for r in rows:
             w.writerow(r)
-        write_text(self.path / "history.csv", buf.getvalue())
+        write_text(self.path / runfiles.HISTORY, buf.getvalue())
 
     @property
     def last(self):
-        return self.checkpoints / "last.h5"
+        return self.path / runfiles.LAST
 
     @property
     def previous(self):
         """The checkpoint last.h5 replaced: what a resume falls back to when last.h5
         is damaged."""
-        return self.checkpoints / "last.prev.h5"
+        return self.path / runfiles.PREVIOUS
+
+    @property
+    def best(self):
+        return self.path / runfiles.BEST
+
+    @property
+    def corrupt(self):
+        """Where a damaged last.h5 is set aside."""
+        return self.path / runfiles.CORRUPT
 
     def load_config_text(self):
-        return (self.path / "config.yaml").read_text(encoding="utf-8")
+        return (self.path / runfiles.CONFIG).read_text(encoding="utf-8")
 
 
 def command_line():

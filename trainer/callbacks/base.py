@@ -41,8 +41,16 @@ class Callback:
     def on_test_end(self, logs=None): pass
 
     def get_state(self):
-        """JSON-able state saved in last.h5 (see trainer.checkpoint)."""
+        """JSON-able state saved in last.h5 (see trainer.checkpoint). A callback that
+        writes a file keeps here what the file held at the checkpoint, so a resume
+        continues it exactly (the loop restores it before ``on_train_begin``)."""
         return {}
+
+    def outputs(self):
+        """(argument, path relative to the run folder, is a folder) of each file or
+        folder this callback writes, checked against the run's own names before
+        training (trainer.runfiles)."""
+        return []
 
     def set_state(self, state):
         pass
@@ -163,8 +171,10 @@ def check_relative(path, what):
     return str(path)
 
 
-def inside_run(callback, relative, sub=None):
-    """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run."""
+def inside_run(callback, relative, sub=None, folder=False):
+    """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run.
+    A file (not a ``folder``) is recorded as the run's (``Run.record``) before it is
+    written; one of the run's own names is a ConfigError."""
     base = Path(callback.run.path) if callback.run is not None else Path(".")
     if sub:
         base = base / sub
@@ -173,6 +183,13 @@ def inside_run(callback, relative, sub=None):
                                         .resolve()):
         raise ConfigError(f"{relative!r} resolves to {out}, outside the run folder",
                           where=callback.where)
+    if callback.run is not None:
+        from trainer import runfiles
+
+        rel = Path(sub or ".", relative).as_posix()
+        runfiles.check_output(rel, type(callback).__name__, callback.where, folder)
+        if not folder:
+            callback.run.record(out)
     return out
 
 

@@ -90,7 +90,7 @@ class EarlyStopping(Callback):
 
     def _best_from_file(self):
         if self.writes_best and self.run is not None and math.isfinite(self.tracker.best):
-            path = self.run.checkpoints / "best.h5"
+            path = self.run.best
             if path.exists():
                 checkpoint.load(path, self.model, with_optimizer=False)
                 self.best_weights = copy_weights(self.model)

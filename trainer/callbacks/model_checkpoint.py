@@ -9,6 +9,14 @@ from trainer.errors import ConfigError
 from trainer.fileio import atomic_path
 from trainer.registries import callbacks
 from trainer.registry import PositiveInt
+from trainer.runfiles import CHECKPOINTS
+
+
+class _Ones(dict):
+    """Every template field is 1 (an int formats with d, f, e or g alike)."""
+
+    def __missing__(self, key):
+        return 1
 
 
 def save_weights(path, model, weights_only):
@@ -26,7 +34,7 @@ def save_weights(path, model, weights_only):
 def save_best(callback):
     """checkpoints/best.h5 (weights and optimizer state), when training from a config."""
     if callback.writes_best and callback.run is not None:
-        checkpoint.save(callback.run.checkpoints / "best.h5", callback.model)
+        checkpoint.save(callback.run.best, callback.model)
 
 
 @callbacks.register("ModelCheckpoint")
@@ -75,6 +83,15 @@ class ModelCheckpoint(Callback):
         self.batches_since_last_save = 0
         self._epoch = 0
 
+    def outputs(self):
+        """The file of a sample epoch (every field 1): a template without fields, such
+        as ``last.h5``, names one file; each path is checked again when saved."""
+        try:
+            sample = self.filepath.format_map(_Ones())
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return []  # a template that cannot format is refused when checked
+        return [("ModelCheckpoint.filepath", f"{CHECKPOINTS}/{sample}", False)]
+
     def on_train_begin(self, logs=None):
         extra = ["batch", "size"] if self.save_freq != "epoch" else []
         check_fields(self.fields, self.params, extra, "ModelCheckpoint.filepath", self.where)
@@ -115,7 +132,7 @@ class ModelCheckpoint(Callback):
                 say(f"Epoch {epoch + 1:05d}: {', '.join(missing)} not logged this epoch; "
                     f"not saving {self.filepath}")
             return
-        path = inside_run(self, self.filepath.format(epoch=epoch + 1, **logs), "checkpoints")
+        path = inside_run(self, self.filepath.format(epoch=epoch + 1, **logs), CHECKPOINTS)
         if self.save_best_only:
             current = self.tracker.value(logs)
             if current is None:  # the monitor is not logged this epoch
