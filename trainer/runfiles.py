@@ -145,7 +145,7 @@ def check_new(folder, force=False):
     if not folder.is_dir():
         raise ConfigError(f"--run-dir {folder} is not a folder")
     ours = written(folder)
-    theirs = sorted(files_in(folder) - ours)
+    theirs = sorted(files_in(folder) - ours - {TRIAL})  # (fit never writes trial.json)
     if theirs:
         shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5
                                          else "")
