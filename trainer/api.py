@@ -243,6 +243,13 @@ def train_until_done(loop, run, history, point=None, start=None):
     """Start the run (``start``: write run.json and config.yaml), run the loop
     (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM (honoured at a step
     boundary) write last.h5 and exit 130/143; record how the run ended in run.json."""
+    from trainer.resume import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # signals while the run records how it ended: ignored
+        return _train_until_done(loop, run, history, point, start)
+
+
+def _train_until_done(loop, run, history, point, start):
     from trainer.resume import stop_at_boundary
 
     started = False  # until then, the loop's state is not the run's
