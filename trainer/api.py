@@ -140,7 +140,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
     """
     from trainer.resume import ResumePoint
-    from trainer.runfiles import VALIDATION_ROWS
+    from trainer.runfiles import VALIDATION_ROWS, check_new
     from trainer.runs import Run, command_line, new_run_dir
 
     argv = argv or command_line()
@@ -152,6 +152,8 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         resolved = resolved_config(cfg, model)
         resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
         point = None
+        if resume is None and run_dir is not None:  # refused before any data is read
+            check_new(run_dir, force)
         if resume is not None:
             run = Run(resume).require()
             held.enter_context(run.lock())

@@ -77,7 +77,7 @@ class TensorBoard(Callback):
     def on_train_begin(self, logs=None):
         for name in self.restored:
             self._writer(name)  # cut back to the checkpoint's length now
-        if self.write_graph and not self.params.get("resumed"):
+        if self.write_graph and "train" not in self.restored:  # (a continued file has it)
             self._write_graph()
 
     def on_batch_end(self, batch, logs=None):
