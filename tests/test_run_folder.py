@@ -142,6 +142,15 @@ def test_a_callback_cannot_name_the_runs_own_files(workdir, callback, key):
     assert cli("validate", path).exit_code == 2
 
 
+def test_a_file_name_with_a_line_break_is_refused(workdir):
+    # .outputs lists one path a line: "log\nconfig.yaml" would read as two, and
+    # --force would take the user's config.yaml for the run's
+    r = cli("fit", callback_config(workdir, {"CSVLogger": {"filename": "log\nconfig.yaml"}}),
+            "--run-dir", workdir / "run")
+    assert r.exit_code == 2 and "callbacks[1].CSVLogger.filename" in r.output
+    assert "line break" in r.output and not (workdir / "run").exists()
+
+
 def test_other_names_are_fine(workdir):
     for callback in ({"CSVLogger": {"filename": "checkpoints/log.csv"}},
                      {"ModelCheckpoint": {"filepath": "last{epoch}.h5"}}):

@@ -64,6 +64,9 @@ def conflict(relative, is_folder=False):
 def check_output(relative, key, where=None, is_folder=False):
     """ConfigError naming ``key`` (``callbacks[1].CSVLogger.filename``) if the file or
     folder ``relative`` would replace one of the run's own files."""
+    if any(c in str(relative) for c in "\n\r\0"):  # (OUTPUTS holds one path a line)
+        raise ConfigError(f"{key}: a file name may not hold a line break or NUL, got "
+                          f"{str(relative)!r}", where=where)
     name = conflict(relative, is_folder)
     if name is not None:
         raise ConfigError(f"{key}: {str(relative)!r} would overwrite the run's own "
@@ -121,7 +124,9 @@ def written(folder):
     if not is_run(folder):
         return set()
     names = [*RESERVED, *recorded(folder)]
-    out = {n for n in names if (folder / n).is_file() and not (folder / n).is_symlink()}
+    real = folder.resolve()
+    out = {n for n in names if (folder / n).is_file() and not (folder / n).is_symlink()
+           and (folder / n).resolve().is_relative_to(real)}  # (not through a symlink)
     out.update(p.relative_to(folder).as_posix() for p in temporaries(folder))
     return out
 
