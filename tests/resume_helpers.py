@@ -77,3 +77,50 @@ def assert_same_run(a, b):
 def kernel(run_dir):
     with h5py.File(run_dir / "checkpoints/last.h5", "r") as f:
         return f["dense/dense/kernel:0"][()]
+
+
+# -- the files callbacks write ------------------------------------------------------------
+# a CSVLogger, TensorBoard scalars every 4 batches, and a ModelCheckpoint saving every 4
+# batches (mid-epoch files) that also writes best.h5
+FILE_CALLBACKS = ("callbacks=[{CSVLogger: {filename: logs/train.csv}}, "
+                  "{TensorBoard: {log_dir: tb, update_freq: 4}}, "
+                  "{ModelCheckpoint: {filepath: 'w{epoch:02d}-{batch}.h5', save_freq: 4}}]")
+
+
+def event_scalars(folder):
+    """(sub-folder, tag, step, value) of every scalar in the event files under
+    ``folder``, in file order (TFRecord frames of tensorboardX Event protos)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (n,) = struct.unpack("Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in event.summary.value:
+                if v.HasField("simple_value"):
+                    out.append((path.parent.name, v.tag, event.step, v.simple_value))
+    return out
+
+
+def assert_same_callback_files(a, b):
+    """Every file the callbacks wrote is the uninterrupted run's: the CSV byte for byte,
+    the TensorBoard scalars (one event file per folder), each ModelCheckpoint file and
+    best.h5 byte for byte."""
+    assert (a / "logs/train.csv").read_bytes() == (b / "logs/train.csv").read_bytes()
+    for run in (a, b):
+        for sub in ("train", "validation"):
+            assert len(list((run / "tb" / sub).glob("events.out.tfevents.*"))) == 1
+    scalars = event_scalars(a / "tb")
+    assert scalars and event_scalars(b / "tb") == scalars
+    own = {"last.h5", "last.prev.h5"}
+    files = sorted(p.name for p in (a / "checkpoints").iterdir() if p.name not in own)
+    assert "best.h5" in files and len(files) >= 2  # and at least one ModelCheckpoint file
+    assert sorted(p.name for p in (b / "checkpoints").iterdir() if p.name not in own) == files
+    for name in files:
+        assert (a / "checkpoints" / name).read_bytes() == \
+            (b / "checkpoints" / name).read_bytes(), name

@@ -28,6 +28,7 @@ def test_divergence_exits_5_keeping_the_last_good_checkpoint(workdir, callbacks)
     r = CliRunner().invoke(main, ["fit", str(path), "--run-dir", "r", "--set", "fit.epochs=3"])
     assert r.exit_code == 5, r.output
     assert "the loss became" in r.output and "epoch 2" in r.output
+    assert "the last good checkpoint (after epoch 1) is kept" in r.output
     if callbacks:
         assert "Invalid loss, terminating training" in r.output
     meta = json.loads((workdir / "r" / "run.json").read_text())

@@ -18,6 +18,8 @@ Where the modules the diagram does not name sit (decided here, checked here):
   nothing else of config.
 - ``datasets`` (the built-in data sets) and ``data.preprocessing`` (the preprocessing
   steps) are registered families: components.
+- ``runfiles`` (the names a run folder reserves, what a run wrote there) is floor:
+  callbacks check their file names against it, the store writes by it.
 - ``strict_json`` (JSON that strict parsers read: NaN/Inf as null) is floor: events and
   the CLI print through it.
 - ``config.usercode`` (importing ``module:Name`` from the config's folder) and
@@ -39,7 +41,8 @@ ROOT = Path(trainer.__file__).parent
 #: lowest first; a module's layer is that of the longest prefix listed
 LAYERS = [
     ("floor", ["trainer", "trainer.errors", "trainer.console", "trainer.events",
-               "trainer.fileio", "trainer.memory", "trainer.strict_json"]),
+               "trainer.fileio", "trainer.memory", "trainer.strict_json",
+               "trainer.runfiles"]),
     ("registry", ["trainer.config.registry", "trainer.config.families",
                   "trainer.config.usercode", "trainer.config.usercomponents"]),
     ("engine", ["trainer.engine"]),

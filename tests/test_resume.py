@@ -197,12 +197,14 @@ def test_cli_resume_usage_errors(tmp_path):
 # -- the run folder lock ------------------------------------------------------------------
 def test_second_fit_on_a_locked_run_folder_is_refused(tmp_path):
     interrupted(tmp_path, 2)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
     with Run(tmp_path).lock():
         for args in (["fit", "--resume", str(tmp_path)],
-                     ["fit", str(QUICK), "--run-dir", str(tmp_path)]):
+                     ["fit", str(QUICK), "--run-dir", str(tmp_path), "--force"]):
             r = CliRunner().invoke(main, args)
             assert r.exit_code == 2, r.output
             assert "in use by another trainer process" in r.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # --force removed nothing
     # released: a resume now works
     assert CliRunner().invoke(main, ["fit", "--resume", str(tmp_path)]).exit_code == 0
 

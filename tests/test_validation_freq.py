@@ -36,7 +36,7 @@ def test_listed_epochs_and_callbacks_that_watch_val_values(tmp_path):
     callbacks = [
         {"CSVLogger": {"filename": "log.csv"}},
         {"ModelCheckpoint": {"filepath": "w-{epoch:02d}-{val_loss:.3f}.h5"}},
-        {"ModelCheckpoint": {"filepath": "best.h5", "monitor": "val_loss",
+        {"ModelCheckpoint": {"filepath": "best-val.h5", "monitor": "val_loss",
                              "save_best_only": True}},
         {"EarlyStopping": {"monitor": "val_loss", "patience": 5}},
         {"ReduceLROnPlateau": {"monitor": "val_loss", "patience": 1}},
@@ -50,7 +50,7 @@ def test_listed_epochs_and_callbacks_that_watch_val_values(tmp_path):
         pytest.approx([float(r["val_loss"]) for r in history[0::2]], rel=1e-6)
     saved = sorted(p.name for p in run.checkpoints.glob("w-*.h5"))
     assert [name[:4] for name in saved] == ["w-01", "w-03"]
-    assert (run.checkpoints / "best.h5").exists()
+    assert (run.checkpoints / "best.h5").exists() and (run.checkpoints / "best-val.h5").exists()
 
 
 def test_validation_freq_must_be_positive(tmp_path):

@@ -81,13 +81,6 @@ def _mode(path):
         return 0o666 & ~umask
 
 
-def remove_temporaries(folder):
-    """Delete the temporary files of writes a killed process left in ``folder``."""
-    for tmp in Path(folder).glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
 def _keep(path, previous):
     """Make ``previous`` name the current ``path`` (atomically replacing it)."""
     if not path.exists():

@@ -1,7 +1,9 @@
 """Real `trainer fit` processes stopped by signals — kill -9 at random moments,
-SIGTERM, SIGINT — then resumed: the run ends bit for bit where an uninterrupted one
-does. Runs in the default `pytest` (well under a minute)."""
+SIGTERM, SIGINT, floods of both — then resumed: the run ends bit for bit where an
+uninterrupted one does, and so does every file its callbacks wrote (CSVLogger,
+TensorBoard, ModelCheckpoint). Runs in the default `pytest` (well under a minute)."""
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -12,12 +14,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from resume_helpers import QUICK, TINY, assert_same_run, fit, resume
+from resume_helpers import (FILE_CALLBACKS, QUICK, TINY, assert_same_callback_files,
+                            assert_same_run, fit, resume)
 from trainer.store import checkpoint
 from trainer.cli import main
 
 # long enough never to finish on its own; the final resume cuts fit.epochs down
-SETS = [*TINY, "fit.epochs=1000"]
+SETS = [*TINY, FILE_CALLBACKS, "fit.epochs=1000"]
 
 
 def start(*args):
@@ -55,12 +58,14 @@ def position(run_dir):
 def finish_and_compare(run_dir, tmp_path):
     """Resume to the end of the epoch the run was in, and compare with a run that
     went there without stopping (and without mid-epoch checkpoints, which change
-    nothing but where a resume may start)."""
+    nothing but where a resume may start): the checkpoint and history, and every file
+    the callbacks wrote."""
     epoch, _ = position(run_dir)
     epochs = f"fit.epochs={epoch + 1}"
     resume(run_dir, epochs)
-    fit(tmp_path / "straight", epochs)
+    fit(tmp_path / "straight", FILE_CALLBACKS, epochs)
     assert_same_run(tmp_path / "straight", run_dir)
+    assert_same_callback_files(tmp_path / "straight", run_dir)
 
 
 KILLS = 20
@@ -70,7 +75,9 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     """One run killed with SIGKILL 20 times at seeded random moments, resumed after
     each: during start-up and resume (reading the checkpoint, rewriting run.json and
     history.csv), inside optimizer steps and inside checkpoint writes. Every time a
-    valid checkpoint is left, and the end is bit for bit the uninterrupted run's."""
+    valid checkpoint is left, and the end is bit for bit the uninterrupted run's —
+    the CSVLogger file byte for byte (rows written after the last checkpoint are not
+    repeated), the TensorBoard scalars, each ModelCheckpoint file."""
     rng = np.random.default_rng(2026)
     run_dir = tmp_path / "run"
     # a checkpoint every step: most of the time goes to writing last.h5, so the
@@ -116,4 +123,26 @@ def test_signal_writes_checkpoint_and_exits(tmp_path, sig, code, word):
     checkpoint.verify(run_dir / "checkpoints/last.h5")
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "interrupted"
+    finish_and_compare(run_dir, tmp_path)
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGTERM, signal.SIGINT]])
+def test_a_flood_of_signals_ends_the_run_interrupted(tmp_path, signals):
+    """SIGTERM (and SIGINT) every few milliseconds until the process ends: run.json
+    says `interrupted`, no traceback or "Exception ignored" on stderr, and the run
+    resumes to the uninterrupted end."""
+    run_dir = tmp_path / "run"
+    p = start_fit(run_dir, "fit.checkpoint_every=5")
+    wait_for(run_dir / "checkpoints/last.h5", p)
+    n = 0
+    while p.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signals[n % len(signals)])
+        n += 1
+        time.sleep(0.003)
+    out, err = p.communicate(timeout=120)
+    assert n > 1
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert p.returncode in (130, 143, -signal.SIGTERM), (p.returncode, err)
     finish_and_compare(run_dir, tmp_path)

@@ -95,8 +95,8 @@ def make_callbacks(cfg, verbose):
     from trainer.callbacks.model_checkpoint import ModelCheckpoint
     from trainer.callbacks.progbar import ProgbarLogger
     from trainer.config.families import callbacks as registry
-
     from trainer.config.usercomponents import using
+    from trainer.runfiles import check_output
 
     history = History()
     user = []
@@ -117,6 +117,9 @@ def make_callbacks(cfg, verbose):
         except ConfigError as exc:
             raise ConfigError(f"callbacks[{i}]: {exc.message}", where=cfg.where(keypath)) from None
         callback.where = cfg.where(keypath)
+        for key, path, folder in callback.outputs():  # never one of the run's own files
+            check_output(path, f"callbacks[{i}].{key}", cfg.where((*keypath, *key.split("."))),
+                         folder)
         user.append(callback)
     for kind in (ModelCheckpoint, EarlyStopping):
         first = next((c for c in user if isinstance(c, kind)), None)
@@ -145,14 +148,17 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         expect=None):
     """Train from a config into a run folder. Returns (run, logs).
 
-    ``resume``: a run folder to continue from its newest valid checkpoint; ``cfg`` may
-    differ from the run's config only in safe keys (trainer.training.resume), unless ``force``.
+    ``resume``: a run folder to continue from its newest valid checkpoint (from the
+    beginning when it never wrote one); ``cfg`` may differ from the run's config only in
+    safe keys (trainer.training.resume), unless ``force``. ``run_dir``: a new folder, or
+    one holding only an earlier run that ``force`` replaces (never a user's files).
     ``callbacks``: extra Callback instances, after the config's (library use, tests).
     ``expect``: the gates to be checked after training (name → condition); a name the
     run will never log is refused before anything is read or trained.
     """
-    from trainer.training.resume import ResumePoint
+    from trainer.runfiles import VALIDATION_ROWS, check_new
     from trainer.store.runs import Run, command_line, new_run_dir
+    from trainer.training.resume import ResumePoint
 
     argv = argv or command_line()
     with contextlib.ExitStack() as held:
@@ -168,28 +174,36 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         resolved = resolved_config(cfg, model)
         resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
         point = None
+        if resume is None and run_dir is not None:  # refused before any data is read
+            check_new(run_dir, force)
         if resume is not None:
             run = Run(resume).require()
             held.enter_context(run.lock())
             point = ResumePoint.find(run, resolved, force)
-        train, val, pre = fit_data(cfg, model, point.arrays if point else None)
-        if point is not None:
+        from_checkpoint = point is not None and point.path is not None
+        train, val, pre = fit_data(cfg, model, point.arrays if from_checkpoint else None)
+        if from_checkpoint:
             from trainer.store import checkpoint
             checkpoint.load(point.path, model)
         elif "weights" in cfg["model"]:
             initial_weights(cfg, model)
         if point is None:
-            run = Run(run_dir or new_run_dir(cfg.get("name", "run")))
+            run = Run(run_dir or new_run_dir(cfg.get("name", "run"))).claim(force)
             held.enter_context(run.lock())
-            run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
-            if val is not None and val.rows is not None:  # the rows validation took
-                run.write_array("validation_rows.npy", val.rows)
-        else:
-            run.reopen(resolved, argv, point.summary())
+
+        def start():
+            if point is None:
+                run.create(resolved, cfg.get("seed", 0), argv, config_folder=cfg.folder)
+            else:
+                run.reopen(resolved, argv, point.summary(),
+                           fresh=run.new_meta(cfg.get("seed", 0), argv, cfg.folder))
+            if not from_checkpoint and val is not None and val.rows is not None:
+                run.write_array(VALIDATION_ROWS, val.rows)  # the rows validation took
+
         loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
         loop.save = lambda: save_last(run, loop, pre, history, resolved)
         loop.save_final = lambda: save_final(run, model, pre)
-        return run, train_until_done(loop, run, history, point)
+        return run, train_until_done(loop, run, history, point, start)
 
 
 def warn_zero_lr(cfg, model):
@@ -268,25 +282,35 @@ def save_final(run, model, pre):
     from trainer.store import checkpoint
 
     checkpoint.save(run.final, model, state={"version": checkpoint.FORMAT, "final": True},
-                    arrays=pre.get_state())
+                    arrays=pre.get_state(), root=run.path)
 
 
-def train_until_done(loop, run, history, point=None):
-    """Run the loop (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM
-    (honoured at a step boundary) write last.h5 and exit 130/143; record how the run
-    ended in run.json."""
+def train_until_done(loop, run, history, point=None, start=None):
+    """Start the run (``start``: write run.json and config.yaml), run the loop
+    (continuing from ``point``, a ResumePoint); on SIGINT/SIGTERM (honoured at a step
+    boundary) write last.h5 and exit 130/143; record how the run ended in run.json."""
+    from trainer.training.resume import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # signals while the run records how it ended: ignored
+        return _train_until_done(loop, run, history, point, start)
+
+
+def _train_until_done(loop, run, history, point, start):
     from trainer.training.resume import stop_at_boundary
 
     started = False  # until then, the loop's state is not the run's
     try:
-        loop.begin()
-        if point is not None:
-            loop.set_state(point.state["loop"], point.arrays)
+        if start is not None:
+            start()
+        if point is not None and point.state is not None:
+            loop.begin(point.state["loop"], point.arrays)
             run.write_history(history.rows())  # drops rows of a later, lost checkpoint
+        else:
+            loop.begin()
         started = True
         with stop_at_boundary(loop):
             logs = loop.run_epochs()
-            if point is None and loop.saved_at is None:
+            if (point is None or point.state is None) and loop.saved_at is None:
                 loop.checkpoint()  # no epoch to train: the built model is the run's
     except KeyboardInterrupt as exc:
         where = "the checkpoint of the last epoch or step boundary was kept"

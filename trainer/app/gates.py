@@ -94,6 +94,7 @@ def evaluate_and_report(expect, metrics, run_path=None):
     import math
 
     from trainer.fileio import write_text
+    from trainer.runfiles import METRICS
 
     try:
         results, error = check(expect, metrics), None
@@ -103,7 +104,7 @@ def evaluate_and_report(expect, metrics, run_path=None):
         clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
                  for k, v in metrics.items()}
         report = {"metrics": clean, "gates": results, "passed": error is None}
-        write_text(f"{run_path}/metrics.json", json.dumps(report, indent=2) + "\n",
+        write_text(f"{run_path}/{METRICS}", json.dumps(report, indent=2) + "\n",
                    root=run_path)
     if error is not None:
         raise error

@@ -11,6 +11,7 @@ optimizer runs at (``base_lr``), and one-line notices on stderr (``say``).
 """
 
 import math
+import os
 import re
 import string
 import sys
@@ -42,8 +43,16 @@ class Callback:
     def on_test_end(self, logs=None): pass
 
     def get_state(self):
-        """JSON-able state saved in last.h5 (see trainer.store.checkpoint)."""
+        """JSON-able state saved in last.h5 (see trainer.store.checkpoint). A callback that
+        writes a file keeps here what the file held at the checkpoint, so a resume
+        continues it exactly (the loop restores it before ``on_train_begin``)."""
         return {}
+
+    def outputs(self):
+        """(argument, path relative to the run folder, is a folder) of each file or
+        folder this callback writes, checked against the run's own names before
+        training (trainer.runfiles)."""
+        return []
 
     def set_state(self, state):
         pass
@@ -176,18 +185,32 @@ def run_root(callback):
     return Path(callback.run.path) if callback.run is not None else Path(".")
 
 
-def inside_run(callback, relative, sub=None):
+def inside_run(callback, relative, sub=None, folder=False):
     """``relative`` under the run folder (or its ``sub`` folder); the cwd without a run.
-    Its real location must stay inside (trainer.fileio.confined): a symlink in the run
-    folder leading out of it is a DataError naming the callback's config line."""
+    A path that leaves the folder as written is a ConfigError; one whose real location
+    leaves it (a symlink in the run folder, trainer.fileio.confined) is a DataError
+    naming the callback's config line. A file (not a ``folder``) is recorded as the
+    run's (``Run.record``) before it is written; one of the run's own names is a
+    ConfigError."""
     from trainer.fileio import confined
 
     root = run_root(callback)
     out = (root / sub if sub else root) / relative
+    if not Path(os.path.normpath(out.absolute())).is_relative_to(root.absolute()):
+        raise ConfigError(f"{relative!r} resolves to {out}, outside the run folder",
+                          where=callback.where)
     try:
-        return confined(out, root)
+        out = confined(out, root)
     except DataError as exc:
         raise DataError(exc.message, where=callback.where) from None
+    if callback.run is not None:
+        from trainer import runfiles
+
+        rel = Path(sub or ".", relative).as_posix()
+        runfiles.check_output(rel, type(callback).__name__, callback.where, folder)
+        if not folder:
+            callback.run.record(out)
+    return out
 
 
 def template_fields(template, what):

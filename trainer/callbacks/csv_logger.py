@@ -2,12 +2,13 @@
 
 import csv
 import io
+import os
 from typing import Annotated
 
-from trainer.callbacks.base import Callback, check_relative, inside_run, run_root
-from trainer.fileio import append_text, write_text
+from trainer.callbacks.base import Callback, check_relative, inside_run, run_root, say
 from trainer.config.families import callbacks
 from trainer.config.registry import Schema
+from trainer.fileio import append_text, confined, write_text
 
 
 def _cell(value):
@@ -28,8 +29,10 @@ class CSVLogger(Callback):
         append: add to an existing file (without a second header) instead of
             overwriting it.
 
-    A resumed run rewrites the file keeping the rows of the epochs before the one it
-    resumes at, so the file holds exactly one header and one row per epoch.
+    A resumed run continues the file exactly: the checkpoint keeps how many bytes
+    the file held, and the resume cuts it back to that before writing on (rows of
+    epochs written after the checkpoint are written again, once), so the file is
+    byte for byte the one an uninterrupted run writes.
     """
 
     def __init__(self, filename: str,
@@ -40,35 +43,38 @@ class CSVLogger(Callback):
         self.separator = separator
         self.append = append
         self.keys = None
+        self.path = None
+        self.restored = None  # the file's length at the checkpoint a resume continues
+
+    def outputs(self):
+        return [("CSVLogger.filename", self.filename, False)]
 
     def on_train_begin(self, logs=None):
         self.path = inside_run(self, self.filename)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        start = self.params.get("initial_epoch", 0)
-        text = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        if start > 0 and text:
-            header, rows = self._read(text)
-            while rows and _epoch_of(rows[-1]) >= start:  # epochs that will run again
-                rows.pop()
-            self.keys = header[1:] if header else self.keys
-            self._rewrite(header, rows)
-        elif self.append and text:
-            header, _ = self._read(text)
+        if self.restored is not None:
+            self._cut_back(self.restored)
+        elif self.append and self.path.exists():
+            header = next(csv.reader(io.StringIO(self.path.read_text(encoding="utf-8")),
+                                     delimiter=self.separator), [])
             self.keys = header[1:] if header else self.keys
         else:
             write_text(self.path, "", root=run_root(self))
-        self._has_header = bool(self.path.read_text(encoding="utf-8"))
+        self._has_header = self.path.stat().st_size > 0
 
-    def _read(self, text):
-        rows = list(csv.reader(io.StringIO(text), delimiter=self.separator))
-        return (rows[0], rows[1:]) if rows else ([], [])
-
-    def _rewrite(self, header, rows):
-        buf = io.StringIO()
-        w = csv.writer(buf, delimiter=self.separator, lineterminator="\n")
-        for r in ([header] if header else []) + rows:
-            w.writerow(r)
-        write_text(self.path, buf.getvalue(), root=run_root(self))
+    def _cut_back(self, length):
+        """The file as it was at the checkpoint: what came after is cut off."""
+        size = self.path.stat().st_size if self.path.exists() else None
+        if size is None or size < length:
+            say(f"warning: CSVLogger: {self.path} holds {size or 0} bytes, fewer than the "
+                f"{length} it held at the checkpoint; rows before the resume are missing")
+            if size is None:
+                write_text(self.path, "", root=run_root(self))
+            return
+        with open(confined(self.path, run_root(self)), "r+b") as f:
+            f.truncate(length)
+            f.flush()
+            os.fsync(f.fileno())
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -85,14 +91,14 @@ class CSVLogger(Callback):
         append_text(self.path, buf.getvalue(), root=run_root(self))
 
     def get_state(self):
-        return {"keys": self.keys}
+        state = {"keys": self.keys, "filename": self.filename}
+        if self.path is not None and self.path.exists():
+            with open(self.path, "rb") as f:  # durable before the checkpoint names it
+                os.fsync(f.fileno())
+                state["bytes"] = os.fstat(f.fileno()).st_size
+        return state
 
     def set_state(self, state):
         self.keys = state.get("keys")
-
-
-def _epoch_of(row):
-    try:
-        return int(row[0])
-    except (IndexError, ValueError):
-        return -1
+        if state.get("filename") == self.filename and "bytes" in state:
+            self.restored = int(state["bytes"])

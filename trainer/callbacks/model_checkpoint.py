@@ -1,5 +1,6 @@
 """ModelCheckpoint: save the model at the end of epochs (or every N batches), as Keras 2."""
 
+from pathlib import PurePath
 from typing import Literal, Union
 
 from trainer.callbacks.base import (Callback, Monitor, check_relative, check_template,
@@ -7,6 +8,14 @@ from trainer.callbacks.base import (Callback, Monitor, check_relative, check_tem
 from trainer.errors import ConfigError
 from trainer.config.families import callbacks
 from trainer.config.registry import PositiveInt
+from trainer.runfiles import CHECKPOINTS
+
+
+class _Ones(dict):
+    """Every template field is 1 (an int formats with d, f, e or g alike)."""
+
+    def __missing__(self, key):
+        return 1
 
 
 @callbacks.register("ModelCheckpoint")
@@ -55,12 +64,22 @@ class ModelCheckpoint(Callback):
         self.batches_since_last_save = 0
         self._epoch = 0
 
+    def outputs(self):
+        """The file of a sample epoch (every field 1): a template without fields, such
+        as ``last.h5``, names one file; each path is checked again when saved."""
+        try:
+            sample = self.filepath.format_map(_Ones())
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return []  # a template that cannot format is refused when checked
+        return [("ModelCheckpoint.filepath", f"{CHECKPOINTS}/{sample}", False)]
+
     def on_train_begin(self, logs=None):
         extra = ["batch", "size"] if self.save_freq != "epoch" else []
         sample = check_template(self.filepath, self.fields, self.params, extra,
                                 "ModelCheckpoint.filepath", self.where)
         check_relative(sample, "ModelCheckpoint.filepath (filled in)")
-        inside_run(self, sample, "checkpoints")  # no symlink out of the run folder
+        # its folder: no symlink out of the run folder (the file is recorded when written)
+        inside_run(self, str(PurePath(sample).parent), CHECKPOINTS, folder=True)
         if self.save_best_only:
             self.tracker.check_available(self.params, self.where)
 
@@ -98,7 +117,7 @@ class ModelCheckpoint(Callback):
                 say(f"Epoch {epoch + 1:05d}: {', '.join(missing)} not logged this epoch; "
                     f"not saving {self.filepath}")
             return
-        path = inside_run(self, self.filepath.format(epoch=epoch + 1, **logs), "checkpoints")
+        path = inside_run(self, self.filepath.format(epoch=epoch + 1, **logs), CHECKPOINTS)
         if self.save_best_only:
             current = self.tracker.value(logs)
             if current is None:  # the monitor is not logged this epoch

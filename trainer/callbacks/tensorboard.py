@@ -4,7 +4,9 @@
 ``epoch_accuracy``, ``epoch_lr``), ``batch_<name>`` scalars when ``update_freq`` asks,
 weight histograms (``dense/kernel_0``), weight images and the layer graph;
 ``<log_dir>/validation/`` holds the ``val_`` values under the same ``epoch_<name>`` tags.
-Written with tensorboardX (``pip install 'trainer[tensorboard]'``).
+Written with tensorboardX's protocol buffers (``pip install 'trainer[tensorboard]'``),
+one event file per folder and run (named after the run's start), which a resumed run
+cuts back to its length at the checkpoint and continues (``event_file.EventFile``).
 """
 
 from typing import Literal, Union
@@ -12,6 +14,7 @@ from typing import Literal, Union
 import numpy as np
 
 from trainer.callbacks.base import Callback, check_relative, inside_run
+from trainer.callbacks.event_file import BINS
 from trainer.errors import ConfigError
 from trainer.config.families import callbacks
 from trainer.config.registry import NonNegativeInt, PositiveInt
@@ -57,17 +60,25 @@ class TensorBoard(Callback):
             _require("PIL", "TensorBoard(write_images=true)")
         self.step = 0  # batches seen over the whole run: the x axis of batch scalars
         self._writers = {}
+        self.restored = {}  # writer → its file's length at the checkpoint a resume continues
+
+    def outputs(self):
+        return [("TensorBoard.log_dir", self.log_dir, True)]
 
     def _writer(self, name):
         if name not in self._writers:
-            from tensorboardX import SummaryWriter
-            folder = inside_run(self, self.log_dir) / name
-            self._writers[name] = SummaryWriter(logdir=str(folder), flush_secs=5)
+            from trainer.callbacks.event_file import EventFile, file_name
+
+            inside_run(self, self.log_dir, folder=True)
+            path = inside_run(self, f"{self.log_dir}/{name}/{file_name(_started(self.run))}")
+            self._writers[name] = EventFile(path, self.restored.get(name))
         return self._writers[name]
 
     def on_train_begin(self, logs=None):
-        inside_run(self, self.log_dir)  # no symlink out of the run folder, before training
-        if self.write_graph:
+        inside_run(self, self.log_dir, folder=True)  # no symlink out of the run folder
+        for name in self.restored:
+            self._writer(name)  # cut back to the checkpoint's length now
+        if self.write_graph and "train" not in self.restored:  # (a continued file has it)
             self._write_graph()
 
     def on_batch_end(self, batch, logs=None):
@@ -78,16 +89,15 @@ class TensorBoard(Callback):
         w = self._writer("train")
         for k, v in (logs or {}).items():
             if k not in SKIP and isinstance(v, (int, float)):
-                w.add_scalar(f"batch_{k}", float(v), self.step)
+                w.add_summary(scalar(f"batch_{k}", float(v)), self.step)
+        w.flush()
 
     def on_epoch_end(self, epoch, logs=None):
         for k, v in (logs or {}).items():
             if k in SKIP or not isinstance(v, (int, float)):
                 continue
-            if k.startswith("val_"):
-                self._writer("validation").add_scalar(f"epoch_{k[4:]}", float(v), epoch)
-            else:
-                self._writer("train").add_scalar(f"epoch_{k}", float(v), epoch)
+            name, tag = ("validation", k[4:]) if k.startswith("val_") else ("train", k)
+            self._writer(name).add_summary(scalar(f"epoch_{tag}", float(v)), epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             self._write_weights(epoch)
         for w in self._writers.values():
@@ -98,11 +108,11 @@ class TensorBoard(Callback):
         for layer in self.model.layers:
             for name, value in zip(layer.weight_names(), layer.get_weights()):
                 tag = f"{layer.name}/{name}_0"
-                w.add_histogram(tag, np.asarray(value, np.float64), epoch)
+                w.add_summary(histogram(tag, np.asarray(value, np.float64), BINS), epoch)
                 if self.write_images:
-                    image = weight_image(value)
-                    if image is not None:
-                        w.add_images(tag, image, epoch, dataformats="NHWC")
+                    pixels = weight_image(value)
+                    if pixels is not None:
+                        w.add_summary(image(tag, pixels, dataformats="NHWC"), epoch)
 
     def _write_graph(self):
         from tensorboardX.proto import event_pb2, graph_pb2, node_def_pb2
@@ -120,8 +130,7 @@ class TensorBoard(Callback):
             names += [name] + [f"{name}:{k}" for k in range(1, len(node.outputs))]
         graph = graph_pb2.GraphDef(node=nodes)
         writer = self._writer("train")
-        writer._get_file_writer().add_event(
-            event_pb2.Event(graph_def=graph.SerializeToString()))
+        writer.write(event_pb2.Event(graph_def=graph.SerializeToString()))
         writer.flush()
 
     def on_train_end(self, logs=None):
@@ -130,10 +139,44 @@ class TensorBoard(Callback):
         self._writers = {}
 
     def get_state(self):
-        return {"step": self.step}
+        return {"step": self.step, "log_dir": self.log_dir,
+                "bytes": {name: w.length() for name, w in self._writers.items()}}
 
     def set_state(self, state):
         self.step = int(state["step"])
+        if state.get("log_dir") == self.log_dir:
+            self.restored = {name: int(n) for name, n in state.get("bytes", {}).items()}
+
+
+def _started(run):
+    """The run's start (seconds since the epoch) names its event files: the same name
+    for every resume of the run. Now, without a run."""
+    import time
+    from datetime import datetime
+
+    started = (run.meta or {}).get("started") if run is not None else None
+    try:
+        return datetime.fromisoformat(started).timestamp()
+    except (TypeError, ValueError):
+        return time.time()
+
+
+def scalar(tag, value):
+    from tensorboardX.summary import scalar as make
+
+    return make(tag, value)
+
+
+def histogram(tag, values, bins):
+    from tensorboardX.summary import histogram as make
+
+    return make(tag, values, bins)
+
+
+def image(tag, pixels, dataformats):
+    from tensorboardX.summary import image as make
+
+    return make(tag, pixels, dataformats=dataformats)
 
 
 def weight_image(value):

@@ -71,6 +71,10 @@ def handle_errors(fn):
         except TrainerError as exc:
             if debug:
                 raise
+            from trainer.errors import InterruptedRun
+
+            if isinstance(exc, InterruptedRun):
+                _ignore_signals()
             _emit_error(str(exc), exc.exit_code, as_json)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
@@ -79,6 +83,7 @@ def handle_errors(fn):
             from trainer.errors import Terminated
 
             code = 143 if isinstance(exc, Terminated) else 130
+            _ignore_signals()
             _emit_error("terminated" if code == 143 else "interrupted", code, as_json)
             sys.exit(code)
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
@@ -95,6 +100,17 @@ def handle_errors(fn):
             sys.exit(1)
 
     return wrapper
+
+
+def _ignore_signals():
+    """From here the command only exits: the run has recorded how it ended, and more
+    SIGINT/SIGTERM (a flood) must not turn exit 130/143 into a traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def gate_items(cfg, cli_expect):

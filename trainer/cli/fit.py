@@ -15,13 +15,16 @@ Examples:
 @click.argument("config_path", metavar="[CONFIG|RUN]", required=False, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a config value (repeatable).")
-@click.option("--run-dir", type=click.Path(file_okay=False), help="Write the run here.")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Write the run here: a new or empty folder (a folder holding a run is "
+                   "refused: --resume it, or --force).")
 @click.option("--resume", "resume", type=click.Path(file_okay=False), metavar="RUN_DIR",
               help="Continue the run in RUN_DIR from its last checkpoint, exactly as if it "
                    "had never stopped (config: RUN_DIR/config.yaml unless CONFIG is given).")
 @click.option("--force", is_flag=True,
               help="With --resume: accept config changes beyond the safe ones "
-                   "(fit.epochs, verbose, expect, logging callbacks).")
+                   "(fit.epochs, verbose, expect, logging callbacks). With --run-dir: "
+                   "delete the run already there (only files trainer wrote) first.")
 @click.option("--expect", "cli_expect", multiple=True, metavar="GATE", help=EXPECT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON result on stdout.")
 @LOG_FORMAT
@@ -42,8 +45,9 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     if resume is not None and run_dir is not None:
         raise ConfigError("--run-dir and --resume exclude each other: a resumed run "
                           "continues in its own folder")
-    if force and resume is None:
-        raise ConfigError("--force only applies with --resume")
+    if force and resume is None and run_dir is None:
+        raise ConfigError("--force applies with --resume (accept config changes) or "
+                          "--run-dir (replace the run there)")
     if config_path is not None:
         cfg = api.load_config(config_path, overrides)
     else:

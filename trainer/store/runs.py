@@ -12,10 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-from trainer import __version__
+from trainer import __version__, runfiles
 from trainer.errors import ConfigError, DataError
-from trainer.fileio import (WriteError, atomic_path, check_links, confined, remove_temporaries,
-                            write_text)
+from trainer.fileio import WriteError, atomic_path, check_links, confined, write_text
 
 
 def now():
@@ -75,8 +74,9 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints = self.path / runfiles.CHECKPOINTS
         self.meta = {}
+        self._outputs = None  # the callback outputs recorded so far (runfiles.OUTPUTS)
 
     def save_best(self, model):
         """checkpoints/best.h5: weights and optimizer state of the best epoch so far."""
@@ -97,11 +97,11 @@ class Run:
     def present(self):
         """Whether the run folder is still there (with its lock file and checkpoints/):
         a folder deleted mid-run must not be silently written again."""
-        return (self.path / ".lock").is_file() and self.checkpoints.is_dir()
+        return (self.path / runfiles.LOCK).is_file() and self.checkpoints.is_dir()
 
     def require(self):
         """ConfigError unless this is a run folder `trainer fit` wrote."""
-        if not (self.path / "config.yaml").is_file():
+        if not (self.path / runfiles.CONFIG).is_file():
             raise ConfigError(f"{self.path} is not a run folder (no config.yaml); give a "
                               f"folder `trainer fit` wrote")
         return self
@@ -118,12 +118,13 @@ class Run:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             check_links(self.path)  # before anything is written or removed
-            for folder in (self.path, self.checkpoints):
-                remove_temporaries(folder)  # of a process killed while writing
+            for tmp in runfiles.temporaries(self.path):  # of a process killed mid-write
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
             yield self
         finally:
             with contextlib.suppress(OSError):  # before closing: still ours to remove
-                (self.path / ".lock").unlink()
+                (self.path / runfiles.LOCK).unlink()
             os.close(fd)  # releases the lock
 
     def _acquire(self):
@@ -135,7 +136,7 @@ class Run:
         while True:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
-                lock = confined(self.path / ".lock", self.path)
+                lock = confined(self.path / runfiles.LOCK, self.path)
                 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise WriteError(f"cannot write the run folder {self.path}: "
@@ -156,26 +157,59 @@ class Run:
             if same:
                 return fd
             os.close(fd)  # the file we locked was removed: take the new one
+    def claim(self, force=False):
+        """Before a new run starts here: refuse a folder holding a run (unless
+        ``force``) or files trainer did not write (runfiles.check_new); then mark it as
+        a run folder. Call before ``lock``."""
+        runfiles.check_new(self.path, force)
+        try:
+            runfiles.start(self.path)
+        except OSError as exc:
+            raise WriteError(f"cannot write the run folder {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        return self
 
     def create(self, resolved_config, seed, argv, config_folder=None):
-        """Start a new run here (the lock held); checkpoints of an earlier run in the
-        same folder are removed so a resume can never pick them up."""
+        """Start a new run here (the lock held, ``claim`` passed): what an earlier run
+        wrote here is removed first (``fit --force``), so nothing of it mixes in."""
+        runfiles.remove_run(self.path)
+        self._outputs = None
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         for old in (self.last, self.previous, self.final):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
         self.write_config(resolved_config)
-        self.meta = {"status": "running", "seed": seed, "command": argv,
-                     "started": now(), "ended": None, "versions": versions(),
-                     "final_metrics": {}}
-        if config_folder is not None:
-            self.meta["config_folder"] = str(Path(config_folder).resolve())
+        self.meta = self.new_meta(seed, argv, config_folder)
         self.write_meta()
 
-    def reopen(self, resolved_config, argv, resumed):
+    @staticmethod
+    def new_meta(seed, argv, config_folder=None):
+        meta = {"status": "running", "seed": seed, "command": argv, "started": now(),
+                "ended": None, "versions": versions(), "final_metrics": {}}
+        if config_folder is not None:
+            meta["config_folder"] = str(Path(config_folder).resolve())
+        return meta
+
+    def record(self, path):
+        """Note a callback's file (a path in this folder) in runfiles.OUTPUTS before it
+        is first written, so ``fit --force`` knows it as the run's."""
+        rel = Path(os.path.relpath(path, self.path)).as_posix()
+        if self._outputs is None:
+            self._outputs = set(runfiles.recorded(self.path))
+        if rel not in self._outputs:
+            runfiles.start(self.path)  # (a run of an older trainer has no OUTPUTS yet)
+            with open(self.path / runfiles.OUTPUTS, "a", encoding="utf-8") as f:
+                f.write(rel + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._outputs.add(rel)
+        return path
+
+    def reopen(self, resolved_config, argv, resumed, fresh=None):
         """Continue this run: status back to running, the resume noted in run.json
-        (``resumes``: when, from where, what changed)."""
-        self.meta = self.read_meta()
+        (``resumes``: when, from where, what changed). ``fresh``: the run.json of a new
+        run, for what a run killed before writing its run.json lacks."""
+        self.meta = {**(fresh or {}), **self.read_meta()}
         self.write_config(resolved_config)
         with contextlib.suppress(FileNotFoundError):
             self.final.unlink()  # the model of the run's earlier end, not of this one
@@ -188,17 +222,17 @@ class Run:
     def read_meta(self):
         """run.json as a mapping ({} when there is none yet); DataError when it is
         damaged (not JSON, or JSON that is not an object)."""
-        return read_run_json(self.path / "run.json")
+        return read_run_json(self.path / runfiles.META)
 
     def write_config(self, resolved_config):
         from trainer.config.loader import dump_text
 
-        write_text(self.path / "config.yaml",
+        write_text(self.path / runfiles.CONFIG,
                    dump_text(resolved_config, sort_keys=False, allow_unicode=True),
                    root=self.path)
 
     def write_meta(self):
-        write_text(self.path / "run.json", json.dumps(self.meta, indent=2) + "\n",
+        write_text(self.path / runfiles.META, json.dumps(self.meta, indent=2) + "\n",
                    root=self.path)
 
     def write_array(self, name, array):
@@ -210,6 +244,8 @@ class Run:
                 np.save(f, array, allow_pickle=False)
 
     def finish(self, status, metrics=None, error=None):
+        if not self.meta:  # stopped before create/reopen: nothing of the run to record
+            return
         self.meta.update(status=status, ended=now())
         if metrics is not None:
             self.meta["final_metrics"] = {k: _jsonable(v) for k, v in metrics.items()}
@@ -225,18 +261,18 @@ class Run:
         w.writeheader()
         for r in rows:
             w.writerow(r)
-        write_text(self.path / "history.csv", buf.getvalue(), root=self.path)
+        write_text(self.path / runfiles.HISTORY, buf.getvalue(), root=self.path)
 
     @property
     def last(self):
-        return self.checkpoints / "last.h5"
+        return self.path / runfiles.LAST
 
     @property
     def final(self):
         """The run's final model: the weights Keras's model holds once fit returned
         (EarlyStopping's best ones when it restored them), with the preprocessing
         statistics; written when the run completes."""
-        return self.checkpoints / "final.h5"
+        return self.path / runfiles.FINAL
 
     def model_file(self):
         """The checkpoint that evaluate, predict and export use by default: final.h5
@@ -249,10 +285,19 @@ class Run:
     def previous(self):
         """The checkpoint last.h5 replaced: what a resume falls back to when last.h5
         is damaged."""
-        return self.checkpoints / "last.prev.h5"
+        return self.path / runfiles.PREVIOUS
+
+    @property
+    def best(self):
+        return self.path / runfiles.BEST
+
+    @property
+    def corrupt(self):
+        """Where a damaged last.h5 is set aside."""
+        return self.path / runfiles.CORRUPT
 
     def load_config_text(self):
-        return (self.path / "config.yaml").read_text(encoding="utf-8")
+        return (self.path / runfiles.CONFIG).read_text(encoding="utf-8")
 
 
 def read_run_json(path):

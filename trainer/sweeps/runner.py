@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from trainer.fileio import write_text
+from trainer.runfiles import TRIAL
 
 
 #: what a rerun reports for a trial it found finished (the ledger keeps "completed")
@@ -63,6 +64,7 @@ def run_trial(sweep, trial, run_dir, env):
                str(run_dir), "--json", "-q"]
         for item in trial.overrides:
             cmd += ["--set", item]
+        cmd.append("--force")  # what a failed or killed attempt left goes first
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     status, metrics = trial_status(run_dir)
     error = ""
@@ -76,7 +78,7 @@ def run_trial(sweep, trial, run_dir, env):
 def write_trial_file(trial, run_dir):
     """trial.json in the trial's folder: what the ledger needs, whoever ran it."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "trial.json", json.dumps(
+    write_text(run_dir / TRIAL, json.dumps(
         {"trial": trial.id, "index": trial.index, "seed": trial.seed, "point": trial.point,
          "overrides": trial.overrides}, indent=2) + "\n", root=run_dir)
 
@@ -96,7 +98,7 @@ class Ledger:
         for t in self.expected:
             found[t.id] = {"trial": t.id, "index": t.index, "seed": t.seed, "point": t.point}
         if self.folder.exists():
-            for f in self.folder.glob("*/trial.json"):
+            for f in self.folder.glob(f"*/{TRIAL}"):
                 try:
                     data = json.loads(f.read_text())
                 except (OSError, ValueError):

@@ -92,12 +92,15 @@ class Loop:
     KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) at the next boundary.
     ``at_boundary`` says whether ``get_state`` describes a consistent point.
 
-    Resuming: ``begin()`` (callbacks' on_train_begin, which may reset them), then
-    ``set_state`` restores the position, the epoch's loss sums and metric
-    accumulators, every random stream and each callback's ``get_state()``; then
-    ``run_epochs()``. A resumed epoch calls on_epoch_begin again (as Keras's
-    BackupAndRestore) and continues at the next step. The batch order is a pure
-    function of the seed and the epoch (``batches``), so it needs no state.
+    Resuming: ``begin(state, arrays)`` first restores (``set_state``) the position,
+    the epoch's loss sums and metric accumulators, every random stream and each
+    callback's ``get_state()``, then calls the callbacks' on_train_begin — so they
+    know where the run resumes (``params["initial_epoch"]``, ``params["resumed"]``)
+    and their restored state before they open their files (a CSVLogger cuts its file
+    back to what it held at the checkpoint); then ``run_epochs()``. A resumed epoch
+    calls on_epoch_begin again (as Keras's BackupAndRestore) and continues at the
+    next step. The batch order is a pure function of the seed and the epoch
+    (``batches``), so it needs no state.
 
     ``save`` is called after every epoch's end (after every callback's
     on_epoch_end, so their state is final) and, with ``checkpoint_every``, every that
@@ -142,14 +145,17 @@ class Loop:
         self.begin()
         return self.run_epochs()
 
-    def begin(self):
+    def begin(self, state=None, arrays=None):
+        """Start training, or continue from ``get_state()`` of an earlier run."""
+        self.model.stop_training = False
+        if state is not None:
+            self.set_state(state, arrays)
         steps = len(self.epoch_batches(self.epoch))
         self.callbacks.set_context(self.model, self.run, {
             "epochs": self.epochs, "steps": steps, "batch_size": self.batch_size,
             "samples": len(self.train), "do_validation": self.validation is not None,
-            "initial_epoch": self.epoch,
+            "initial_epoch": self.epoch, "resumed": state is not None,
             "metrics": self.metric_names()})
-        self.model.stop_training = False
         self.callbacks.on_train_begin()
 
     def run_epochs(self):
@@ -212,12 +218,19 @@ class Loop:
         if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
             raise DivergedError(f"the loss became {total} at epoch {self.epoch + 1}, "
                                 f"batch {step + 1} (optimizer step "
-                                f"{model.optimizer.iterations + 1}); the last good "
-                                f"checkpoint is kept")
+                                f"{model.optimizer.iterations + 1}); {self.kept()}")
         every = self.checkpoint_every
         if every and model.optimizer.iterations % every == 0 and self.step < len(plan):
             self.checkpoint()  # (the epoch's end saves anyway)
         self.honour_signal()
+
+    def kept(self):
+        """What a run that stops now leaves to resume from, in words."""
+        if self.saved_at is None:
+            return "no checkpoint was written yet (the run stopped before its first)"
+        epoch, step = self.saved_at
+        at = f"after epoch {epoch}" if step == 0 else f"at step {step} of epoch {epoch + 1}"
+        return f"the last good checkpoint ({at}) is kept"
 
     def checkpoint(self):
         """Call ``save`` unless this very position was saved already."""
@@ -253,7 +266,7 @@ class Loop:
         return state, arrays
 
     def set_state(self, state, arrays):
-        """Continue from ``get_state()`` of an earlier run (call after ``begin``)."""
+        """Continue from ``get_state()`` of an earlier run (``begin`` calls it)."""
         model = self.model
         self.epoch, self.step = state["epoch"], state["step"]
         self.saved_at = (self.epoch, self.step)

@@ -102,7 +102,9 @@ class ResumePoint:
     @classmethod
     def find(cls, run, resolved, force=False, warn=None):
         """Check ``resolved`` against the run and pick its newest valid checkpoint
-        (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used)."""
+        (a damaged last.h5 is set aside as last.corrupt.h5; last.prev.h5 is used). A
+        run that never wrote one (killed in its first seconds) starts again from the
+        beginning: ``path`` and ``state`` are None."""
         import yaml
 
         from trainer.store import checkpoint
@@ -118,11 +120,15 @@ class ResumePoint:
                 f"resume cannot change: {', '.join(unsafe)}. Only {', '.join(SAFE_KEYS)} "
                 f"and the callbacks {', '.join(SAFE_CALLBACKS)} may change; --force "
                 f"resumes anyway (the result then differs from an uninterrupted run)")
+        if not any(p.exists() for p in (run.last, run.previous, run.corrupt)):
+            warn(f"{run.path} has no checkpoint (it stopped before writing its first): "
+                 f"starting it again from the beginning")
+            return cls(None, None, None, changed, forced=bool(unsafe))
         path, problems = checkpoint.newest_valid([run.last, run.previous])
         for p in problems:
             warn(f"{p}; resuming from {path.name}")
         if problems and run.last.exists() and path != run.last:
-            run.last.replace(run.last.with_name("last.corrupt.h5"))
+            run.last.replace(run.corrupt)
         state, arrays = checkpoint.read_state(path)
         other_config = state.get("config_hash") != config_hash(resolved)
         if other_config and not force:
@@ -132,9 +138,9 @@ class ResumePoint:
 
     def summary(self):
         """What run.json records of this resume."""
-        loop = self.state["loop"]
-        return {"checkpoint": self.path.name, "epoch": loop["epoch"], "step": loop["step"],
-                "changed": self.changed, "forced": self.forced}
+        loop = self.state["loop"] if self.state else {"epoch": 0, "step": 0}
+        return {"checkpoint": self.path.name if self.path else None, "epoch": loop["epoch"],
+                "step": loop["step"], "changed": self.changed, "forced": self.forced}
 
 
 def _warn(message):
@@ -142,45 +148,108 @@ def _warn(message):
 
 
 # -- signals ----------------------------------------------------------------------------
+class SignalGate:
+    """SIGINT and SIGTERM while `trainer fit` runs (main thread only).
+
+    Before and after training a signal raises KeyboardInterrupt (SIGINT) or Terminated
+    (SIGTERM) at once; while the loop trains (``training``) the first one asks it to
+    stop at the next step boundary and a second one stops at once. Once one of them
+    has raised, later signals are ignored: the run is on its way out, writing its
+    checkpoint and ``interrupted`` into run.json, which a flood of signals must not
+    cut short.
+
+    A signal that arrives inside a garbage-collector or weakref callback raises where
+    Python cannot pass the exception on: it would print "Exception ignored in ...
+    Traceback ... Terminated" and be lost. ``unraisable`` (the ``sys.unraisablehook``
+    meanwhile) keeps it quiet and raises it again a moment later (SIGALRM), outside
+    the callback.
+    """
+
+    RETRY = 0.005  # seconds until a swallowed interrupt is raised again
+
+    def __init__(self):
+        self.loop = None
+        self.stopping = False
+        self.lost = None  # the interrupt a callback swallowed, to raise again
+
+    def handler(self, signum, frame):
+        if self.stopping:
+            return  # already stopping: let the run record how it ended
+        if self.loop is not None and self.loop.pending_signal is None:
+            self.loop.pending_signal = signum  # stop at the next step boundary
+            return
+        self.stopping = True
+        raise _interrupt(signum)
+
+    def unraisable(self, previous):
+        def hook(unraisable):
+            exc = unraisable.exc_value
+            if isinstance(exc, KeyboardInterrupt):
+                self.lost = type(exc)
+                signal.setitimer(signal.ITIMER_REAL, self.RETRY)
+                return
+            previous(unraisable)
+        return hook
+
+    def raise_lost(self, signum, frame):
+        lost, self.lost = self.lost, None
+        if lost is not None:
+            self.stopping = True
+            raise lost()
+
+    @contextlib.contextmanager
+    def training(self, loop):
+        """While ``loop`` trains: a first signal stops it at a step boundary."""
+        self.loop = loop
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.stopping = True  # (raised at a boundary by the loop itself)
+            raise
+        finally:
+            self.loop = None
+
+
+def _interrupt(signum):
+    from trainer.errors import Terminated
+
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+_gates = []
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM raises Terminated, as SIGINT raises KeyboardInterrupt: `trainer fit`
-    then ends the same way (run.json updated, exit 143) whenever it comes. While
-    training, ``stop_at_boundary`` defers both to the next step boundary."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    """Handle SIGINT and SIGTERM with a SignalGate (the one already installed, if any):
+    SIGTERM raises Terminated as SIGINT raises KeyboardInterrupt, so `trainer fit` ends
+    the same way (run.json updated, exit 130/143) whenever either comes."""
+    if _gates or threading.current_thread() is not threading.main_thread():
+        yield _gates[-1] if _gates else None
         return
-
-    def handler(signum, frame):
-        from trainer.errors import Terminated
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    gate = SignalGate()
+    previous = {s: signal.signal(s, gate.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, gate.raise_lost)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, gate.unraisable(sys.unraisablehook)
+    _gates.append(gate)
     try:
-        yield
+        yield gate
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        _gates.remove(gate)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = previous_hook
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
 def stop_at_boundary(loop):
-    """While training: the first SIGINT/SIGTERM asks ``loop`` to stop at the next step
+    """While ``loop`` trains: the first SIGINT/SIGTERM asks it to stop at the next step
     boundary (where a resumable checkpoint is written); a second one stops at once,
-    keeping the last checkpoint written."""
-    if threading.current_thread() is not threading.main_thread():
+    keeping the last checkpoint written. (Within ``sigterm_as_interrupt``.)"""
+    gate = _gates[-1] if _gates else None
+    if gate is None:
         yield
         return
-
-    def handler(signum, frame):
-        if loop.pending_signal is not None:
-            from trainer.errors import Terminated
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        loop.pending_signal = signum
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with gate.training(loop):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
