@@ -3,6 +3,7 @@ HDF5 file reading another file's bytes, no data "file" that never ends (issue 22
 
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -60,10 +61,17 @@ def test_resume_through_a_symlink_out_of_the_run_folder_is_refused(tmp_path, ent
 def test_a_lock_file_linked_out_of_the_run_folder_is_not_truncated(tmp_path):
     precious = tmp_path / "precious.txt"
     precious.write_text("the user's notes\n")
-    (tmp_path / "r").mkdir()
-    (tmp_path / "r" / ".lock").symlink_to(precious)
-    r = cli("fit", write_config(tmp_path, IRIS), "--run-dir", tmp_path / "r")
+    run = finished_run(tmp_path)
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(precious)
+    r = cli("fit", "--resume", run, "--set", "fit.epochs=2")
     assert r.exit_code == 3 and "leads outside the run folder" in r.output, r.output
+    assert precious.read_text() == "the user's notes\n"
+    # in a new folder the link is a file trainer did not write: refused, untouched
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / ".lock").symlink_to(precious)
+    r = cli("fit", write_config(tmp_path, IRIS), "--run-dir", tmp_path / "new")
+    assert r.exit_code == 2 and "did not write" in r.output, r.output
     assert precious.read_text() == "the user's notes\n"
 
 
@@ -71,10 +79,13 @@ def test_model_checkpoint_into_a_symlinked_folder_writes_nothing_outside(tmp_pat
     """Before: caught only after epoch 1 had been written outside."""
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "r" / "checkpoints" / "sub").symlink_to(outside, target_is_directory=True)
     text = IRIS + "callbacks: [{ModelCheckpoint: {filepath: 'sub/w{epoch}.h5'}}]\n"
     r = cli("fit", write_config(tmp_path, text), "--run-dir", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    sub = tmp_path / "r" / "checkpoints" / "sub"
+    shutil.rmtree(sub)
+    sub.symlink_to(outside, target_is_directory=True)
+    r = cli("fit", "--resume", tmp_path / "r", "--set", "fit.epochs=2")
     assert r.exit_code == 3 and "leads outside the run folder" in r.output, r.output
     assert list(outside.iterdir()) == []
 

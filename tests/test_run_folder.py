@@ -67,8 +67,8 @@ def test_force_removes_the_old_run_first(tmp_path, finished):
     assert r.exit_code == 0, r.output
     left = set(snapshot(run_dir))
     assert not any(name.startswith(("logs/", "tb/")) for name in left), left
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {"last.h5",
-                                                                      "last.prev.h5"}
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {
+        "last.h5", "last.prev.h5", "final.h5"}
     assert "resumes" not in json.loads((run_dir / "run.json").read_text())
     assert not (run_dir / "logs").exists() and not (run_dir / "tb").exists()
 
@@ -172,7 +172,7 @@ def test_every_file_a_run_writes_is_reserved_or_recorded(workdir):
     run_dir = workdir / "run"
     files = set(snapshot(run_dir))
     recorded = set(runfiles.recorded(run_dir))
-    assert {"validation_rows.npy", "metrics.json", ".outputs", ".lock"} <= files
+    assert {"validation_rows.npy", "metrics.json", ".outputs"} <= files
     assert files <= set(runfiles.RESERVED) | recorded, files - set(runfiles.RESERVED)
     assert any(name.startswith("tb/train/") for name in recorded)
     assert runfiles.written(run_dir) == files

@@ -240,14 +240,12 @@ NAME_MAX = 255
 SAMPLE_INTS = ("epoch", "batch", "size")
 
 
-def check_template(template, fields, params, extra, what, where):
-    """Fill a file name template with sample values before training (an int for
-    ``epoch``, ``batch``, ``size``, a float for each logged value): a field it cannot
-    format (``{epoch:zz}``, ``{lr:s}``), a width no file name can hold
-    (``{epoch:>99999999999}``) or a '/' written by a format spec is a ConfigError
-    naming the field. Returns the template filled with the samples."""
-    check_fields(fields, params, extra, what, where)
-    samples = {f: (1 if f in SAMPLE_INTS else 0.5) for f in fields}
+def check_format_specs(template, what, where):
+    """(field, as written: ``{epoch:02d}``) for the fields of a file name template, once each format
+    spec is known to be safe to try: a width no file name can hold
+    (``{epoch:>99999999999}``, which would allocate that much) or a '/' or NUL fill
+    character is a ConfigError naming the field."""
+    out = []
     for _, field, spec, conversion in string.Formatter().parse(template):
         if field is None:
             continue
@@ -260,6 +258,19 @@ def check_template(template, fields, params, extra, what, where):
         if "/" in (spec or "") or "\0" in (spec or ""):
             raise ConfigError(f"{what}: {text} would write '/' or NUL into the file name "
                               f"(a fill character of its format)", where=where)
+        out.append((field, text))
+    return out
+
+
+def check_template(template, fields, params, extra, what, where):
+    """Fill a file name template with sample values before training (an int for
+    ``epoch``, ``batch``, ``size``, a float for each logged value): a field it cannot
+    format (``{epoch:zz}``, ``{lr:s}``), a width no file name can hold
+    (``{epoch:>99999999999}``) or a '/' written by a format spec is a ConfigError
+    naming the field. Returns the template filled with the samples."""
+    check_fields(fields, params, extra, what, where)
+    samples = {f: (1 if f in SAMPLE_INTS else 0.5) for f in fields}
+    for field, text in check_format_specs(template, what, where):
         try:
             text.format(**samples)
         except (ValueError, TypeError, OverflowError, MemoryError) as exc:

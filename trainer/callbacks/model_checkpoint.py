@@ -3,8 +3,9 @@
 from pathlib import PurePath
 from typing import Literal, Union
 
-from trainer.callbacks.base import (Callback, Monitor, check_relative, check_template,
-                                    inside_run, run_root, save_best, say, template_fields)
+from trainer.callbacks.base import (Callback, Monitor, check_format_specs, check_relative,
+                                    check_template, inside_run, run_root, save_best, say,
+                                    template_fields)
 from trainer.errors import ConfigError
 from trainer.config.families import callbacks
 from trainer.config.registry import PositiveInt
@@ -67,6 +68,7 @@ class ModelCheckpoint(Callback):
     def outputs(self):
         """The file of a sample epoch (every field 1): a template without fields, such
         as ``last.h5``, names one file; each path is checked again when saved."""
+        check_format_specs(self.filepath, "ModelCheckpoint.filepath", self.where)
         try:
             sample = self.filepath.format_map(_Ones())
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
