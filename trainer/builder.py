@@ -103,6 +103,9 @@ def build_graph(cfg, rng):
     if "keras" in model_cfg:  # translated into plain config, in place
         from trainer.keras_io import expand
         model_cfg = expand(cfg)["model"]
+    if "application" in model_cfg:  # a Keras application family, written out in place
+        from trainer.applications.expand import expand as expand_application
+        model_cfg = expand_application(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
         from trainer.functional import build_functional
         return build_functional(cfg, rng)

@@ -79,6 +79,22 @@ def _dataset_source(dataset_schema):
             "allOf": rules}
 
 
+def _application_keys():
+    """``model: {application: NAME, ...}``: the family and Keras's arguments (each
+    family checks which of them it takes when the model is built)."""
+    from trainer.registries import applications
+
+    return {
+        "application": {"enum": applications.names()},
+        "include_top": {"type": "boolean", "default": True},
+        "pooling": {"enum": ["avg", "max", None], "default": None},
+        "classes": {"type": "integer", "minimum": 1, "default": 1000},
+        "classifier_activation": {"type": ["string", "null"], "default": "softmax"},
+        "alpha": {"type": "number", "exclusiveMinimum": 0},
+        "depth_multiplier": {"type": "integer", "minimum": 1},
+    }
+
+
 def _per_output(item):
     """One value, or a mapping output name → value (functional models)."""
     return {"anyOf": [item, {"type": "object", "additionalProperties": item}]}
@@ -176,13 +192,14 @@ def config_schema():
                     "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
                     "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                     "weights": {"anyOf": [
-                        {"type": "string", "minLength": 1},
+                        {"type": "string", "minLength": 1}, {"type": "null"},
                         {"type": "object", "required": ["path"], "additionalProperties": False,
                          "properties": {"path": {"type": "string", "minLength": 1},
                                         "by_name": {"type": "boolean", "default": True},
                                         "skip_mismatch": {"type": "boolean",
                                                           "default": False}}}]},
                     "keras": {"type": "string", "minLength": 1},
+                    **_application_keys(),
                 },
             },
             "compile": {

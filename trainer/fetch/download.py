@@ -94,11 +94,11 @@ def get_file(remote, *, mirror=None, progress=None):
 def _download(remote, final, url, progress):
     part = final.with_name(final.name + ".part")
     resumed = part.exists() and part.stat().st_size > 0
-    _transfer(url, part, final, progress)
+    _transfer(url, part, final, progress, remote.origin)
     if not _hash_ok(part, remote.file_hash):
         part.unlink()
         if resumed:  # the kept part may be of another version of the file: start over
-            _transfer(url, part, final, progress)
+            _transfer(url, part, final, progress, remote.origin)
             if _hash_ok(part, remote.file_hash):
                 os.replace(part, final)
                 return
@@ -111,7 +111,7 @@ def _download(remote, final, url, progress):
     os.replace(part, final)
 
 
-def _transfer(url, part, final, progress):
+def _transfer(url, part, final, progress, origin):
     """Append the rest of ``url`` to ``part`` (all of it when the server ignores the
     Range request)."""
     offset = part.stat().st_size if part.exists() else 0
@@ -124,11 +124,11 @@ def _transfer(url, part, final, progress):
         if exc.code == 416 and offset:  # the part is already whole
             return
         raise DataError(f"{final.name}: {url} answered HTTP {exc.code} {exc.reason}; "
-                        f"{_where_to_put(final, url)}") from None
+                        f"{_where_to_put(final, origin)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"{final.name}: cannot download {url} ({reason}); no network? "
-                        f"{_where_to_put(final, url)}") from None
+                        f"{_where_to_put(final, origin)}") from None
     with response:
         if response.status != 206:
             offset = 0

@@ -1,0 +1,63 @@
+"""``model: {application: NAME, ...}`` → the functional model section it stands for."""
+
+from trainer.errors import ConfigError
+
+#: keys of an application model section that are not the family's arguments
+OWN_KEYS = ("application", "name")
+
+
+def application_model(name, args, where=None, place="model.application"):
+    """The application instance for ``name`` and its argument mapping."""
+    from trainer.registries import applications
+
+    try:
+        return applications.get({name: dict(args)})
+    except ConfigError as exc:
+        raise ConfigError(f"{place}: {exc.message}", where=where) from None
+
+
+def imagenet_weights(app, mirror=None):
+    """The local path of ``app``'s imagenet weight file (Keras's cache or download)."""
+    from trainer.fetch import get_file
+
+    return get_file(app.weight_file(), mirror=mirror)
+
+
+def expand(cfg):
+    """Replace ``cfg['model']`` (in place) by the application's functional section:
+    ``{name, inputs, layers, outputs, weights}``; ``weights: imagenet`` is fetched."""
+    from trainer.config import resolve_path, validate
+
+    model_cfg = cfg["model"]
+    where = cfg.where(("model", "application"))
+    both = [k for k in ("layers", "inputs", "outputs", "keras") if k in model_cfg]
+    if both:
+        raise ConfigError(f"model.application: the architecture comes from the application; "
+                          f"drop model.{', model.'.join(both)}", where=where)
+    args = {k: v for k, v in model_cfg.items() if k not in OWN_KEYS}
+    app = application_model(model_cfg["application"], args, where)
+    try:
+        spec = app.model_config()
+    except ConfigError as exc:
+        raise ConfigError(f"model.application: {exc.message}", where=where) from None
+    if model_cfg.get("name"):
+        spec["name"] = model_cfg["name"]
+    if app.weights == "imagenet":
+        spec["weights"] = str(imagenet_weights(app))
+    elif app.weights is not None:
+        path = resolve_path(cfg, app.weights).resolve()
+        if not path.is_file():
+            raise ConfigError(f"model.weights: file not found: {path} (expected imagenet, "
+                              f"null or the path of a weight file)",
+                              where=cfg.where(("model", "weights")))
+        spec["weights"] = str(path)
+    cfg["model"] = spec
+    label = model_cfg["application"]
+    for i in range(len(spec["layers"])):
+        cfg.marks[("model", "layers", i)] = f"application {label}"
+    try:
+        validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"model.application: {label} expanded into a config that does not "
+                          f"validate:\n{exc}", where=where) from None
+    return cfg
