@@ -15,7 +15,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Arguments every layer takes in a model, besides its own.
 LAYER_COMMON = {
-    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"},
+    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_./-]*$"},
     "input_shape": {"type": "array", "items": {"anyOf": [
         {"type": "integer", "minimum": 1}, {"type": "null"}]}},
     "batch_input_shape": {"type": "array"},

@@ -30,6 +30,9 @@ class Application:
     preprocess_mode = "caffe"
     #: Keras's model name (the Functional's name)
     model_name = ""
+    #: 1 where Keras's released weight file was written by standalone Keras 2.0, whose
+    #: automatic layer names start at ``_1`` (``conv2d_1``); 0 for tf.keras's
+    first_suffix = 0
 
     def __init__(self, weights: str | None = "imagenet", include_top: bool = True,
                  pooling: Literal["avg", "max"] | None = None, classes: PositiveInt = 1000,
@@ -105,7 +108,7 @@ class Application:
     def model_config(self):
         """``{name, inputs, layers, outputs}``: the functional model section."""
         self.check()
-        net = Net()
+        net = Net(first_suffix=self.first_suffix)
         shape = self.shape()
         x = self.body(net, net.input_name)
         x = self.top(net, x) if self.include_top else self.pool(net, x)

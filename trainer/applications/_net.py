@@ -10,8 +10,11 @@ from trainer.engine.layer import snake_case
 
 
 class Net:
-    def __init__(self, input_name="input_1"):
+    def __init__(self, input_name="input_1", first_suffix=0):
         self.input_name = input_name
+        #: standalone Keras 2.0 numbered automatic names from 1 (conv2d_1, conv2d_2, ...):
+        #: families whose released weight files it wrote use 1, so they load by name
+        self.first_suffix = first_suffix
         self.layers = []
         self._used = {input_name}
         self._counts = {}
@@ -19,7 +22,7 @@ class Net:
     def _auto(self, kind):
         base = snake_case(kind)
         while True:
-            n = self._counts.get(base, 0)
+            n = self._counts.get(base, self.first_suffix)
             self._counts[base] = n + 1
             name = base if n == 0 else f"{base}_{n}"
             if name not in self._used:
@@ -45,7 +48,7 @@ class Net:
                         use_bias=None if use_bias else False,
                         activation=activation, **more)
 
-    def bn(self, x, name=None, epsilon=1.001e-5, momentum=None):
+    def bn(self, x, name=None, epsilon=None, momentum=None):
         return self.add("BatchNormalization", x, name, axis=3, epsilon=epsilon,
                         momentum=momentum)
 

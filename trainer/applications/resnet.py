@@ -6,6 +6,9 @@ from trainer.applications._base import Application
 from trainer.registries import applications
 
 
+EPS = 1.001e-5  # Keras's BatchNormalization epsilon in these families
+
+
 class ResNet(Application):
     stacks = ()  # blocks per stage conv2..conv5
     preact = False
@@ -15,14 +18,14 @@ class ResNet(Application):
         x = net.add("ZeroPadding2D", x, "conv1_pad", padding=[[3, 3], [3, 3]])
         x = net.conv(x, "conv1_conv", 64, 7, strides=2)
         if not self.preact:
-            x = net.bn(x, "conv1_bn")
+            x = net.bn(x, "conv1_bn", EPS)
             x = net.act(x, "relu", "conv1_relu")
         x = net.add("ZeroPadding2D", x, "pool1_pad", padding=[[1, 1], [1, 1]])
         x = net.add("MaxPooling2D", x, "pool1_pool", pool_size=3, strides=2)
         for stage, (filters, blocks) in enumerate(zip((64, 128, 256, 512), self.stacks), 2):
             x = self.stack(net, x, filters, blocks, stage)
         if self.preact:
-            x = net.bn(x, "post_bn")
+            x = net.bn(x, "post_bn", EPS)
             x = net.act(x, "relu", "post_relu")
         return x
 
@@ -37,15 +40,15 @@ class ResNet(Application):
     def block_v1(net, x, filters, stride, conv_shortcut, name):
         if conv_shortcut:
             shortcut = net.conv(x, f"{name}_0_conv", 4 * filters, 1, strides=stride)
-            shortcut = net.bn(shortcut, f"{name}_0_bn")
+            shortcut = net.bn(shortcut, f"{name}_0_bn", EPS)
         else:
             shortcut = x
         x = net.conv(x, f"{name}_1_conv", filters, 1, strides=stride)
-        x = net.act(net.bn(x, f"{name}_1_bn"), "relu", f"{name}_1_relu")
+        x = net.act(net.bn(x, f"{name}_1_bn", EPS), "relu", f"{name}_1_relu")
         x = net.conv(x, f"{name}_2_conv", filters, 3, padding="same")
-        x = net.act(net.bn(x, f"{name}_2_bn"), "relu", f"{name}_2_relu")
+        x = net.act(net.bn(x, f"{name}_2_bn", EPS), "relu", f"{name}_2_relu")
         x = net.conv(x, f"{name}_3_conv", 4 * filters, 1)
-        x = net.bn(x, f"{name}_3_bn")
+        x = net.bn(x, f"{name}_3_bn", EPS)
         x = net.add("Add", [shortcut, x], f"{name}_add")
         return net.act(x, "relu", f"{name}_out")
 
@@ -64,7 +67,7 @@ class ResNetV2(ResNet):
 
     @staticmethod
     def block_v2(net, x, filters, stride, conv_shortcut, name):
-        preact = net.act(net.bn(x, f"{name}_preact_bn"), "relu", f"{name}_preact_relu")
+        preact = net.act(net.bn(x, f"{name}_preact_bn", EPS), "relu", f"{name}_preact_relu")
         if conv_shortcut:
             shortcut = net.conv(preact, f"{name}_0_conv", 4 * filters, 1, strides=stride)
         elif stride > 1:
@@ -72,10 +75,10 @@ class ResNetV2(ResNet):
         else:
             shortcut = x
         x = net.conv(preact, f"{name}_1_conv", filters, 1, use_bias=False)
-        x = net.act(net.bn(x, f"{name}_1_bn"), "relu", f"{name}_1_relu")
+        x = net.act(net.bn(x, f"{name}_1_bn", EPS), "relu", f"{name}_1_relu")
         x = net.add("ZeroPadding2D", x, f"{name}_2_pad", padding=[[1, 1], [1, 1]])
         x = net.conv(x, f"{name}_2_conv", filters, 3, strides=stride, use_bias=False)
-        x = net.act(net.bn(x, f"{name}_2_bn"), "relu", f"{name}_2_relu")
+        x = net.act(net.bn(x, f"{name}_2_bn", EPS), "relu", f"{name}_2_relu")
         x = net.conv(x, f"{name}_3_conv", 4 * filters, 1)
         return net.add("Add", [shortcut, x], f"{name}_out")
 

@@ -34,6 +34,19 @@ for _name, (_top, _notop) in _RESNET.items():
                            _top, _notop)
 
 
+for _name, _top, _notop in (
+        ("DenseNet121", "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738"),
+        ("DenseNet169", "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b"),
+        ("DenseNet201", "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1")):
+    WEIGHTS[_name] = _pair("densenet", f"{_name.lower()}_weights_tf_dim_ordering_tf_kernels",
+                           _top, _notop)
+WEIGHTS["InceptionV3"] = _pair("inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels",
+                               "9a0d58056eeedaa3f26cb7ebd46da564",
+                               "bcbd6486424b2319ff4ef7d526e38f63")
+WEIGHTS["Xception"] = _pair("xception", "xception_weights_tf_dim_ordering_tf_kernels",
+                            "0a58e3b7378bc2990ea3b43d5981f1f6", "b0042744bf5b25fce3cb969f33bebb97")
+
+
 def remote_for(app):
     """The Remote of ``app``'s imagenet weights (its family may pick by its arguments)."""
     from trainer.errors import ConfigError
