@@ -23,12 +23,15 @@ KERAS_PARAMS = {
     "ResNet50V2": 25_613_800, "ResNet101V2": 44_675_560, "ResNet152V2": 60_380_648,
     "MobileNet": 4_253_864, "MobileNetV2": 3_538_984,
     "DenseNet121": 8_062_504, "DenseNet169": 14_307_880, "DenseNet201": 20_242_984,
-    "InceptionV3": 23_851_784, "Xception": 22_910_480,
+    "InceptionV3": 23_851_784, "Xception": 22_910_480, "InceptionResNetV2": 55_873_736,
+    "EfficientNetB0": 5_330_571, "EfficientNetB1": 7_856_239, "EfficientNetB2": 9_177_569,
+    "EfficientNetB3": 12_320_535, "EfficientNetB4": 19_466_823, "EfficientNetB5": 30_562_527,
+    "EfficientNetB6": 43_265_143, "EfficientNetB7": 66_658_687,
 }
 KERAS_NOTOP_PARAMS = {
     "VGG16": 14_714_688, "ResNet50": 23_587_712, "MobileNet": 3_228_864,
     "MobileNetV2": 2_257_984, "DenseNet121": 7_037_504, "InceptionV3": 21_802_784,
-    "Xception": 20_861_480,
+    "Xception": 20_861_480, "InceptionResNetV2": 54_336_736, "EfficientNetB0": 4_049_571,
 }
 
 
@@ -84,7 +87,8 @@ def test_vgg16_mobilenet_densenet_inception_xception_names():
 @pytest.mark.parametrize("name,args", [
     ("VGG16", {}), ("ResNet50", {}), ("ResNet50V2", {}), ("MobileNet", {"alpha": 0.25}),
     ("MobileNetV2", {"alpha": 0.35}), ("DenseNet121", {}), ("Xception", {"size": 71}),
-    ("InceptionV3", {"size": 75})])
+    ("InceptionV3", {"size": 75}), ("EfficientNetB0", {}),
+    ("InceptionResNetV2", {"size": 75})])
 def test_forward_pass_at_a_small_size(name, args, tmp_path):
     size = args.pop("size", 32)
     model, _ = build(tmp_path, application=name, weights=None, include_top=False,
@@ -93,6 +97,22 @@ def test_forward_pass_at_a_small_size(name, args, tmp_path):
     (y,) = model.predict_on_batch([x])
     assert y.ndim == 2 and y.shape[0] == 2 and np.isfinite(y).all()
     assert not np.allclose(y[0], y[1], rtol=1e-3, atol=0)  # the inputs are told apart
+
+
+def test_efficientnet_input_scaling_follows_the_weights():
+    """Keras adds its per-channel fix after the Normalization only for imagenet weights;
+    the Normalization holds Keras's mean/variance/count (7 of B0's 5,330,571)."""
+    names = lambda g: [la.name for la in g.layers()][:4]  # noqa: E731
+    assert names(application_graph("EfficientNetB0")) == [
+        "rescaling", "normalization", "stem_conv_pad", "stem_conv"]
+    from trainer.applications.expand import application_model
+    spec = application_model("EfficientNetB0", {"weights": "imagenet"}).model_config()
+    assert [next(iter(la)) for la in spec["layers"][:3]] == ["Rescaling", "Normalization",
+                                                               "Rescaling"]
+    assert spec["layers"][2]["Rescaling"]["scale"][0] == pytest.approx(1 / 0.229 ** 0.5)
+    w = _weights(application_graph("EfficientNetB0"))
+    assert w["normalization"] == [(3,), (3,), ()]
+    assert w["block6d_se_reduce"] == [(1, 1, 1152, 48), (48,)]
 
 
 def test_release_layout_weights_load_by_name(tmp_path):

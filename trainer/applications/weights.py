@@ -45,6 +45,9 @@ WEIGHTS["InceptionV3"] = _pair("inception_v3", "inception_v3_weights_tf_dim_orde
                                "bcbd6486424b2319ff4ef7d526e38f63")
 WEIGHTS["Xception"] = _pair("xception", "xception_weights_tf_dim_ordering_tf_kernels",
                             "0a58e3b7378bc2990ea3b43d5981f1f6", "b0042744bf5b25fce3cb969f33bebb97")
+WEIGHTS["InceptionResNetV2"] = _pair(
+    "inception_resnet_v2", "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels",
+    "e693bd0210a403b3192acc6073ad2e96", "d19885ff4a710c122648d3b5c3b684e4")
 
 
 def remote_for(app):
