@@ -147,3 +147,19 @@ def place(monkeypatch, home, names=None):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(served[urllib.parse.urlsplit(remote.origin).path])
     return served
+
+
+def place_weights(home, application, **args):
+    """A weight file of random values in Keras's release layout, under the name Keras's
+    cache gives ``application``'s imagenet weights (for families whose files Keras
+    checks no hash of, such as MobileNet); returns its path."""
+    from application_helpers import build, write_release_file
+    from trainer.registries import applications
+
+    remote = applications.get({application: {**args, "weights": "imagenet"}}).weight_file()
+    assert remote.file_hash is None, "a file Keras checks a hash of needs a patched hash"
+    path = home / remote.cache_subdir / remote.fname
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model, _ = build(home, application=application, weights=None, **args)
+    write_release_file(path, model, np.random.default_rng(0))
+    return path

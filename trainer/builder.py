@@ -106,6 +106,9 @@ def build_graph(cfg, rng):
     if "application" in model_cfg:  # a Keras application family, written out in place
         from trainer.applications.expand import expand as expand_application
         model_cfg = expand_application(cfg)["model"]
+    if any(isinstance(s, dict) and "application" in s for s in model_cfg.get("layers") or ()):
+        from trainer.applications.transfer import inline  # an application, then a head
+        model_cfg = inline(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
         from trainer.functional import build_functional
         return build_functional(cfg, rng)

@@ -92,6 +92,10 @@ def _application_keys():
         "classifier_activation": {"type": ["string", "null"], "default": "softmax"},
         "alpha": {"type": "number", "exclusiveMinimum": 0},
         "depth_multiplier": {"type": "integer", "minimum": 1},
+        "freeze": {"anyOf": [
+            {"type": "object", "required": ["until"], "additionalProperties": False,
+             "properties": {"until": {"type": "string"}}},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
     }
 
 
@@ -110,6 +114,9 @@ def config_schema():
                         "name": LAYER_COMMON["name"]}},
         {"type": "object", "required": ["layer"], "additionalProperties": False,
          "properties": {"layer": USER_CODE, "args": {"type": "object"}, **LAYER_COMMON}},
+        {"type": "object", "required": ["application"], "additionalProperties": False,
+         "properties": {**_application_keys(), **LAYER_COMMON,
+                        "weights": {"type": ["string", "null"], "minLength": 1}}},
     ]}
     defs["metric"] = _merged("metric", registries.metrics, registries.losses,
                              extra_names=("accuracy", "acc"))

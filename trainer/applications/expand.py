@@ -3,7 +3,7 @@
 from trainer.errors import ConfigError
 
 #: keys of an application model section that are not the family's arguments
-OWN_KEYS = ("application", "name")
+OWN_KEYS = ("application", "name", "freeze")
 
 
 def application_model(name, args, where=None, place="model.application"):
@@ -23,10 +23,28 @@ def imagenet_weights(app, mirror=None):
     return get_file(app.weight_file(), mirror=mirror)
 
 
+def weights_path(app, cfg):
+    """The weight file ``app.weights`` names, as a string: fetched for imagenet, a path
+    resolved against the config's folder (which must exist), None for null."""
+    from trainer.config import resolve_path
+
+    if app.weights == "imagenet":
+        return str(imagenet_weights(app))
+    if app.weights is None:
+        return None
+    path = resolve_path(cfg, app.weights).resolve()
+    if not path.is_file():
+        raise ConfigError(f"model.weights: file not found: {path} (expected imagenet, "
+                          f"null or the path of a weight file)",
+                          where=cfg.where(("model", "weights")))
+    return str(path)
+
+
 def expand(cfg):
     """Replace ``cfg['model']`` (in place) by the application's functional section:
     ``{name, inputs, layers, outputs, weights}``; ``weights: imagenet`` is fetched."""
-    from trainer.config import resolve_path, validate
+    from trainer.applications.transfer import freeze
+    from trainer.config import validate
 
     model_cfg = cfg["model"]
     where = cfg.where(("model", "application"))
@@ -42,15 +60,11 @@ def expand(cfg):
         raise ConfigError(f"model.application: {exc.message}", where=where) from None
     if model_cfg.get("name"):
         spec["name"] = model_cfg["name"]
-    if app.weights == "imagenet":
-        spec["weights"] = str(imagenet_weights(app))
-    elif app.weights is not None:
-        path = resolve_path(cfg, app.weights).resolve()
-        if not path.is_file():
-            raise ConfigError(f"model.weights: file not found: {path} (expected imagenet, "
-                              f"null or the path of a weight file)",
-                              where=cfg.where(("model", "weights")))
-        spec["weights"] = str(path)
+    if model_cfg.get("freeze") is not None:
+        freeze(spec["layers"], model_cfg["freeze"], cfg.where(("model", "freeze")))
+    path = weights_path(app, cfg)
+    if path is not None:
+        spec["weights"] = path
     cfg["model"] = spec
     label = model_cfg["application"]
     for i in range(len(spec["layers"])):
