@@ -292,8 +292,9 @@ def validate(config_paths, overrides, fmt, as_json):
 Example:
   trainer predict runs/quickstart-20261126-101500 --input new.npy --output preds.csv""")
 @click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help=".npy, .npz (arrays by input name) or .csv")
+@click.option("--input", "input_path", required=True, type=click.Path(),
+              help=".npy, .npz (arrays by input name) or .csv; or images: a .jpg/.png "
+                   "file, a folder of them or a glob ('photos/*.jpg')")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
               help=".npy, .npz or .csv (default: print a summary)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False))

@@ -89,7 +89,11 @@ def predict(run_dir, input_path, output_path=None, batch_size=None, checkpoint_p
     _, arrays = checkpoint.load(ckpt, model, with_optimizer=False)
     pre = Preprocessor(cfg["data"].get("preprocess", {}), model.input_names, [])
     pre.set_state(arrays)
-    split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
+    from trainer.data.images import image_inputs
+    arrays = image_inputs(input_path, model)  # photo.jpg, a folder or a glob; else None
+    if arrays is None:
+        arrays = read_inputs(input_path, model.input_names)
+    split = pre.apply(Split(arrays, {}))
     api.check_input_shapes(model, split, "--input")
     model.check_finite_inputs(split, "--input")
     outputs = run_predict(model, split, batch_size or cfg["fit"]["batch_size"])

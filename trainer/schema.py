@@ -144,8 +144,27 @@ def config_schema():
             "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
         },
     }
+    image_source = {  # a folder of images, as Keras's image_dataset_from_directory
+        "type": "object", "required": ["images"], "additionalProperties": False,
+        "properties": {
+            "images": {"type": "string", "minLength": 1},
+            "image_size": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                           "minItems": 2, "maxItems": 2, "default": [256, 256]},
+            "labels": {"const": "inferred", "default": "inferred"},
+            "label_mode": {"enum": ["int", "categorical", "binary"], "default": "int"},
+            "class_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "color_mode": {"enum": ["rgb", "grayscale", "rgba"], "default": "rgb"},
+            "interpolation": {"enum": ["bilinear", "nearest"], "default": "bilinear"},
+            "shuffle": {"type": "boolean", "default": True},
+            "seed": {"type": "integer", "minimum": 0},
+            "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "subset": {"enum": ["training", "validation"]},
+        },
+    }
     source = {"if": {"type": "object", "required": ["dataset"]},
-              "then": _dataset_source(defs["dataset"]), "else": file_source}
+              "then": _dataset_source(defs["dataset"]),
+              "else": {"if": {"type": "object", "required": ["images"]},
+                       "then": image_source, "else": file_source}}
     steps = {"type": "array", "items": {"$ref": "#/$defs/preprocessing step"}}
     defs["source"] = source
     schema = {
