@@ -27,11 +27,13 @@ KERAS_PARAMS = {
     "EfficientNetB0": 5_330_571, "EfficientNetB1": 7_856_239, "EfficientNetB2": 9_177_569,
     "EfficientNetB3": 12_320_535, "EfficientNetB4": 19_466_823, "EfficientNetB5": 30_562_527,
     "EfficientNetB6": 43_265_143, "EfficientNetB7": 66_658_687,
+    "NASNetMobile": 5_326_716, "NASNetLarge": 88_949_818,
 }
 KERAS_NOTOP_PARAMS = {
     "VGG16": 14_714_688, "ResNet50": 23_587_712, "MobileNet": 3_228_864,
     "MobileNetV2": 2_257_984, "DenseNet121": 7_037_504, "InceptionV3": 21_802_784,
     "Xception": 20_861_480, "InceptionResNetV2": 54_336_736, "EfficientNetB0": 4_049_571,
+    "NASNetMobile": 4_269_716, "NASNetLarge": 84_916_818,
 }
 
 
@@ -88,7 +90,7 @@ def test_vgg16_mobilenet_densenet_inception_xception_names():
     ("VGG16", {}), ("ResNet50", {}), ("ResNet50V2", {}), ("MobileNet", {"alpha": 0.25}),
     ("MobileNetV2", {"alpha": 0.35}), ("DenseNet121", {}), ("Xception", {"size": 71}),
     ("InceptionV3", {"size": 75}), ("EfficientNetB0", {}),
-    ("InceptionResNetV2", {"size": 75})])
+    ("InceptionResNetV2", {"size": 75}), ("NASNetMobile", {}), ("NASNetMobile", {"size": 45})])
 def test_forward_pass_at_a_small_size(name, args, tmp_path):
     size = args.pop("size", 32)
     model, _ = build(tmp_path, application=name, weights=None, include_top=False,
@@ -182,6 +184,10 @@ def test_mobilenet_weight_file_names_follow_keras():
     assert fname(name="ResNet50") == "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
     assert fname(name="DenseNet121", include_top=False) == \
         "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert fname(name="NASNetMobile") == "nasnet_mobile.h5"  # cache name ≠ URL's name
+    assert applications.get({"NASNetMobile": {}}).weight_file().origin.endswith(
+        "/nasnet/NASNet-mobile.h5")
+    assert fname(name="EfficientNetB3", include_top=False) == "efficientnetb3_notop.h5"
 
 
 @pytest.mark.parametrize("args,message", [
