@@ -7,7 +7,8 @@ or fetched from Keras's URLs with the hashes Keras checks.
   mirrored (``TRAINER_MIRROR`` / ``--mirror``), with a rich progress bar; no network is
   one message naming the file, the URL and where to put it (exit 3).
 - ``unpickle``: the few pickled files Keras's datasets ship (CIFAR batches, ragged
-  npz arrays), read by an unpickler that builds NumPy arrays and plain containers only.
+  npz arrays), read by a small interpreter of pickle's opcodes (not Python's pickle
+  module) that builds NumPy arrays and plain containers only.
 """
 
 from trainer.fetch.download import Remote, get_file
