@@ -141,7 +141,8 @@ def test_mirror_variable_replaces_scheme_and_host(keras_home, monkeypatch):
 def test_mirror_argument_wins_and_bad_mirror_is_an_error(monkeypatch):
     monkeypatch.setenv("TRAINER_MIRROR", "http://env.example")
     url = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz?x=1"
-    assert mirrored(url, "http://m.local:8080") == "http://m.local:8080/~kriz/cifar-10-python.tar.gz?x=1"
+    assert mirrored(url, "http://m.local:8080") == \
+        "http://m.local:8080/~kriz/cifar-10-python.tar.gz?x=1"
     assert mirrored(url).startswith("http://env.example/~kriz/")
     with pytest.raises(DataError, match="base URL"):
         mirrored(url, "not a url")

@@ -38,7 +38,8 @@ def test_mnist_shapes_dtypes_and_cache(served, tmp_path):
 def test_fashion_mnist_in_keras_subfolder(served, tmp_path):
     x, y = load("fashion_mnist", subset="test")
     assert x.shape == (16, 28, 28) and y.dtype == np.uint8
-    assert (tmp_path / "keras" / "datasets" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz").exists()
+    folder = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    assert (folder / "t10k-images-idx3-ubyte.gz").exists()
 
 
 def test_cifar10_batches_layout(served, tmp_path):
@@ -94,7 +95,6 @@ compile: {loss: sparse_categorical_crossentropy, optimizer: adam}
 
 def test_imdb_keras_arguments(served):
     import keras_fakes as kf
-    from trainer.fetch.unpickle import load_npz  # noqa: F401
 
     x, y = load("imdb", num_words=20, index_from=3)
     assert x.dtype == np.int32 and x.shape[0] == 30 and y.shape == (30,)

@@ -462,7 +462,8 @@ def fetch_dataset(name, mirror):
 
 @fetch.command("weights")
 @click.argument("name")
-@click.option("--no-top", is_flag=True, help="The file without the classifier (include_top: false).")
+@click.option("--no-top", is_flag=True,
+              help="The file without the classifier (include_top: false).")
 @_MIRROR
 @handle_errors
 def fetch_weights(name, no_top, mirror):

@@ -103,9 +103,12 @@ class NASNet(Application):
         h = self._bn(net, self._conv1x1(net, h, filters, f"normal_conv_1_{block_id}"),
                      f"normal_bn_1_{block_id}")
         add = lambda a, b, name: self._add(net, "Add", [a, b], name)  # noqa: E731
-        sep = lambda x, k, n: self._sep_block(net, x, filters, k, 1, f"normal_{n}_{block_id}")  # noqa
-        avg = lambda x, n: self._pool(net, "AveragePooling2D", x, f"normal_{n}_{block_id}", 1,  # noqa
-                                      "same")
+        def sep(x, k, n):
+            return self._sep_block(net, x, filters, k, 1, f"normal_{n}_{block_id}")
+
+        def avg(x, n):
+            return self._pool(net, "AveragePooling2D", x, f"normal_{n}_{block_id}", 1, "same")
+
         x1 = add(sep(h, 5, "left1"), sep(p, 3, "right1"), f"normal_add_1_{block_id}")
         x2 = add(sep(p, 5, "left2"), sep(p, 3, "right2"), f"normal_add_2_{block_id}")
         x3 = add(avg(h, "left3"), p, f"normal_add_3_{block_id}")

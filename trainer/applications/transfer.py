@@ -19,7 +19,7 @@ the base unfrozen) replaces the application's own weights, which are then not fe
 
 import fnmatch
 
-from trainer.applications.expand import application_model, imagenet_weights, weights_path
+from trainer.applications.expand import application_model, weights_path
 from trainer.builder import Namer
 from trainer.errors import ConfigError
 from trainer.registries import layers as layer_registry

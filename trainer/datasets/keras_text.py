@@ -86,7 +86,8 @@ class WordIndexDataset(KerasDataset):
                  oov_char: NonNegativeInt | None = 2, index_from: NonNegativeInt = 3,
                  pad_to: PositiveInt | None = None, padding: Side = "pre",
                  truncating: Side = "pre"):
-        self.subset, self.num_words, self.skip_top, self.maxlen = subset, num_words, skip_top, maxlen
+        self.subset, self.num_words = subset, num_words
+        self.skip_top, self.maxlen = skip_top, maxlen
         self.seed, self.start_char, self.oov_char = seed, start_char, oov_char
         self.index_from, self.pad_to = index_from, pad_to
         self.padding, self.truncating = padding, truncating

@@ -163,11 +163,14 @@ class _Progress:
 
     def __init__(self, name, url, total, done, enabled):
         self.name, self.url, self.total, self.done = name, url, total, done
+        self.auto = enabled is None
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._bar = None
 
     def __enter__(self):
         if not self.enabled:
+            if self.auto:  # a log, not a terminal: say what is being fetched, once
+                print(f"downloading {self.name} from {self.url}", file=sys.stderr)
             return self
         from rich.console import Console
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
