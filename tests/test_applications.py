@@ -196,11 +196,19 @@ def test_mobilenet_weight_file_names_follow_keras():
     ({"include_top": False, "input_shape": [16, 16, 3]}, "at least 32"),
     ({"weights": "missing.h5"}, "file not found"),
     ({"alpha": 0.3, "application": "MobileNet"}, "alpha 0.25, 0.5"),
+    ({"weights": {"path": "w.h5"}}, "weights is imagenet, null"),
+    ({"application": "VGG16", "alpha": 0.5}, "unexpected keyword argument 'alpha'"),
 ])
 def test_bad_arguments_are_config_errors(args, message, tmp_path):
     model = {"application": "ResNet50", "weights": "imagenet", **args}
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         build(tmp_path, **model)
+
+
+def test_mobilenet_dropout_argument(tmp_path):
+    model, _ = build(tmp_path, application="MobileNet", alpha=0.25, dropout=0.5,
+                     input_shape=[128, 128, 3], weights=None)
+    assert next(la for la in model.layers if la.name == "dropout").rate == 0.5
 
 
 def test_summary_shows_keras_counts(workdir):

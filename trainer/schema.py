@@ -92,6 +92,7 @@ def _application_keys():
         "classifier_activation": {"type": ["string", "null"], "default": "softmax"},
         "alpha": {"type": "number", "exclusiveMinimum": 0},
         "depth_multiplier": {"type": "integer", "minimum": 1},
+        "dropout": {"type": "number", "minimum": 0, "maximum": 1},
         "freeze": {"anyOf": [
             {"type": "object", "required": ["until"], "additionalProperties": False,
              "properties": {"until": {"type": "string"}}},

@@ -53,6 +53,10 @@ def expand(cfg):
         raise ConfigError(f"model.application: the architecture comes from the application; "
                           f"drop model.{', model.'.join(both)}", where=where)
     args = {k: v for k, v in model_cfg.items() if k not in OWN_KEYS}
+    if isinstance(args.get("weights"), dict):
+        raise ConfigError("model.weights: with model.application, weights is imagenet, null "
+                          "or the path of a weight file (loaded by name)",
+                          where=cfg.where(("model", "weights")))
     app = application_model(model_cfg["application"], args, where)
     try:
         spec = app.model_config()
