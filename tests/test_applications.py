@@ -197,7 +197,7 @@ def test_mobilenet_weight_file_names_follow_keras():
     ({"weights": "missing.h5"}, "file not found"),
     ({"alpha": 0.3, "application": "MobileNet"}, "alpha 0.25, 0.5"),
     ({"weights": {"path": "w.h5"}}, "weights is imagenet, null"),
-    ({"application": "VGG16", "alpha": 0.5}, "unexpected keyword argument 'alpha'"),
+    ({"application": "VGG16", "alpha": 0.5}, "VGG16 takes no argument 'alpha'"),
 ])
 def test_bad_arguments_are_config_errors(args, message, tmp_path):
     model = {"application": "ResNet50", "weights": "imagenet", **args}

@@ -9,8 +9,14 @@ OWN_KEYS = ("application", "name", "freeze")
 def application_model(name, args, where=None, place="model.application"):
     """The application instance for ``name`` and its argument mapping."""
     from trainer.registries import applications
+    from trainer.registry import parameters, suggest
 
     try:
+        known = list(parameters(applications.lookup(name)))
+        unknown = [k for k in args if k not in known]
+        if unknown:
+            raise ConfigError(f"{name} takes no argument '{unknown[0]}'."
+                              f"{suggest(unknown[0], known)} It takes: {', '.join(known)}")
         return applications.get({name: dict(args)})
     except ConfigError as exc:
         raise ConfigError(f"{place}: {exc.message}", where=where) from None
