@@ -178,3 +178,26 @@ def test_archive_with_escaping_member_is_refused(keras_home):
             get_file(r, progress=False)
     assert not (keras_home / "datasets" / "pack").exists()
     assert not (keras_home / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("layout", ["keras2", "keras3-nested", "keras3-target"])
+def test_extracted_folder_of_keras_2_or_3_is_a_cache_hit(keras_home, layout):
+    base = keras_home / "datasets"
+    folder = {"keras2": base / "pack", "keras3-nested": base / "pack" / "pack",
+              "keras3-target": base / "pack-target" / "pack"}[layout]
+    folder.mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"A")
+    r = Remote("pack", closed_port_url() + "/d/pack.tar.gz", "0" * 64, extract=True,
+               keras3_dir="pack-target" if layout == "keras3-target" else None)
+    assert get_file(r) == folder
+
+
+def test_keras3_archive_is_unpacked_without_download(keras_home):
+    blob = _tar({"pack/a.txt": b"A"})
+    (keras_home / "datasets").mkdir(parents=True)
+    (keras_home / "datasets" / "pack-target_archive").write_bytes(blob)
+    r = Remote("pack", closed_port_url() + "/d/pack.tar.gz", sha256(blob), extract=True,
+               keras3_dir="pack-target")
+    folder = get_file(r)
+    assert folder == keras_home / "datasets" / "pack"
+    assert (folder / "a.txt").read_bytes() == b"A"

@@ -30,7 +30,7 @@ KERAS_FILES = {
                        extract=True)],
     "cifar100": [Remote("cifar-100-python", KRIZ + "cifar-100-python.tar.gz",
                         "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
-                        extract=True)],
+                        extract=True, keras3_dir="cifar-100-python-target")],
     "imdb": [Remote("imdb.npz", TF + "imdb.npz",
                     "69664113be75683a8fe16e3ed0ab59fda8886cb3cd7ada244f7d9544e4676b9f")],
     "reuters": [Remote("reuters.npz", TF + "reuters.npz",

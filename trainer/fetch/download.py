@@ -31,6 +31,9 @@ class Remote:
     ``file_hash`` is SHA-256 (64 hex digits) or MD5 (32), as Keras's ``get_file``
     decides by length. ``extract`` names the folder a ``.tar.gz`` archive unpacks
     to (Keras's ``untar=True``): the archive is cached as ``fname + ".tar.gz"``.
+    ``keras3_dir``: the cache folder Keras 3 extracts the archive into, when it differs
+    from ``fname`` (Keras 3 keeps the archive as ``<that folder>_archive`` and the
+    archive's top folder inside it).
     """
 
     fname: str
@@ -38,6 +41,7 @@ class Remote:
     file_hash: str | None = None
     cache_subdir: str = "datasets"
     extract: bool = False
+    keras3_dir: str | None = None
 
     @property
     def archive_name(self):
@@ -77,9 +81,15 @@ def get_file(remote, *, mirror=None, progress=None):
     from Keras's cache if there, else downloaded into it. Raises DataError (exit 3)
     when it cannot be fetched or its hash is wrong."""
     if remote.extract:
-        folder = cache.lookup(remote.cache_subdir, remote.fname)
-        if folder.is_dir():
+        folder = _extracted(remote)
+        if folder is not None:
             return folder
+        kept = _keras3_archive(remote)
+        if kept is not None:  # Keras 3 downloaded it: unpack it where Keras 2 does
+            from trainer.fetch.archive import extract_tar
+
+            target = cache.cache_dir(remote.cache_subdir) / remote.fname
+            return extract_tar(kept, target)
     final = cache.lookup(remote.cache_subdir, remote.archive_name)
     if not (final.is_file() and _hash_ok(final, remote.file_hash)):
         final = cache.cache_dir(remote.cache_subdir) / remote.archive_name
@@ -89,6 +99,26 @@ def get_file(remote, *, mirror=None, progress=None):
 
         return extract_tar(final, final.parent / remote.fname)
     return final
+
+
+def _extracted(remote):
+    """The unpacked folder in Keras's cache, Keras 2's layout (``datasets/NAME/``) or
+    Keras 3's (``datasets/<dir>/NAME/``), or None."""
+    candidates = [cache.lookup(remote.cache_subdir, remote.fname) / remote.fname,
+                  cache.lookup(remote.cache_subdir, remote.fname)]
+    if remote.keras3_dir:
+        candidates.insert(0, cache.lookup(remote.cache_subdir, remote.keras3_dir) / remote.fname)
+    for folder in candidates:
+        if folder.is_dir() and any(p.is_file() for p in folder.iterdir()):
+            return folder
+    return None
+
+
+def _keras3_archive(remote):
+    """Keras 3's copy of the archive (``<dir>_archive``) when its hash is right."""
+    name = f"{remote.keras3_dir or remote.fname}_archive"
+    path = cache.lookup(remote.cache_subdir, name)
+    return path if path.is_file() and _hash_ok(path, remote.file_hash) else None
 
 
 def _download(remote, final, url, progress):
