@@ -25,6 +25,13 @@ defaults on both sides):
                 floor under "mlp infer", which is nothing else (1.37 GFLOP a batch)
     quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
                 training step (target < 2 s), with a warm Numba cache
+    resnet50    Keras's ResNet50 at 224×224 (`application: ResNet50`, random      infer 32,
+                weights) beside the same network by hand in PyTorch,            finetune 16
+                channels_last: inference (1000 classes); one fine-tuning step
+                of a new head (GAP, Dense 10) on the frozen base
+                ("finetune-frozen") and on the unfrozen one ("finetune"), Adam
+                lr 1e-3 (benchmarks/resnet50_models.py). No target: the ratios
+                are for the issue. --smoke runs it at 32×32
 
 Ours is built from a config dict by trainer.build.builder and driven by
 ``model.train_on_batch([x], [y])`` / ``model.predict_on_batch([x])``; PyTorch is the same
@@ -98,9 +105,13 @@ JOBS = [
     ("tiny", "train", 32, 2.0),
     ("lstm", "train", 64, 0.8),
     ("gemm", "infer", 1024, None),  # reference: the matrix products under mlp infer
+    ("resnet50", "infer", 32, None),
+    ("resnet50", "finetune-frozen", 16, None),
+    ("resnet50", "finetune", 16, None),
 ]
 QUICKSTART_TARGET_S = 2.0
-CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart")
+CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50")
+RESNET_SIZE, RESNET_SMOKE_SIZE = 224, 32
 
 LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
 
@@ -152,7 +163,7 @@ def ours(case):
 MLP_SIZES = (784, 512, 512, 10)
 
 
-def our_step(case, mode, batch):
+def our_step(case, mode, batch, image_size=RESNET_SIZE):
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -166,6 +177,9 @@ def our_step(case, mode, batch):
         # predict_on_batch's split, with its own constant (a copy here would drift)
         return lambda: parallel.run(lambda a, b: x[a:b] @ ws[0] @ ws[1] @ ws[2], batch,
                                     min_items=Model.PREDICT_MIN_ROWS)
+    if case == "resnet50":
+        import resnet50_models
+        return resnet50_models.our_step(mode, batch, image_size)
     model, shape = ours(case)
     x = rng.random((batch, *shape), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
@@ -214,11 +228,14 @@ def torch_net(case):
     raise ValueError(case)
 
 
-def torch_step(case, mode, batch, threads):
+def torch_step(case, mode, batch, threads, image_size=RESNET_SIZE):
     import torch
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if case == "resnet50":
+        import resnet50_models
+        return resnet50_models.torch_step(mode, batch, image_size)
     if case == "gemm":
         x = torch.rand(batch, MLP_SIZES[0])
         ws = [torch.rand(*shape) - 0.5 for shape in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
@@ -319,11 +336,11 @@ def child(args):
     """One measurement; prints MARK + one JSON line."""
     if args.child == "ours":
         sys.path.insert(0, str(ROOT))
-        step = our_step(args.case, args.mode, args.batch)
+        step = our_step(args.case, args.mode, args.batch, args.image_size)
     elif args.child == ONNX_FRAMEWORK:
         step = onnx_step(args.case, args.mode, args.batch, args.threads)
     else:
-        step = torch_step(args.case, args.mode, args.batch, args.threads)
+        step = torch_step(args.case, args.mode, args.batch, args.threads, args.image_size)
     load = [_loadavg()]
     step()
     first = time.time() - args.t0
@@ -386,7 +403,8 @@ def child_command(framework, case, mode, batch, args):
     return [sys.executable, str(Path(__file__).resolve()), "--child", framework,
             "--case", case, "--mode", mode, "--batch", str(batch),
             "--threads", str(args.threads), "--seconds", str(args.seconds),
-            "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--image-size", str(args.image_size)]
 
 
 def run_child(framework, case, mode, batch, args):
@@ -628,13 +646,16 @@ def parse(argv=None):
     # the child side (one measurement), used by the parent only
     p.add_argument("--child", choices=["ours", "torch", "onnxruntime"], help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
-    p.add_argument("--mode", choices=["train", "infer"], help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=["train", "infer", "finetune-frozen", "finetune"],
+                   help=argparse.SUPPRESS)
+    p.add_argument("--image-size", type=int, default=RESNET_SIZE, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.smoke:
         for key in ("repeats", "warmup", "seconds", "steps"):
             setattr(args, key, SMOKE[key])
+        args.image_size = RESNET_SMOKE_SIZE
     return args
 
 

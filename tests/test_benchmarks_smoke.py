@@ -41,7 +41,8 @@ def check_machine(meta):
 SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke"}
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
-           "hostinfo.py": "both scripts' --json meta"}
+           "hostinfo.py": "both scripts' --json meta",
+           "resnet50_models.py": "run.py's resnet50 case"}
 
 
 def test_every_benchmark_script_has_a_smoke_test():
@@ -60,6 +61,7 @@ def test_every_benchmark_script_has_a_smoke_test():
 RUN_CASES = {  # case → the (mode) rows it reports, as benchmarks/run.py's JOBS
     "cnn": ["train", "infer"], "mlp": ["train", "infer"], "tiny": ["train"],
     "lstm": ["train"], "gemm": ["infer"], "quickstart": ["fit"],
+    "resnet50": ["infer", "finetune-frozen", "finetune"],
 }
 
 

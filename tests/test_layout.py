@@ -20,6 +20,10 @@ Where the modules the diagram does not name sit (decided here, checked here):
   steps) are registered families: components.
 - ``runfiles`` (the names a run folder reserves, what a run wrote there) is floor:
   callbacks check their file names against it, the store writes by it.
+- ``fetch`` (downloads into Keras's cache, with hashes, resume and mirror) is floor:
+  Keras's datasets (components) and the application families fetch through it.
+- ``applications`` (the pretrained Keras families, written as configs the builder
+  takes) is a service: it expands a model config before the build.
 - ``strict_json`` (JSON that strict parsers read: NaN/Inf as null) is floor: events and
   the CLI print through it.
 - ``config.usercode`` (importing ``module:Name`` from the config's folder) and
@@ -42,7 +46,7 @@ ROOT = Path(trainer.__file__).parent
 LAYERS = [
     ("floor", ["trainer", "trainer.errors", "trainer.console", "trainer.events",
                "trainer.fileio", "trainer.memory", "trainer.strict_json",
-               "trainer.runfiles"]),
+               "trainer.runfiles", "trainer.fetch"]),
     ("registry", ["trainer.config.registry", "trainer.config.families",
                   "trainer.config.usercode", "trainer.config.usercomponents"]),
     ("engine", ["trainer.engine"]),
@@ -52,6 +56,7 @@ LAYERS = [
                     "trainer.datasets", "trainer.data.preprocessing"]),
     ("services", ["trainer.build", "trainer.training", "trainer.store", "trainer.keras_io",
                   "trainer.onnx_io", "trainer.config", "trainer.data", "trainer.sweeps",
+                  "trainer.applications",
                   "trainer.testing"]),
     ("app", ["trainer.app"]),
     ("cli", ["trainer.cli", "trainer.__main__"]),

@@ -98,7 +98,12 @@ def predict(target, input_path, output_path=None, batch_size=None, checkpoint_pa
     elif any(step.learns for steps in pre.steps["x"].values() for step in steps):
         # statistics (standardize, ...) come from the training data, as fit takes them
         _, pre = prepare(cfg, model.input_names, model.output_names, need=("train",))
-    split = pre.apply(Split(read_inputs(input_path, model.input_names), {}))
+    from trainer.data.images import image_inputs
+
+    inputs = image_inputs(input_path, model)  # photo.jpg, a folder or a glob; else None
+    if inputs is None:
+        inputs = read_inputs(input_path, model.input_names)
+    split = pre.apply(Split(inputs, {}))
     api.check_input_shapes(model, split, "--input")
     model.check_finite_inputs(split, "--input")
     outputs = run_predict(model, split, batch_size or cfg["fit"]["batch_size"])

@@ -7,7 +7,8 @@ before any data is read.
 import numpy as np
 
 from trainer import metrics as metric_lib
-from trainer.build.common import Namer, dotted, make_layer
+from trainer.build.common import dotted, make_layer
+from trainer.engine.layer import Namer
 from trainer.build.model import Model, Output
 from trainer.config.families import losses, optimizers
 from trainer.config.registry import split_spec
@@ -38,6 +39,12 @@ def build_graph(cfg, rng):
     if "keras" in model_cfg:  # translated into plain config, in place
         from trainer.build.keras_model import expand
         model_cfg = expand(cfg)["model"]
+    if "application" in model_cfg:  # a Keras application family, written out in place
+        from trainer.applications.expand import expand as expand_application
+        model_cfg = expand_application(cfg)["model"]
+    if any(isinstance(s, dict) and "application" in s for s in model_cfg.get("layers") or ()):
+        from trainer.applications.transfer import inline  # an application, then a head
+        model_cfg = inline(cfg)["model"]
     if "inputs" in model_cfg or "outputs" in model_cfg:
         from trainer.build.functional import build_functional
         return build_functional(cfg, rng)

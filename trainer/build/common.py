@@ -3,36 +3,10 @@ entry (registered class or user code) and naming it the Keras way."""
 
 from trainer.config.families import layers as layer_registry
 from trainer.config.registry import parameters, split_spec
-from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
 
 # Arguments that place a layer in a model rather than configure it.
 PLACEMENT = ("input_shape", "input_dim", "batch_input_shape", "inputs")
-
-
-
-class Namer:
-    """Keras-style unique layer names: dense, dense_1, dense_2, ..."""
-
-    def __init__(self):
-        self.used = set()
-        self.counts = {}
-
-    def claim(self, name, where):
-        if name in self.used:
-            raise ConfigError(f"duplicate layer name '{name}'", where=where)
-        self.used.add(name)
-        return name
-
-    def auto(self, cls_name):
-        base = snake_case(cls_name)
-        while True:
-            n = self.counts.get(base, 0)
-            self.counts[base] = n + 1
-            name = base if n == 0 else f"{base}_{n}"
-            if name not in self.used:
-                self.used.add(name)
-                return name
 
 
 def load_layer(spec, cfg, keypath):

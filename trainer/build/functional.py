@@ -27,7 +27,8 @@ import re
 
 import numpy as np
 
-from trainer.build.common import PLACEMENT, Namer, dotted, make_layer
+from trainer.build.common import PLACEMENT, dotted, make_layer
+from trainer.engine.layer import Namer
 from trainer.engine.graph import Graph
 from trainer.errors import ConfigError
 from trainer.config.registry import suggest

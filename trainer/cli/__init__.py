@@ -15,7 +15,8 @@ is instant.
 import click
 
 from trainer import __version__
-from trainer.cli import evaluate, export, fit, plot, predict, schema, summary, sweep, validate
+from trainer.cli import (evaluate, export, fetch, fit, plot, predict, schema, summary, sweep,
+                         validate)
 
 EPILOG = """\b
 Examples:
@@ -53,5 +54,6 @@ def quiet_float_warnings():
 
 
 for command in (fit.fit, evaluate.evaluate, summary.summary, validate.validate,
-                predict.predict, plot.plot, sweep.sweep, export.export, schema.schema):
+                predict.predict, plot.plot, sweep.sweep, export.export, schema.schema,
+                fetch.fetch):
     main.add_command(command)

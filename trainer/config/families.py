@@ -13,6 +13,8 @@ schedules = Registry("schedule", "trainer.schedules")
 callbacks = Registry("callback", "trainer.callbacks")
 preprocessing = Registry("preprocessing step", "trainer.data.preprocessing")
 datasets = Registry("dataset", "trainer.datasets")
+#: Keras's pretrained application families (not in ALL: a model section, not a component)
+applications = Registry("application", "trainer.applications")
 
 layers.unsupported["Lambda"] = (
     "Lambda is not supported: a config holds no code. Write the function as a custom "

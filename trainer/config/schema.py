@@ -16,7 +16,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 # Arguments every layer takes in a model, besides its own.
 LAYER_COMMON = {
-    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_.-]*$"},
+    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_./-]*$"},
     "input_shape": {"type": "array", "items": {"anyOf": [
         {"type": "integer", "minimum": 1}, {"type": "null"}]}},
     "batch_input_shape": {"type": "array"},
@@ -116,6 +116,27 @@ def _with_user_code(defs):
     return forms
 
 
+def _application_keys():
+    """``model: {application: NAME, ...}``: the family and Keras's arguments (each
+    family checks which of them it takes when the model is built)."""
+    from trainer.config.families import applications
+
+    return {
+        "application": {"enum": applications.names()},
+        "include_top": {"type": "boolean", "default": True},
+        "pooling": {"enum": ["avg", "max", None], "default": None},
+        "classes": {"type": "integer", "minimum": 1, "default": 1000},
+        "classifier_activation": {"type": ["string", "null"], "default": "softmax"},
+        "alpha": {"type": "number", "exclusiveMinimum": 0},
+        "depth_multiplier": {"type": "integer", "minimum": 1},
+        "dropout": {"type": "number", "minimum": 0, "maximum": 1},
+        "freeze": {"anyOf": [
+            {"type": "object", "required": ["until"], "additionalProperties": False,
+             "properties": {"until": {"type": "string"}}},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+    }
+
+
 def _per_output(item, user=None):
     """One value, or a mapping output name → value (functional models). ``user``: the
     family's user-code form, listed again here so that a mistake in one is reported
@@ -134,6 +155,9 @@ def config_schema():
                         "name": LAYER_COMMON["name"]}},
         {"type": "object", "required": ["layer"], "additionalProperties": False,
          "properties": {"layer": USER_CODE, "args": {"type": "object"}, **LAYER_COMMON}},
+        {"type": "object", "required": ["application"], "additionalProperties": False,
+         "properties": {**_application_keys(), **LAYER_COMMON,
+                        "weights": {"type": ["string", "null"], "minLength": 1}}},
     ]}
     defs["metric"] = _merged("metric", families.metrics, families.losses,
                              extra_names=("accuracy", "acc"))
@@ -162,8 +186,27 @@ def config_schema():
             "delimiter": {"type": "string", "minLength": 1, "maxLength": 1, "default": ","},
         },
     }
+    image_source = {  # a folder of images, as Keras's image_dataset_from_directory
+        "type": "object", "required": ["images"], "additionalProperties": False,
+        "properties": {
+            "images": {"type": "string", "minLength": 1},
+            "image_size": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                           "minItems": 2, "maxItems": 2, "default": [256, 256]},
+            "labels": {"const": "inferred", "default": "inferred"},
+            "label_mode": {"enum": ["int", "categorical", "binary"], "default": "int"},
+            "class_names": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "color_mode": {"enum": ["rgb", "grayscale", "rgba"], "default": "rgb"},
+            "interpolation": {"enum": ["bilinear", "nearest"], "default": "bilinear"},
+            "shuffle": {"type": "boolean", "default": True},
+            "seed": {"type": "integer", "minimum": 0},
+            "validation_split": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "subset": {"enum": ["training", "validation"]},
+        },
+    }
     source = {"if": {"type": "object", "required": ["dataset"]},
-              "then": _dataset_source(defs["dataset"]), "else": file_source}
+              "then": _dataset_source(defs["dataset"]),
+              "else": {"if": {"type": "object", "required": ["images"]},
+                       "then": image_source, "else": file_source}}
     steps = {"type": "array", "items": {"$ref": "#/$defs/preprocessing step"}}
     defs["source"] = source
     schema = {
@@ -217,13 +260,14 @@ def config_schema():
                     "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
                     "outputs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                     "weights": {"anyOf": [
-                        {"type": "string", "minLength": 1},
+                        {"type": "string", "minLength": 1}, {"type": "null"},
                         {"type": "object", "required": ["path"], "additionalProperties": False,
                          "properties": {"path": {"type": "string", "minLength": 1},
                                         "by_name": {"type": "boolean", "default": True},
                                         "skip_mismatch": {"type": "boolean",
                                                           "default": False}}}]},
                     "keras": {"type": "string", "minLength": 1},
+                    **_application_keys(),
                 },
             },
             "compile": {

@@ -33,6 +33,9 @@ from trainer.config.families import datasets
 def load_source(cfg, spec, keypath):
     """A source mapping → (x, y, sample_weight), x and y arrays (or name → array
     mappings when the config maps several inputs or outputs)."""
+    if "images" in spec:  # a folder of class sub-folders (image_dataset_from_directory)
+        from trainer.data.images import image_source
+        return image_source(cfg, spec, keypath)
     if "dataset" in spec:
         args = {k: v for k, v in spec.items() if k != "dataset"}
         try:
@@ -72,7 +75,7 @@ def load_source(cfg, spec, keypath):
     return x, y, sw
 
 
-PATH_KEYS = ("path", "y_path", "sample_weight_path")
+PATH_KEYS = ("path", "y_path", "sample_weight_path", "images")
 
 
 def absolute_paths(cfg, data):

@@ -158,3 +158,27 @@ def snake_case(name):
     Keras's so that Keras HDF5 weight files load by layer name."""
     intermediate = re.sub("(.)([A-Z][a-z0-9]+)", r"\1_\2", name)
     return re.sub("([a-z])([A-Z])", r"\1_\2", intermediate).lower()
+
+
+class Namer:
+    """Keras-style unique layer names: dense, dense_1, dense_2, ..."""
+
+    def __init__(self):
+        self.used = set()
+        self.counts = {}
+
+    def claim(self, name, where):
+        if name in self.used:
+            raise ConfigError(f"duplicate layer name '{name}'", where=where)
+        self.used.add(name)
+        return name
+
+    def auto(self, cls_name):
+        base = snake_case(cls_name)
+        while True:
+            n = self.counts.get(base, 0)
+            self.counts[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            if name not in self.used:
+                self.used.add(name)
+                return name

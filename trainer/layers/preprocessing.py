@@ -23,19 +23,22 @@ class Rescaling(Layer):
     """``y = x · scale + offset`` (tf.keras 2.6+): e.g. ``scale: 0.00392156862745098`` for
     pixels 0..255 → 0..1. No weights; a mask passes through.
 
-    Args: scale (required), offset (0.0).
+    Args: scale (required), offset (0.0); each one value or one per channel of the
+    last axis (Keras 2.10+, as EfficientNet's imagenet input scaling).
     """
 
     passes_mask = True
 
-    def __init__(self, scale: float, offset: float = 0.0, name: str | None = None):
+    def __init__(self, scale: float | list[float], offset: float | list[float] = 0.0,
+                 name: str | None = None):
         super().__init__(name=name)
         self.scale = scale
         self.offset = offset
 
     def forward(self, x, training):
-        y = (x * self.scale + self.offset).astype(x.dtype, copy=False)
-        return y, lambda dy: (dy * self.scale).astype(dy.dtype, copy=False)
+        scale = np.asarray(self.scale, x.dtype)
+        y = (x * scale + np.asarray(self.offset, x.dtype)).astype(x.dtype, copy=False)
+        return y, lambda dy: (dy * scale).astype(dy.dtype, copy=False)
 
 
 @layers.register("Normalization")
