@@ -173,3 +173,15 @@ def test_planted_pickle_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     with pytest.raises(DataError, match="refusing to load posix.system|refusing to load nt.system"):
         load("cifar10")
+
+
+@pytest.mark.parametrize("name, args", [("mnist", {}), ("fashion_mnist", {}), ("cifar10", {}),
+                                        ("cifar100", {}), ("boston_housing", {}),
+                                        ("imdb", {"maxlen": 8}), ("reuters", {"pad_to": 20})])
+def test_sample_shapes_are_known_before_the_files_and_match_them(served, name, args):
+    """A config is checked against a dataset's shapes before anything is downloaded."""
+    ds = datasets.get({name: args})
+    known = ds.sample_shapes()
+    assert served.requests == []  # nothing fetched to know it
+    x, _ = ds.load()
+    assert known == x.shape[1:]

@@ -27,6 +27,8 @@ def check_builtin_shapes(cfg, model):
             raise ConfigError(f"{format_path(keypath)}: {exc.message}",
                               where=cfg.where(keypath)) from None
         shapes = ds.sample_shapes()
+        if shapes is None:  # known only once the data is read (checked then)
+            continue
         names = model.input_names
         if not isinstance(shapes, dict):
             if len(names) != 1:

@@ -25,6 +25,8 @@ class Mnist(KerasDataset):
         subset: train (default), test, or all (train then test).
     """
 
+    SAMPLE_SHAPE = (28, 28)
+
     def __init__(self, subset: Subset = "train"):
         self.subset = subset
 
@@ -49,6 +51,8 @@ class FashionMnist(KerasDataset):
     Args:
         subset: train (default), test, or all.
     """
+
+    SAMPLE_SHAPE = (28, 28)
 
     def __init__(self, subset: Subset = "train"):
         self.subset = subset
@@ -93,6 +97,8 @@ class Cifar10(KerasDataset):
         subset: train (default), test, or all.
     """
 
+    SAMPLE_SHAPE = (32, 32, 3)
+
     def __init__(self, subset: Subset = "train"):
         self.subset = subset
 
@@ -111,6 +117,8 @@ class Cifar100(KerasDataset):
         subset: train (default), test, or all.
         label_mode: fine (default, 0..99) or coarse (0..19), as Keras's.
     """
+
+    SAMPLE_SHAPE = (32, 32, 3)
 
     def __init__(self, subset: Subset = "train", label_mode: Literal["fine", "coarse"] = "fine"):
         self.subset, self.label_mode = subset, label_mode

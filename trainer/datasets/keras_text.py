@@ -92,6 +92,10 @@ class WordIndexDataset(KerasDataset):
         self.index_from, self.pad_to = index_from, pad_to
         self.padding, self.truncating = padding, truncating
 
+    def sample_shapes(self):
+        width = self.pad_to or self.maxlen
+        return (width,) if width else None  # else the longest sequence's length
+
     def ragged(self):
         """Keras's ``load_data`` result: ((x_train, y_train), (x_test, y_test)) with
         x lists of word-id lists."""
@@ -181,6 +185,8 @@ class BostonHousing(KerasDataset):
         test_split: fraction for the test set (default 0.2).
         seed: the shuffle's seed (default 113).
     """
+
+    SAMPLE_SHAPE = (13,)
 
     def __init__(self, subset: Subset = "train", test_split: Rate = 0.2, seed: int = 113):
         self.subset, self.test_split, self.seed = subset, test_split, seed
