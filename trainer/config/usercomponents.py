@@ -148,6 +148,21 @@ def fail(ref, obj, message):
     return UserCodeError(f"{ref}: {message} ({defined_at(obj)})")
 
 
+def checked_gradient(ref, obj, grad, like, of, to):
+    """``grad`` (what the user's ``gradient`` returned) as ``like``'s dtype, once it has
+    ``like``'s shape and is finite where ``like`` is: else one message naming the user's
+    code. ``of``: what ``like`` is ("y_pred", "weights"); ``to``: the derivative asked for."""
+    grad = np.asarray(grad)
+    if grad.shape != like.shape:
+        raise fail(ref, obj, f"gradient returned shape {grad.shape} for {of} of shape "
+                             f"{like.shape}; it must return {to}")
+    if not finite(grad) and finite(like):
+        where = (f"batch row {first_bad_row(grad)}" if of == "y_pred"
+                 else f"{of} of shape {like.shape}")
+        raise fail(ref, obj, f"gradient returned NaN or Inf for finite {of} ({where})")
+    return grad.astype(like.dtype, copy=False)
+
+
 def first_bad_row(values):
     """The first row of ``values`` holding NaN/Inf."""
     bad = ~np.isfinite(np.asarray(values, np.float64).reshape(len(values), -1)).all(axis=1)

@@ -17,8 +17,8 @@ import numpy as np
 from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
 from trainer.losses.base import Loss, dense_labels
-from trainer.config.usercomponents import (check_signature, fail, finite, first_bad_row, make,
-                                    method)
+from trainer.config.usercomponents import (check_signature, checked_gradient, fail, finite,
+                                           first_bad_row, make, method)
 
 
 class UserLoss(Loss):
@@ -58,15 +58,10 @@ class UserLoss(Loss):
         return values.astype(np.float64, copy=False)
 
     def gradient(self, y_true, y_pred):
-        grad = np.asarray(self._gradient(self._true(y_true, y_pred), y_pred))
-        if grad.shape != y_pred.shape:
-            raise fail(self.ref, self.inner, f"gradient returned shape {grad.shape} for "
-                       f"y_pred of shape {y_pred.shape}; it must return d loss_i / d y_pred, "
-                       f"one value per element of y_pred")
-        if not finite(grad) and finite(y_pred):
-            raise fail(self.ref, self.inner, f"gradient returned NaN or Inf for finite "
-                       f"predictions (batch row {first_bad_row(grad)})")
-        return grad.astype(y_pred.dtype, copy=False)
+        return checked_gradient(self.ref, self.inner,
+                                self._gradient(self._true(y_true, y_pred), y_pred), y_pred,
+                                "y_pred", "d loss_i / d y_pred, one value per element of "
+                                          "y_pred")
 
 
 def wrap(target, args, ref):

@@ -10,7 +10,8 @@ autograd. Used as an ``activity_regularizer`` it is given the layer's output.
 import numpy as np
 
 from trainer.errors import ConfigError
-from trainer.config.usercomponents import check_signature, fail, finite, make, method
+from trainer.config.usercomponents import (check_signature, checked_gradient, fail, finite,
+                                           make, method)
 
 
 class UserRegularizer:
@@ -37,14 +38,8 @@ class UserRegularizer:
         return value
 
     def gradient(self, w):
-        grad = np.asarray(self._gradient(w))
-        if grad.shape != w.shape:
-            raise fail(self.ref, self.inner, f"gradient returned shape {grad.shape} for "
-                       f"weights of shape {w.shape}; it must return d penalty / d w")
-        if not finite(grad) and finite(w):
-            raise fail(self.ref, self.inner, f"gradient returned NaN or Inf for finite "
-                       f"weights of shape {w.shape}")
-        return grad.astype(w.dtype, copy=False)
+        return checked_gradient(self.ref, self.inner, self._gradient(w), w, "weights",
+                                "d penalty / d w")
 
 
 def wrap(target, args, ref):
