@@ -67,7 +67,8 @@ RUN_CASES = {  # case → the (mode) rows it reports, as benchmarks/run.py's JOB
 
 @pytest.mark.parametrize("case", list(RUN_CASES))
 def test_run_smoke(case, tmp_path):
-    data, stdout = run_script("run.py", "--cases", case, tmp_path=tmp_path)
+    # never PyTorch in the default tests (it runs where installed by hand otherwise)
+    data, stdout = run_script("run.py", "--cases", case, "--no-torch", tmp_path=tmp_path)
     meta = data["meta"]
     check_machine(meta)
     assert (meta["repeats"], meta["warmup"]) == (1, 0) and meta["seconds"] < 1
