@@ -135,21 +135,30 @@ def _compile():
     import numba
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def gather(dst, t, src, r0, s0, idx, coef, count):
-        """dst[p, t, :] = Σ_j coef[p, j] · src[r0 + idx[p, j, 0], s0 + idx[p, j, 1], :];
-        one contiguous multiply-add loop per term (vectorised over channels)."""
-        c = dst.shape[2]
+    def offsets(idx, count, rows, cols):
+        """Row offsets of the terms' sources in a (rows, c) array: (i·cols + j)·rows."""
+        offs = np.zeros(idx.shape[:2], np.int64)
         for p in range(count.shape[0]):
-            out = dst[p, t]
+            for j in range(count[p]):
+                offs[p, j] = (idx[p, j, 0] * cols + idx[p, j, 1]) * rows
+        return offs
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def gather(dst, t, T, c, src, base, offs, coef, count):
+        """dst[p·T + t, :] = Σ_j coef[p, j] · src[base + offs[p, j], :] over 2-D
+        (rows, c) arrays: one contiguous multiply-add loop per term, vectorised over
+        the channels (row indices fixed in the loop, no array views per tile)."""
+        for p in range(count.shape[0]):
+            o = p * T + t
+            s = base + offs[p, 0]
             cf = coef[p, 0]
-            row = src[r0 + idx[p, 0, 0], s0 + idx[p, 0, 1]]
             for k in range(c):
-                out[k] = cf * row[k]
+                dst[o, k] = cf * src[s, k]
             for j in range(1, count[p]):
+                s = base + offs[p, j]
                 cf = coef[p, j]
-                row = src[r0 + idx[p, j, 0], s0 + idx[p, j, 1]]
                 for k in range(c):
-                    out[k] += cf * row[k]
+                    dst[o, k] += cf * src[s, k]
 
     @numba.njit(cache=True, nogil=True)
     def input_transform(x, n0, n1, pt, pl, th, tw, V, idx, coef, count):
@@ -157,48 +166,60 @@ def _compile():
         window inside the image is read in place, one across its edge through a
         zero-filled copy."""
         _, h, w, c = x.shape
-        d = np.zeros((4, 4, c), x.dtype)
+        T = V.shape[1]
+        xf = x.reshape(-1, c)
+        Vf = V.reshape(-1, c)
+        d = np.zeros((16, c), x.dtype)
+        in_x = offsets(idx, count, 1, w)
+        in_d = offsets(idx, count, 1, 4)
         t = 0
         for n in range(n0, n1):
-            xn = x[n]
             for ti in range(th):
                 r0 = 2 * ti - pt
                 for tj in range(tw):
                     s0 = 2 * tj - pl
                     if r0 >= 0 and s0 >= 0 and r0 + 4 <= h and s0 + 4 <= w:
-                        gather(V, t, xn, r0, s0, idx, coef, count)
+                        gather(Vf, t, T, c, xf, (n * h + r0) * w + s0, in_x, coef, count)
                     else:
                         for a in range(4):
                             r = r0 + a
                             for b in range(4):
                                 s = s0 + b
-                                inside = 0 <= r < h and 0 <= s < w
-                                for k in range(c):
-                                    d[a, b, k] = xn[r, s, k] if inside else 0
-                        gather(V, t, d, 0, 0, idx, coef, count)
+                                o = a * 4 + b
+                                if 0 <= r < h and 0 <= s < w:
+                                    src = (n * h + r) * w + s
+                                    for k in range(c):
+                                        d[o, k] = xf[src, k]
+                                else:
+                                    for k in range(c):
+                                        d[o, k] = 0
+                        gather(Vf, t, T, c, d, 0, in_d, coef, count)
                     t += 1
 
     @numba.njit(cache=True, nogil=True)
     def output_transform(M, n0, n1, th, tw, z, bias, add_bias, relu, idx, coef, count):
         """z[n, 2i:2i+2, 2j:2j+2] = Aᵀ m A (+ bias, relu) of tile t's 16 products."""
         _, ho, wo, kk = z.shape
-        o = np.empty((4, 1, kk), z.dtype)
+        T = M.shape[1]
+        Mf = M.reshape(-1, kk)
+        zf = z.reshape(-1, kk)
+        o = np.empty((4, kk), z.dtype)
+        offs = offsets(idx, count, T, 1)  # term (q, 0): product q's rows
         t = 0
         for n in range(n0, n1):
             for ti in range(th):
                 for tj in range(tw):
-                    gather(o, 0, M, 0, t, idx, coef, count)
+                    gather(o, 0, 1, kk, Mf, t, offs, coef, count)
                     for q in range(4):
                         i = 2 * ti + q // 2
                         j = 2 * tj + q % 2
                         if i >= ho or j >= wo:
                             continue
-                        out = z[n, i, j]
-                        src = o[q, 0]
+                        dst = (n * ho + i) * wo + j
                         for k in range(kk):
-                            v = src[k] + bias[k] if add_bias else src[k]
+                            v = o[q, k] + bias[k] if add_bias else o[q, k]
                             # not (v < 0): NaN stays NaN, as fused.bias_act
-                            out[k] = (0 if v < 0 else v) if relu else v
+                            zf[dst, k] = (0 if v < 0 else v) if relu else v
                     t += 1
 
     @numba.njit(cache=True, nogil=True)
@@ -206,23 +227,33 @@ def _compile():
         """D[p, t, k] = (A g Aᵀ)[p] of tile t's 2×2 output gradient g (zeros past
         the edge of an odd-sized output)."""
         _, ho, wo, kk = dz.shape
-        g = np.zeros((2, 2, kk), dz.dtype)
+        T = D.shape[1]
+        df = dz.reshape(-1, kk)
+        Df = D.reshape(-1, kk)
+        g = np.zeros((4, kk), dz.dtype)
+        in_dz = offsets(idx, count, 1, wo)
+        in_g = offsets(idx, count, 1, 2)
         t = 0
         for n in range(n0, n1):
-            dn = dz[n]
             for ti in range(th):
                 i0 = 2 * ti
                 for tj in range(tw):
                     j0 = 2 * tj
                     if i0 + 2 <= ho and j0 + 2 <= wo:
-                        gather(D, t, dn, i0, j0, idx, coef, count)
+                        gather(Df, t, T, kk, df, (n * ho + i0) * wo + j0, in_dz, coef,
+                               count)
                     else:
                         for a in range(2):
                             for b in range(2):
-                                inside = i0 + a < ho and j0 + b < wo
-                                for k in range(kk):
-                                    g[a, b, k] = dn[i0 + a, j0 + b, k] if inside else 0
-                        gather(D, t, g, 0, 0, idx, coef, count)
+                                o = a * 2 + b
+                                if i0 + a < ho and j0 + b < wo:
+                                    src = (n * ho + i0 + a) * wo + j0 + b
+                                    for k in range(kk):
+                                        g[o, k] = df[src, k]
+                                else:
+                                    for k in range(kk):
+                                        g[o, k] = 0
+                        gather(Df, t, T, kk, g, 0, in_g, coef, count)
                     t += 1
 
     return {"input": input_transform, "output": output_transform, "grad": grad_transform}
