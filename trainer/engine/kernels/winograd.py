@@ -48,8 +48,13 @@ G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0
 CHUNK_BYTES = 4 << 20
 #: the dW partial sums: at most this many groups of chunks (module doc)
 GROUPS = 8
-#: fewer input channels than this stay on im2col (the transforms dominate)
-MIN_CHANNELS = 32
+#: convolutions with fewer input or output channels than this stay on im2col: the
+#: transforms' cost does not shrink with the channels as the GEMMs' does (measured,
+#: classic CNN shapes, CPU time on one thread, im2col → Winograd, forward / backward
+#: ms at batch 128: 32→32 at 32×32 26.4 → 27.4 / 62.4 → 63.7; 32→64 at 15×15
+#: 12.3 → 12.7 / 27.1 → 28.2; 64→64 at 15×15 18.7 → 15.1 / 47.3 → 37.0; 3→32: 3×
+#: slower)
+MIN_CHANNELS = 64
 ALGOS = ("auto", "winograd", "im2col")
 
 _KERNELS = None
