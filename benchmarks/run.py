@@ -51,6 +51,15 @@ Methodology:
   s" column; for inference rows the first predict), then ``--warmup`` more steps,
   then one timed window of ``--seconds`` seconds (or ``--steps`` steps): samples/s =
   samples in the window / its wall time. The data is one random batch made once.
+- PyTorch's layout (issue 28): the cnn child times NCHW and channels_last, each in
+  its own window after its own warm-up, and its counted window runs in the faster one
+  (both rates are in the JSON's ``layouts`` and printed under the table).
+- Load: a pair (ours and the peers, one repeat) measured while the 1-minute load
+  average minus our own child's threads exceeds ``--load-limit`` (0.5) is measured
+  again, up to ``--load-retries`` (2) times; one still loaded is kept and the table's
+  title says UNDER LOAD — with other work on the cores PyTorch's OpenMP threads
+  collapse and the ratio flatters us. The line above the table names the CPU, its
+  SIMD flags and NumPy's BLAS with the kernel it runs (benchmarks/hostinfo.py).
 - quickstart: one untimed launch first (warms the Numba cache), then ``--repeats``
   launches of the real CLI (``--set fit.epochs=1``, ``-q``, a temporary run folder) with
   a callback (benchmarks/first_step_hook.py) that stamps the end of the first training
