@@ -70,3 +70,21 @@ def test_non_contiguous_and_integer_inputs():
         check(x[:, ::2])
     check(np.arange(12).reshape(4, 3))  # integers: nothing to check
     check(np.zeros((0, 3), np.float32))  # no rows
+
+
+def test_predict_default_batch_is_bigger_but_bounded_by_bytes():
+    """Without --batch-size, predict runs up to 1024 rows a batch (the engine splits a
+    batch over its threads; at the fit batch size of 128 that left 64-row GEMMs), at
+    least the fit batch size, and no batch's inputs above 32 MB."""
+    from trainer.predict import PREDICT_BATCH_BYTES, default_batch_size
+
+    def split(*shapes, dtype=np.float32):
+        return SimpleNamespace(x={f"in{i}": np.zeros((2, *s), dtype)
+                                  for i, s in enumerate(shapes)})
+
+    assert default_batch_size(split((784,)), 128) == 1024
+    assert default_batch_size(split((784,)), 2048) == 2048  # never below the fit size
+    image = split((224, 224, 3))
+    rows = default_batch_size(image, 16)
+    assert rows == PREDICT_BATCH_BYTES // (224 * 224 * 3 * 4) and 16 < rows < 1024
+    assert default_batch_size(split((224, 224, 3), (10,), dtype=np.float64), 8) < rows

@@ -300,7 +300,9 @@ Example:
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
               help=".npy, .npz or .csv (default: print a summary)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False))
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="rows per batch (default: the fit batch size, raised up to 1024 rows "
+                   "while a batch's inputs stay under 32 MB)")
 @handle_errors
 def predict(run_dir, input_path, output_path, checkpoint, batch_size):
     """Predict with a run's model; inputs get the run's preprocessing."""
