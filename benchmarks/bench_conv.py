@@ -8,11 +8,11 @@ Winograd / im2col is taken per pair and its median and range reported, with the
 1-minute load average around each pair.
 
 Layers run Winograd forced (``winograd``); the model runs the engine's rule
-(``auto``: Winograd where it wins). Cases: the four convolutions of the classic CNN (configs/cifar_cnn.yaml) at their
-shapes, forward + backward at batch 128 (``train``) and forward at batch 1024
-(``infer``); the whole model's training step (batch 128) and predict (batch 1024);
-and the share of the model's training step spent in its convolution layers (forward
-and backward, timed around each call).
+(``auto``: Winograd where it wins). Cases: the four convolutions of the classic CNN
+(configs/cifar_cnn.yaml) at their shapes, forward + backward at batch 128 (``train``)
+and forward at batch 1024 (``infer``); the whole model's training step (batch 128)
+and predict (batch 1024); and the share of the model's training step spent in its
+convolution layers (forward and backward, timed around each call).
 
     python benchmarks/bench_conv.py                 # 2 threads, 5 pairs, 1 s windows
     python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run

@@ -1,8 +1,9 @@
 """What the benchmark scripts record about the machine beside their numbers: the CPU
 model and SIMD flags (from /proc/cpuinfo), CPUs, the BLAS NumPy runs on and the kernel
 it picked for this CPU (threadpoolctl when installed, else OpenBLAS asked directly),
-the 1-minute load average, Python, and the date. A table is only comparable with another from the same machine and a
-quiet load; these fields say which machine and how loaded.
+the 1-minute load average, Python, and the date. A table is only comparable with
+another from the same machine and a quiet load; these fields say which machine and
+how loaded.
 """
 
 import os

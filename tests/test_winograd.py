@@ -146,6 +146,17 @@ def test_float32_within_stated_tolerance(padding, forced):
                                atol=1e-5 * np.abs(want_dW).max())
 
 
+def test_non_contiguous_input(forced):
+    r = np.random.default_rng(7)
+    x = r.normal(size=(3, 5, 6, 2)).transpose(0, 2, 1, 3)  # a view, not C-contiguous
+    layer = conv(x, 3, padding="same")
+    W, b = layer.get_weights()
+    y, back = layer.forward(x, True)
+    np.testing.assert_allclose(y, ref.conv2d(x, W, b, (1, 1), "same"), atol=1e-10)
+    dy = r.normal(size=y.shape)
+    np.testing.assert_allclose(back(dy), reference_grads(x, W, dy, "same")[0], atol=1e-10)
+
+
 def test_first_layer_skips_its_input_gradient(forced):
     x = np.random.default_rng(0).normal(size=(3, 6, 6, 2)).astype(np.float32)
     layer = conv(x, 2, np.float32)

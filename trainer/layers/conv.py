@@ -204,6 +204,7 @@ class Conv(Layer):
         """3×3 stride-1 2-D convolution by Winograd F(2×2,3×3)
         (trainer/engine/kernels/winograd.py), bias and relu fused into its output
         transform; backward computes the relu mask chunk by chunk in the workers."""
+        x = np.ascontiguousarray(x)
         W = self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None
         act_name = getattr(self.activation, "registered_name", None)
