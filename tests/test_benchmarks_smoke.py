@@ -38,7 +38,8 @@ def check_machine(meta):
 
 # scripts (files with a __main__ block) and the test that runs each in smoke mode;
 # the other files are helpers the scripts load (callbacks, the machine's description)
-SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke"}
+SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke",
+                "bench_conv.py": "test_bench_conv_smoke"}
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
            "hostinfo.py": "both scripts' --json meta",
@@ -101,6 +102,58 @@ def test_run_smoke(case, tmp_path):
         assert any(ln.startswith(f"{case} ") and f"| {row['mode']} " in ln
                    for ln in stdout.splitlines()), f"no table row for {case} {row['mode']}"
     assert "smoke mode" in stdout and "ours samples/s" in stdout
+
+
+def test_run_table_names_the_machine_and_blas(tmp_path):
+    data, stdout = run_script("run.py", "--cases", "tiny", tmp_path=tmp_path)
+    meta = data["meta"]
+    assert set(meta["blas"]) == {"name", "version", "kernel", "coretype_env"}
+    assert meta["load_limit"] == 0.5 and isinstance(meta["loaded_pairs"], int)
+    assert any(ln.startswith("machine: ") and "SIMD: " in ln and "BLAS: " in ln
+               for ln in stdout.splitlines())
+    assert ("UNDER LOAD" in stdout) == (meta["loaded_pairs"] > 0)
+
+
+def test_run_repeats_a_loaded_pair_and_says_so(monkeypatch, capsys):
+    """A pair measured while the load minus our child exceeds the limit is measured
+    again; one still loaded after the retries is kept and the title says so."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import run
+
+    loads = iter([3.0, 0.1, 3.0, 3.0])  # pair 1: loaded, then quiet; pair 2: loaded twice
+
+    def fake_child(fw, case, mode, batch, args):
+        load = next(loads)
+        return {"framework": fw, "rates": [100.0], "steps": [1], "first_step_s": 0.1,
+                "peak_rss_mb": 10.0, "loadavg": [load, load], "layouts": {}}
+
+    monkeypatch.setattr(run, "run_child", fake_child)
+    monkeypatch.setattr(run, "have_torch", lambda: False)
+    args = run.parse(["--cases", "tiny", "--repeats", "2", "--load-retries", "1",
+                      "--threads", "2", "--no-onnx"])
+    run.parent(args)
+    out = capsys.readouterr()
+    assert out.err.count("repeating the pair") == 2  # each loaded pair once more
+    assert "UNDER LOAD" in out.out and "1 measurement(s)" in out.out
+
+
+# ---------------------------------------------------------------- bench_conv.py
+
+def test_bench_conv_smoke(tmp_path):
+    """Winograd against im2col in one process, interleaved; the model rows and the
+    share of the training step in convolutions."""
+    data, stdout = run_script("bench_conv.py", tmp_path=tmp_path)
+    check_machine(data["meta"])
+    rows = data["rows"]
+    assert [(r["case"], r["mode"]) for r in rows] == [
+        (name, mode) for name in ("conv1", "conv2", "conv3", "conv4", "cnn")
+        for mode in ("train", "infer")]
+    for r in rows:
+        assert positive(r["im2col"]) and positive(r["winograd"])
+        assert r["ratio"] == pytest.approx(r["winograd"] / r["im2col"], rel=0.5)
+    assert set(data["conv_share"]) == {"im2col", "auto"}
+    assert all(0 < v <= 1 for v in data["conv_share"].values())
+    assert "Winograd / im2col" in stdout
 
 
 # -------------------------------------------------------------------- bench_hdf5.py

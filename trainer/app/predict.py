@@ -1,5 +1,6 @@
 """`trainer predict`: a run's model on new inputs, with the run's preprocessing."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,22 @@ def write_outputs(path, outputs, names):
                               f"(use .npy, .npz, .csv)")
 
 
+#: without --batch-size, predict runs batches of the fit batch size raised to up to
+#: this many rows while one batch's inputs stay under PREDICT_BATCH_BYTES: at inference
+#: every sample is independent, and bigger batches cost less per row (fewer calls; the
+#: engine splits a batch of 128 or more over its threads — at 128 that left 64-row
+#: GEMMs per thread, issue 28)
+PREDICT_BATCH_ROWS = 1024
+PREDICT_BATCH_BYTES = 32 << 20
+
+
+def default_batch_size(split, fit_batch_size):
+    """The batch size of ``trainer predict`` without --batch-size (see above)."""
+    row_bytes = sum(x.dtype.itemsize * math.prod(x.shape[1:]) for x in split.x.values())
+    rows = min(PREDICT_BATCH_ROWS, PREDICT_BATCH_BYTES // max(row_bytes, 1))
+    return max(fit_batch_size, rows)
+
+
 def predict(target, input_path, output_path=None, batch_size=None, checkpoint_path=None):
     """Predictions for the inputs in ``input_path`` of a run's final model, or of a
     CONFIG's model (its --checkpoint, or the weights the model names, or a fresh
@@ -106,7 +123,8 @@ def predict(target, input_path, output_path=None, batch_size=None, checkpoint_pa
     split = pre.apply(Split(inputs, {}))
     api.check_input_shapes(model, split, "--input")
     model.check_finite_inputs(split, "--input")
-    outputs = run_predict(model, split, batch_size or cfg["fit"]["batch_size"])
+    outputs = run_predict(model, split,
+                          batch_size or default_batch_size(split, cfg["fit"]["batch_size"]))
     if output_path is not None:
         write_outputs(output_path, outputs, model.output_names)
     return outputs, model.output_names

@@ -280,19 +280,52 @@ class Model:
         return t, f
 
     def check_finite_inputs(self, split, where):
+        """NaN/Inf (and, for float64 inputs, values that become Inf in float32) in
+        the inputs: a DataError naming the first row. The clean case (every call of
+        ``trainer predict``) reads each block of rows once — a sum (NaN or Inf in a
+        block makes its sum non-finite) and, for float64, a min and max — on the
+        engine's threads with no input-sized temporaries; only a block that fails
+        (or whose finite sum overflowed) takes the exact elementwise test."""
         for name, x in split.x.items():
-            if x.dtype.kind == "f":
+            if x.dtype.kind == "f" and len(x) and not _clean(x):
                 bad = ~np.isfinite(x)
                 if bad.any():
                     first = int(np.argwhere(bad.reshape(len(x), -1).any(axis=1))[0, 0])
                     raise DataError(f"{where}: input '{name}' holds {int(bad.sum())} NaN/Inf "
                                     f"values (first in row {first})")
-                big = np.abs(x) > np.finfo(np.float32).max  # Inf once cast to float32
-                if x.dtype.itemsize > 4 and big.any():
+                big = (np.abs(x) > np.finfo(np.float32).max  # Inf once cast to float32
+                       if x.dtype.itemsize > 4 else np.zeros(1, bool))
+                if big.any():
                     first = int(np.argwhere(big.reshape(len(x), -1).any(axis=1))[0, 0])
                     raise DataError(f"{where}: input '{name}' holds {int(big.sum())} values "
                                     f"beyond float32's range (±3.4e38; first in row {first}), "
                                     f"which become Inf; rescale them")
+
+
+#: rows of an input checked at a time by ``_clean`` (about this many elements)
+CHECK_BLOCK = 1 << 18
+
+
+def _clean(x):
+    """Whether x (float, ≥ 1 row) is all finite and, if wider than float32, within
+    float32's range — without an input-sized temporary (see check_finite_inputs)."""
+    from trainer.engine.kernels import parallel
+
+    rows = max(1, CHECK_BLOCK // max(x[0].size, 1))
+    limit = np.finfo(np.float32).max
+
+    def part(start, stop):
+        with np.errstate(over="ignore", invalid="ignore"):  # a finite sum may overflow
+            return all(block_clean(x[a:min(a + rows, stop)])
+                       for a in range(start, stop, rows))
+
+    def block_clean(block):
+        if not np.isfinite(np.add.reduce(block, axis=None)):
+            if not np.isfinite(block).all():
+                return False
+        return x.dtype.itemsize <= 4 or (block.max() <= limit and block.min() >= -limit)
+
+    return all(parallel.run(part, len(x), min_items=rows))
 
 
 def timestep_mask(mask, p, sw=None):

@@ -16,7 +16,9 @@ Examples:
 @click.option("--output", "output_path", type=click.Path(dir_okay=False),
               help=".npy, .npz or .csv (default: print a summary)")
 @click.option("--checkpoint", type=click.Path(dir_okay=False))
-@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="rows per batch (default: the fit batch size, raised up to 1024 rows "
+                   "while a batch's inputs stay under 32 MB)")
 @click.option("--top", type=click.IntRange(min=1), default=None,
               help="Print each sample's K best classes and probabilities (ImageNet ids and "
                    "names for a 1000-class output, as Keras's decode_predictions).")

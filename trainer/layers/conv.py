@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from trainer import activations as act
-from trainer.engine.kernels import fused, parallel
+from trainer.engine.kernels import fused, parallel, winograd
 from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
@@ -123,6 +123,8 @@ class Conv(Layer):
         x4 = self._as4d(x)
         n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
+        if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f):
+            return self._forward_winograd(x4, pads, out_hw)
         W2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None
         act_name = getattr(self.activation, "registered_name", None)
@@ -191,6 +193,39 @@ class Conv(Layer):
 
     def _unas4d(self, a):
         return a[:, 0] if self.rank == 1 else a
+
+    def _forward_winograd(self, x, pads, out_hw):
+        """3×3 stride-1 2-D convolution by Winograd F(2×2,3×3)
+        (trainer/engine/kernels/winograd.py), bias and relu fused into its output
+        transform; backward computes the relu mask chunk by chunk in the workers."""
+        x = np.ascontiguousarray(x)
+        W = self.params["kernel"]
+        bias = self.params["bias"] if self.use_bias else None
+        act_name = getattr(self.activation, "registered_name", None)
+        z, tiling = winograd.forward(x, W, bias, act_name == "relu", pads, out_hw)
+        y = z if act_name in ("relu", "linear") else self.activation.forward(z)
+        input_grad = getattr(self, "needs_input_grad", True)
+
+        def backward(dy):
+            dy = np.ascontiguousarray(dy, dtype=z.dtype)
+            dz_all = dy
+            if act_name not in ("relu", "linear"):
+                dz_all = np.ascontiguousarray(self.activation.backward(z, y, dy))
+
+            def dz_of(a, b):
+                if act_name != "relu":
+                    return dz_all[a:b]
+                out = _scratch("dz", (b - a, *z.shape[1:]), z.dtype)
+                return fused.relu_backward(dy[a:b], y[a:b], out=out)
+
+            dx, dW, db = winograd.backward(x, W, dz_of, pads, out_hw, tiling, input_grad,
+                                           bias is not None)
+            self.grads["kernel"] += dW
+            if bias is not None:
+                self.grads["bias"] += db
+            return dx
+
+        return y, backward
 
 
 class ConvPlan:

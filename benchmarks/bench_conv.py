@@ -1,0 +1,205 @@
+"""Winograd F(2×2,3×3) against the im2col path, in one process (issue 28).
+
+A shared machine's load moves both paths alike only when they run side by side, so
+this script times both in the same process, interleaved: im2col, Winograd, Winograd,
+im2col, ... (``TRAINER_CONV_ALGO`` switched between calls; it is read on every
+forward). Each timing is one window of ``--seconds`` after a warm-up call; the ratio
+Winograd / im2col is taken per pair and its median and range reported, with the
+1-minute load average around each pair.
+
+Layers run Winograd forced (``winograd``); the model runs the engine's rule
+(``auto``: Winograd where it wins). Cases: the four convolutions of the classic CNN
+(configs/cifar_cnn.yaml) at their shapes, forward + backward at batch 128 (``train``)
+and forward at batch 1024 (``infer``); the whole model's training step (batch 128)
+and predict (batch 1024); and the share of the model's training step spent in its
+convolution layers (forward and backward, timed around each call).
+
+    python benchmarks/bench_conv.py                 # 2 threads, 5 pairs, 1 s windows
+    python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: (name, input H×W×C, filters, padding) of the classic CNN's convolutions
+LAYERS = [("conv1", (32, 32, 3), 32, "same"), ("conv2", (32, 32, 32), 32, "valid"),
+          ("conv3", (15, 15, 32), 64, "same"), ("conv4", (15, 15, 64), 64, "valid")]
+SMOKE = {"repeats": 1, "seconds": 0.02, "train_batch": 2, "infer_batch": 4}
+
+
+def conv_step(shape, filters, padding, batch, train):
+    import numpy as np
+
+    from trainer.config.families import layers
+
+    layer = layers.get({"Conv2D": {"filters": filters, "kernel_size": 3, "padding": padding,
+                                   "activation": "relu"}})
+    layer.build(shape, np.random.default_rng(0))
+    layer.needs_input_grad = shape[-1] != 3  # the first layer: no input gradient
+    x = np.random.default_rng(1).random((batch, *shape), dtype=np.float32)
+
+    def step():
+        y, back = layer.forward(x, train)
+        if train:
+            back(np.ones_like(y))
+    return step
+
+
+def model_step(batch, train):
+    import numpy as np
+
+    import run  # benchmarks/run.py: the same model as its cnn case
+
+    model, shape = run.ours("cnn")
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, *shape), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch)]
+    if train:
+        return (lambda: model.train_on_batch([x], [y])), model
+    return (lambda: model.predict_on_batch([x])), model
+
+
+def timed(step, seconds, algo):
+    os.environ["TRAINER_CONV_ALGO"] = algo
+    step()  # warm-up (and the Numba compile the first time)
+    n, start = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def loadavg():
+    from hostinfo import loadavg as load
+
+    return load()
+
+
+def pairs(step, batch, args, new="winograd"):
+    """Interleaved A/B windows: per pair (im2col rate, ``new`` rate, load). ``new`` is
+    ``winograd`` (forced, for single layers) or ``auto`` (the engine's rule)."""
+    out = []
+    for r in range(args.repeats):
+        order = ("im2col", new) if r % 2 == 0 else (new, "im2col")
+        rates, load = {}, [loadavg()]
+        for algo in order:
+            rates[algo] = timed(step, args.seconds, algo) * batch
+        load.append(loadavg())
+        out.append((rates["im2col"], rates[new], max(v or 0 for v in load)))
+    return out
+
+
+def conv_share(step, model, args):
+    """Share of a training step's time inside the model's Conv layers (per algo)."""
+    from trainer.layers.conv import Conv
+
+    spent = [0.0]
+
+    def wrap(layer):
+        forward = layer.forward
+
+        def timed_forward(x, training):
+            t = time.perf_counter()
+            y, back = forward(x, training)
+            spent[0] += time.perf_counter() - t
+
+            def timed_back(dy):
+                t = time.perf_counter()
+                dx = back(dy)
+                spent[0] += time.perf_counter() - t
+                return dx
+            return y, timed_back
+        layer.forward = timed_forward
+
+    for layer in model.layers if hasattr(model, "layers") else []:
+        if isinstance(layer, Conv):
+            wrap(layer)
+    share = {}
+    for algo in ("im2col", "auto"):
+        os.environ["TRAINER_CONV_ALGO"] = algo
+        step()
+        spent[0], start, n = 0.0, time.perf_counter(), 0
+        while time.perf_counter() - start < args.seconds or n == 0:
+            step()
+            n += 1
+        share[algo] = spent[0] / (time.perf_counter() - start)
+    return share
+
+
+def summarize(name, mode, batch, results):
+    ratios = [w / a for a, w, _ in results]
+    return {"case": name, "mode": mode, "batch": batch,
+            "im2col": statistics.median(a for a, _, _ in results),
+            "winograd": statistics.median(w for _, w, _ in results),
+            "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)],
+            "max_load": max(load for _, _, load in results)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5, help="pairs per case")
+    parser.add_argument("--seconds", type=float, default=1.0, help="window per timing")
+    parser.add_argument("--train-batch", type=int, default=128)
+    parser.add_argument("--infer-batch", type=int, default=1024)
+    parser.add_argument("--cases", default="layers,model", help="layers,model")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs, no verdict")
+    parser.add_argument("--json", help="write the rows and the machine here")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    os.environ["TRAINER_NUM_THREADS"] = str(args.threads)
+    from hostinfo import describe
+
+    from trainer.engine.kernels import parallel
+
+    parallel.set_num_threads(args.threads)
+    cases = args.cases.split(",")
+    rows, shares = [], {}
+    if "layers" in cases:
+        for name, shape, filters, padding in LAYERS:
+            for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch)):
+                step = conv_step(shape, filters, padding, batch, mode == "train")
+                rows.append(summarize(name, mode, batch, pairs(step, batch, args)))
+                print(json.dumps(rows[-1]), flush=True)
+    if "model" in cases:
+        for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch)):
+            step, model = model_step(batch, mode == "train")
+            rows.append(summarize("cnn", mode, batch, pairs(step, batch, args, "auto")))
+            print(json.dumps(rows[-1]), flush=True)
+            if mode == "train":
+                shares = conv_share(step, model, args)
+                print(json.dumps({"conv_share_of_train_step": shares}), flush=True)
+    meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
+            "seconds": args.seconds, "smoke": args.smoke}
+    print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
+          f"{args.threads} threads, {meta['cpu_model']}; max 1-min load "
+          f"{max([r['max_load'] for r in rows] or [0]):.2f}):")
+    print(f"{'case':8} {'mode':6} {'batch':>5} {'im2col/s':>10} {'winograd/s':>11} "
+          f"{'ratio':>6}  range")
+    for r in rows:
+        print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['im2col']:10.0f} "
+              f"{r['winograd']:11.0f} {r['ratio']:6.2f}  {r['ratio_range'][0]:.2f}–"
+              f"{r['ratio_range'][1]:.2f}")
+    if shares:
+        print("share of the cnn training step in Conv layers: " + ", ".join(
+            f"{k} {v:.0%}" for k, v in shares.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
+                                               "conv_share": shares}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
