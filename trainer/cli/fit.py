@@ -3,7 +3,7 @@
 import click
 
 from trainer.cli.base import (EXPECT_HELP, LOG_FORMAT, echo_json, gate_items, handle_errors,
-                              json_output, json_result)
+                              joined_world, json_output, json_result)
 
 
 @click.command(epilog="""\b
@@ -40,6 +40,7 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     from trainer.training.resume import sigterm_as_interrupt
 
     json_output(as_json, log_format)
+    world = joined_world()
     if resume is None and config_path is None:
         raise ConfigError("fit needs a CONFIG file (or --resume RUN_DIR)")
     if resume is not None and run_dir is not None:
@@ -58,6 +59,8 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
         run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
                             resume=resume, force=force, callbacks=[EventLogger()],
                             expect=expect)
+    if world is not None and not world.is_root:
+        return  # rank 0 reports the run, checks its gates and writes its files
     result = json_result()
     result.update(run_dir=str(run.path), metrics=logs)
     try:
