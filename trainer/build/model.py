@@ -218,6 +218,8 @@ class Model:
 
     def _update_metrics(self, ys, preds, sw, masks=None):
         for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
+            if len(p) == 0:  # an MPI rank's empty share of a small last batch
+                continue
             for m in o.metrics:  # only weighted_metrics see sample/class weights (Keras 2)
                 weights = sw if m.weighted else None
                 mask = timestep_mask(masks[k] if masks else None, p, weights)
