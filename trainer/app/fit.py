@@ -360,10 +360,14 @@ def _train_until_done(loop, run, history, point, start):
             where = f"a resumable checkpoint was written {at}"
         run.finish("interrupted", history_last(history))
         error = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
-        raise error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "
-                    f"{where}; continue with `trainer fit --resume {run.path}`") from None
+        error = error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "
+                      f"{where}; continue with `trainer fit --resume {run.path}`")
+        # under MPI, every rank stopped at the same boundary (Loop.agree)
+        error.agreed = started and getattr(loop, "honoured", False)
+        raise error from None
     except DivergedError as exc:
         run.finish("diverged", history_last(history), error=str(exc))
+        exc.agreed = True  # the global batch's loss: every rank sees it
         raise
     except TrainerError as exc:
         _finish_failed(run, history, str(exc))

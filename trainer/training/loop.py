@@ -144,6 +144,8 @@ class Loop:
         self.saved_at = None
         self._train_sums = None  # the epoch's training sums, kept while validation runs
         self.world = world  # MPI ranks sharing each batch (trainer.distributed), or None
+        self.agreed_signal = None  # under MPI: the signal all ranks stop for (agree)
+        self.honoured = False
 
     def epoch_batches(self, epoch):
         plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch,
@@ -279,15 +281,17 @@ class Loop:
             [np.array(mine)])[0].tolist()
         self.model.stop_training = stop > 0
         opt.lr_override = None if no_override > 0 else lr
-        if sigterm > 0:
-            self.pending_signal = signal.SIGTERM
-        elif sigint > 0:
-            self.pending_signal = signal.SIGINT
+        # what every rank honours at this boundary (a signal arriving from here on is
+        # this rank's own until the next agreement)
+        self.agreed_signal = (signal.SIGTERM if sigterm > 0 else
+                              signal.SIGINT if sigint > 0 else None)
 
     def honour_signal(self):
-        if self.pending_signal == signal.SIGTERM:
+        pending = self.pending_signal if self.world is None else self.agreed_signal
+        self.honoured = pending is not None  # raised here, at a boundary all ranks share
+        if pending == signal.SIGTERM:
             raise Terminated()
-        if self.pending_signal is not None:
+        if pending is not None:
             raise KeyboardInterrupt()
 
     # -- resuming -----------------------------------------------------------
