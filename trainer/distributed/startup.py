@@ -56,7 +56,7 @@ def together(world, fn):
         if failure is None:
             continue
         name, code, message = failure
-        error = _error_class(name)(f"rank {rank} of {world.size}: {message}")
+        error = _error_class(name)(f"MPI rank {rank} of {world.size}: {message}")
         error.exit_code = code
         raise agreed(error)
     return value
