@@ -39,8 +39,8 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     from trainer.errors import ConfigError, GateError
     from trainer.training.resume import sigterm_as_interrupt
 
+    world = joined_world()  # first: the other ranks' stdout (events too) goes nowhere
     json_output(as_json, log_format)
-    world = joined_world()
     if resume is None and config_path is None:
         raise ConfigError("fit needs a CONFIG file (or --resume RUN_DIR)")
     if resume is not None and run_dir is not None:
