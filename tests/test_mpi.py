@@ -43,7 +43,7 @@ compile:
   loss: sparse_categorical_crossentropy
   optimizer: {Adam: {lr: 0.01}}
   metrics: [accuracy]
-fit: {epochs: 3, batch_size: 16}
+fit: {epochs: 3, batch_size: 16, class_weight: balanced}
 """
 TIMEOUT = 120
 
