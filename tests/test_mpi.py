@@ -311,3 +311,12 @@ def test_a_killed_rank_stops_the_others_within_seconds(project):
     assert time.monotonic() - start < 10
     assert proc.returncode != 0
     assert f"PID {ranks[1]['pid']}" in out + err  # run.json maps the pid to rank 1
+
+
+def test_a_config_error_is_reported_once_with_its_exit_code(project):
+    (project / "bad.yaml").write_text(CONFIG.replace("units: 12", "units: -12"))
+    result = trainer(project, "fit", "bad.yaml", ranks=2)
+    assert result.returncode == 2
+    assert result.stderr.count("error:") == 1
+    assert "MPI rank 0 of 2: " in result.stderr and "(bad.yaml:10:22)" in result.stderr
+    assert "Abort" not in result.stderr

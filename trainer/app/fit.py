@@ -166,17 +166,26 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     world = current()
     root = world is None or world.is_root
     with contextlib.ExitStack() as held:
-        model = build(cfg)
-        check_builtin_shapes(cfg, model)  # before anything is read
-        warn_zero_lr(cfg, model)
-        # callbacks are built before any data is read: a bad one fails first
-        history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
-                                      if verbose is None else verbose)
-        if expect:
-            from trainer.app import gates
-            gates.check_logged(expect, gates.logged_names(cfg, model), cfg)
-        resolved = resolved_config(cfg, model)
-        resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
+        def prepare():
+            model = build(cfg)
+            check_builtin_shapes(cfg, model)  # before anything is read
+            warn_zero_lr(cfg, model)
+            # callbacks are built before any data is read: a bad one fails first
+            history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
+                                          if verbose is None else verbose)
+            if expect:
+                from trainer.app import gates
+                gates.check_logged(expect, gates.logged_names(cfg, model), cfg)
+            resolved = resolved_config(cfg, model)
+            resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
+            return model, history, cbs, resolved
+
+        if world is None:
+            model, history, cbs, resolved = prepare()
+        else:  # a config error is every rank's: reported once, by rank 0
+            from trainer.distributed.startup import together
+
+            model, history, cbs, resolved = together(world, prepare)
         if world is not None:
             from trainer.app import mpi
 

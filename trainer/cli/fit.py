@@ -49,10 +49,17 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     if force and resume is None and run_dir is None:
         raise ConfigError("--force applies with --resume (accept config changes) or "
                           "--run-dir (replace the run there)")
-    if config_path is not None:
-        cfg = api.load_config(config_path, overrides)
-    else:
-        cfg = api.load_run_config(resume, overrides)
+    def load():
+        if config_path is not None:
+            return api.load_config(config_path, overrides)
+        return api.load_run_config(resume, overrides)
+
+    if world is None:
+        cfg = load()
+    else:  # a config error is every rank's: reported once, by rank 0
+        from trainer.distributed.startup import together
+
+        cfg = together(world, load)
     expect = gate_items(cfg, cli_expect)
     events.emit("run_started", config=str(config_path or resume), resume=resume is not None)
     with sigterm_as_interrupt():
