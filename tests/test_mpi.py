@@ -320,3 +320,18 @@ def test_a_config_error_is_reported_once_with_its_exit_code(project):
     assert result.stderr.count("error:") == 1
     assert "MPI rank 0 of 2: " in result.stderr and "(bad.yaml:10:22)" in result.stderr
     assert "Abort" not in result.stderr
+
+
+def test_the_quickstart_config_trains_alike_on_two_ranks(tmp_path):
+    """An example config as shipped (digits, Dropout), 3 epochs in float64."""
+    config = Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml"
+    args = ["fit", config, "--set", "fit.epochs=3", "--set", "dtype=float64",
+            "--set", "expect={}", "-q"]
+    one = trainer(tmp_path, *args, "--run-dir", "one")
+    two = trainer(tmp_path, *args, "--run-dir", "two", ranks=2)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max_relative(a, b) <= 1e-5
+    for ra, rb in zip(history(tmp_path / "one"), history(tmp_path / "two")):
+        assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-6)
+        assert float(rb["val_loss"]) == pytest.approx(float(ra["val_loss"]), rel=1e-6)
