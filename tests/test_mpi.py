@@ -335,3 +335,23 @@ def test_the_quickstart_config_trains_alike_on_two_ranks(tmp_path):
     for ra, rb in zip(history(tmp_path / "one"), history(tmp_path / "two")):
         assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-6)
         assert float(rb["val_loss"]) == pytest.approx(float(ra["val_loss"]), rel=1e-6)
+
+
+def test_a_rank_that_cannot_read_its_rows_mid_run_stops_every_rank(tmp_path):
+    """A NaN the start-up check does not reach (a lazily read .npy, row 4000 of 5000):
+    the rank whose share of a batch holds it reports it, rank and pid named, and MPI
+    stops every rank with its exit code 3."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 6))
+    x[4000, 1] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, 0] > 0).astype(np.int64))
+    config = CONFIG.replace("train: {path: data.npz, x: x, y: y}",
+                            "train: {path: x.npy, y_path: y.npy}")
+    config = config.replace("  validation: {path: data.npz, x: xv, y: yv}\n", "")
+    (tmp_path / "config.yaml").write_text(config.replace("batch_size: 16", "batch_size: 64")
+                                          .replace("units: 3", "units: 2"))
+    result = trainer(tmp_path, "fit", "config.yaml", "--run-dir", "run", "-q", ranks=2)
+    assert result.returncode == 3, result.stderr
+    assert "holds NaN/Inf values in 1 rows of a batch (first in row 4000)" in result.stderr
+    assert "error: MPI rank " in result.stderr and "stopping every rank" in result.stderr
