@@ -355,3 +355,12 @@ def test_a_rank_that_cannot_read_its_rows_mid_run_stops_every_rank(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "holds NaN/Inf values in 1 rows of a batch (first in row 4000)" in result.stderr
     assert "error: MPI rank " in result.stderr and "stopping every rank" in result.stderr
+
+
+def test_predict_under_mpi_runs_once_on_rank_0(project, runs):
+    np.save(project / "new.npy", np.load(project / "data.npz")["xv"][:5])
+    result = trainer(project, "predict", runs["one"], "--input", "new.npy", "--output",
+                     "preds.csv", ranks=2)
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout + result.stderr).count("5 predictions") == 1
+    assert len((project / "preds.csv").read_text().splitlines()) == 6  # header + 5 rows
