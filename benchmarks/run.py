@@ -25,6 +25,12 @@ defaults on both sides):
                 floor under "mlp infer", which is nothing else (1.37 GFLOP a batch)
     quickstart  `python -m trainer fit configs/quickstart.yaml` from launch to its first
                 training step (target < 2 s), with a warm Numba cache
+    mpi         data-parallel training over MPI (issue 27): the cnn and mlp train   train 128
+                steps with 2 ranks × 1 thread (mpiexec -n 2, each rank half of
+                the global batch, one fused allreduce of the gradients a step)
+                against 1 process × 2 threads and 1 × 1; samples/s of the global
+                batch, seconds in the allreduce per step, bytes it moves per step
+                (needs mpi4py and mpiexec: pip install 'trainer[mpi]')
     resnet50    Keras's ResNet50 at 224×224 (`application: ResNet50`, random      infer 32,
                 weights) beside the same network by hand in PyTorch,            finetune 16
                 channels_last: inference (1000 classes); one fine-tuning step
@@ -88,6 +94,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,7 +126,9 @@ JOBS = [
     ("resnet50", "finetune", 16, None),
 ]
 QUICKSTART_TARGET_S = 2.0
-CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50")
+CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50", "mpi")
+MPI_MODELS, MPI_BATCH = ("cnn", "mlp"), 128
+MPI_LAYOUTS = (("2x1", 2, 1), ("1x2", 1, 2), ("1x1", 1, 1))  # ranks × threads
 RESNET_SIZE, RESNET_SMOKE_SIZE = 224, 32
 
 LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
@@ -413,6 +422,50 @@ def _window(step, args):
             return n, elapsed, n * args.batch / elapsed
 
 
+def mpi_child(args):
+    """One data-parallel measurement under mpiexec: every rank steps on its rows of one
+    global batch; rank 0 decides when the window ends (a broadcast a step, so all ranks
+    run the same steps) and prints the result."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from trainer.distributed.world import current
+    from trainer.training import data_parallel
+
+    world = current()
+    model, shape = ours(args.case)
+    rng = np.random.default_rng(0)
+    x = rng.random((args.batch, *shape), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.batch)]
+    mine, lo, hi = data_parallel.rows_of(world, np.arange(args.batch))
+    xs, ys = [x[mine]], [y[mine]]
+
+    def step():
+        data_parallel.train_step(model, world, xs, ys, None, args.batch, lo, hi)
+
+    step()
+    first = time.time() - args.t0
+    for _ in range(args.warmup):
+        step()
+    world.allreduce_seconds, world.allreduce_bytes, world.allreduce_calls = 0.0, 0, 0
+    n, start = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        elapsed = time.perf_counter() - start
+        done = (args.steps and n >= args.steps) or (not args.steps and elapsed >= args.seconds)
+        if world.broadcast(bool(done)):
+            break
+    if world.is_root:
+        result = {"framework": "ours", "case": args.case, "mode": "train", "batch": args.batch,
+                  "ranks": world.size, "rates": [n * args.batch / elapsed], "steps": [n],
+                  "first_step_s": first, "allreduce_s_per_step": world.allreduce_seconds / n,
+                  "bytes_per_step": world.allreduce_bytes / n,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "loadavg": [_loadavg()], "versions": _versions("ours")}
+        print(MARK + json.dumps(result), flush=True)
+
+
 def _versions(framework):
     import numpy
 
@@ -488,6 +541,80 @@ def run_quickstart(tmp, args, index):
     return {"framework": "ours", "case": "quickstart", "mode": "fit", "batch": 32,
             "rates": [], "first_step_s": first, "peak_rss_mb": usage.ru_maxrss / 1024,
             "loadavg": load + [_loadavg()]}
+
+
+def have_mpi():
+    import importlib.util
+
+    return shutil.which("mpiexec") is not None and importlib.util.find_spec("mpi4py") is not None
+
+
+def run_mpi_layout(case, batch, ranks, threads, args):
+    """One measurement of ``case``'s train step with ``ranks`` processes of ``threads``
+    threads each: under mpiexec (ranks > 1) or as the plain child."""
+    layout = argparse.Namespace(**{**vars(args), "threads": threads})
+    if ranks == 1:
+        res = run_child("ours", case, "train", batch, layout)
+        return {**res, "ranks": 1, "allreduce_s_per_step": 0.0, "bytes_per_step": 0.0}
+    cmd = [shutil.which("mpiexec"), "-n", str(ranks),
+           *child_command("mpi", case, "train", batch, layout), "--t0", repr(time.time())]
+    env = child_env(threads)
+    for name in ("PMI_SIZE", "PMI_RANK"):
+        env.pop(name, None)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=args.timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+    raise RuntimeError(f"mpi {case} {ranks}x{threads} failed (exit {proc.returncode}):\n{tail}")
+
+
+def run_mpi(args, errors):
+    """The mpi rows: per model, each layout's medians; the row's ``ours`` is 2 × 1's."""
+    rows = []
+    if not have_mpi():
+        log("mpi: mpiexec or mpi4py missing (pip install 'trainer[mpi]'): not measured")
+        return rows
+    batch = SMOKE["batch"] if args.smoke else MPI_BATCH
+    for case in MPI_MODELS:
+        layouts = {}
+        for name, ranks, threads in MPI_LAYOUTS:
+            reps = []
+            for r in range(args.repeats):
+                try:
+                    res = run_mpi_layout(case, batch, ranks, threads, args)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    errors.append(str(exc))
+                    log(f"  mpi {case} {name}: {exc}")
+                    continue
+                reps.append(res)
+                log(f"  mpi {case:4s} {name} repeat {r + 1}: {res['rates'][0]:9.1f} samples/s  "
+                    f"allreduce {res['allreduce_s_per_step'] * 1e3:.2f} ms/step  "
+                    f"{res['bytes_per_step'] / 1e6:.2f} MB/step")
+            layouts[name] = {
+                "ranks": ranks, "threads": threads,
+                "samples_per_s": median([x["rates"][0] for x in reps]),
+                "allreduce_s_per_step": median([x["allreduce_s_per_step"] for x in reps]),
+                "bytes_per_step": median([x["bytes_per_step"] for x in reps]),
+                "repeats": reps}
+        row = summarize("mpi", case, batch, None, {"ours": layouts["2x1"]["repeats"]})
+        row["layouts"] = layouts
+        rows.append(row)
+    return rows
+
+
+def mpi_table(rows):
+    lines = [f"{'model':<5} | {'layout':<6} | {'samples/s':>9} | {'allreduce ms/step':>17} | "
+             f"{'MB/step':>7}"]
+    for row in rows:
+        for name, lay in row["layouts"].items():
+            ms = lay["allreduce_s_per_step"]
+            mb = lay["bytes_per_step"]
+            lines.append(f"{row['mode']:<5} | {name:<6} | {_fmt(lay['samples_per_s'], '.0f'):>9} | "
+                         f"{_fmt(None if ms is None else ms * 1e3, '.2f'):>17} | "
+                         f"{_fmt(None if mb is None else mb / 1e6, '.2f'):>7}")
+    return "\n".join(lines)
 
 
 def have_torch():
@@ -648,6 +775,8 @@ def parent(args):
                 errors.append(str(exc))
                 log(f"  quickstart: {exc}")
         rows.append(summarize("quickstart", "fit", 32, QUICKSTART_TARGET_S, results))
+    if "mpi" in cases:
+        rows += run_mpi(args, errors)
     print()
     if args.smoke:  # no verdict on a target from numbers that measure nothing
         for row in rows:
@@ -672,6 +801,11 @@ def parent(args):
             print(f"PyTorch {row['case']} {row['mode']} by layout (median samples/s): " +
                   ", ".join(f"{lay} {median([x[lay] for x in lays]):.0f}"
                             for lay in TORCH_LAYOUTS))
+    mpi_rows = [r for r in rows if r["case"] == "mpi"]
+    if mpi_rows:
+        print("\ndata-parallel over MPI: 2 ranks × 1 thread against 1 process × 2 threads "
+              "and 1 × 1 (global batch; allreduce: the fused gradient sum a step)")
+        print(mpi_table(mpi_rows))
     if onnx_table(rows):
         print(f"\nONNX Runtime (CPUExecutionProvider, {args.threads} intra-op thread(s)) on "
               f"the models trainer exports")
@@ -725,7 +859,8 @@ def parse(argv=None):
                         f"{', '.join(f'{k} {v:g}' for k, v in SMOKE.items())}, no quickstart "
                         f"warming launch")
     # the child side (one measurement), used by the parent only
-    p.add_argument("--child", choices=["ours", "torch", "onnxruntime"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["ours", "torch", "onnxruntime", "mpi"],
+                   help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["train", "infer", "finetune-frozen", "finetune"],
                    help=argparse.SUPPRESS)
@@ -743,7 +878,9 @@ def parse(argv=None):
 
 def main():
     args = parse()
-    if args.child:
+    if args.child == "mpi":
+        mpi_child(args)
+    elif args.child:
         child(args)
     else:
         parent(args)

@@ -63,11 +63,21 @@ RUN_CASES = {  # case → the (mode) rows it reports, as benchmarks/run.py's JOB
     "cnn": ["train", "infer"], "mlp": ["train", "infer"], "tiny": ["train"],
     "lstm": ["train"], "gemm": ["infer"], "quickstart": ["fit"],
     "resnet50": ["infer", "finetune-frozen", "finetune"],
+    "mpi": ["cnn", "mlp"],  # the models; each row holds its layouts (ranks × threads)
 }
+
+
+def have_mpi():
+    import importlib.util
+    import shutil
+
+    return shutil.which("mpiexec") is not None and importlib.util.find_spec("mpi4py") is not None
 
 
 @pytest.mark.parametrize("case", list(RUN_CASES))
 def test_run_smoke(case, tmp_path):
+    if case == "mpi" and not have_mpi():
+        pytest.skip("mpiexec or mpi4py missing")
     # never PyTorch in the default tests (it runs where installed by hand otherwise)
     data, stdout = run_script("run.py", "--cases", case, "--no-torch", tmp_path=tmp_path)
     meta = data["meta"]
@@ -83,6 +93,19 @@ def test_run_smoke(case, tmp_path):
         assert row["met"] is None  # no verdict from smoke numbers
         if case == "quickstart":
             assert ours["samples_per_s"] is None and row["ratio"] is None
+            continue
+        if case == "mpi":  # 2 ranks × 1 thread against 1 × 2 and 1 × 1, no peer
+            assert list(row["layouts"]) == ["2x1", "1x2", "1x1"] and row["ratio"] is None
+            for name, layout in row["layouts"].items():
+                assert positive(layout["samples_per_s"]), name
+                assert len(layout["repeats"]) == 1 and layout["repeats"][0]["steps"][0] >= 1
+            two = row["layouts"]["2x1"]
+            assert positive(two["allreduce_s_per_step"]) and two["repeats"][0]["ranks"] == 2
+            # the fused buffer: every weight's gradient, the losses and metric sums, float64
+            assert two["bytes_per_step"] > 8 * (784 * 512 if row["mode"] == "mlp" else 1e6)
+            assert row["layouts"]["1x1"]["bytes_per_step"] == 0
+            assert ours["samples_per_s"] == two["samples_per_s"]
+            assert f"{row['mode']:<5} | 2x1" in stdout
             continue
         assert row["batch"] == 2
         assert positive(ours["samples_per_s"]) and ours["repeats"][0]["steps"][0] >= 1

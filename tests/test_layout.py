@@ -24,6 +24,9 @@ Where the modules the diagram does not name sit (decided here, checked here):
   Keras's datasets (components) and the application families fetch through it.
 - ``applications`` (the pretrained Keras families, written as configs the builder
   takes) is a service: it expands a model config before the build.
+- ``distributed`` (the MPI communicator, the rows of a batch this rank holds, the
+  start-up agreement checks) is floor: layers (BatchNormalization's statistics, noise
+  masks), the engine (the activity penalty's batch size), the model and the loop ask it.
 - ``strict_json`` (JSON that strict parsers read: NaN/Inf as null) is floor: events and
   the CLI print through it.
 - ``config.usercode`` (importing ``module:Name`` from the config's folder) and
@@ -46,7 +49,7 @@ ROOT = Path(trainer.__file__).parent
 LAYERS = [
     ("floor", ["trainer", "trainer.errors", "trainer.console", "trainer.events",
                "trainer.fileio", "trainer.memory", "trainer.strict_json",
-               "trainer.runfiles", "trainer.fetch"]),
+               "trainer.runfiles", "trainer.fetch", "trainer.distributed"]),
     ("registry", ["trainer.config.registry", "trainer.config.families",
                   "trainer.config.usercode", "trainer.config.usercomponents"]),
     ("engine", ["trainer.engine"]),

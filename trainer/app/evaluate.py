@@ -97,5 +97,8 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
                         preprocessor_state=arrays or None)
     split = splits[data]
     check_data(model, split, f"data.{data}")
+    from trainer.distributed.world import current
+
+    world = current()  # under MPI: each rank evaluates its rows of every batch
     return run_eval(model, split, cfg["fit"].get("validation_batch_size")
-                    or cfg["fit"]["batch_size"])
+                    or cfg["fit"]["batch_size"], world=world)

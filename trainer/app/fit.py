@@ -160,36 +160,79 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
     from trainer.store.runs import Run, command_line, new_run_dir
     from trainer.training.resume import ResumePoint
 
+    from trainer.distributed.world import current
+
     argv = argv or command_line()
+    world = current()
+    root = world is None or world.is_root
     with contextlib.ExitStack() as held:
-        model = build(cfg)
-        check_builtin_shapes(cfg, model)  # before anything is read
-        warn_zero_lr(cfg, model)
-        # callbacks are built before any data is read: a bad one fails first
-        history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
-                                      if verbose is None else verbose)
-        if expect:
-            from trainer.app import gates
-            gates.check_logged(expect, gates.logged_names(cfg, model), cfg)
-        resolved = resolved_config(cfg, model)
-        resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
+        def prepare():
+            model = build(cfg)
+            check_builtin_shapes(cfg, model)  # before anything is read
+            warn_zero_lr(cfg, model)
+            # callbacks are built before any data is read: a bad one fails first
+            history, cbs = make_callbacks(cfg, cfg["fit"].get("verbose", "auto")
+                                          if verbose is None else verbose)
+            if expect:
+                from trainer.app import gates
+                gates.check_logged(expect, gates.logged_names(cfg, model), cfg)
+            resolved = resolved_config(cfg, model)
+            resolved["callbacks"] = resolved_callbacks(cfg, cbs[1:])
+            return model, history, cbs, resolved
+
+        if world is None:
+            model, history, cbs, resolved = prepare()
+        else:  # a config error is every rank's: reported once, by rank 0
+            from trainer.distributed.startup import together
+
+            model, history, cbs, resolved = together(world, prepare)
+        if world is not None:
+            from trainer.app import mpi
+
+            mpi.check_agreement(world, resolved)
+            mpi.check_batch(world, cfg)
+            if not root:  # rank 0 owns the run's files: progress, logs, checkpoints
+                cbs = [history]
         point = None
-        if resume is None and run_dir is not None:  # refused before any data is read
-            check_new(run_dir, force)
-        if resume is not None:
-            run = Run(resume).require()
-            held.enter_context(run.lock())
-            point = ResumePoint.find(run, resolved, force)
+
+        def open_run():  # rank 0 (or the one process) first; then the other ranks read
+            nonlocal point, run
+            if resume is None and run_dir is not None:  # refused before any data is read
+                check_new(run_dir, force)
+            if resume is not None:
+                run = Run(resume).require()
+                if root:
+                    held.enter_context(run.lock())
+                point = ResumePoint.find(run, resolved, force,
+                                         warn=None if root else (lambda message: None))
+
+        run = None
+        if world is None:
+            open_run()
+        else:
+            from trainer.distributed.startup import together
+
+            together(world, open_run if root else (lambda: None))
+            together(world, (lambda: None) if root else open_run)
         from_checkpoint = point is not None and point.path is not None
-        train, val, pre = fit_data(cfg, model, point.arrays if from_checkpoint else None)
-        if from_checkpoint:
-            from trainer.store import checkpoint
-            checkpoint.load(point.path, model)
-        elif "weights" in cfg["model"]:
-            initial_weights(cfg, model)
-        if point is None:
+
+        def read_data():
+            data = fit_data(cfg, model, point.arrays if from_checkpoint else None)
+            if from_checkpoint:
+                from trainer.store import checkpoint
+                checkpoint.load(point.path, model)
+            elif "weights" in cfg["model"]:
+                initial_weights(cfg, model)
+            return data
+
+        train, val, pre = read_data() if world is None else together(world, read_data)
+        if point is None and root:
             run = Run(run_dir or new_run_dir(cfg.get("name", "run"))).claim(force)
             held.enter_context(run.lock())
+        if not root:
+            from trainer.app.mpi import Bystander
+            run = Bystander(run.path if run is not None else None)
+        world_info = None if world is None else mpi.world_meta(world)
 
         def start():
             if point is None:
@@ -197,13 +240,18 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             else:
                 run.reopen(resolved, argv, point.summary(),
                            fresh=run.new_meta(cfg.get("seed", 0), argv, cfg.folder))
+            if world_info is not None:  # the world of the latest start (or resume)
+                run.meta["world"] = world_info
+                run.write_meta()
             if not from_checkpoint and val is not None and val.rows is not None:
                 run.write_array(VALIDATION_ROWS, val.rows)  # the rows validation took
 
-        loop = make_loop(cfg, model, train, val, [*cbs, *callbacks], run)
-        loop.save = lambda: save_last(run, loop, pre, history, resolved)
-        loop.save_final = lambda: save_final(run, model, pre)
-        return run, train_until_done(loop, run, history, point, start)
+        loop = make_loop(cfg, model, train, val, [*cbs, *(callbacks if root else ())], run,
+                         world)
+        if root:
+            loop.save = lambda: save_last(run, loop, pre, history, resolved)
+            loop.save_final = lambda: save_final(run, model, pre)
+        return run, train_until_done(loop, run, history, point, start if root else None)
 
 
 def warn_zero_lr(cfg, model):
@@ -242,7 +290,7 @@ def initial_weights(cfg, model):
     load_weights_option(cfg, model)
 
 
-def make_loop(cfg, model, train, val, callbacks, run):
+def make_loop(cfg, model, train, val, callbacks, run, world=None):
     from trainer.training.loop import Loop
 
     fit_cfg = cfg["fit"]
@@ -254,7 +302,7 @@ def make_loop(cfg, model, train, val, callbacks, run):
                 validation_batch_size=fit_cfg.get("validation_batch_size"),
                 validation_freq=fit_cfg.get("validation_freq", 1),
                 steps_per_epoch=fit_cfg.get("steps_per_epoch"),
-                checkpoint_every=fit_cfg.get("checkpoint_every"), run=run)
+                checkpoint_every=fit_cfg.get("checkpoint_every"), run=run, world=world)
 
 
 def save_last(run, loop, pre, history, resolved):
@@ -321,10 +369,14 @@ def _train_until_done(loop, run, history, point, start):
             where = f"a resumable checkpoint was written {at}"
         run.finish("interrupted", history_last(history))
         error = TerminatedRun if isinstance(exc, Terminated) else InterruptedRun
-        raise error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "
-                    f"{where}; continue with `trainer fit --resume {run.path}`") from None
+        error = error(f"{'terminated' if error is TerminatedRun else 'interrupted'}; "
+                      f"{where}; continue with `trainer fit --resume {run.path}`")
+        # under MPI, every rank stopped at the same boundary (Loop.agree)
+        error.agreed = started and getattr(loop, "honoured", False)
+        raise error from None
     except DivergedError as exc:
         run.finish("diverged", history_last(history), error=str(exc))
+        exc.agreed = True  # the global batch's loss: every rank sees it
         raise
     except TrainerError as exc:
         _finish_failed(run, history, str(exc))

@@ -5,6 +5,7 @@ It runs one batch at a time; the epoch loop lives in ``trainer/training/loop.py`
 
 import numpy as np
 
+from trainer.distributed import shard
 from trainer.errors import DataError
 
 
@@ -136,7 +137,7 @@ class Model:
             if mask is not None:
                 results.append(self._masked_loss(o, y, p, sw, mask, k in fused))
                 continue
-            n = len(p)
+            n = shard.batch_size(len(p))  # the global batch's, split over MPI ranks
             values = o.loss(y, p)
             if k in fused:
                 grad = softmax_input_gradient(o.loss, y, p)
@@ -160,7 +161,7 @@ class Model:
         from trainer.losses.crossentropy import softmax_input_gradient
 
         yr, pr, w = timestep_rows(y, p, mask, sw)
-        valid = float(mask.sum())
+        valid = shard.total(float(mask.sum()))  # over the global batch
         scale = w / valid if valid else np.zeros_like(w)
         values = o.loss(yr, pr)
         grad = softmax_input_gradient(o.loss, yr, pr) if fused else o.loss.gradient(yr, pr)
@@ -177,37 +178,48 @@ class Model:
         self._update_metrics(ys, preds, sw, masks)
         return total, per_output
 
-    def compute_gradients(self, xs, ys, sw=None):
+    def compute_gradients(self, xs, ys, sw=None, penalties=True):
         """Forward and backward of one batch: the total loss (losses, weight and
         activity penalties) and its gradient in every layer's ``grads`` (left as they
         were when the loss is not finite). Returns (total, per-output losses,
-        predictions, output masks)."""
+        predictions, output masks). ``penalties=False``: without the weight
+        regularizers' penalties and gradients (a rank's share of a batch split over
+        MPI ranks: they are added once, after the sums)."""
         preds, masks, activity = self.graph.forward(self.cast_inputs(xs), training=True,
                                                     for_loss=True)
         fused = getattr(self, "_fused", ())
         per_output = self._losses(ys, preds, sw, fused, masks)
-        reg = self.regularization() + activity / len(preds[0])
+        reg = (self.regularization() if penalties else 0.0) + \
+            activity / shard.batch_size(len(preds[0]))
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output)) + reg
         losses = [l for l, _ in per_output]
         if not np.isfinite(total):
             return total, losses, preds, masks
         self.graph.backward([g.astype(p.dtype, copy=False)
                              for (_, g), p in zip(per_output, preds)], preactivation=fused)
+        if penalties:
+            self.add_penalty_gradients()
+        return total, losses, preds, masks
+
+    def add_penalty_gradients(self):
+        """The weight regularizers' gradients, added to every layer's ``grads``."""
         for layer in self.trainable_layers():
             for name, reg_fn in layer.regularizers.items():
                 layer.grads[name] += reg_fn.gradient(layer.params[name])
-        return total, losses, preds, masks
 
-    def test_on_batch(self, xs, ys, sw=None):
+    def test_on_batch(self, xs, ys, sw=None, penalties=True):
         preds, masks, activity = self.predict_on_batch(xs, for_loss=True)
         per_output = self._losses(ys, preds, sw, masks=masks)
         total = sum(o.weight * l for o, (l, _) in zip(self.outputs, per_output))
-        total += self.regularization() + activity / len(preds[0])
+        total += (self.regularization() if penalties else 0.0) + \
+            activity / shard.batch_size(len(preds[0]))
         self._update_metrics(ys, preds, sw, masks)
         return total, [l for l, _ in per_output]
 
     def _update_metrics(self, ys, preds, sw, masks=None):
         for k, (o, y, p) in enumerate(zip(self.outputs, ys, preds)):
+            if len(p) == 0:  # an MPI rank's empty share of a small last batch
+                continue
             for m in o.metrics:  # only weighted_metrics see sample/class weights (Keras 2)
                 weights = sw if m.weighted else None
                 mask = timestep_mask(masks[k] if masks else None, p, weights)

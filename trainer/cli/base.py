@@ -75,8 +75,7 @@ def handle_errors(fn):
 
             if isinstance(exc, InterruptedRun):
                 _ignore_signals()
-            _emit_error(str(exc), exc.exit_code, as_json)
-            sys.exit(exc.exit_code)
+            _exit_error(str(exc), exc.exit_code, as_json, getattr(exc, "agreed", False))
         except KeyboardInterrupt as exc:
             if debug:
                 raise
@@ -84,8 +83,7 @@ def handle_errors(fn):
 
             code = 143 if isinstance(exc, Terminated) else 130
             _ignore_signals()
-            _emit_error("terminated" if code == 143 else "interrupted", code, as_json)
-            sys.exit(code)
+            _exit_error("terminated" if code == 143 else "interrupted", code, as_json, False)
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
             if debug:
                 raise
@@ -93,13 +91,38 @@ def handle_errors(fn):
 
             message = blame(exc)  # the user's own layer or callback failed: exit 2
             if message is not None:
-                _emit_error(f"{message} (run with --debug for the traceback)", 2, as_json)
-                sys.exit(2)
-            _emit_error(f"internal error: {type(exc).__name__}: {exc} "
-                        f"(run with --debug for the traceback)", 1, as_json)
-            sys.exit(1)
+                _exit_error(f"{message} (run with --debug for the traceback)", 2, as_json,
+                            False)
+            _exit_error(f"internal error: {type(exc).__name__}: {exc} "
+                        f"(run with --debug for the traceback)", 1, as_json, False)
 
     return wrapper
+
+
+def _exit_error(message, code, as_json, agreed):
+    """Report and exit. Under MPI (trainer.distributed): an error every rank raised
+    alike (``agreed``) is reported by rank 0, the others exit with its code quietly;
+    any other error is one rank's: reported with the rank named, and every rank is
+    stopped (MPI_Abort) so none waits for it in a collective."""
+    from trainer.distributed.world import active
+
+    world = active()
+    if world is None:
+        _emit_error(message, code, as_json)
+        sys.exit(code)
+    if agreed:
+        if world.is_root:
+            _emit_error(message, code, as_json)
+        sys.exit(code)
+    _emit_error(f"MPI rank {world.rank} of {world.size} (pid {_pid()}): {message}; "
+                f"stopping every rank", code, as_json)
+    world.abort(code)
+
+
+def _pid():
+    import os
+
+    return os.getpid()
 
 
 def _ignore_signals():
@@ -111,6 +134,19 @@ def _ignore_signals():
     if threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
+
+
+def joined_world():
+    """Under MPI with more than one rank (mpiexec, srun): the World, joined now; the
+    ranks other than 0 print nothing on stdout (rank 0 reports). None otherwise."""
+    import os
+
+    from trainer.distributed.world import current
+
+    world = current()
+    if world is not None and not world.is_root:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
+    return world
 
 
 def gate_items(cfg, cli_expect):

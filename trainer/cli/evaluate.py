@@ -2,7 +2,8 @@
 
 import click
 
-from trainer.cli.base import EXPECT_HELP, echo_json, gate_items, handle_errors, json_result
+from trainer.cli.base import (EXPECT_HELP, echo_json, gate_items, handle_errors, joined_world,
+                              json_result)
 
 
 @click.command(epilog="""\b
@@ -35,7 +36,10 @@ def evaluate(target, checkpoint, data, overrides, cli_expect, as_json):
     from trainer.errors import GateError
 
     console.use_stderr(as_json)
+    world = joined_world()
     results = evaluate_run(target, checkpoint, overrides, data=data)
+    if world is not None and not world.is_root:
+        return  # the results are the same on every rank: rank 0 reports them
     cfg = api.load_run_config(target, overrides) if Path(target).is_dir() else \
         api.load_config(Path(target), overrides)
     expect = {(k[4:] if k.startswith("val_") and k not in results else k): v

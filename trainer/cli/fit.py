@@ -3,7 +3,7 @@
 import click
 
 from trainer.cli.base import (EXPECT_HELP, LOG_FORMAT, echo_json, gate_items, handle_errors,
-                              json_output, json_result)
+                              joined_world, json_output, json_result)
 
 
 @click.command(epilog="""\b
@@ -39,6 +39,7 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     from trainer.errors import ConfigError, GateError
     from trainer.training.resume import sigterm_as_interrupt
 
+    world = joined_world()  # first: the other ranks' stdout (events too) goes nowhere
     json_output(as_json, log_format)
     if resume is None and config_path is None:
         raise ConfigError("fit needs a CONFIG file (or --resume RUN_DIR)")
@@ -48,16 +49,25 @@ def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log
     if force and resume is None and run_dir is None:
         raise ConfigError("--force applies with --resume (accept config changes) or "
                           "--run-dir (replace the run there)")
-    if config_path is not None:
-        cfg = api.load_config(config_path, overrides)
-    else:
-        cfg = api.load_run_config(resume, overrides)
+    def load():
+        if config_path is not None:
+            return api.load_config(config_path, overrides)
+        return api.load_run_config(resume, overrides)
+
+    if world is None:
+        cfg = load()
+    else:  # a config error is every rank's: reported once, by rank 0
+        from trainer.distributed.startup import together
+
+        cfg = together(world, load)
     expect = gate_items(cfg, cli_expect)
     events.emit("run_started", config=str(config_path or resume), resume=resume is not None)
     with sigterm_as_interrupt():
         run, logs = api.fit(cfg, run_dir=run_dir, verbose=0 if quiet else None,
                             resume=resume, force=force, callbacks=[EventLogger()],
                             expect=expect)
+    if world is not None and not world.is_root:
+        return  # rank 0 reports the run, checks its gates and writes its files
     result = json_result()
     result.update(run_dir=str(run.path), metrics=logs)
     try:

@@ -2,7 +2,7 @@
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, joined_world
 
 
 @click.command(epilog="""\b
@@ -28,6 +28,9 @@ def predict(run_dir, input_path, output_path, checkpoint, batch_size, top):
     the model names, or a fresh initialisation); inputs get the run's preprocessing."""
     from trainer.app.predict import predict as run_predict
 
+    world = joined_world()
+    if world is not None and not world.is_root:
+        return  # under mpiexec, rank 0 predicts and writes the output once
     outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)
     if top is not None:
         from trainer.applications.top import print_top

@@ -26,7 +26,10 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
     from trainer import console
     from trainer.app import sweep as sweeps
     from trainer.sweeps.summary import render
+    from trainer.app.mpi import refuse_sweep
+    from trainer.distributed.world import current
 
+    refuse_sweep(current())  # under mpiexec with more than one rank
     console.use_stderr(as_json)
     out = console.console()
 

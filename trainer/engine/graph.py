@@ -10,6 +10,8 @@ produces several tensors; its backward gets the gradients of all of them as one 
 (None for a tensor nothing used) and is called once.
 """
 
+from trainer.distributed import shard
+
 
 class Node:
     """One call of a layer on the outputs of earlier nodes (or of graph inputs)."""
@@ -202,7 +204,7 @@ class Graph:
 def _with_activity_gradient(back, regularizer, ys, multi_output):
     """A layer's backward with its activity penalty's gradient (divided by the batch
     size, as Keras divides the penalty) added to each output's gradient."""
-    n = len(ys[0])
+    n = shard.batch_size(len(ys[0]))  # the global batch's, when split over MPI ranks
 
     def backward(dy):
         dys = list(dy) if multi_output else [dy]

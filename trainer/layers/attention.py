@@ -27,6 +27,7 @@ import numpy as np
 from trainer import initializers
 from trainer.activations.basic import Softmax
 
+from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.layers.core import check_rate, draw_dtype, kernel_settings
 from trainer.config.families import layers
@@ -49,7 +50,8 @@ def attention_weights(layer, scores, allowed, training):
     if not (training and layer.dropout > 0):
         return P, None
     rate = 1.0 - layer.dropout
-    keep = (layer.rng.random(P.shape, dtype=draw_dtype(dtype)) < rate).astype(dtype)
+    keep = (shard.draw(lambda s: layer.rng.random(s, dtype=draw_dtype(dtype)), P.shape)
+            < rate).astype(dtype)
     keep *= dtype.type(1.0 / rate)
     return P, keep
 

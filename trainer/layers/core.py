@@ -8,6 +8,7 @@ from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.kernels import fused, parallel
 from trainer.engine.layer import Layer
+from trainer.distributed import shard
 from trainer.config.families import layers
 from trainer.config.registry import NonNegativeFloat, PositiveInt, Rate, arguments, component
 from trainer.layers.argument_groups import KERNEL, LAYER
@@ -210,10 +211,19 @@ class Dropout(Layer):
         keep = 1.0 - self.rate
         scale = x.dtype.type(1.0 / keep)
         draw = draw_dtype(x.dtype)
-        pieces = math.prod(shape) // self.PIECE
+        # pieces of the global batch (the same as this batch in a single process)
+        pieces = math.prod((shard.batch_size(shape[0]), *shape[1:])) // self.PIECE
         if pieces < 2 or shape != x.shape:
-            mask = (self.rng.random(shape, dtype=draw) < keep).astype(x.dtype)
+            # the global batch's mask (a sample's mask hangs on its position in the
+            # global batch, not on the MPI rank holding it), this rank's rows of it
+            mask = shard.draw(lambda s: self.rng.random(s, dtype=draw), shape)
+            mask = (mask < keep).astype(x.dtype)
             mask *= scale
+            return x * mask, lambda dy: dy * mask
+        if shard.current() is not None and shard.batch_size(len(x)) != len(x):
+            # split over ranks: the global batch's pieces, drawn whole, these rows kept
+            mask = shard.draw(lambda s: self._big_mask(s, pieces, keep, draw), shape)
+            mask = (mask * scale).astype(x.dtype)
             return x * mask, lambda dy: dy * mask
         # big: the batch in a fixed number of pieces (by size, not by thread count),
         # each drawn from its own generator seeded from the layer's stream, so the
@@ -234,6 +244,17 @@ class Dropout(Layer):
 
         parallel.run(draw_pieces, len(bounds), min_items=1)
         return y, lambda dy: dy * mask
+
+    def _big_mask(self, shape, pieces, keep, draw):
+        """The 0/1 keep mask the threaded path below draws for a batch of ``shape``
+        (each piece from its own generator seeded from the layer's stream)."""
+        seeds = self.rng.integers(0, 2 ** 63, size=pieces)
+        mask = np.empty(shape, draw)
+        for k, (a, b) in enumerate(parallel.split(shape[0], pieces)):
+            gen = np.random.Generator(np.random.PCG64(int(seeds[k])))
+            np.less(gen.random(mask[a:b].shape, dtype=draw), keep, out=mask[a:b],
+                    casting="unsafe")
+        return mask
 
 
 @layers.register("ActivityRegularization")

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.layers._window import SPATIAL, check_data_format
 from trainer.layers.core import Dropout, check_rate, draw_dtype, mask_shape
@@ -103,7 +104,7 @@ class GaussianNoise(Layer):
     def forward(self, x, training):
         if not training:
             return x, lambda dy: dy
-        noise = _normal(self.rng, x.shape, x.dtype).astype(x.dtype, copy=False)
+        noise = shard.draw(lambda s: _normal(self.rng, s, x.dtype), x.shape).astype(x.dtype, copy=False)
         noise *= x.dtype.type(self.stddev)
         return x + noise, lambda dy: dy
 
@@ -129,7 +130,7 @@ class GaussianDropout(Layer):
     def forward(self, x, training):
         if not training or self.rate == 0:
             return x, lambda dy: dy
-        noise = _normal(self.rng, x.shape, x.dtype).astype(x.dtype, copy=False)
+        noise = shard.draw(lambda s: _normal(self.rng, s, x.dtype), x.shape).astype(x.dtype, copy=False)
         noise *= x.dtype.type(math.sqrt(self.rate / (1.0 - self.rate)))
         noise += x.dtype.type(1)
         return x * noise, lambda dy: dy * noise
@@ -164,7 +165,7 @@ class AlphaDropout(Dropout):
         alpha_p = -ALPHA * SCALE
         a = ((1 - rate) * (1 + rate * alpha_p ** 2)) ** -0.5
         b = -a * alpha_p * rate
-        keep = self.rng.random(shape, dtype=draw_dtype(x.dtype)) >= rate
+        keep = shard.draw(lambda s: self.rng.random(s, dtype=draw_dtype(x.dtype)), shape) >= rate
         gain = np.where(keep, a, 0).astype(x.dtype)  # a * m
         shift = np.where(keep, b, a * alpha_p + b).astype(x.dtype)  # a * alpha' * (1-m) + b
         return x * gain + shift, lambda dy: dy * gain

@@ -6,9 +6,12 @@ The first three normalise ``x̂ = (x - mean) / sqrt(var + epsilon)`` and return
 usual closed form, ``dx = (dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂)) / sqrt(var + epsilon)``.
 """
 
+import math
+
 import numpy as np
 
 from trainer import initializers, regularizers
+from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.config.families import layers
 from trainer.config.registry import component
@@ -27,18 +30,31 @@ def _axes(axis, ndim, layer):
     return sorted(set(out))
 
 
-def normalize(x, reduce_axes, epsilon):
-    mean = x.mean(axis=reduce_axes, keepdims=True)
+def normalize(x, reduce_axes, epsilon, over_batch=False):
+    """``over_batch``: the statistics are the global batch's when the batch is split
+    over MPI ranks (trainer.distributed.shard), summed over the ranks in two passes as
+    a single process computes them (mean, then the mean squared deviation)."""
+    mean = _mean(x, reduce_axes, over_batch)
     centred = x - mean
-    var = (centred * centred).mean(axis=reduce_axes, keepdims=True)
+    var = _mean(centred * centred, reduce_axes, over_batch)
     inv_std = 1.0 / np.sqrt(var + epsilon)
     return centred * inv_std, mean, var, inv_std
 
 
-def normalize_backward(dxhat, xhat, inv_std, reduce_axes):
-    mean_d = dxhat.mean(axis=reduce_axes, keepdims=True)
-    mean_dx = (dxhat * xhat).mean(axis=reduce_axes, keepdims=True)
+def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False):
+    mean_d = _mean(dxhat, reduce_axes, over_batch)
+    mean_dx = _mean(dxhat * xhat, reduce_axes, over_batch)
     return (dxhat - mean_d - xhat * mean_dx) * inv_std
+
+
+def _mean(x, reduce_axes, over_batch):
+    if not over_batch or shard.current() is None:
+        return x.mean(axis=reduce_axes, keepdims=True)
+    count = x.size // max(1, math.prod(x.shape[a] for a in range(x.ndim)
+                                       if a not in reduce_axes))
+    total, n = shard.sum_over_batch([x.sum(axis=reduce_axes, keepdims=True, dtype=np.float64),
+                                     np.float64(count)])
+    return (total / max(n, 1.0)).astype(x.dtype)
 
 
 class _Normalization(Layer):
@@ -151,9 +167,9 @@ class BatchNormalization(_Normalization):
     def forward(self, x, training):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
         if training and self.trainable:
-            xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon)
+            xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon, over_batch=True)
             if self._fused_path(x):
-                m = x.size // mean.size  # values per feature
+                m = shard.batch_size(len(x)) * (x.size // max(len(x), 1)) // mean.size  # values per feature
                 var = var * (m / max(m - 1, 1))
             keep = self.momentum
             for name, batch in (("moving_mean", mean), ("moving_variance", var)):
@@ -171,7 +187,7 @@ class BatchNormalization(_Normalization):
         def backward(dy):
             dxhat = affine_back(dy)
             if training_stats:
-                return normalize_backward(dxhat, xhat, inv_std, reduce_axes)
+                return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True)
             return dxhat * inv_std
 
         return y.astype(x.dtype, copy=False), backward

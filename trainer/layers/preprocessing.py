@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from trainer import initializers
+from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.layers.reshaping import resize_images
 from trainer.config.families import layers
@@ -142,9 +143,9 @@ class RandomFlip(Layer):
         n = len(x)
         flips = []  # (axis, which samples)
         if self.mode != "vertical":
-            flips.append((2, self.rng.random(n) < 0.5))
+            flips.append((2, shard.draw(self.rng.random, (n,)) < 0.5))
         if self.mode != "horizontal":
-            flips.append((1, self.rng.random(n) < 0.5))
+            flips.append((1, shard.draw(self.rng.random, (n,)) < 0.5))
 
         def apply(a):
             a = a.copy()

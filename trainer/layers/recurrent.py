@@ -35,6 +35,7 @@ import numpy as np
 from trainer import activations as act
 from trainer import initializers, regularizers
 from trainer.engine.kernels import parallel
+from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.layers import rnn_cells
 from trainer.config.families import layers
@@ -132,7 +133,8 @@ class RNN(Layer):
 
     def _dropout_mask(self, rate, shape, dtype):
         keep = 1.0 - rate
-        return (self.rng.random(shape) < keep).astype(dtype) / dtype.type(keep)
+        draws = shard.draw(self.rng.random, shape)  # by the sample's global position
+        return (draws < keep).astype(dtype) / dtype.type(keep)
 
     def forward(self, x, training, mask=None):
         listed = isinstance(x, list)

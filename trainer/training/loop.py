@@ -61,10 +61,18 @@ def sample_weights(model, split, rows, class_weight, ys=None, sw=None):
     return sw
 
 
-def evaluate(model, split, batch_size, class_weight=None):
-    """Loss and metrics over a whole split, exact (weighted by batch size)."""
+def evaluate(model, split, batch_size, class_weight=None, world=None):
+    """Loss and metrics over a whole split, exact (weighted by batch size). ``world``
+    (MPI, more than one rank): each rank evaluates its rows of every batch, the sums
+    are combined (trainer.training.data_parallel)."""
     model.reset_metrics()
     means = EpochMeans(loss_names(model))
+    if world is not None:
+        from trainer.training import data_parallel
+
+        data_parallel.evaluate(model, world, split, batch_size, class_weight, means,
+                               batches(len(split), batch_size, False, 0, 0), sample_weights)
+        return {**means.results(), **model.metric_results()}
     for rows in batches(len(split), batch_size, False, 0, 0):
         xs, ys, sw = split.take(rows)
         total, per_output = model.test_on_batch(xs, ys, sample_weights(model, split, rows,
@@ -110,7 +118,7 @@ class Loop:
     def __init__(self, model, train, validation, callbacks, *, epochs, batch_size, shuffle,
                  seed, class_weight=None, initial_epoch=0, validation_batch_size=None,
                  validation_freq=1, steps_per_epoch=None, run=None, checkpoint_every=None,
-                 save=None):
+                 save=None, world=None):
         self.model = model
         self.train = train
         self.validation = validation
@@ -135,6 +143,9 @@ class Loop:
         self.at_boundary = True
         self.saved_at = None
         self._train_sums = None  # the epoch's training sums, kept while validation runs
+        self.world = world  # MPI ranks sharing each batch (trainer.distributed), or None
+        self.agreed_signal = None  # under MPI: the signal all ranks stop for (agree)
+        self.honoured = False
 
     def epoch_batches(self, epoch):
         plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch,
@@ -171,6 +182,7 @@ class Loop:
             model.reset_metrics()
             self.means.reset()
         self.callbacks.on_epoch_begin(epoch)
+        self.agree()
         if self.step == 0:
             self.epoch_lr = model.optimizer.current_lr()
         while self.step < len(plan) and not model.stop_training:
@@ -179,7 +191,8 @@ class Loop:
         if self.validation is not None and self.validates(epoch):
             self._train_sums = self.accumulators()  # evaluate() resets the metrics
             self.callbacks.on_test_begin()
-            val = evaluate(model, self.validation, self.validation_batch_size)
+            val = evaluate(model, self.validation, self.validation_batch_size,
+                           world=self.world)
             self.callbacks.on_test_end(val)
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = self.epoch_lr
@@ -189,6 +202,7 @@ class Loop:
         self.epoch, self.step, self._train_sums = epoch + 1, 0, None
         self.logs = logs
         self.callbacks.on_epoch_end(epoch, logs)
+        self.agree()
         self.at_boundary = True
         self.checkpoint()
         self.honour_signal()
@@ -205,16 +219,26 @@ class Loop:
         model, step = self.model, self.step
         rows = plan[step]
         self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
-        xs, ys, sw = self.train.take(rows)
-        sw = sample_weights(model, self.train, rows, self.class_weight, ys, sw)
+        mine = rows
+        if self.world is not None:  # this rank's rows of the global batch
+            from trainer.training import data_parallel
+
+            mine, lo, hi = data_parallel.rows_of(self.world, rows)
+        xs, ys, sw = self.train.take(mine)
+        sw = sample_weights(model, self.train, mine, self.class_weight, ys, sw)
         self.at_boundary = False
-        total, per_output = model.train_on_batch(xs, ys, sw)
+        if self.world is None:
+            total, per_output = model.train_on_batch(xs, ys, sw)
+        else:
+            total, per_output = data_parallel.train_step(model, self.world, xs, ys, sw,
+                                                         len(rows), lo, hi)
         self.means.add([total] + (per_output if model.multi_output else []), len(rows))
         self.step = step + 1
         self.at_boundary = True
         logs = {"batch": step, "size": len(rows), **self.means.results(),
                 **model.metric_results()}
         self.callbacks.on_batch_end(step, logs)
+        self.agree()
         if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
             raise DivergedError(f"the loss became {total} at epoch {self.epoch + 1}, "
                                 f"batch {step + 1} (optimizer step "
@@ -238,10 +262,36 @@ class Loop:
             self.save()
             self.saved_at = (self.epoch, self.step)
 
+    def agree(self):
+        """Under MPI, after the callbacks ran (on rank 0 only: they own the run's files):
+        every rank takes rank 0's stop_training and learning-rate override, and a
+        signal any rank received, so all stop at the same step boundary."""
+        if self.world is None:
+            return
+        opt, root = self.model.optimizer, self.world.is_root
+        override = opt.lr_override
+        signals = {signal.SIGINT: 0, signal.SIGTERM: 0}
+        if self.pending_signal in signals:
+            signals[self.pending_signal] = 1
+        mine = [float(bool(self.model.stop_training)) if root else 0.0,
+                (np.nan if override is None else float(override)) if root else 0.0,
+                (1.0 if override is None else 0.0) if root else 0.0,
+                float(signals[signal.SIGINT]), float(signals[signal.SIGTERM])]
+        stop, lr, no_override, sigint, sigterm = self.world.allreduce_sum(
+            [np.array(mine)])[0].tolist()
+        self.model.stop_training = stop > 0
+        opt.lr_override = None if no_override > 0 else lr
+        # what every rank honours at this boundary (a signal arriving from here on is
+        # this rank's own until the next agreement)
+        self.agreed_signal = (signal.SIGTERM if sigterm > 0 else
+                              signal.SIGINT if sigint > 0 else None)
+
     def honour_signal(self):
-        if self.pending_signal == signal.SIGTERM:
+        pending = self.pending_signal if self.world is None else self.agreed_signal
+        self.honoured = pending is not None  # raised here, at a boundary all ranks share
+        if pending == signal.SIGTERM:
             raise Terminated()
-        if self.pending_signal is not None:
+        if pending is not None:
             raise KeyboardInterrupt()
 
     # -- resuming -----------------------------------------------------------
