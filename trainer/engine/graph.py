@@ -22,7 +22,6 @@ class Node:
         self.listed = listed  # the layer gets a list of inputs (and returns a list of grads)
         self.outputs = []  # the tensor indices it produces (several for multi_output)
         self.shapes = []  # their shapes
-        self.input_grad = True  # False when every input is a graph input
 
     @property
     def shape(self):
@@ -77,7 +76,6 @@ class Graph:
                 raise layer.error(f"output shape {out_shape} has an empty dimension "
                                   f"(input shape {shape_arg})")
         node = Node(layer, list(inputs), listed)
-        node.input_grad = any(i >= self.n_inputs for i in inputs)
         node.shapes = list(out_shapes)
         node.outputs = list(range(len(self.shapes), len(self.shapes) + len(out_shapes)))
         self.nodes.append(node)
@@ -107,13 +105,21 @@ class Graph:
         values = list(xs)
         masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
         backs = []
+        # whether weights that train lie upstream of each tensor: a node with none
+        # upstream and none of its own (a frozen base under a new head) needs no backward
+        trains = [False] * len(values)
+        needed = []
         activity = 0.0
         for node in self.nodes:
             layer = node.layer
             args = [values[i] for i in node.inputs]
-            # a hint layers may take: the gradient of a graph input is never used,
-            # so a first convolution can skip computing it (backward returns None)
-            layer.needs_input_grad = node.input_grad or self.input_gradients
+            # a hint layers may take: the gradient of an input with no trained weights
+            # upstream (a graph input, a frozen base) is never used, so a first
+            # convolution can skip computing it (backward returns None)
+            upstream = any(trains[i] for i in node.inputs)
+            layer.needs_input_grad = upstream or self.input_gradients
+            own = bool(layer.trainable and layer.params)
+            needed.append(own or upstream or self.input_gradients)
             arg = args if node.listed else args[0]
             mask = None if layer.multi_input else masks[node.inputs[0]]
             if node.listed and layer.takes_input_masks:
@@ -131,9 +137,11 @@ class Graph:
                     back = _with_activity_gradient(back, layer.activity_regularizer, ys,
                                                    layer.multi_output)
             values += ys
+            trains += [own or upstream] * len(ys)
             masks += [layer.compute_mask(arg, mask)] + [None] * (len(ys) - 1)
             backs.append(back)
         self._backs = backs if training else None
+        self._needed = needed
         self._values_shapes = [v.shape for v in values]
         outs = [values[i] for i in self.outputs]
         return (outs, [masks[i] for i in self.outputs], activity) if for_loss else outs
@@ -157,6 +165,8 @@ class Graph:
             grads[i] = d if grads[i] is None else grads[i] + d
         for k in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[k]
+            if not self._needed[k]:  # nothing trains at or above it
+                continue
             if node.outputs[0] in fused:
                 dx = self._backs[k].preactivation(fused[node.outputs[0]])
                 self._add_input_grads(node, dx, grads)
