@@ -204,3 +204,25 @@ def test_out_of_memory_mid_run_is_a_config_error_keeping_the_checkpoint(tmp_path
     assert epoch_of(tmp_path / "r" / "checkpoints" / "last.h5") == 1
     r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "r")])
     assert r.exit_code == 2 and r.output.startswith("error: out of memory"), r.output
+
+
+def test_a_run_file_deleted_under_a_running_fit_is_a_write_error(tmp_path):
+    """rm -rf of a running run folder removes its files before the folder: a callback
+    that then finds its CSV gone is exit 6 like the deleted folder, not exit 1 (seen
+    once in tests/stress/test_concurrency.py under load)."""
+    import errno
+
+    from trainer.app.fit import _write_error
+    from trainer.fileio import WriteError
+    from trainer.store.runs import Run
+
+    run = Run(tmp_path / "run")
+    run.checkpoints.mkdir(parents=True)
+    (run.path / ".lock").touch()  # still present: its files go first under rm -rf
+    gone = FileNotFoundError(errno.ENOENT, "No such file or directory",
+                             str(run.path / "epochs.csv"))
+    error = _write_error(run, gone)
+    assert isinstance(error, WriteError) and "epochs.csv was deleted" in str(error)
+    elsewhere = FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                  str(tmp_path / "data.csv"))
+    assert _write_error(run, elsewhere) is None  # a missing input is not the run's

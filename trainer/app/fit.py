@@ -7,6 +7,7 @@ The CLI parses arguments and calls these; nothing here knows about click.
 
 import contextlib
 import copy
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -433,6 +434,12 @@ def _write_error(run, exc):
         name = f" {exc.filename}" if exc.filename else ""
         return WriteError(f"could not write{name}: {exc.strerror or exc}; the last "
                           f"checkpoint written is kept")
+    if exc.errno == errno.ENOENT and exc.filename and Path(exc.filename).absolute() \
+            .is_relative_to(run.path.absolute()):
+        # a file of the run (a callback's CSV) removed under the running fit, the folder
+        # itself next: the same WriteError as a deleted folder, not an internal error
+        return WriteError(f"{exc.filename} was deleted while the run was training; "
+                          f"stopped (the last checkpoint written is kept)")
     return None
 
 
