@@ -96,6 +96,14 @@ def component(registry, spec):
     return made
 
 
+def make_instance(target, args, ref, what):
+    """``make`` for a family whose user code must be a class: ``what`` says what the
+    class must be when ``target`` is a function (or anything else)."""
+    if not isinstance(target, type):
+        raise ConfigError(f"{ref}: {what}, got {type(target).__name__}")
+    return make(target, args, ref)
+
+
 def make(target, args, ref):
     """A class built with ``args``, or a function with ``args`` bound as keywords."""
     if isinstance(target, type):

@@ -18,7 +18,7 @@ from trainer.engine.layer import snake_case
 from trainer.errors import ConfigError
 from trainer.losses.base import Loss, dense_labels
 from trainer.config.usercomponents import (check_signature, checked_gradient, fail, finite,
-                                           first_bad_row, make, method)
+                                           first_bad_row, make_instance, method)
 
 
 class UserLoss(Loss):
@@ -65,8 +65,7 @@ class UserLoss(Loss):
 
 
 def wrap(target, args, ref):
-    if not isinstance(target, type):
-        raise ConfigError(f"{ref}: a loss is a class with call(y_true, y_pred) and "
-                          f"gradient(y_true, y_pred) (the engine has no autograd, so a "
-                          f"function alone is not enough), got {type(target).__name__}")
-    return UserLoss(make(target, args, ref), ref)
+    return UserLoss(make_instance(target, args, ref,
+                                  "a loss is a class with call(y_true, y_pred) and "
+                                  "gradient(y_true, y_pred) (the engine has no autograd, so "
+                                  "a function alone is not enough)"), ref)

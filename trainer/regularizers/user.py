@@ -9,9 +9,8 @@ autograd. Used as an ``activity_regularizer`` it is given the layer's output.
 
 import numpy as np
 
-from trainer.errors import ConfigError
 from trainer.config.usercomponents import (check_signature, checked_gradient, fail, finite,
-                                           make, method)
+                                           make_instance, method)
 
 
 class UserRegularizer:
@@ -43,8 +42,6 @@ class UserRegularizer:
 
 
 def wrap(target, args, ref):
-    if not isinstance(target, type):
-        raise ConfigError(f"{ref}: a regularizer is a class with __call__(w) and "
-                          f"gradient(w) (the engine has no autograd), got "
-                          f"{type(target).__name__}")
-    return UserRegularizer(make(target, args, ref), ref)
+    return UserRegularizer(make_instance(target, args, ref,
+                                         "a regularizer is a class with __call__(w) and "
+                                         "gradient(w) (the engine has no autograd)"), ref)

@@ -15,8 +15,8 @@ import numpy as np
 
 from trainer.data.preprocessing.steps import Step
 from trainer.errors import ConfigError, DataError
-from trainer.config.usercomponents import (check_signature, fail, finite, make, numeric_state,
-                                    set_numeric_state)
+from trainer.config.usercomponents import (check_signature, fail, finite, make_instance,
+                                           numeric_state, set_numeric_state)
 
 
 class UserStep(Step):
@@ -77,8 +77,7 @@ def _describe(out):
 
 
 def wrap(target, args, ref):
-    if not isinstance(target, type):
-        raise ConfigError(f"{ref}: a preprocessing step is a class (its instances are "
-                          f"called on an array, and may learn from the training split), "
-                          f"got {type(target).__name__}")
-    return UserStep(make(target, args, ref), ref)
+    return UserStep(make_instance(target, args, ref,
+                                  "a preprocessing step is a class (its instances are "
+                                  "called on an array, and may learn from the training "
+                                  "split)"), ref)
