@@ -1,6 +1,7 @@
 """Small configs around a data section, for the tests/test_data_*.py files."""
 
 import json
+import textwrap
 
 from click.testing import CliRunner
 
@@ -37,3 +38,15 @@ def fit_json(path, run_dir, *extra):
     r = cli("fit", path, "--run-dir", run_dir, "--json", *extra)
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+#: a one-epoch iris run: the smallest config that trains, validates and checkpoints
+IRIS = textwrap.dedent("""\
+    seed: 0
+    data:
+      train: {dataset: iris}
+      validation: {split: 0.2}
+    model: {input_shape: [4], layers: [{Dense: {units: 3, activation: softmax}}]}
+    compile: {loss: sparse_categorical_crossentropy, optimizer: adam}
+    fit: {epochs: 1, batch_size: 32, verbose: 0}
+    """)

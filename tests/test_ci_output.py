@@ -4,18 +4,13 @@ training, GitHub annotations on the path as given, one sign for gate margins."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from conftest import ROOT
+from data_helpers import cli as invoke
 from trainer.app import gates
-from trainer.cli import main
 from trainer.errors import GateError
 
 QUICK = ROOT / "configs" / "quickstart.yaml"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

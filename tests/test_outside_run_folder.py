@@ -6,28 +6,17 @@ import resource
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import h5py
 import numpy as np
 import pytest
 
 from conftest import ROOT, write_config
-from data_helpers import cli, make_config
+from data_helpers import IRIS, cli, make_config
 from trainer.store import checkpoint
 from trainer.callbacks.model_checkpoint import ModelCheckpoint
 from trainer.errors import DataError
 from trainer.store.runs import Run
-
-IRIS = textwrap.dedent("""\
-    seed: 0
-    data:
-      train: {dataset: iris}
-      validation: {split: 0.2}
-    model: {input_shape: [4], layers: [{Dense: {units: 3, activation: softmax}}]}
-    compile: {loss: sparse_categorical_crossentropy, optimizer: adam}
-    fit: {epochs: 1, batch_size: 32, verbose: 0}
-    """)
 
 
 def snapshot(folder):

@@ -3,24 +3,13 @@ reject, and now ends in one message with the documented exit code (issue 22)."""
 
 import json
 import sys
-import textwrap
 
 import h5py
 import pytest
 
 from conftest import write_config
-from data_helpers import cli
+from data_helpers import IRIS, cli
 from trainer.store import checkpoint
-
-IRIS = textwrap.dedent("""\
-    seed: 0
-    data:
-      train: {dataset: iris}
-      validation: {split: 0.2}
-    model: {input_shape: [4], layers: [{Dense: {units: 3, activation: softmax}}]}
-    compile: {loss: sparse_categorical_crossentropy, optimizer: adam}
-    fit: {epochs: 1, batch_size: 32, verbose: 0}
-    """)
 
 
 # -- file name templates ----------------------------------------------------------------
