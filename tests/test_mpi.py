@@ -310,7 +310,8 @@ def test_a_killed_rank_stops_the_others_within_seconds(project):
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - start < 10
     assert proc.returncode != 0
-    assert f"PID {ranks[1]['pid']}" in out + err  # run.json maps the pid to rank 1
+    assert f"PID {ranks[1]['pid']}" in out + err  # MPICH's report names the pid,
+    assert f"rank 1 pid {ranks[1]['pid']} on " in err  # our start-up line its rank
 
 
 def test_a_config_error_is_reported_once_with_its_exit_code(project):

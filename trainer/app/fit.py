@@ -234,6 +234,8 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
             from trainer.app.mpi import Bystander
             run = Bystander(run.path if run is not None else None)
         world_info = None if world is None else mpi.world_meta(world)
+        if world_info is not None and root:
+            mpi.announce(world_info)
 
         def start():
             if point is None:

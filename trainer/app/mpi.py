@@ -71,3 +71,14 @@ def world_meta(world):
     report of a failed process names its pid)."""
     ranks = world.allgather({"host": world.host(), "pid": os.getpid()})
     return {"size": world.size, "hosts": sorted({r["host"] for r in ranks}), "ranks": ranks}
+
+
+def announce(world_info):
+    """One line on rank 0's stderr at start: which pid is which rank. When a rank dies
+    outright (kill -9, out of memory) the launcher kills the others at once and its
+    report names only the dead process's pid; this line (and run.json) name its rank."""
+    import sys
+
+    ranks = ", ".join(f"rank {i} pid {r['pid']} on {r['host']}"
+                      for i, r in enumerate(world_info["ranks"]))
+    print(f"MPI: {world_info['size']} ranks ({ranks})", file=sys.stderr, flush=True)
