@@ -196,11 +196,11 @@ class MultiHeadAttention(Layer):
         y = O @ wo.reshape(h * vd, -1)
         if self.use_bias:
             y += p["attention_output/bias"]
-        y = y.reshape(n, t, -1)
+        y = y.reshape(n, t, y.shape[-1])
 
         def backward(dy):
             g = self.grads
-            dy2 = dy.reshape(n * t, -1)
+            dy2 = dy.reshape(n * t, dy.shape[-1])
             g["attention_output/kernel"] += (O.T @ dy2).reshape(wo.shape)
             if self.use_bias:
                 g["attention_output/bias"] += dy2.sum(axis=0)
@@ -212,7 +212,7 @@ class MultiHeadAttention(Layer):
             dK = dscores.transpose(0, 1, 3, 2) @ Q                 # Q is already scaled
 
             def unproject(a, d, prefix):
-                d2 = d.transpose(0, 2, 1, 3).reshape(len(a) * a.shape[1], -1)
+                d2 = d.transpose(0, 2, 1, 3).reshape(len(a) * a.shape[1], d.shape[1] * d.shape[3])
                 w = p[f"{prefix}/kernel"]
                 a2 = a.reshape(-1, a.shape[-1])
                 g[f"{prefix}/kernel"] += (a2.T @ d2).reshape(w.shape)

@@ -291,4 +291,5 @@ class Flatten(Layer):
 
     def forward(self, x, training):
         shape = x.shape
-        return x.reshape(shape[0], -1), lambda dy: dy.reshape(shape)
+        # the size spelled out: -1 is ambiguous for a batch of zero rows
+        return x.reshape(shape[0], int(np.prod(shape[1:]))), lambda dy: dy.reshape(shape)

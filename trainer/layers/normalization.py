@@ -263,7 +263,7 @@ class GroupNormalization(_Normalization):
         return input_shape
 
     def forward(self, x, training):
-        xr = x.reshape(*x.shape[:-1], -1, self._per_group)  # (N, ..., groups, per group)
+        xr = x.reshape(*x.shape[:-1], x.shape[-1] // self._per_group, self._per_group)  # (N, ..., groups, per group)
         axes = (*range(1, xr.ndim - 2), xr.ndim - 1)
         xhat, _, _, inv_std = normalize(xr, axes, self.epsilon)
         y, affine_back = self._affine(xhat.reshape(x.shape))

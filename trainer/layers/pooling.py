@@ -164,7 +164,7 @@ class GlobalPooling(Layer):
 
     def forward(self, x, training):
         n, c = x.shape[0], x.shape[-1]
-        flat = x.reshape(n, -1, c)
+        flat = x.reshape(n, int(np.prod(x.shape[1:-1])), c)  # (not -1: n may be 0)
         out_shape = (n,) + (1,) * self.rank + (c,) if self.keepdims else (n, c)
         if self.mode == "max":
             arg = flat.argmax(axis=1)[:, None]

@@ -156,7 +156,7 @@ class RNN(Layer):
         if training and self.recurrent_dropout > 0:
             rmask = self._dropout_mask(self.recurrent_dropout, (B, self.units), dtype)
         X2 = np.ascontiguousarray(xt).reshape(T * B, D)
-        xp = parallel.matmul(X2, W).reshape(T, B, -1)  # every step's input projection: one GEMM
+        xp = parallel.matmul(X2, W).reshape(T, B, W.shape[1])  # every step's input projection
         b = self.input_bias()
         if b is not None:
             xp += b
@@ -181,7 +181,7 @@ class RNN(Layer):
             dxp, grads, dstates0 = type(self).loop_backward(cache, dH, dstates)
             for name, g in grads.items():
                 self.add_grad(name, g)
-            dxp2 = dxp.reshape(T * B, -1)
+            dxp2 = dxp.reshape(T * B, dxp.shape[-1])
             self.grads["kernel"] += parallel.matmul(X2.T, dxp2)
             if b is not None:
                 self.add_grad("input_bias", dxp2.sum(axis=0))

@@ -91,10 +91,10 @@ class _Depthwise(Conv):
 
         return y5, backward
 
-    def _spatial(self, values, y5):
+    def _spatial(self, values, y5, channels):
         """``values`` (any shape holding y5's N·H'·W' positions) → the layer's output shape
         (N, [H',] W', channels): a 1-D layer drops the height-1 axis."""
-        return values.reshape(y5.shape[0], *y5.shape[3 - self.rank:3], -1)
+        return values.reshape(y5.shape[0], *y5.shape[3 - self.rank:3], channels)
 
 
 @layers.register("DepthwiseConv2D")
@@ -132,7 +132,7 @@ class DepthwiseConv2D(_Depthwise):
 
     def forward(self, x, training):
         y5, dw_back = self._depthwise(x)
-        y, finish_back = self.finish(self._spatial(y5, y5))
+        y, finish_back = self.finish(self._spatial(y5, y5, y5.shape[3] * y5.shape[4]))
 
         def backward(dy):
             return dw_back(finish_back(dy).reshape(y5.shape))
@@ -183,9 +183,9 @@ class SeparableConv2D(_Depthwise):
 
     def forward(self, x, training):
         y5, dw_back = self._depthwise(x)
-        mid = y5.reshape(-1, y5.shape[3] * y5.shape[4])
+        mid = y5.reshape(-1, y5.shape[3] * y5.shape[4])  # (N·H'·W', C·dm)
         P = self.params["pointwise_kernel"].reshape(mid.shape[1], self.filters)
-        y, finish_back = self.finish(self._spatial(mid @ P, y5))
+        y, finish_back = self.finish(self._spatial(mid @ P, y5, self.filters))
 
         def backward(dy):
             dz = finish_back(dy).reshape(-1, self.filters)

@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from trainer.distributed import shard
 from trainer.engine.layer import Layer, snake_case
 from trainer.config.families import layers
 from trainer.config.registry import component
@@ -217,7 +218,8 @@ class TimeDistributed(Layer):
 
     def forward(self, x, training):
         B, T = x.shape[:2]
-        y, back = self.layer.forward(x.reshape(B * T, *x.shape[2:]), training)
+        with shard.folded(T):  # a sample's masks: its T rows, on every rank alike
+            y, back = self.layer.forward(x.reshape(B * T, *x.shape[2:]), training)
         out = y.reshape(B, T, *y.shape[1:])
 
         def backward(dy):
