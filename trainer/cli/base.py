@@ -66,11 +66,11 @@ def handle_errors(fn):
                 sys.exit(exc.code)
             except MemoryError as exc:  # evaluate/predict/sweep as fit (api): exit 2
                 if debug:
-                    raise
+                    _debug_raise(exc, 2)
                 raise out_of_memory(exc) from None
         except TrainerError as exc:
             if debug:
-                raise
+                _debug_raise(exc, exc.exit_code)
             from trainer.errors import InterruptedRun
 
             if isinstance(exc, InterruptedRun):
@@ -78,7 +78,7 @@ def handle_errors(fn):
             _exit_error(str(exc), exc.exit_code, as_json, getattr(exc, "agreed", False))
         except KeyboardInterrupt as exc:
             if debug:
-                raise
+                _debug_raise(exc, 130)
             from trainer.errors import Terminated
 
             code = 143 if isinstance(exc, Terminated) else 130
@@ -86,7 +86,7 @@ def handle_errors(fn):
             _exit_error("terminated" if code == 143 else "interrupted", code, as_json, False)
         except Exception as exc:  # noqa: BLE001 - the one place internal errors surface
             if debug:
-                raise
+                _debug_raise(exc, 1)
             from trainer.config.usercode import blame
 
             message = blame(exc)  # the user's own layer or callback failed: exit 2
@@ -97,6 +97,23 @@ def handle_errors(fn):
                         f"(run with --debug for the traceback)", 1, as_json, False)
 
     return wrapper
+
+
+def _debug_raise(exc, code):
+    """``--debug``: let the exception through with its traceback. Under MPI an error
+    only this rank raised would leave the others waiting in a collective (and this
+    rank's exit waiting for them): print the traceback, then stop every rank."""
+    from trainer.distributed.world import active
+
+    world = active()
+    if world is None or getattr(exc, "agreed", False):
+        raise exc
+    import traceback
+
+    traceback.print_exc()
+    print(f"MPI rank {world.rank} of {world.size} (pid {_pid()}): stopping every rank",
+          file=sys.stderr, flush=True)
+    world.abort(code)
 
 
 def _exit_error(message, code, as_json, agreed):

@@ -26,7 +26,7 @@ class Shard:
         return self.hi - self.lo
 
 
-_state = {"shard": None}
+_state = {"shard": None, "fold": 1}
 
 
 def split(n, size):
@@ -55,12 +55,28 @@ def active(shard):
         _state["shard"] = previous
 
 
+@contextlib.contextmanager
+def folded(k):
+    """While a wrapper runs its layer on ``k`` leading-axis entries per sample
+    (TimeDistributed folds time into the batch axis): draws and sums know the factor
+    even on a rank whose share is empty (whose arrays cannot tell it)."""
+    previous = _state["fold"]
+    _state["fold"] = previous * k
+    try:
+        yield
+    finally:
+        _state["fold"] = previous
+
+
 def _factor(n_local):
     """How many leading-axis entries each sample spans (TimeDistributed folds time
     into the batch axis), or None when ``n_local`` is not this rank's batch."""
     s = _state["shard"]
     if s is None:
         return None
+    fold = _state["fold"]
+    if fold > 1:
+        return fold if n_local == s.rows * fold else None
     if s.rows == 0:
         return None if n_local else 1
     if n_local % s.rows:

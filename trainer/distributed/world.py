@@ -125,3 +125,6 @@ class World:
         sys.stdout.flush()
         sys.stderr.flush()
         self.comm.Abort(code)
+        # MPICH's MPI_Abort may return to the caller (the launcher then stops every
+        # process): this rank must not go on reporting or running meanwhile
+        os._exit(code)
