@@ -3,7 +3,8 @@ k·B batch of one process, run as k micro-batches of B — the same weights and 
 within float summation order (float64 here), optimizer steps counted everywhere,
 exact resume, a smaller peak; BatchNormalization's statistics per micro-batch."""
 
-import json
+import os
+import signal
 import tracemalloc
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from trainer.callbacks.base import Callback
 from trainer.config.loader import from_dict
 from trainer.errors import ConfigError, InterruptedRun
 from trainer.training import data_parallel
-from trainer.training.loop import random_streams
+from trainer.store import checkpoint
+from trainer.training.loop import Loop, random_streams
 
 # float64, Dropout (the noise stream), an L2 penalty, class weights (sample weights of
 # every row), Adam (its slots), accuracy (a metric accumulator); the training rows
@@ -98,6 +100,31 @@ def test_interrupt_mid_run_then_resume_is_bit_identical(tmp_path, n):
     fit(tmp_path / "straight", *ACC)
     with pytest.raises(InterruptedRun):
         fit(tmp_path / "stopped", *ACC, callbacks=[StopAt(n)])
+    resume(tmp_path / "stopped")
+    assert_same_run(tmp_path / "straight", tmp_path / "stopped")
+
+
+def test_a_signal_between_micro_batches_stops_after_the_whole_step(tmp_path, monkeypatch):
+    # Ctrl-C lands while the 2nd micro-batch of the 5th optimizer step is read: the
+    # step finishes, the checkpoint is the boundary after it, and resuming from there
+    # ends where the straight run ends, bit for bit
+    fit(tmp_path / "straight", *ACC)
+    reads = []
+    original = Loop.take
+
+    def take(self, rows):
+        reads.append(len(rows))
+        if len(reads) == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, rows)
+
+    monkeypatch.setattr(Loop, "take", take)
+    with pytest.raises(InterruptedRun):
+        fit(tmp_path / "stopped", *ACC)
+    monkeypatch.setattr(Loop, "take", original)
+    assert len(reads) == 10  # no micro-batch after the step's last
+    state, _ = checkpoint.read_state(tmp_path / "stopped/checkpoints/last.h5")
+    assert (state["loop"]["epoch"], state["loop"]["step"]) == (0, 5)
     resume(tmp_path / "stopped")
     assert_same_run(tmp_path / "straight", tmp_path / "stopped")
 
