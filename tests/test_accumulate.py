@@ -66,6 +66,29 @@ def test_micro_batches_reach_what_the_big_batch_reaches(tmp_path, big_batch, mic
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=0)
 
 
+def test_accumulating_is_thread_invariant(tmp_path):
+    from trainer.engine.kernels import parallel
+
+    before = parallel.num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            parallel.set_num_threads(threads)
+            run_dir = tmp_path / str(threads)
+            api.fit(api.load_config(QUICK, [
+                "fit.epochs=2", "fit.verbose=0", "expect={}", "fit.class_weight=balanced",
+                "fit.batch_size=64", "fit.accumulate_steps=2",
+                "model.layers.1.Dense.units=512"]), run_dir=run_dir)
+            out.append((contents(run_dir / "checkpoints/last.h5"),
+                        (run_dir / "history.csv").read_text()))
+    finally:
+        parallel.set_num_threads(before)
+    (a, ha), (b, hb) = out
+    assert ha == hb
+    assert all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a
+               if not k.endswith("@state"))
+
+
 class Count(Callback):
     def __init__(self):
         super().__init__()
