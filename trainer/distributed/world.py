@@ -79,10 +79,11 @@ class World:
 
     def allreduce_sum(self, arrays, dtype=np.float64):
         """The element-wise sums over all ranks of a list of arrays, in one fused
-        buffer of ``dtype`` (one call, not one per array): float64 by default (each
-        rank's float32 partial sums add up without rounding); float32 moves half the
-        bytes (``fit.allreduce_dtype``). Returns new arrays, each of its input's shape
-        and dtype."""
+        buffer of ``dtype`` (one call, not one per array): float64 by default (the
+        ranks' float32 partial sums add up with float64's rounding, so the result
+        hardly depends on the world size); float32 moves half the bytes
+        (``fit.allreduce_dtype``). Returns new arrays, each of its input's shape and
+        dtype."""
         import time
 
         from mpi4py import MPI
