@@ -246,3 +246,12 @@ def test_peak_memory_falls_with_accumulate_steps(tmp_path):
     finally:
         tracemalloc.stop()
     assert split < 0.5 * whole, (split, whole)
+
+
+def test_the_new_keys_stay_out_of_a_resolved_config_unless_set():
+    # runs stored before they existed (no such keys in their config.yaml) resume: a
+    # filled-in default would be a config difference a resume refuses
+    fit_cfg = api.load_config(QUICK, [])["fit"]
+    assert "accumulate_steps" not in fit_cfg and "allreduce_dtype" not in fit_cfg
+    fit_cfg = api.load_config(QUICK, ["fit.accumulate_steps=2"])["fit"]
+    assert fit_cfg["accumulate_steps"] == 2
