@@ -29,7 +29,8 @@ defaults on both sides):
                 steps with 2 ranks × 1 thread (mpiexec -n 2, each rank half of
                 the global batch, one fused allreduce of the gradients a step)
                 against 1 process × 2 threads and 1 × 1; samples/s of the global
-                batch, seconds in the allreduce per step, bytes it moves per step
+                batch, seconds in the allreduce per step, bytes it moves per step;
+                2x1-f32: the same with the float32 buffer (fit.allreduce_dtype)
                 (needs mpi4py and mpiexec: pip install 'trainer[mpi]')
     resnet50    Keras's ResNet50 at 224×224 (`application: ResNet50`, random      infer 32,
                 weights) beside the same network by hand in PyTorch,            finetune 16
@@ -128,7 +129,9 @@ JOBS = [
 QUICKSTART_TARGET_S = 2.0
 CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50", "mpi")
 MPI_MODELS, MPI_BATCH = ("cnn", "mlp"), 128
-MPI_LAYOUTS = (("2x1", 2, 1), ("1x2", 1, 2), ("1x1", 1, 1))  # ranks × threads
+# name, ranks × threads, the allreduce buffer's dtype (fit.allreduce_dtype)
+MPI_LAYOUTS = (("2x1", 2, 1, "float64"), ("2x1-f32", 2, 1, "float32"), ("1x2", 1, 2, None),
+               ("1x1", 1, 1, None))
 RESNET_SIZE, RESNET_SMOKE_SIZE = 224, 32
 
 LSTM_TIME, LSTM_INPUTS, LSTM_UNITS = 100, 128, 256
@@ -437,11 +440,13 @@ def mpi_child(args):
     rng = np.random.default_rng(0)
     x = rng.random((args.batch, *shape), dtype=np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, args.batch)]
-    mine, lo, hi = data_parallel.rows_of(world, np.arange(args.batch))
-    xs, ys = [x[mine]], [y[mine]]
+    dtype = np.dtype(args.allreduce_dtype)
+
+    def take(rows):
+        return [x[rows]], [y[rows]], None
 
     def step():
-        data_parallel.train_step(model, world, xs, ys, None, args.batch, lo, hi)
+        data_parallel.optimizer_step(model, world, np.arange(args.batch), take, dtype=dtype)
 
     step()
     first = time.time() - args.t0
@@ -549,15 +554,17 @@ def have_mpi():
     return shutil.which("mpiexec") is not None and importlib.util.find_spec("mpi4py") is not None
 
 
-def run_mpi_layout(case, batch, ranks, threads, args):
+def run_mpi_layout(case, batch, ranks, threads, args, dtype=None):
     """One measurement of ``case``'s train step with ``ranks`` processes of ``threads``
-    threads each: under mpiexec (ranks > 1) or as the plain child."""
+    threads each: under mpiexec (ranks > 1, the allreduce buffer of ``dtype``) or as
+    the plain child."""
     layout = argparse.Namespace(**{**vars(args), "threads": threads})
     if ranks == 1:
         res = run_child("ours", case, "train", batch, layout)
         return {**res, "ranks": 1, "allreduce_s_per_step": 0.0, "bytes_per_step": 0.0}
     cmd = [shutil.which("mpiexec"), "-n", str(ranks),
-           *child_command("mpi", case, "train", batch, layout), "--t0", repr(time.time())]
+           *child_command("mpi", case, "train", batch, layout), "--t0", repr(time.time()),
+           "--allreduce-dtype", dtype or "float64"]
     env = child_env(threads)
     for name in ("PMI_SIZE", "PMI_RANK"):
         env.pop(name, None)
@@ -579,11 +586,11 @@ def run_mpi(args, errors):
     batch = SMOKE["batch"] if args.smoke else MPI_BATCH
     for case in MPI_MODELS:
         layouts = {}
-        for name, ranks, threads in MPI_LAYOUTS:
+        for name, ranks, threads, dtype in MPI_LAYOUTS:
             reps = []
             for r in range(args.repeats):
                 try:
-                    res = run_mpi_layout(case, batch, ranks, threads, args)
+                    res = run_mpi_layout(case, batch, ranks, threads, args, dtype)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     errors.append(str(exc))
                     log(f"  mpi {case} {name}: {exc}")
@@ -605,13 +612,13 @@ def run_mpi(args, errors):
 
 
 def mpi_table(rows):
-    lines = [f"{'model':<5} | {'layout':<6} | {'samples/s':>9} | {'allreduce ms/step':>17} | "
+    lines = [f"{'model':<5} | {'layout':<7} | {'samples/s':>9} | {'allreduce ms/step':>17} | "
              f"{'MB/step':>7}"]
     for row in rows:
         for name, lay in row["layouts"].items():
             ms = lay["allreduce_s_per_step"]
             mb = lay["bytes_per_step"]
-            lines.append(f"{row['mode']:<5} | {name:<6} | {_fmt(lay['samples_per_s'], '.0f'):>9} | "
+            lines.append(f"{row['mode']:<5} | {name:<7} | {_fmt(lay['samples_per_s'], '.0f'):>9} | "
                          f"{_fmt(None if ms is None else ms * 1e3, '.2f'):>17} | "
                          f"{_fmt(None if mb is None else mb / 1e6, '.2f'):>7}")
     return "\n".join(lines)
@@ -867,6 +874,7 @@ def parse(argv=None):
     p.add_argument("--image-size", type=int, default=RESNET_SIZE, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     p.add_argument("--t0", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--allreduce-dtype", default="float64", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.smoke:
         for key in ("repeats", "warmup", "seconds", "steps"):

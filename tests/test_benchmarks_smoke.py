@@ -95,7 +95,8 @@ def test_run_smoke(case, tmp_path):
             assert ours["samples_per_s"] is None and row["ratio"] is None
             continue
         if case == "mpi":  # 2 ranks × 1 thread against 1 × 2 and 1 × 1, no peer
-            assert list(row["layouts"]) == ["2x1", "1x2", "1x1"] and row["ratio"] is None
+            assert list(row["layouts"]) == ["2x1", "2x1-f32", "1x2", "1x1"]
+            assert row["ratio"] is None
             for name, layout in row["layouts"].items():
                 assert positive(layout["samples_per_s"]), name
                 assert len(layout["repeats"]) == 1 and layout["repeats"][0]["steps"][0] >= 1
@@ -103,6 +104,7 @@ def test_run_smoke(case, tmp_path):
             assert positive(two["allreduce_s_per_step"]) and two["repeats"][0]["ranks"] == 2
             # the fused buffer: every weight's gradient, the losses and metric sums, float64
             assert two["bytes_per_step"] > 8 * (784 * 512 if row["mode"] == "mlp" else 1e6)
+            assert row["layouts"]["2x1-f32"]["bytes_per_step"] == two["bytes_per_step"] / 2
             assert row["layouts"]["1x1"]["bytes_per_step"] == 0
             assert ours["samples_per_s"] == two["samples_per_s"]
             assert f"{row['mode']:<5} | 2x1" in stdout

@@ -305,7 +305,9 @@ def make_loop(cfg, model, train, val, callbacks, run, world=None):
                 validation_batch_size=fit_cfg.get("validation_batch_size"),
                 validation_freq=fit_cfg.get("validation_freq", 1),
                 steps_per_epoch=fit_cfg.get("steps_per_epoch"),
-                checkpoint_every=fit_cfg.get("checkpoint_every"), run=run, world=world)
+                checkpoint_every=fit_cfg.get("checkpoint_every"), run=run, world=world,
+                accumulate_steps=fit_cfg.get("accumulate_steps", 1),
+                allreduce_dtype=fit_cfg.get("allreduce_dtype", "float64"))
 
 
 def save_last(run, loop, pre, history, resolved):

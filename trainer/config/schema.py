@@ -305,6 +305,24 @@ def config_schema():
                         {"type": "array", "items": {"type": "integer", "minimum": 1},
                          "minItems": 1, "uniqueItems": True}]},
                     "checkpoint_every": _positive_int(),
+                    # no "default" key for these two: a resolved config without them
+                    # stays the one earlier runs were stored (and resumed) with
+                    "accumulate_steps": {
+                        **_positive_int(),
+                        "description": "gradient accumulation (default 1): each optimizer "
+                        "step takes "
+                        "the accumulate_steps x batch_size rows one process with that "
+                        "batch size would take, run as micro-batches of batch_size rows "
+                        "(the same update within float summation order; peak memory "
+                        "that of batch_size). Steps, steps_per_epoch, callbacks' batches, "
+                        "schedules and checkpoints count optimizer steps"},
+                    "allreduce_dtype": {
+                        "enum": ["float64", "float32"],
+                        "description": "under MPI (default float64): the dtype of the "
+                        "fused buffer the "
+                        "gradients, losses and metric increments are summed in once a "
+                        "step. float64 keeps results equal to one process's within "
+                        "float summation order; float32 moves half the bytes"},
                     "class_weight": {"anyOf": [
                         {"const": "balanced"},
                         {"type": "object", "additionalProperties": {"type": "number",

@@ -113,12 +113,18 @@ class Loop:
     ``save`` is called after every epoch's end (after every callback's
     on_epoch_end, so their state is final) and, with ``checkpoint_every``, every that
     many optimizer steps inside epochs.
+
+    ``accumulate_steps`` k (gradient accumulation): a step takes the k·batch_size
+    rows one process with that batch size would take and runs them as micro-batches
+    of batch_size (``data_parallel.optimizer_step``); ``step``, ``steps_per_epoch``,
+    callbacks' batches and checkpoints count optimizer steps. ``allreduce_dtype``:
+    the MPI gradient buffer's.
     """
 
     def __init__(self, model, train, validation, callbacks, *, epochs, batch_size, shuffle,
                  seed, class_weight=None, initial_epoch=0, validation_batch_size=None,
                  validation_freq=1, steps_per_epoch=None, run=None, checkpoint_every=None,
-                 save=None, world=None):
+                 save=None, world=None, accumulate_steps=1, allreduce_dtype="float64"):
         self.model = model
         self.train = train
         self.validation = validation
@@ -146,10 +152,12 @@ class Loop:
         self.world = world  # MPI ranks sharing each batch (trainer.distributed), or None
         self.agreed_signal = None  # under MPI: the signal all ranks stop for (agree)
         self.honoured = False
+        self.accumulate_steps = accumulate_steps
+        self.allreduce_dtype = np.dtype(allreduce_dtype)
 
     def epoch_batches(self, epoch):
-        plan = batches(len(self.train), self.batch_size, self.shuffle, self.seed, epoch,
-                       block=self.train.block)
+        plan = batches(len(self.train), self.batch_size * self.accumulate_steps,
+                       self.shuffle, self.seed, epoch, block=self.train.block)
         return plan[:self.steps_per_epoch] if self.steps_per_epoch else plan
 
     def run_fit(self):
@@ -164,6 +172,7 @@ class Loop:
         steps = len(self.epoch_batches(self.epoch))
         self.callbacks.set_context(self.model, self.run, {
             "epochs": self.epochs, "steps": steps, "batch_size": self.batch_size,
+            "accumulate_steps": self.accumulate_steps,
             "samples": len(self.train), "do_validation": self.validation is not None,
             "initial_epoch": self.epoch, "resumed": state is not None,
             "metrics": self.metric_names()})
@@ -219,19 +228,17 @@ class Loop:
         model, step = self.model, self.step
         rows = plan[step]
         self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
-        mine = rows
-        if self.world is not None:  # this rank's rows of the global batch
+        if self.world is None and self.accumulate_steps == 1:
+            xs, ys, sw = self.take(rows)
+            self.at_boundary = False
+            total, per_output = model.train_on_batch(xs, ys, sw)
+        else:  # split over MPI ranks and/or into micro-batches
             from trainer.training import data_parallel
 
-            mine, lo, hi = data_parallel.rows_of(self.world, rows)
-        xs, ys, sw = self.train.take(mine)
-        sw = sample_weights(model, self.train, mine, self.class_weight, ys, sw)
-        self.at_boundary = False
-        if self.world is None:
-            total, per_output = model.train_on_batch(xs, ys, sw)
-        else:
-            total, per_output = data_parallel.train_step(model, self.world, xs, ys, sw,
-                                                         len(rows), lo, hi)
+            self.at_boundary = False
+            total, per_output = data_parallel.optimizer_step(
+                model, self.world, rows, self.take, self.batch_size,
+                random_streams(model).values(), self.allreduce_dtype)
         self.means.add([total] + (per_output if model.multi_output else []), len(rows))
         self.step = step + 1
         self.at_boundary = True
@@ -247,6 +254,11 @@ class Loop:
         if every and model.optimizer.iterations % every == 0 and self.step < len(plan):
             self.checkpoint()  # (the epoch's end saves anyway)
         self.honour_signal()
+
+    def take(self, rows):
+        """(xs, ys, sample weights) of some training rows."""
+        xs, ys, sw = self.train.take(rows)
+        return xs, ys, sample_weights(self.model, self.train, rows, self.class_weight, ys, sw)
 
     def kept(self):
         """What a run that stops now leaves to resume from, in words."""
