@@ -124,3 +124,25 @@ def test_tanh_float32_approximation_is_close_to_libm():
     out = np.empty_like(x)
     run(x, out)
     np.testing.assert_allclose(out, np.tanh(x.astype(np.float64)), rtol=0, atol=3e-7)
+
+
+@pytest.mark.parametrize("rows,m,n", [(300, 7, 1000), (50, 16, 129), (1, 3, 200)])
+def test_weight_gradient_is_the_product_and_thread_invariant(rng, monkeypatch, rows, m, n):
+    """``rnn_products.weight_gradient`` is ``x.T @ d``, the same bits on one thread and
+    two (column blocks of odd widths, more blocks than threads), on strided ``d`` too."""
+    from trainer.engine.kernels import parallel, rnn_products
+
+    monkeypatch.setattr(parallel, "MATMUL_SPLIT", 1)
+    monkeypatch.setattr(rnn_products, "COLUMN_BLOCK", 37)
+    x = rng.normal(size=(rows, m)).astype(np.float32)
+    d = rng.normal(size=(rows, 2 * n)).astype(np.float32)[:, ::2]
+    before = parallel.num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            parallel.set_num_threads(threads)
+            results.append(rnn_products.weight_gradient(x, d))
+    finally:
+        parallel.set_num_threads(before)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], x.astype(np.float64).T @ d, rtol=1e-4, atol=1e-4)
