@@ -77,3 +77,30 @@ def test_debug_shows_one_ranks_traceback_and_stops_every_rank(tmp_path):
     assert result.stderr.count("Traceback (most recent call last)") == 1, result.stderr
     assert "row 300" in result.stderr and "stopping every rank" in result.stderr
     assert "error: " not in result.stderr  # the one report is the traceback
+
+
+def test_abort_waits_until_the_launcher_has_read_the_report():
+    """What a rank wrote before MPI_Abort reaches the launcher: abort waits while its
+    stdout/stderr pipe still holds unread bytes (lost under load before), never long."""
+    import os
+    import threading
+    import time
+
+    from trainer.distributed.world import drained
+
+    r, w = os.pipe()
+    try:
+        os.write(w, b"error: the report")
+        reader = threading.Timer(0.2, lambda: os.read(r, 100))
+        reader.start()
+        start = time.monotonic()
+        drained(w, timeout=5)
+        assert 0.15 < time.monotonic() - start < 2  # returned once the bytes were read
+        reader.join()
+        os.write(w, b"x")
+        start = time.monotonic()
+        drained(w, timeout=0.3)  # nobody reads: gives up after the timeout
+        assert time.monotonic() - start < 1
+    finally:
+        os.close(r)
+        os.close(w)

@@ -127,7 +127,29 @@ class World:
         """Stop every rank now (a rank failed where the others cannot know it)."""
         sys.stdout.flush()
         sys.stderr.flush()
+        for fd in (1, 2):
+            drained(fd)
         self.comm.Abort(code)
         # MPICH's MPI_Abort may return to the caller (the launcher then stops every
         # process): this rank must not go on reporting or running meanwhile
         os._exit(code)
+
+
+def drained(fd, timeout=2.0):
+    """Wait (at most ``timeout`` s) until the launcher has read what this rank wrote to
+    ``fd``, when it is a pipe: an abort tears the launcher's forwarding down, and what
+    it had not read yet (the error report itself) was lost (seen under load)."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            waiting = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:  # not a pipe (a terminal, a file): nothing to wait for
+            return
+        if waiting == 0:
+            return
+        time.sleep(0.005)
