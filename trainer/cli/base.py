@@ -149,6 +149,27 @@ def joined_world():
     return world
 
 
+def on_rank_0(fn):
+    """A command that prints or writes and does not train (validate, summary, export,
+    predict, ...): under MPI rank 0 runs it as one process would (its errors are its
+    own: no other rank waits for it) and the other ranks exit 0 at once, silently, so
+    the output appears and the files are written once."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        world = joined_world()
+        if world is None:
+            return fn(*args, **kwargs)
+        if not world.is_root:
+            return None
+        from trainer.distributed.world import leave
+
+        leave()
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def gate_items(cfg, cli_expect):
     from trainer.app import gates
 

@@ -5,6 +5,10 @@ only read by ``take(rows)``. Reads go through a small cache of whole *blocks* (r
 rows aligned to the file's HDF5 chunks), so a batch plan that visits blocks one after
 another (``pipeline.batches`` with ``block=``) reads each block from disk once per epoch,
 sequentially. Memory stays bounded by a few blocks, whatever the file's size.
+
+Under MPI (``trainer.data.ranks``) a rank reads only its rows: at start-up the whole
+blocks of its share of the file (``chunks(lo, hi)``), while training only the rows of
+each batch it holds (``read_exactly``: no block of rows another rank holds is read).
 """
 
 import mmap
@@ -30,7 +34,8 @@ class LazyArray:
         self.dtype = np.dtype(dtype)
         self.block = max(1, int(block))
         self.label = label  # "file.h5:/x", for messages
-        self.reads = 0      # blocks read from disk (tests and benchmarks look at this)
+        self.reads = 0      # reads from disk (tests and benchmarks look at this)
+        self.exact = False  # read only the rows taken, not their blocks (``read_exactly``)
         self._cache = {}
 
     def __len__(self):
@@ -68,6 +73,23 @@ class LazyArray:
             self.reads += 1
         return self._cache[b]
 
+    def read_exactly(self):
+        """From now on ``take`` reads the rows it is asked for and no others (an MPI
+        rank's share of each batch: the rows of a block the other ranks hold are
+        theirs to read), instead of whole cached blocks."""
+        self.exact = True
+        self._cache.clear()
+
+    def _read_exact(self, rows):
+        unique, back = np.unique(rows, return_inverse=True)
+        try:
+            data = self._read_rows(unique)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{self.label}: cannot read rows {unique[0]}...{unique[-1]} "
+                            f"({exc})") from None
+        self.reads += 1
+        return data[back.reshape(-1)]
+
     def take(self, rows):
         """The rows asked for, in the order asked for, as an in-memory array."""
         rows = np.asarray(rows, np.int64).reshape(-1)
@@ -76,16 +98,22 @@ class LazyArray:
             return out
         if rows.min() < 0 or rows.max() >= len(self):
             raise IndexError(f"{self.label}: rows out of range 0..{len(self) - 1}")
+        if self.exact:
+            return self._read_exact(rows)
         which = rows // self.block
         for b in np.unique(which):
             hit = which == b
             out[hit] = self._block(int(b))[rows[hit] - b * self.block]
         return out
 
-    def chunks(self):
-        """(start, array) for each block in order: a streaming pass over every row."""
-        for b in range(-(-len(self) // self.block)):
-            yield b * self.block, self._block(b)
+    def chunks(self, lo=0, hi=None):
+        """(start, array) for each block in order: a streaming pass over the rows
+        [lo, hi) (every row by default), reading only the blocks that hold them."""
+        hi = len(self) if hi is None else hi
+        for b in range(lo // self.block, -(-hi // self.block)):
+            start = b * self.block
+            rows = self._block(b)[max(lo - start, 0):hi - start]
+            yield max(start, lo), rows
 
     def view(self, index):
         return RowView(self, index)
@@ -109,6 +137,14 @@ class H5Array(LazyArray):
             check_storage(ds, self.label)  # the file may have been replaced since
             return ds[start:stop]
 
+    def _read_rows(self, rows):
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            ds = f[self.name]
+            check_storage(ds, self.label)
+            return ds[rows]  # increasing row numbers: one selection, one read
+
 
 class MemmapArray(LazyArray):
     """A memory-mapped .npy file: pages are read by the OS as rows are touched. Once a
@@ -123,6 +159,11 @@ class MemmapArray(LazyArray):
     def _read(self, start, stop):
         out = np.array(self.array[start:stop])
         self._release(start, stop)
+        return out
+
+    def _read_rows(self, rows):
+        out = np.array(self.array[rows])  # the pages of these rows only
+        self._release(int(rows[0]), int(rows[-1]) + 1)
         return out
 
     def _release(self, start, stop):
@@ -156,18 +197,25 @@ class RowView(LazyArray):
         self.block = rows
         self.base.set_block(rows)
 
-    def chunks(self):
-        for start in range(0, len(self), self.block):
-            yield start, self.take(np.arange(start, min(start + self.block, len(self))))
+    def read_exactly(self):
+        self.exact = True
+        self.base.read_exactly()
+
+    def chunks(self, lo=0, hi=None):
+        hi = len(self) if hi is None else hi
+        for start in range(lo, hi, self.block):
+            yield start, self.take(np.arange(start, min(start + self.block, hi)))
 
     def view(self, index):
         return RowView(self.base, self.index[np.asarray(index, np.int64)])
 
 
-def chunked(array, block=65536):
-    """(start, rows) pieces of an in-memory or lazy array, for streaming statistics."""
+def chunked(array, block=65536, lo=0, hi=None):
+    """(start, rows) pieces of the rows [lo, hi) (every row by default) of an in-memory
+    or lazy array, for streaming statistics."""
     if is_lazy(array):
-        yield from array.chunks()
+        yield from array.chunks(lo, hi)
         return
-    for start in range(0, len(array), block):
-        yield start, array[start:start + block]
+    hi = len(array) if hi is None else hi
+    for start in range(lo, hi, block):
+        yield start, array[start:min(start + block, hi)]

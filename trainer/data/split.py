@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainer.data.lazy import chunked, is_lazy
+from trainer.data.lazy import is_lazy
 from trainer.errors import DataError
 
 PROBE_ROWS = 256
@@ -95,14 +95,17 @@ class Split:
         xs, ys, sw = self.take(np.arange(min(len(self), PROBE_ROWS)))
         return Split(dict(zip(self.x, xs)), dict(zip(self.y, ys)), sw)
 
-    def labels(self):
-        """Class ids (N,) of the first output, preprocessed (for class_weight)."""
+    def labels(self, world=None):
+        """Class ids (N,) of the first output, preprocessed (for class_weight); under
+        MPI (``world``) each rank reads its share of a lazy file (trainer.data.ranks)."""
+        from trainer.data.ranks import streamed
+
         (name, y), = list(self.y.items())[:1]
         if self.transform is None and not is_lazy(y):
             return class_ids(y)
-        parts = [class_ids(self.transform.apply_one("y", name, c) if self.transform else c)
-                 for _, c in chunked(y)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        ids = streamed(y, world, lambda c: class_ids(
+            self.transform.apply_one("y", name, c) if self.transform else c))
+        return np.zeros(0, np.int64) if ids is None else ids
 
 
 def class_ids(y):
