@@ -6,8 +6,11 @@ sources' two disk reads (``_read``: a block of rows, ``_read_rows``: exactly the
 of a batch) to log which rows each rank asked its files for, before training (until
 the loop is built) and while training, then runs the `trainer` command. Blocks are made
 100 rows long so a 1000-row file has ten of them: rank 0's share is rows 0..499, rank
-1's 500..999. What each rank must read while training is computed here from the batch
-plan (``batches``) and the split of each batch over the ranks (``shard.split``).
+1's 500..999. The inputs' rows are 4 KB (a page, or an HDF5 chunk of one row: read
+row by row while training); the labels' 8-byte rows share pages with the other ranks'
+rows and are read in whole blocks. What each rank must read while training is
+computed here from the batch plan (``batches``) and the split of each batch over the
+ranks (``shard.split``).
 """
 
 import json
@@ -25,7 +28,8 @@ MPIEXEC = shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec on PATH")
 
 N, BLOCK, SEED, BATCH, EPOCHS = 1000, 100, 3, 48, 2
-ROW_BYTES = 6 * 8  # x: 6 float64 features (the widest rows: the split's blocks follow x)
+FEATURES = 512
+ROW_BYTES = FEATURES * 8  # x: float64 rows of 4 KB (the split's blocks follow the widest)
 
 READS = """\
 import atexit, json, os, sys
@@ -37,7 +41,9 @@ log = {"phase": "start-up", "reads": []}
 
 
 def logged(cls, name):
-    read = getattr(cls, name)
+    read = getattr(cls, name, None)
+    if read is None:
+        return
 
     def wrapper(self, *args):
         rows = list(range(*args)) if name == "_read" else [int(r) for r in args[0]]
@@ -66,7 +72,7 @@ main(sys.argv[1:], prog_name="trainer")
 
 MODEL = """\
 model:
-  input_shape: [6]
+  input_shape: [%d]
   layers:
     - Dense: {units: 8, activation: tanh}
     - Dense: {units: 3, activation: softmax}
@@ -74,7 +80,7 @@ compile:
   loss: sparse_categorical_crossentropy
   optimizer: {Adam: {lr: 0.01}}
   metrics: [accuracy]
-"""
+""" % FEATURES
 
 SOURCES = {
     # .npy files memory-mapped; validation in memory; class weights from the labels
@@ -119,14 +125,14 @@ def run(folder, tag, *args, ranks=None, script=True):
 def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mpi_data")
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(N, 6)) * [1, 2, 3, 4, 5, 6] + [0, 1, 2, 3, 4, 5]
+    x = rng.normal(size=(N, FEATURES)) * np.linspace(1, 6, FEATURES) + np.arange(FEATURES)
     y = (x[:, 0] > 0.5).astype(np.int64) + (x[:, 1] > 2).astype(np.int64)
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
-    xv = rng.normal(size=(100, 6))
+    xv = rng.normal(size=(100, FEATURES))
     np.savez(folder / "val.npz", x=xv, y=(xv[:, 0] > 0.5).astype(np.int64))
     with h5py.File(folder / "d.h5", "w") as f:
-        f.create_dataset("x", data=x, chunks=(50, 6))
+        f.create_dataset("x", data=x, chunks=(1, FEATURES))
         f.create_dataset("y", data=y, chunks=(50,))
     (folder / "reads.py").write_text(READS)
     for kind in SOURCES:
@@ -207,16 +213,19 @@ def test_each_rank_reads_only_its_rows_and_trains_as_one_process(project, kind):
         outside = {r for _, _, rows in start for r in rows if not lo <= r < hi}
         assert outside <= (probed if rank == 0 else set()), (rank, sorted(outside)[:10])
         blocks = {r for _, m, rows in start if m == "_read" for r in rows}
-        assert blocks == set(range(lo, hi))  # its whole share streamed, once per step
-        # while training: exactly its rows of each batch, from each file it reads
-        files = sorted({f for f, _, _ in reads(project, f"{kind}-two", rank, "training")})
-        assert len(files) == 2
-        assert not reads(project, f"{kind}-two", rank, "training", "_read")  # no blocks
+        assert blocks == set(range(lo, hi))  # its whole share streamed
+        # while training: exactly its rows of each batch of the inputs (4 KB rows);
+        # whole blocks of the labels (8-byte rows), each about once per epoch
+        train = reads(project, f"{kind}-two", rank, "training")
+        inputs = {f for f, _, _ in train if f.startswith("x")}  # x.npy, d.h5:/x
+        assert len(inputs) == 1 and len({f for f, _, _ in train}) == 2
         want = expected_training_rows(rank, train_rows, val_rows)
-        for file in files:
-            got = sorted(r for f, _, rows in reads(project, f"{kind}-two", rank, "training")
-                         if f == file for r in rows)
-            assert got == want, file
+        assert sorted(r for f, m, rows in train if f in inputs for r in rows) == want
+        assert {m for f, m, _ in train if f in inputs} == {"_read_rows"}
+        labels = [rows for f, m, rows in train if f not in inputs]
+        assert all(rows == list(range(rows[0], rows[0] + BLOCK)) and rows[0] % BLOCK == 0
+                   for rows in labels)
+        assert len(labels) <= 2 * EPOCHS * (N // BLOCK) * (2 if val_rows is not None else 1)
     # one process streams every row before training
     alone = {r for _, m, rows in reads(project, f"{kind}-one", 0, "start-up") if m == "_read"
              for r in rows}
@@ -227,7 +236,7 @@ def test_a_nan_in_the_second_half_is_reported_as_one_process_reports_it(project)
     """Found by rank 1 in its share while the statistics are fitted; every rank stops
     with exit 3, the row and the file named once, as one process names them."""
     x = np.load(project / "x.npy")
-    x[731, 4] = np.nan
+    x[731, 400] = np.nan
     np.save(project / "x_nan.npy", x)
     (project / "nan.yaml").write_text(config("npy").replace("x.npy", "x_nan.npy"))
     one = run(project, "nan-one", "fit", "nan.yaml", "--run-dir", "nan-one", "-q")
@@ -264,6 +273,7 @@ class FakeWorld:
 
     def __init__(self, rank, size=2):
         self.rank, self.size, self.others = rank, size, None
+        self.is_root = rank == 0
 
     def allgather(self, value):
         return [value if r == self.rank else self.others[r] for r in range(self.size)]
@@ -296,6 +306,37 @@ def test_statistics_combined_from_shares_equal_one_pass():
         two.end_fit()
         for key, value in one.get_state().items():
             np.testing.assert_allclose(two.get_state()[key], value, rtol=1e-12, atol=0)
+
+
+class Center:
+    """A user's preprocessing step that cannot be combined from shares (``fit``)."""
+
+    def fit(self, array):
+        self.center = array.mean(axis=0)
+
+    def __call__(self, array):
+        return array - self.center
+
+
+def test_a_users_step_is_fitted_by_rank_0_and_its_state_sent(tmp_path):
+    from trainer.data.lazy import MemmapArray
+    from trainer.data.pipeline import Preprocessor, Split
+    from trainer.data.preprocessing.user import UserStep
+
+    np.save(tmp_path / "a.npy", np.arange(2000.0).reshape(1000, 2))
+    results = []
+    for rank, others in [(0, [None, (None, None)]),
+                         (1, [({"center": np.array([7.0, 8.0])}, None), None])]:
+        array = MemmapArray(tmp_path / "a.npy", np.load(tmp_path / "a.npy", mmap_mode="r"))
+        array.set_block(100)
+        pre = Preprocessor({}, ["a"], [])
+        pre.steps["x"]["a"] = [UserStep(Center(), "my_steps:Center")]
+        world = FakeWorld(rank)
+        world.others = others
+        pre.fit(Split({"a": array}, {}), world=world)
+        results.append((pre.steps["x"]["a"][0].inner.center, array.reads))
+    assert results[0][0].tolist() == [999.0, 1000.0] and results[0][1] == 10  # every row
+    assert results[1][0].tolist() == [7.0, 8.0] and results[1][1] == 0  # rank 0's state
 
 
 def test_shares_are_whole_blocks_in_rank_order(tmp_path):

@@ -62,10 +62,11 @@ class Split:
         """Rows per disk block, for chunk-aligned shuffling (None when all in memory)."""
         return next((a.block for a in self.arrays() if is_lazy(a)), None)
 
-    def take(self, rows):
-        """(list of x arrays, list of y arrays, sample weights) for these rows."""
+    def take(self, rows, exact=None):
+        """(list of x arrays, list of y arrays, sample weights) for these rows
+        (``exact``: lazy arrays read these rows alone, see ``LazyArray.take``)."""
         rows = np.asarray(rows, np.int64)
-        get = lambda a: a.take(rows) if is_lazy(a) else a[rows]  # noqa: E731
+        get = lambda a: a.take(rows, exact) if is_lazy(a) else a[rows]  # noqa: E731
         x = {k: get(v) for k, v in self.x.items()}
         y = {k: get(v) for k, v in self.y.items()}
         if self.transform is not None:
@@ -92,7 +93,7 @@ class Split:
         shape and dtype checks before training); the split itself when in memory."""
         if not self.lazy and self.transform is None:
             return self
-        xs, ys, sw = self.take(np.arange(min(len(self), PROBE_ROWS)))
+        xs, ys, sw = self.take(np.arange(min(len(self), PROBE_ROWS)), exact=True)
         return Split(dict(zip(self.x, xs)), dict(zip(self.y, ys)), sw)
 
     def labels(self, world=None):
