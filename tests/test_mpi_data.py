@@ -370,7 +370,6 @@ def trained(project):
     (["summary", "npy.yaml"], "Total params"),
     (["schema", "Dense"], "Dense (layer)"),
     (["export", "cli-run", "out.keras"], "wrote out.keras"),
-    (["export", "cli-run", "out.onnx"], "wrote out.onnx"),
     (["plot", "cli-run", "-o", "curves.png"], "wrote curves.png"),
 ])
 def test_a_command_that_does_not_train_runs_once(project, trained, args, output):

@@ -3,6 +3,8 @@
 In-memory sources are preprocessed once, whole. Lazy sources (HDF5, memory-mapped
 .npy; see ``trainer.data.lazy``) stay on disk: ``Split.take`` reads the rows of a batch
 and preprocesses them then, statistics having been fitted in one streaming pass.
+Under MPI each rank streams its share of a lazy file and the ranks combine what they
+learnt (``trainer.data.ranks``).
 """
 
 import numpy as np
