@@ -339,6 +339,26 @@ def test_a_users_step_is_fitted_by_rank_0_and_its_state_sent(tmp_path):
     assert results[1][0].tolist() == [7.0, 8.0] and results[1][1] == 0  # rank 0's state
 
 
+def test_an_exact_read_reads_the_rows_asked_for_and_no_others():
+    """A lazy format without a row picker of its own (image folders) reads each run of
+    neighbouring rows; the rows come back in the order asked for."""
+    from trainer.data.lazy import LazyArray
+
+    class Logged(LazyArray):
+        def __init__(self):
+            super().__init__((50, 3), np.float64, 10, "a")
+            self.data, self.log = np.arange(150.0).reshape(50, 3), []
+
+        def _read(self, start, stop):
+            self.log.append((start, stop))
+            return self.data[start:stop]
+
+    array = Logged()
+    rows = np.array([7, 3, 4, 5, 40, 41, 3])
+    assert np.array_equal(array.take(rows, exact=True), array.data[rows])
+    assert array.log == [(3, 6), (7, 8), (40, 42)]
+
+
 def test_shares_are_whole_blocks_in_rank_order(tmp_path):
     from trainer.data.lazy import MemmapArray
     from trainer.data.ranks import share

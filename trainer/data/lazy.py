@@ -89,6 +89,13 @@ class LazyArray:
             self.exact = True
             self._cache.clear()
 
+    def _read_rows(self, rows):
+        """These rows (increasing, distinct) alone: each run of neighbouring rows in one
+        ``_read`` (formats with a faster way to pick rows override it)."""
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        runs = np.split(rows, breaks)
+        return np.concatenate([self._read(int(run[0]), int(run[-1]) + 1) for run in runs])
+
     def _read_exact(self, rows):
         unique, back = np.unique(rows, return_inverse=True)
         try:

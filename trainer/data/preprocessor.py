@@ -90,8 +90,11 @@ def _fit_step(step, before, array, check, world):
     if not ranks.spread(array, world):
         stream()
     elif step.mergeable:
-        lo, hi = ranks.share(array, world)
-        step.merge(gathered(world, lambda: (stream(lo, hi), step.partial())[1]))
+        def my_share():
+            stream(*ranks.share(array, world))
+            return step.partial()
+
+        step.merge(gathered(world, my_share))
     else:
         def on_rank_0():
             if world.is_root:

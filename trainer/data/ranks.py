@@ -1,4 +1,4 @@
-"""What an MPI rank reads of a lazy source outside the training steps: its share.
+"""What an MPI rank reads of a lazy source: its share before training, its rows after.
 
 At start-up the ranks split a lazily read split's rows into contiguous shares of whole
 disk blocks (``share``: rank 0 the first blocks, the last rank the last), so no block
@@ -7,6 +7,7 @@ check fused with them, class counts) and the partial results are combined
 (``trainer.distributed.startup.gathered``: in rank order, so in the order of the rows,
 and a failure on any rank is every rank's). In-memory sources are whole on every rank
 and are computed there as in one process. ``world`` None: one process, every row.
+While training a rank reads its rows of each batch (``read_exactly``).
 """
 
 import numpy as np
