@@ -407,6 +407,9 @@ def test_a_failing_command_reports_once_with_its_exit_code(project):
     result = run(project, "cli", "validate", "bad.yaml", ranks=2, script=False)
     assert result.returncode == 2
     assert result.stdout.count("units") == 1 and "MPI" not in result.stdout + result.stderr
+    result = run(project, "cli", "export", "no-run", "out.keras", ranks=2, script=False)
+    assert result.returncode == 2  # a usage error (click's), printed once too
+    assert result.stderr.count("Path 'no-run' does not exist") == 1, result.stderr
     result = run(project, "cli", "export", "cli-run", "out.txt", ranks=2, script=False)
     assert result.returncode == 2
     assert result.stderr.count("error: export: give --format") == 1, result.stderr

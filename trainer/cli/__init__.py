@@ -30,13 +30,17 @@ Examples:
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trainer")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-def main(debug):
+@click.pass_context
+def main(ctx, debug):
     """Declarative neural-network training: one YAML/JSON file, Keras 2 vocabulary."""
     from trainer import console
+    from trainer.cli.base import others_leave
 
     console.use_stderr(False)  # each command decides (one process may run several)
     if not debug:
         quiet_float_warnings()
+    if ctx.invoked_subcommand is not None:  # under MPI, before its arguments are parsed
+        others_leave(main.get_command(ctx, ctx.invoked_subcommand))
 
 
 #: NumPy's floating-point warnings (any thread): a diverging run overflows on the way
