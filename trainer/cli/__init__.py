@@ -30,8 +30,7 @@ Examples:
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trainer")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.pass_context
-def main(ctx, debug):
+def main(debug):
     """Declarative neural-network training: one YAML/JSON file, Keras 2 vocabulary."""
     from trainer import console
     from trainer.cli.base import others_leave
@@ -39,6 +38,7 @@ def main(ctx, debug):
     console.use_stderr(False)  # each command decides (one process may run several)
     if not debug:
         quiet_float_warnings()
+    ctx = click.get_current_context()
     if ctx.invoked_subcommand is not None:  # under MPI, before its arguments are parsed
         others_leave(main.get_command(ctx, ctx.invoked_subcommand))
 
