@@ -75,6 +75,7 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     same array names; a built-in dataset's test split is replaced by the file's
     ``x`` and ``y`` arrays)."""
     from trainer.data.pipeline import prepare
+    from trainer.data.ranks import agree
     from trainer.training.loop import evaluate as run_eval
 
     cfg, ckpt = final_checkpoint(target, checkpoint_path, overrides)
@@ -93,12 +94,12 @@ def evaluate(target, checkpoint_path=None, overrides=(), data=None):
     # a validation split taken from the training rows: both are needed to tell them apart
     carved = "split" in (cfg["data"].get("validation") or {})
     need = ("train", "validation") if carved and data != "test" else (data,)
-    splits, _ = prepare(cfg, model.input_names, model.output_names, need=need,
-                        preprocessor_state=arrays or None)
-    split = splits[data]
-    check_data(model, split, f"data.{data}")
     from trainer.distributed.world import current
 
-    world = current()  # under MPI: each rank evaluates its rows of every batch
+    world = current()  # under MPI: each rank reads and evaluates its rows of every batch
+    splits, _ = prepare(cfg, model.input_names, model.output_names, need=need,
+                        preprocessor_state=arrays or None, world=world)
+    split = splits[data]
+    agree(world, lambda: check_data(model, split, f"data.{data}", world))  # rank 0's probe
     return run_eval(model, split, cfg["fit"].get("validation_batch_size")
                     or cfg["fit"]["batch_size"], world=world)

@@ -218,7 +218,7 @@ def fit(cfg, run_dir=None, argv=None, verbose=None, resume=None, force=False, ca
         from_checkpoint = point is not None and point.path is not None
 
         def read_data():
-            data = fit_data(cfg, model, point.arrays if from_checkpoint else None)
+            data = fit_data(cfg, model, point.arrays if from_checkpoint else None, world)
             if from_checkpoint:
                 from trainer.store import checkpoint
                 checkpoint.load(point.path, model)
@@ -269,18 +269,19 @@ def warn_zero_lr(cfg, model):
         warn(f"{format_path(keypath)}: {message} ({cfg.where(keypath)})")
 
 
-def fit_data(cfg, model, preprocessor_state=None):
+def fit_data(cfg, model, preprocessor_state=None, world=None):
     """(train, validation, preprocessor), checked against the model. A resume passes
-    the checkpoint's preprocessing statistics instead of fitting them again."""
+    the checkpoint's preprocessing statistics instead of fitting them again. Under MPI
+    (``world``) each rank reads its share of lazy files (trainer.data.ranks)."""
     from trainer.data.pipeline import prepare
 
     splits, pre = prepare(cfg, model.input_names, model.output_names,
                           need=("train", "validation"),
-                          preprocessor_state=preprocessor_state)
+                          preprocessor_state=preprocessor_state, world=world)
     train, val = splits["train"], splits.get("validation")
     for name, split in (("data.train", train), ("data.validation", val)):
         if split is not None:
-            check_data(model, split, name)
+            check_data(model, split, name, world)
     if len(train) == 0:
         raise DataError("data.train holds no rows")
     return train, val, pre
@@ -300,7 +301,7 @@ def make_loop(cfg, model, train, val, callbacks, run, world=None):
     return Loop(model, train, val, callbacks,
                 epochs=fit_cfg["epochs"], batch_size=fit_cfg["batch_size"],
                 shuffle=fit_cfg["shuffle"], seed=cfg.get("seed", 0),
-                class_weight=class_weights(fit_cfg.get("class_weight"), train),
+                class_weight=class_weights(fit_cfg.get("class_weight"), train, world),
                 initial_epoch=fit_cfg.get("initial_epoch", 0),
                 validation_batch_size=fit_cfg.get("validation_batch_size"),
                 validation_freq=fit_cfg.get("validation_freq", 1),
@@ -466,26 +467,29 @@ def history_last(history):
     return last
 
 
-def class_weights(spec, train):
+def class_weights(spec, train, world=None):
     """``balanced``: n_samples / (n_classes · count(class)), the formula of Keras's and
     scikit-learn's compute_class_weight('balanced'), over the classes present."""
     if spec is None:
         return None
     if spec == "balanced":
-        ids = train.labels().astype(np.int64)
+        ids = train.labels(world).astype(np.int64)
         counts = np.bincount(ids)
         n_classes = int((counts > 0).sum())
         return {int(c): len(ids) / (n_classes * n) for c, n in enumerate(counts) if n}
     return {int(k): float(v) for k, v in spec.items()}
 
 
-def check_data(model, split, where):
+def check_data(model, split, where, world=None):
     """NaN/Inf, labels and input shapes, before training. A lazy split is checked on its
-    first rows now and then on every batch as it is read."""
-    probe = split.probe()
-    model.check_finite_inputs(probe, where)
-    model.check_labels(probe, where)
-    check_input_shapes(model, probe, where)
+    first rows now (under MPI by rank 0) and then on every batch as it is read."""
+    from trainer.data.pipeline import probes
+
+    if probes(split, world):
+        probe = split.probe()
+        model.check_finite_inputs(probe, where)
+        model.check_labels(probe, where)
+        check_input_shapes(model, probe, where)
     if split.lazy:
         split.check = lambda xs, ys, rows: _check_batch(model, split, where, xs, ys, rows)
 

@@ -33,10 +33,14 @@ Examples:
 def main(debug):
     """Declarative neural-network training: one YAML/JSON file, Keras 2 vocabulary."""
     from trainer import console
+    from trainer.cli.base import others_leave
 
     console.use_stderr(False)  # each command decides (one process may run several)
     if not debug:
         quiet_float_warnings()
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand is not None:  # under MPI, before its arguments are parsed
+        others_leave(main.get_command(ctx, ctx.invoked_subcommand))
 
 
 #: NumPy's floating-point warnings (any thread): a diverging run overflows on the way

@@ -166,6 +166,52 @@ def joined_world():
     return world
 
 
+def on_rank_0(fn):
+    """A command that prints or writes and does not train (validate, summary, export,
+    predict, ...): under MPI rank 0 runs it as one process would (its errors are its
+    own: no other rank waits for it) and the other ranks exit 0 at once, silently, so
+    the output appears and the files are written once."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        world = joined_world()
+        if world is None:
+            return fn(*args, **kwargs)
+        if not world.is_root:
+            return None
+        from trainer.distributed.world import leave
+
+        leave()
+        return fn(*args, **kwargs)
+
+    wrapper.runs_on_rank_0 = True
+    return wrapper
+
+
+def runs_on_rank_0(command):
+    """Whether a click command (or every command of a group) is ``on_rank_0``."""
+    if isinstance(command, click.Group):
+        return bool(command.commands) and all(map(runs_on_rank_0, command.commands.values()))
+    return getattr(command.callback, "runs_on_rank_0", False)
+
+
+def others_leave(command):
+    """Before ``command``'s arguments are parsed: under MPI the ranks other than 0 exit 0
+    if it runs on rank 0 alone, so even a usage error is printed once."""
+    from trainer.distributed.world import launched_size, reset
+    from trainer.errors import TrainerError
+
+    if launched_size() < 2 or command is None or not runs_on_rank_0(command):
+        return
+    try:
+        world = joined_world()
+    except TrainerError:  # no mpi4py: the command reports it through its exit path
+        reset()
+        return
+    if world is not None and not world.is_root:
+        click.get_current_context().exit(0)
+
+
 def gate_items(cfg, cli_expect):
     from trainer.app import gates
 

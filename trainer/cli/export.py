@@ -2,7 +2,7 @@
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.command(epilog="""\b
@@ -21,6 +21,7 @@ Examples:
 @click.option("--with-preprocessing", is_flag=True,
               help="ONNX: put the run's preprocessing steps in front of the graph.")
 @handle_errors
+@on_rank_0
 def export(run_dir, output, fmt, checkpoint, with_preprocessing):
     """Write a run's model as Keras files (a Keras 3 .keras archive, an .h5 that
     Keras 2's (and 3's) load_model reads, or the to_json() architecture) or as ONNX

@@ -3,7 +3,7 @@ of time (for CI caches)."""
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.group(epilog="""\b
@@ -25,6 +25,7 @@ _MIRROR = click.option("--mirror", metavar="URL", default=None,
 @click.argument("name")
 @_MIRROR
 @handle_errors
+@on_rank_0
 def fetch_dataset(name, mirror):
     """Fetch the files of Keras's dataset NAME (mnist, cifar10, imdb, ...)."""
     from trainer.datasets.keras_files import KERAS_FILES, fetch as fetch_files
@@ -43,6 +44,7 @@ def fetch_dataset(name, mirror):
               help="The file without the classifier (include_top: false).")
 @_MIRROR
 @handle_errors
+@on_rank_0
 def fetch_weights(name, no_top, mirror):
     """Fetch the imagenet weight file of Keras application NAME (ResNet50, VGG16, ...)."""
     from trainer.applications.expand import application_model, imagenet_weights

@@ -2,7 +2,7 @@
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.command(epilog="""\b
@@ -13,6 +13,7 @@ Example:
 @click.option("-o", "--output", default="curves.png", show_default=True,
               type=click.Path(dir_okay=False))
 @handle_errors
+@on_rank_0
 def plot(run_dirs, output):
     """Loss and metric curves of one or several runs (or a sweep folder) in one PNG."""
     from trainer.app.plot import plot_runs

@@ -2,7 +2,7 @@
 
 import click
 
-from trainer.cli.base import handle_errors, joined_world
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.command(epilog="""\b
@@ -23,14 +23,12 @@ Examples:
               help="Print each sample's K best classes and probabilities (ImageNet ids and "
                    "names for a 1000-class output, as Keras's decode_predictions).")
 @handle_errors
+@on_rank_0  # under mpiexec rank 0 predicts and writes the output once
 def predict(run_dir, input_path, output_path, checkpoint, batch_size, top):
     """Predict with a run's final model, or a config's (its --checkpoint, the weights
     the model names, or a fresh initialisation); inputs get the run's preprocessing."""
     from trainer.app.predict import predict as run_predict
 
-    world = joined_world()
-    if world is not None and not world.is_root:
-        return  # under mpiexec, rank 0 predicts and writes the output once
     outputs, names = run_predict(run_dir, input_path, output_path, batch_size, checkpoint)
     if top is not None:
         from trainer.applications.top import print_top

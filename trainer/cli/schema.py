@@ -4,7 +4,7 @@ import json
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.command(epilog="""\b
@@ -14,6 +14,7 @@ Examples:
 @click.argument("name", metavar="[NAME]", required=False)
 @click.option("--sweep", "of_sweep", is_flag=True, help="The schema of sweep files instead.")
 @handle_errors
+@on_rank_0
 def schema(name, of_sweep):
     """Print the JSON Schema of the config language (or of sweep files); with NAME, one
     component's arguments (a layer, loss, optimizer, callback, ...) readably."""

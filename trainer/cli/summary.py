@@ -2,13 +2,14 @@
 
 import click
 
-from trainer.cli.base import handle_errors
+from trainer.cli.base import handle_errors, on_rank_0
 
 
 @click.command(epilog="\b\nExample:\n  trainer summary configs/quickstart.yaml")
 @click.argument("config_path", metavar="CONFIG|RUN", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @handle_errors
+@on_rank_0
 def summary(config_path, overrides):
     """Print the model table (layers, output shapes, parameter counts) of a config or a
     run folder."""

@@ -2,7 +2,7 @@
 
 import click
 
-from trainer.cli.base import Exit, echo_json, handle_errors
+from trainer.cli.base import Exit, echo_json, handle_errors, on_rank_0
 
 
 @click.command(epilog="""\b
@@ -15,6 +15,7 @@ Examples:
 @click.option("--format", "fmt", type=click.Choice(["text", "github"]), default="text")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
+@on_rank_0
 def validate(config_paths, overrides, fmt, as_json):
     """Check configs: schema, dry build with shape inference, and checks that read no
     data (loss vs output, labels vs loss, metric k, callback monitors, gates)."""

@@ -3,19 +3,22 @@
 In-memory sources are preprocessed once, whole. Lazy sources (HDF5, memory-mapped
 .npy; see ``trainer.data.lazy``) stay on disk: ``Split.take`` reads the rows of a batch
 and preprocesses them then, statistics having been fitted in one streaming pass.
+Under MPI each rank streams its share of a lazy file and the ranks combine what they
+learnt (``trainer.data.ranks``).
 """
 
 import numpy as np
 
 from trainer.data.lazy import is_lazy
 from trainer.data.preprocessor import Preprocessor
+from trainer.data.ranks import agree, read_exactly
 from trainer.data.sources import load_source
 from trainer.data.split import Split, batches, class_ids, sample_weight_array
 from trainer.data.validation import validation_rows
 from trainer.errors import DataError
 
 __all__ = ["Preprocessor", "Split", "batches", "check_split", "class_ids",
-           "make_preprocessor", "prepare",
+           "make_preprocessor", "prepare", "probes",
            "read_split", "validation_rows"]
 
 
@@ -43,10 +46,14 @@ def read_split(cfg, key, input_names, output_names):
     return Split(_keyed(x, input_names, "input"), _keyed(y, output_names, "output"), sw)
 
 
-def check_split(split, where):
-    """Problems any split can have, before training: no rows, non-numbers."""
+def check_split(split, where, world=None):
+    """Problems any split can have, before training: no rows, non-numbers. Under MPI
+    rank 0 checks the first rows of a lazy split (the rows one process checks); the
+    other ranks read none of them."""
     if len(split) == 0:
         raise DataError(f"{where} holds no rows")
+    if not probes(split, world):
+        return
     probe = split.probe()
     for role, arrays in (("input", probe.x), ("output", probe.y)):
         for name, a in arrays.items():
@@ -59,6 +66,12 @@ def check_split(split, where):
                                 f"numbers are needed{hint}")
             if a.ndim >= 2 and 0 in a.shape[1:]:
                 raise DataError(f"{where}: {role} '{name}' has an empty shape {a.shape}")
+
+
+def probes(split, world):
+    """Whether this process checks the first rows of ``split`` (``Split.probe``): one
+    process does; under MPI rank 0 does for a lazy split (any rank, whole in memory)."""
+    return world is None or world.is_root or not split.lazy
 
 
 def make_preprocessor(cfg, input_names, output_names):
@@ -77,39 +90,52 @@ def make_preprocessor(cfg, input_names, output_names):
 
 
 def prepare(cfg, input_names, output_names, need=("train", "validation", "test"),
-            preprocessor_state=None):
+            preprocessor_state=None, world=None):
     """Read and preprocess the splits named in ``need``.
 
     Returns ``(splits, preprocessor)``; statistics come from the training split, or
     from ``preprocessor_state`` (a saved run) when given. A validation split taken
-    from the training data has ``rows``: which rows it took.
+    from the training data has ``rows``: which rows it took. ``world`` (MPI, every
+    rank calls this): each rank reads its share of a lazy training file for the
+    statistics, the first rows' checks are rank 0's, and each rank then reads only
+    the rows of each batch it holds (trainer.data.ranks); a failure on one rank is
+    every rank's.
     """
     data = cfg["data"]
     pre = make_preprocessor(cfg, input_names, output_names)
     raw = {}
     if "train" in need or preprocessor_state is None:
-        raw["train"] = read_split(cfg, "train", input_names, output_names)
+        raw["train"] = agree(world, lambda: read_split(cfg, "train", input_names,
+                                                       output_names))
     val_spec = data.get("validation")
     if "validation" in need and val_spec is not None:
         if "split" in val_spec:
             train = raw["train"]
             rows = validation_rows(train, val_spec["split"], val_spec.get("mode", "tail"),
-                                   cfg.get("seed", 0))
+                                   cfg.get("seed", 0), world)
             keep = np.ones(len(train), bool)
             keep[rows] = False
             raw["validation"] = train.subset(rows)
             raw["train"] = train.subset(np.flatnonzero(keep))
         else:
-            raw["validation"] = read_split(cfg, "validation", input_names, output_names)
+            raw["validation"] = agree(world, lambda: read_split(
+                cfg, "validation", input_names, output_names))
     if "test" in need and "test" in data:
-        raw["test"] = read_split(cfg, "test", input_names, output_names)
+        raw["test"] = agree(world, lambda: read_split(cfg, "test", input_names,
+                                                      output_names))
     if preprocessor_state is not None:
         pre.set_state(preprocessor_state)
     else:
         if len(raw["train"]) == 0:
             raise DataError("data.train holds no rows")
-        pre.fit(raw["train"])
-    splits = {k: pre.apply(v) for k, v in raw.items() if k in need}
-    for k, split in splits.items():
-        check_split(split, f"data.{k}")
-    return splits, pre
+        pre.fit(raw["train"], "data.train", world)
+
+    def finish():
+        splits = {k: pre.apply(v) for k, v in raw.items() if k in need}
+        for k, split in splits.items():
+            if world is not None:
+                read_exactly(split)
+            check_split(split, f"data.{k}", world)
+        return splits
+
+    return agree(world, finish), pre

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from trainer.data.lazy import chunked, is_lazy
+from trainer.data.lazy import is_lazy
 from trainer.errors import DataError
 
 PROBE_ROWS = 256
@@ -62,10 +62,11 @@ class Split:
         """Rows per disk block, for chunk-aligned shuffling (None when all in memory)."""
         return next((a.block for a in self.arrays() if is_lazy(a)), None)
 
-    def take(self, rows):
-        """(list of x arrays, list of y arrays, sample weights) for these rows."""
+    def take(self, rows, exact=None):
+        """(list of x arrays, list of y arrays, sample weights) for these rows
+        (``exact``: lazy arrays read these rows alone, see ``LazyArray.take``)."""
         rows = np.asarray(rows, np.int64)
-        get = lambda a: a.take(rows) if is_lazy(a) else a[rows]  # noqa: E731
+        get = lambda a: a.take(rows, exact) if is_lazy(a) else a[rows]  # noqa: E731
         x = {k: get(v) for k, v in self.x.items()}
         y = {k: get(v) for k, v in self.y.items()}
         if self.transform is not None:
@@ -92,17 +93,20 @@ class Split:
         shape and dtype checks before training); the split itself when in memory."""
         if not self.lazy and self.transform is None:
             return self
-        xs, ys, sw = self.take(np.arange(min(len(self), PROBE_ROWS)))
+        xs, ys, sw = self.take(np.arange(min(len(self), PROBE_ROWS)), exact=True)
         return Split(dict(zip(self.x, xs)), dict(zip(self.y, ys)), sw)
 
-    def labels(self):
-        """Class ids (N,) of the first output, preprocessed (for class_weight)."""
+    def labels(self, world=None):
+        """Class ids (N,) of the first output, preprocessed (for class_weight); under
+        MPI (``world``) each rank reads its share of a lazy file (trainer.data.ranks)."""
+        from trainer.data.ranks import streamed
+
         (name, y), = list(self.y.items())[:1]
         if self.transform is None and not is_lazy(y):
             return class_ids(y)
-        parts = [class_ids(self.transform.apply_one("y", name, c) if self.transform else c)
-                 for _, c in chunked(y)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        ids = streamed(y, world, lambda c: class_ids(
+            self.transform.apply_one("y", name, c) if self.transform else c))
+        return np.zeros(0, np.int64) if ids is None else ids
 
 
 def class_ids(y):

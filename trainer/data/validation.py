@@ -4,17 +4,18 @@ import math
 
 import numpy as np
 
-from trainer.data.lazy import chunked
+from trainer.data.ranks import streamed
 from trainer.data.split import class_ids
 from trainer.errors import DataError
 
 
-def validation_rows(train, fraction, mode, seed):
+def validation_rows(train, fraction, mode, seed, world=None):
     """Rows of the training source that ``validation: {split: F, mode: M}`` takes.
 
     ``tail`` (Keras's validation_split): the last rows, before any shuffling.
     ``random``: a random choice, from the run's seed. ``stratified``: from each class
-    of the first output the same fraction (rounded), at random from the run's seed.
+    of the first output the same fraction (rounded), at random from the run's seed;
+    under MPI (``world``) each rank reads the labels of its share of a lazy file.
     """
     n = len(train)
     n_val = n - int(math.floor(n * (1.0 - fraction)))  # Keras: split_at = floor(n·(1 − f))
@@ -28,7 +29,8 @@ def validation_rows(train, fraction, mode, seed):
     if not train.y:
         raise DataError("data.validation mode 'stratified' needs labels (data.train.y)")
     y = next(iter(train.y.values()))
-    ids = np.concatenate([class_ids(c) for _, c in chunked(y)])
+    ids = streamed(y, world, class_ids)
+    ids = np.zeros(0, np.int64) if ids is None else ids
     rows = []
     for c in np.unique(ids):
         members = np.flatnonzero(ids == c)

@@ -47,11 +47,33 @@ def together(world, fn):
     """Run ``fn()`` on every rank; if it raised a TrainerError on any rank, every rank
     raises that error (the lowest failing rank's: its class, so its exit code, and
     its message naming the rank). Returns ``fn()``'s value."""
+    value, failure = _attempt(fn)
+    _raise_first(world, world.allgather(failure))
+    return value
+
+
+def gathered(world, fn):
+    """Run ``fn()`` on every rank and return every rank's value, in rank order; a
+    TrainerError on any rank is every rank's, as in ``together``."""
+    value, failure = _attempt(fn)
+    answers = world.allgather((value, failure))
+    _raise_first(world, [f for _, f in answers])
+    return [v for v, _ in answers]
+
+
+def _attempt(fn):
+    """(value, None) or (None, the failure to share). An error ``fn`` raised already
+    agreed (from a collective inside it) passes through: every rank raised it at the
+    same point, so none waits for the others here."""
     try:
-        value, failure = fn(), None
+        return fn(), None
     except TrainerError as exc:
-        value, failure = None, (type(exc).__name__, exc.exit_code, str(exc))
-    failures = world.allgather(failure)
+        if getattr(exc, "agreed", False):
+            raise
+        return None, (type(exc).__name__, exc.exit_code, str(exc))
+
+
+def _raise_first(world, failures):
     for rank, failure in enumerate(failures):
         if failure is None:
             continue
@@ -59,7 +81,6 @@ def together(world, fn):
         error = _error_class(name)(f"MPI rank {rank} of {world.size}: {message}")
         error.exit_code = code
         raise agreed(error)
-    return value
 
 
 def _error_class(name):

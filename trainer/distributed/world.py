@@ -44,6 +44,12 @@ def active():
     return _state["world"]
 
 
+def leave():
+    """Go on as a single process (a command rank 0 runs alone: the other ranks have
+    left): no collective is called from here, an error ends this process only."""
+    _state["world"], _state["checked"] = None, True
+
+
 def reset(world=None):
     """Forget (or set) the world: tests, and a process that leaves MPI."""
     _state["world"], _state["checked"] = world, world is not None

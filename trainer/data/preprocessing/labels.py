@@ -41,6 +41,8 @@ class ToCategorical(Step):
     ``num_classes`` defaults to max(id) + 1 of the training split.
     """
 
+    mergeable = True
+
     def __init__(self, num_classes: PositiveInt | None = None):
         self.num_classes = num_classes
         self.learns = num_classes is None
@@ -59,6 +61,12 @@ class ToCategorical(Step):
                             f"(e.g. {a.reshape(-1)[:1]}); use one_hot for text labels")
         if a.size:
             self._max = max(self._max, int(np.max(a)))
+
+    def partial(self):
+        return self._max
+
+    def merge(self, partials):
+        self._max = max(partials, default=-1)
 
     def end_fit(self):
         if not self.learns:  # num_classes given
@@ -102,11 +110,19 @@ class ClassIds(Step):
         self._seen = set()
         self._table = None if classes is None else np.asarray(classes)
 
+    mergeable = True
+
     def begin_fit(self):
         self._seen = set()
 
     def partial_fit(self, array):
         self._seen.update(np.unique(_flat_labels(array, self.name)).tolist())
+
+    def partial(self):
+        return sorted(self._seen)
+
+    def merge(self, partials):
+        self._seen = {label for seen in partials for label in seen}
 
     def end_fit(self):
         if not self.learns:  # classes given

@@ -35,6 +35,7 @@ def _numbers(array, step):
 
 class _Stats(Step):
     learns = True
+    mergeable = True
 
     def _stat_shape(self, a):
         axes = _axes(self.per, a.ndim)
@@ -66,6 +67,9 @@ class Standardize(_Stats):
             return
         mean = a.mean(axis=axes, keepdims=True)[0]
         m2 = ((a - mean) ** 2).sum(axis=axes, keepdims=True)[0]
+        self._add(n, mean, m2)
+
+    def _add(self, n, mean, m2):
         if self.count == 0:
             self.count, self.mean, self.m2 = n, mean, m2
             return
@@ -74,6 +78,15 @@ class Standardize(_Stats):
         self.mean = self.mean + delta * (n / total)
         self.m2 = self.m2 + m2 + delta ** 2 * (self.count * n / total)
         self.count = total
+
+    def partial(self):
+        return self.count, self.mean, self.m2
+
+    def merge(self, partials):
+        self.begin_fit()
+        for n, mean, m2 in partials:
+            if n:
+                self._add(n, mean, m2)
 
     def end_fit(self):
         self._check_fitted("standardize")
@@ -113,9 +126,21 @@ class Normalize(_Stats):
             return
         axes = _axes(self.per, a.ndim)
         lo, hi = a.min(axis=axes, keepdims=True)[0], a.max(axis=axes, keepdims=True)[0]
+        self._add(len(a), lo, hi)
+
+    def _add(self, n, lo, hi):
         self.min = lo if self.min is None else np.minimum(self.min, lo)
         self.max = hi if self.max is None else np.maximum(self.max, hi)
-        self.count += len(a)
+        self.count += n
+
+    def partial(self):
+        return self.count, self.min, self.max
+
+    def merge(self, partials):
+        self.begin_fit()
+        for n, lo, hi in partials:
+            if n:
+                self._add(n, lo, hi)
 
     def end_fit(self):
         self._check_fitted("normalize")

@@ -16,12 +16,24 @@ DTYPES = Literal["float32", "float64", "float16", "int64", "int32", "int16", "in
 
 class Step:
     learns = False  # True when the step fits statistics on the training split
+    #: True when ``partial()``/``merge()`` combine what several processes learnt from
+    #: their pieces (MPI ranks, each reading its share of the training split)
+    mergeable = False
 
     def begin_fit(self):
         """Forget what an earlier fit learnt."""
 
     def partial_fit(self, array):
         """Learn from one piece of the training split."""
+
+    def partial(self):
+        """What ``partial_fit`` learnt so far (plain numbers and arrays)."""
+        raise NotImplementedError
+
+    def merge(self, partials):
+        """Learn the union of several ``partial()`` results, in the order of the rows
+        they came from (then ``end_fit``), as one pass over all those rows would."""
+        raise NotImplementedError
 
     def end_fit(self):
         """All pieces seen."""
