@@ -10,6 +10,8 @@ produces several tensors; its backward gets the gradients of all of them as one 
 (None for a tensor nothing used) and is called once.
 """
 
+import numpy as np
+
 from trainer.distributed import shard
 
 
@@ -101,26 +103,44 @@ class Graph:
         each output's Keras mask ((N, T) booleans, from Embedding(mask_zero) or Masking
         through the layers that pass it, or None) and the sum of the layers' activity
         penalties (not yet divided by the batch size; the model divides, so slices of
-        a batch add up)."""
-        values = list(xs)
-        masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
-        backs = []
-        # whether weights that train lie upstream of each tensor: a node with none
-        # upstream and none of its own (a frozen base under a new head) needs no backward
-        trains = [False] * len(values)
-        needed = []
+        a batch add up).
+
+        Memory: each tensor is dropped after its last consumer has run (the graph's
+        outputs excepted), and a backward closure is kept only for a node whose
+        backward will run (training, with trained weights at or above it) — so
+        inference holds a few activations at a time, not all of them, and a frozen
+        base under a new head keeps none of its caches. Where nothing will call
+        backward, a convolution followed by a normalization on moving statistics (and
+        a relu) runs as one convolution with the normalization folded into its
+        weights (``_fold_plan``)."""
+        n_tensors = len(self.shapes)
+        values = list(xs) + [None] * (n_tensors - len(xs))
+        masks = [None] * n_tensors  # Keras masks (mask_zero), one per tensor or None
+        sizes = [getattr(v, "shape", None) for v in values]  # for backward's checks
+        needed, trains = self._needed_nodes()
+        backs = [None] * len(self.nodes)
+        last_use = self._last_use()
+        folds, folded = self._fold_plan(training, needed)
         activity = 0.0
-        for node in self.nodes:
+        for k, node in enumerate(self.nodes):
             layer = node.layer
-            args = [values[i] for i in node.inputs]
+            if k in folded:  # run as part of an earlier convolution (its group)
+                self._free(k, node, values, masks, last_use)
+                continue
+            if k in folds:
+                x, other, t, run = folds[k]
+                values[t] = run(values[x], None if other is None else values[other])
+                sizes[t] = values[t].shape
+                masks[t] = None if other is None else masks[other]  # Add: the one mask
+                self._free(k, node, values, masks, last_use)
+                continue
             # a hint layers may take: the gradient of an input with no trained weights
             # upstream (a graph input, a frozen base) is never used, so a first
             # convolution can skip computing it (backward returns None)
             upstream = any(trains[i] for i in node.inputs)
             layer.needs_input_grad = upstream or self.input_gradients
-            own = bool(layer.trainable and layer.params)
-            needed.append(own or upstream or self.input_gradients)
-            arg = args if node.listed else args[0]
+            arg = ([values[i] for i in node.inputs] if node.listed
+                   else values[node.inputs[0]])
             mask = None if layer.multi_input else masks[node.inputs[0]]
             if node.listed and layer.takes_input_masks:
                 mask = [masks[i] for i in node.inputs]  # one per input (attention)
@@ -130,21 +150,139 @@ class Graph:
             else:
                 y, back = layer.forward(arg, training)
             ys = y if layer.multi_output else [y]
+            del y
             if layer.activity_regularizer is not None and (training or for_loss):
                 # a loss needs it; plain inference (predict) does not pay for it
                 activity += sum(layer.activity_regularizer.penalty(v) for v in ys)
                 if training:
                     back = _with_activity_gradient(back, layer.activity_regularizer, ys,
                                                    layer.multi_output)
-            values += ys
-            trains += [own or upstream] * len(ys)
-            masks += [layer.compute_mask(arg, mask)] + [None] * (len(ys) - 1)
-            backs.append(back)
+            if training and needed[k]:
+                backs[k] = back
+            del back  # inference: the closure (and what it holds) goes now
+            out_mask = layer.compute_mask(arg, mask)
+            for j, (t, v) in enumerate(zip(node.outputs, ys)):
+                values[t], sizes[t] = v, v.shape
+                masks[t] = out_mask if j == 0 else None
+            del arg, ys, mask, out_mask
+            self._free(k, node, values, masks, last_use)
         self._backs = backs if training else None
         self._needed = needed
-        self._values_shapes = [v.shape for v in values]
+        self._values_shapes = sizes
         outs = [values[i] for i in self.outputs]
         return (outs, [masks[i] for i in self.outputs], activity) if for_loss else outs
+
+    @staticmethod
+    def _free(k, node, values, masks, last_use):
+        """Drop the tensors whose last reader is node ``k`` (and node ``k``'s own
+        outputs that nothing reads)."""
+        for t in (*node.inputs, *node.outputs):
+            if last_use[t] == k:
+                values[t] = None
+                masks[t] = None
+
+    def _fold_plan(self, training, needed):
+        """The chains convolution → normalization (→ relu, or → Add → relu) that run
+        as one convolution whose output takes the rest in place: each node of a chain
+        but the last has one reader (the next) and is no graph output; no backward of
+        the chain will run (inference, or a frozen base in training); the
+        normalization says it folds (its ``fold_plan``: a BatchNormalization on
+        moving statistics after a linear Conv, and which of the layers after it it
+        takes). An Add's other input must be ready before the convolution runs.
+        Returns ({first node: (its input tensor, the other Add input or None, the
+        last tensor, run(x, other) → that tensor)}, {the other nodes of the chains})."""
+        consumers = self._consumers()
+        outputs = set(self.outputs)
+        folds, folded = {}, set()
+
+        def only_reader(k):
+            node = self.nodes[k]
+            if len(node.outputs) != 1 or node.outputs[0] in outputs:
+                return None
+            readers = consumers[node.outputs[0]]
+            if len(readers) != 1 or (training and needed[readers[0]]):
+                return None
+            return readers[0]
+
+        for k, node in enumerate(self.nodes):
+            if k in folded or (training and needed[k]) or node.listed:
+                continue
+            k2 = only_reader(k)
+            if k2 is None or self.nodes[k2].listed:
+                continue
+            plan = getattr(self.nodes[k2].layer, "fold_plan", None)
+            if plan is None:
+                continue
+            after, j = [], k2
+            while len(after) < 2 and (j := only_reader(j)) is not None:
+                after.append(j)
+            how = plan(node.layer, [self.nodes[j].layer for j in after], training)
+            if how is None:
+                continue
+            epilogue = list(how["epilogue"])
+            chain = [k2, *after[:len(epilogue)]]
+            other = None
+            if "add" in epilogue:
+                at = epilogue.index("add")
+                other = self._add_operand(self.nodes[chain[at + 1]],
+                                          self.nodes[chain[at]].outputs[0], node)
+                if other is None:  # an Add this convolution cannot take: stop before it
+                    epilogue, chain = epilogue[:at], chain[:at + 1]
+            if any(self.nodes[j].layer.activity_regularizer is not None
+                   for j in (k, *chain)):
+                continue  # a penalty on an output the folded chain never makes
+            folded.update(chain)
+            run = _folded_run(self.nodes[k2].layer, node.layer, tuple(epilogue))
+            folds[k] = (node.inputs[0], other, self.nodes[chain[-1]].outputs[0], run)
+        return folds, folded
+
+    @staticmethod
+    def _add_operand(add, t, first):
+        """The other input of a two-input Add reading tensor ``t``, when it exists
+        before node ``first`` runs (tensors are numbered in node order); else None."""
+        others = [i for i in add.inputs if i != t]
+        if len(add.inputs) != 2 or len(others) != 1 or others[0] >= first.outputs[0]:
+            return None
+        return others[0]
+
+    def _needed_nodes(self):
+        """Per node, whether its backward runs in training (trained weights at or
+        upstream of it, or the graph's input gradients asked for); per tensor,
+        whether trained weights lie upstream of it."""
+        trains = [False] * self.n_inputs
+        needed = []
+        for node in self.nodes:
+            layer = node.layer
+            upstream = any(trains[i] for i in node.inputs)
+            own = bool(layer.trainable and layer.params)
+            needed.append(own or upstream or self.input_gradients)
+            trains += [own or upstream] * len(node.outputs)
+        return needed, trains
+
+    def _consumers(self):
+        """Tensor → the node indices that read it (a fresh computation per graph size)."""
+        cached = getattr(self, "_consumer_cache", None)
+        if cached is None or cached[0] != len(self.nodes):
+            consumers = [[] for _ in self.shapes]
+            for k, node in enumerate(self.nodes):
+                for i in node.inputs:
+                    if k not in consumers[i]:
+                        consumers[i].append(k)
+            self._consumer_cache = cached = (len(self.nodes), consumers)
+        return cached[1]
+
+    def _last_use(self):
+        """Tensor → the index of the last node reading it (len(nodes): a graph
+        output, kept; -1 for an input nothing reads)."""
+        end = len(self.nodes)
+        last = [max(c) if c else -1 for c in self._consumers()]
+        for t in self.outputs:
+            last[t] = end
+        for node_k, node in enumerate(self.nodes):
+            for t in node.outputs:
+                if last[t] == -1:
+                    last[t] = node_k  # nothing reads it: drop it at once
+        return last
 
     def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
@@ -209,6 +347,29 @@ class Graph:
             return False
         consumers = sum(t in n.inputs for n in self.nodes) + self.outputs.count(t)
         return consumers == 1
+
+
+def _folded_run(norm, producer, epilogue):
+    """run(x, other): the producer's inference forward with ``norm`` folded into it
+    (the folded layer is made on each call, from the weights as they are then), then
+    the ``epilogue`` in place on its fresh output: ("relu",) fused into the
+    convolution, or ("add"[, "relu"]): ``+ other``, then relu."""
+    conv_relu = epilogue == ("relu",)
+
+    def run(x, other):
+        y, _ = norm.folded(producer, conv_relu).forward(x, False)
+        if other is None:
+            return y
+        if (y.shape == other.shape and y.dtype == other.dtype and y.flags.writeable
+                and not np.may_share_memory(y, other) and not np.may_share_memory(y, x)):
+            np.add(y, other, out=y)  # a sum of two: the same bits as Add's other + y
+        else:
+            y = y + other
+        if "relu" in epilogue:
+            np.maximum(y, 0, out=y)
+        return y
+
+    return run
 
 
 def _with_activity_gradient(back, regularizer, ys, multi_output):

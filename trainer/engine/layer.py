@@ -83,7 +83,9 @@ class Layer:
         value = np.asarray(value, dtype=self.dtype, order="C")  # 0-d stays 0-d (a scale)
         if trainable:
             self.params[name] = value
-            self.grads[name] = np.zeros_like(value)
+            # np.zeros (calloc), not zeros_like (which writes its zeros): a model
+            # that only predicts never touches these pages, so they take no memory
+            self.grads[name] = np.zeros(value.shape, value.dtype)
         else:
             self.buffers[name] = value
         if regularizer is not None:
