@@ -10,9 +10,8 @@ produces several tensors; its backward gets the gradients of all of them as one 
 (None for a tensor nothing used) and is called once.
 """
 
-import numpy as np
-
 from trainer.distributed import shard
+from trainer.engine import fusion
 
 
 class Node:
@@ -109,10 +108,10 @@ class Graph:
         outputs excepted), and a backward closure is kept only for a node whose
         backward will run (training, with trained weights at or above it) — so
         inference holds a few activations at a time, not all of them, and a frozen
-        base under a new head keeps none of its caches. Where nothing will call
-        backward, a convolution followed by a normalization on moving statistics (and
-        a relu) runs as one convolution with the normalization folded into its
-        weights (``_fold_plan``)."""
+        base under a new head keeps none of its caches. A convolution →
+        normalization → relu (or → Add → relu) chain runs as one step
+        (trainer/engine/fusion.py): folded into the convolution's weights where no
+        backward runs, the normalization then the rest in place while training."""
         n_tensors = len(self.shapes)
         values = list(xs) + [None] * (n_tensors - len(xs))
         masks = [None] * n_tensors  # Keras masks (mask_zero), one per tensor or None
@@ -120,18 +119,21 @@ class Graph:
         needed, trains = self._needed_nodes()
         backs = [None] * len(self.nodes)
         last_use = self._last_use()
-        folds, folded = self._fold_plan(training, needed)
+        groups, members = fusion.plan(self, training, needed)
         activity = 0.0
         for k, node in enumerate(self.nodes):
             layer = node.layer
-            if k in folded:  # run as part of an earlier convolution (its group)
+            if k in members:  # run by its chain's first node (trainer/engine/fusion.py)
                 self._free(k, node, values, masks, last_use)
                 continue
-            if k in folds:
-                x, other, t, run = folds[k]
-                values[t] = run(values[x], None if other is None else values[other])
-                sizes[t] = values[t].shape
-                masks[t] = None if other is None else masks[other]  # Add: the one mask
+            if k in groups:
+                g = groups[k]
+                y, back = g.run(values[g.x], None if g.other is None else values[g.other],
+                                training)
+                values[g.out], sizes[g.out], masks[g.out] = y, y.shape, g.mask(masks)
+                if training and needed[k]:
+                    backs[k] = back
+                del y, back
                 self._free(k, node, values, masks, last_use)
                 continue
             # a hint layers may take: the gradient of an input with no trained weights
@@ -168,6 +170,7 @@ class Graph:
             self._free(k, node, values, masks, last_use)
         self._backs = backs if training else None
         self._needed = needed
+        self._groups, self._members = groups, members
         self._values_shapes = sizes
         outs = [values[i] for i in self.outputs]
         return (outs, [masks[i] for i in self.outputs], activity) if for_loss else outs
@@ -180,70 +183,6 @@ class Graph:
             if last_use[t] == k:
                 values[t] = None
                 masks[t] = None
-
-    def _fold_plan(self, training, needed):
-        """The chains convolution → normalization (→ relu, or → Add → relu) that run
-        as one convolution whose output takes the rest in place: each node of a chain
-        but the last has one reader (the next) and is no graph output; no backward of
-        the chain will run (inference, or a frozen base in training); the
-        normalization says it folds (its ``fold_plan``: a BatchNormalization on
-        moving statistics after a linear Conv, and which of the layers after it it
-        takes). An Add's other input must be ready before the convolution runs.
-        Returns ({first node: (its input tensor, the other Add input or None, the
-        last tensor, run(x, other) → that tensor)}, {the other nodes of the chains})."""
-        consumers = self._consumers()
-        outputs = set(self.outputs)
-        folds, folded = {}, set()
-
-        def only_reader(k):
-            node = self.nodes[k]
-            if len(node.outputs) != 1 or node.outputs[0] in outputs:
-                return None
-            readers = consumers[node.outputs[0]]
-            if len(readers) != 1 or (training and needed[readers[0]]):
-                return None
-            return readers[0]
-
-        for k, node in enumerate(self.nodes):
-            if k in folded or (training and needed[k]) or node.listed:
-                continue
-            k2 = only_reader(k)
-            if k2 is None or self.nodes[k2].listed:
-                continue
-            plan = getattr(self.nodes[k2].layer, "fold_plan", None)
-            if plan is None:
-                continue
-            after, j = [], k2
-            while len(after) < 2 and (j := only_reader(j)) is not None:
-                after.append(j)
-            how = plan(node.layer, [self.nodes[j].layer for j in after], training)
-            if how is None:
-                continue
-            epilogue = list(how["epilogue"])
-            chain = [k2, *after[:len(epilogue)]]
-            other = None
-            if "add" in epilogue:
-                at = epilogue.index("add")
-                other = self._add_operand(self.nodes[chain[at + 1]],
-                                          self.nodes[chain[at]].outputs[0], node)
-                if other is None:  # an Add this convolution cannot take: stop before it
-                    epilogue, chain = epilogue[:at], chain[:at + 1]
-            if any(self.nodes[j].layer.activity_regularizer is not None
-                   for j in (k, *chain)):
-                continue  # a penalty on an output the folded chain never makes
-            folded.update(chain)
-            run = _folded_run(self.nodes[k2].layer, node.layer, tuple(epilogue))
-            folds[k] = (node.inputs[0], other, self.nodes[chain[-1]].outputs[0], run)
-        return folds, folded
-
-    @staticmethod
-    def _add_operand(add, t, first):
-        """The other input of a two-input Add reading tensor ``t``, when it exists
-        before node ``first`` runs (tensors are numbered in node order); else None."""
-        others = [i for i in add.inputs if i != t]
-        if len(add.inputs) != 2 or len(others) != 1 or others[0] >= first.outputs[0]:
-            return None
-        return others[0]
 
     def _needed_nodes(self):
         """Per node, whether its backward runs in training (trained weights at or
@@ -303,7 +242,10 @@ class Graph:
             grads[i] = d if grads[i] is None else grads[i] + d
         for k in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[k]
-            if not self._needed[k]:  # nothing trains at or above it
+            if not self._needed[k] or k in self._members:  # nothing trains at or
+                continue  # above it, or its chain's first node runs its backward
+            if k in self._groups:
+                self._group_backward(self._groups[k], self._backs[k], grads, node)
                 continue
             if node.outputs[0] in fused:
                 dx = self._backs[k].preactivation(fused[node.outputs[0]])
@@ -321,6 +263,21 @@ class Graph:
             self._add_input_grads(node, dx, grads)
         self._backs = None
         return grads[:self.n_inputs]
+
+    def _group_backward(self, group, back, grads, node):
+        """A chain's one backward (trainer/engine/fusion.py): the gradient of its
+        output to those of its input and of an Add's other input."""
+        dy = grads[group.out]
+        if dy is None:
+            return  # it feeds no output
+        assert dy.shape == self._values_shapes[group.out], (
+            f"gradient shape {dy.shape} != tensor shape "
+            f"{self._values_shapes[group.out]} at layer {node.layer.name}")
+        grads[group.out] = None
+        dx, dother = back(dy)
+        for i, g in ((group.x, dx), (group.other, dother)):
+            if g is not None:
+                grads[i] = g if grads[i] is None else grads[i] + g
 
     @staticmethod
     def _add_input_grads(node, dx, grads):
@@ -347,29 +304,6 @@ class Graph:
             return False
         consumers = sum(t in n.inputs for n in self.nodes) + self.outputs.count(t)
         return consumers == 1
-
-
-def _folded_run(norm, producer, epilogue):
-    """run(x, other): the producer's inference forward with ``norm`` folded into it
-    (the folded layer is made on each call, from the weights as they are then), then
-    the ``epilogue`` in place on its fresh output: ("relu",) fused into the
-    convolution, or ("add"[, "relu"]): ``+ other``, then relu."""
-    conv_relu = epilogue == ("relu",)
-
-    def run(x, other):
-        y, _ = norm.folded(producer, conv_relu).forward(x, False)
-        if other is None:
-            return y
-        if (y.shape == other.shape and y.dtype == other.dtype and y.flags.writeable
-                and not np.may_share_memory(y, other) and not np.may_share_memory(y, x)):
-            np.add(y, other, out=y)  # a sum of two: the same bits as Add's other + y
-        else:
-            y = y + other
-        if "relu" in epilogue:
-            np.maximum(y, 0, out=y)
-        return y
-
-    return run
 
 
 def _with_activity_gradient(back, regularizer, ys, multi_output):

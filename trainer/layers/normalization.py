@@ -39,7 +39,8 @@ def normalize(x, reduce_axes, epsilon, over_batch=False):
     centred = x - mean
     var = _mean(centred * centred, reduce_axes, over_batch)
     inv_std = 1.0 / np.sqrt(var + epsilon)
-    return centred * inv_std, mean, var, inv_std
+    centred *= inv_std  # x̂, in the centred array (the same bits as centred · inv_std)
+    return centred, mean, var, inv_std
 
 
 def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False):
@@ -178,10 +179,19 @@ class BatchNormalization(_Normalization):
             moving = self.buffers[name]
             moving *= keep
             moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
-        y, affine_back = self._affine(xhat)
+        # gamma·x̂ + beta in x̂'s own array (the same operations as _affine); backward
+        # recomputes x̂ from x (which the layer before keeps anyway): one activation
+        # fewer kept per normalization while training
+        y = xhat
+        del xhat
+        if self.scale:
+            y *= self.params["gamma"].reshape(self._bshape)
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
 
         def backward(dy):
-            dxhat = affine_back(dy)
+            xhat = (x - mean) * inv_std  # as normalize computed it: the same bits
+            dxhat = self._affine_backward(dy, xhat)
             return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True)
 
         return y.astype(x.dtype, copy=False), backward
@@ -211,33 +221,36 @@ class BatchNormalization(_Normalization):
 
         return y.astype(x.dtype, copy=False), backward
 
-    # -- folding into the convolution before it (inference) -------------------
-    def fold_plan(self, producer, after, training):
-        """Graph._fold_plan asks whether this layer, the only reader of ``producer``'s
-        output, may run folded into that convolution's weights (ONNX Runtime's and
-        PyTorch's conv-BN fusion): when it normalises on the moving statistics
-        (inference, or frozen) over the channels (the last axis), and ``producer`` is
-        a Conv2D or Conv1D with a linear activation. ``after``: the layers that follow
-        in a chain (each the only reader of the one before); the convolution's output
-        takes them in place when they are a plain relu, or an Add then a plain relu
-        (a residual block's end). Returns None (no fold) or ``{"epilogue": names}``,
-        names one of (), ("relu",), ("add",), ("add", "relu")."""
+    # -- chains run as one step (trainer/engine/fusion.py) -----------------------
+    def folds_into(self, producer, training):
+        """Whether this layer, the only reader of ``producer``'s output, may run
+        folded into that convolution's weights where no backward runs: when it
+        normalises on the moving statistics (inference, or frozen) over the channels
+        (the last axis), and ``producer`` is a Conv2D or Conv1D with a linear
+        activation and this layer's dtype."""
         from trainer.layers.conv import Conv1D, Conv2D
-        from trainer.layers.merge import Add
 
         if (training and self.trainable) or type(producer) not in (Conv1D, Conv2D):
-            return None
+            return False
         if getattr(producer.activation, "registered_name", None) != "linear":
-            return None
-        if self._feature_axes != [len(self.input_shape)] or producer.dtype != self.dtype:
-            return None
-        epilogue = []
+            return False
+        return self._feature_axes == [len(self.input_shape)] and producer.dtype == self.dtype
+
+    @staticmethod
+    def epilogue(after):
+        """Which of the layers ``after`` this one (each the only reader of the one
+        before) its output may take in place: a plain relu, or an Add then a plain
+        relu (a residual block's end). Names: (), ("relu",), ("add",) or ("add",
+        "relu")."""
+        from trainer.layers.merge import Add
+
+        names = []
         if after and type(after[0]) is Add:
-            epilogue.append("add")
+            names.append("add")
             after = after[1:]
         if after and _is_relu(after[0]):
-            epilogue.append("relu")
-        return {"epilogue": tuple(epilogue)}
+            names.append("relu")
+        return tuple(names)
 
     def folded(self, conv, relu=False):
         """A copy of ``conv`` whose weights hold this normalization (computed now, from
