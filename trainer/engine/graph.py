@@ -244,11 +244,15 @@ class Graph:
             node = self.nodes[k]
             if not self._needed[k] or k in self._members:  # nothing trains at or
                 continue  # above it, or its chain's first node runs its backward
+            # each closure goes once it has run: what it keeps is freed as the
+            # backward walks down, not only at its end
+            back, self._backs[k] = self._backs[k], None
             if k in self._groups:
-                self._group_backward(self._groups[k], self._backs[k], grads, node)
+                self._group_backward(self._groups[k], back, grads, node)
                 continue
             if node.outputs[0] in fused:
-                dx = self._backs[k].preactivation(fused[node.outputs[0]])
+                dx = back.preactivation(fused[node.outputs[0]])
+                del back
                 self._add_input_grads(node, dx, grads)
                 continue
             dys = [grads[t] for t in node.outputs]
@@ -259,7 +263,9 @@ class Graph:
                     f"gradient shape {d.shape} != tensor shape "
                     f"{self._values_shapes[t]} at layer {node.layer.name}")
                 grads[t] = None  # free memory early
-            dx = self._backs[k](dys if node.layer.multi_output else dys[0])
+            d = None
+            dx = back(dys if node.layer.multi_output else dys[0])
+            del back, dys
             self._add_input_grads(node, dx, grads)
         self._backs = None
         return grads[:self.n_inputs]
@@ -275,6 +281,7 @@ class Graph:
             f"{self._values_shapes[group.out]} at layer {node.layer.name}")
         grads[group.out] = None
         dx, dother = back(dy)
+        del back, dy
         for i, g in ((group.x, dx), (group.other, dother)):
             if g is not None:
                 grads[i] = g if grads[i] is None else grads[i] + g

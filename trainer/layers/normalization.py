@@ -43,10 +43,21 @@ def normalize(x, reduce_axes, epsilon, over_batch=False):
     return centred, mean, var, inv_std
 
 
-def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False):
+def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False,
+                       overwrite=False):
+    """``overwrite``: ``dxhat`` and ``xhat`` are the caller's own fresh arrays, which
+    the result may take (the same operations in the same order, so the same bits,
+    with two input-sized temporaries fewer)."""
     mean_d = _mean(dxhat, reduce_axes, over_batch)
     mean_dx = _mean(dxhat * xhat, reduce_axes, over_batch)
-    return (dxhat - mean_d - xhat * mean_dx) * inv_std
+    if not overwrite or not (dxhat.dtype == xhat.dtype == np.result_type(
+            dxhat, xhat, mean_d, mean_dx, inv_std)):
+        return (dxhat - mean_d - xhat * mean_dx) * inv_std
+    dxhat -= mean_d
+    xhat *= mean_dx
+    dxhat -= xhat
+    dxhat *= inv_std
+    return dxhat
 
 
 def _mean(x, reduce_axes, over_batch):
@@ -190,9 +201,13 @@ class BatchNormalization(_Normalization):
             y += self.params["beta"].reshape(self._bshape)
 
         def backward(dy):
-            xhat = (x - mean) * inv_std  # as normalize computed it: the same bits
+            xhat = np.subtract(x, mean)  # as normalize computed it: the same bits
+            xhat *= inv_std
             dxhat = self._affine_backward(dy, xhat)
-            return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True)
+            if dxhat is dy:  # no scale: dy is the caller's, the result must not take it
+                dxhat = dy.copy()
+            return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True,
+                                      overwrite=True)
 
         return y.astype(x.dtype, copy=False), backward
 
