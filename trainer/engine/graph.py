@@ -166,7 +166,7 @@ class Graph:
             for j, (t, v) in enumerate(zip(node.outputs, ys)):
                 values[t], sizes[t] = v, v.shape
                 masks[t] = out_mask if j == 0 else None
-            del arg, ys, mask, out_mask
+            del arg, ys, mask, out_mask, v  # no local keeps an activation alive
             self._free(k, node, values, masks, last_use)
         self._backs = backs if training else None
         self._needed = needed
