@@ -87,3 +87,19 @@ def test_a_frozen_base_keeps_no_caches_while_training(tmp_path):
     assert everything > 3 * bound
     peak = _peak(lambda: model.train_on_batch([x], [y]))
     assert peak < bound, f"peak {peak / 2**20:.1f} MiB, bound {bound / 2**20:.1f} MiB"
+
+
+def test_gradients_are_made_when_first_used(tmp_path):
+    """A model that only predicts holds no gradient arrays (ResNet50: 100 MB); a
+    frozen layer never gets one; the optimizer's pairs follow the weights' order."""
+    model, n = _model(tmp_path, blocks=1, frozen=True), 4
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
+    model.predict_on_batch([x])
+    assert all(len(dict.keys(layer.grads)) == 0 for layer in model.layers)
+    model.train_on_batch([x], [np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]])
+    made = {layer.name for layer in model.layers if len(dict.keys(layer.grads))}
+    assert made == {"head"}
+    assert [g.shape for g in model.grads()] == [p.shape for p in model.params()]
+    head = model.layers[-1]
+    assert list(head.grads) == list(head.params) == ["kernel", "bias"]

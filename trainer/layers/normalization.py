@@ -245,20 +245,23 @@ class BatchNormalization(_Normalization):
         activation and this layer's dtype."""
         from trainer.layers.conv import Conv1D, Conv2D
 
+        if type(self) is not BatchNormalization:  # a subclass may compute otherwise
+            return False
         if (training and self.trainable) or type(producer) not in (Conv1D, Conv2D):
             return False
         if getattr(producer.activation, "registered_name", None) != "linear":
             return False
         return self._feature_axes == [len(self.input_shape)] and producer.dtype == self.dtype
 
-    @staticmethod
-    def epilogue(after):
+    def epilogue(self, after):
         """Which of the layers ``after`` this one (each the only reader of the one
         before) its output may take in place: a plain relu, or an Add then a plain
         relu (a residual block's end). Names: (), ("relu",), ("add",) or ("add",
         "relu")."""
         from trainer.layers.merge import Add
 
+        if type(self) is not BatchNormalization:  # its backward might keep its output
+            return ()
         names = []
         if after and type(after[0]) is Add:
             names.append("add")
