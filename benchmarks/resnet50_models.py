@@ -73,14 +73,16 @@ def torch_resnet50(classes=1000, include_top=True):
     return base, head
 
 
-def torch_step(mode, batch, size):
+def torch_step(mode, batch, size, layout="channels_last"):
+    """``layout``: ``channels_last`` or ``nchw`` (PyTorch's default)."""
     import torch
     from torch import nn
 
     torch.manual_seed(0)
     base, head = torch_resnet50(1000 if mode == "infer" else 10)
-    net = nn.Sequential(base, head).to(memory_format=torch.channels_last)
-    x = torch.rand(batch, 3, size, size).to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    net = nn.Sequential(base, head).to(memory_format=fmt)
+    x = torch.rand(batch, 3, size, size).to(memory_format=fmt)
     if mode == "infer":
         net.eval()
 

@@ -11,6 +11,7 @@ produces several tensors; its backward gets the gradients of all of them as one 
 """
 
 from trainer.distributed import shard
+from trainer.engine import fusion
 
 
 class Node:
@@ -101,26 +102,47 @@ class Graph:
         each output's Keras mask ((N, T) booleans, from Embedding(mask_zero) or Masking
         through the layers that pass it, or None) and the sum of the layers' activity
         penalties (not yet divided by the batch size; the model divides, so slices of
-        a batch add up)."""
-        values = list(xs)
-        masks = [None] * len(values)  # Keras masks (mask_zero), one per tensor or None
-        backs = []
-        # whether weights that train lie upstream of each tensor: a node with none
-        # upstream and none of its own (a frozen base under a new head) needs no backward
-        trains = [False] * len(values)
-        needed = []
+        a batch add up).
+
+        Memory: each tensor is dropped after its last consumer has run (the graph's
+        outputs excepted), and a backward closure is kept only for a node whose
+        backward will run (training, with trained weights at or above it) — so
+        inference holds a few activations at a time, not all of them, and a frozen
+        base under a new head keeps none of its caches. A convolution →
+        normalization → relu (or → Add → relu) chain runs as one step
+        (trainer/engine/fusion.py): folded into the convolution's weights where no
+        backward runs, the normalization then the rest in place while training."""
+        n_tensors = len(self.shapes)
+        values = list(xs) + [None] * (n_tensors - len(xs))
+        masks = [None] * n_tensors  # Keras masks (mask_zero), one per tensor or None
+        sizes = [getattr(v, "shape", None) for v in values]  # for backward's checks
+        needed, trains = self._needed_nodes()
+        backs = [None] * len(self.nodes)
+        last_use = self._last_use()
+        groups, members = fusion.plan(self, training, needed)
         activity = 0.0
-        for node in self.nodes:
+        for k, node in enumerate(self.nodes):
             layer = node.layer
-            args = [values[i] for i in node.inputs]
+            if k in members:  # run by its chain's first node (trainer/engine/fusion.py)
+                self._free(k, node, values, masks, last_use)
+                continue
+            if k in groups:
+                g = groups[k]
+                y, back = g.run(values[g.x], None if g.other is None else values[g.other],
+                                training)
+                values[g.out], sizes[g.out], masks[g.out] = y, y.shape, g.mask(masks)
+                if training and needed[k]:
+                    backs[k] = back
+                del y, back
+                self._free(k, node, values, masks, last_use)
+                continue
             # a hint layers may take: the gradient of an input with no trained weights
             # upstream (a graph input, a frozen base) is never used, so a first
             # convolution can skip computing it (backward returns None)
             upstream = any(trains[i] for i in node.inputs)
             layer.needs_input_grad = upstream or self.input_gradients
-            own = bool(layer.trainable and layer.params)
-            needed.append(own or upstream or self.input_gradients)
-            arg = args if node.listed else args[0]
+            arg = ([values[i] for i in node.inputs] if node.listed
+                   else values[node.inputs[0]])
             mask = None if layer.multi_input else masks[node.inputs[0]]
             if node.listed and layer.takes_input_masks:
                 mask = [masks[i] for i in node.inputs]  # one per input (attention)
@@ -130,21 +152,76 @@ class Graph:
             else:
                 y, back = layer.forward(arg, training)
             ys = y if layer.multi_output else [y]
+            del y
             if layer.activity_regularizer is not None and (training or for_loss):
                 # a loss needs it; plain inference (predict) does not pay for it
                 activity += sum(layer.activity_regularizer.penalty(v) for v in ys)
                 if training:
                     back = _with_activity_gradient(back, layer.activity_regularizer, ys,
                                                    layer.multi_output)
-            values += ys
-            trains += [own or upstream] * len(ys)
-            masks += [layer.compute_mask(arg, mask)] + [None] * (len(ys) - 1)
-            backs.append(back)
+            if training and needed[k]:
+                backs[k] = back
+            del back  # inference: the closure (and what it holds) goes now
+            out_mask = layer.compute_mask(arg, mask)
+            for j, (t, v) in enumerate(zip(node.outputs, ys)):
+                values[t], sizes[t] = v, v.shape
+                masks[t] = out_mask if j == 0 else None
+            del arg, ys, mask, out_mask, v  # no local keeps an activation alive
+            self._free(k, node, values, masks, last_use)
         self._backs = backs if training else None
         self._needed = needed
-        self._values_shapes = [v.shape for v in values]
+        self._groups, self._members = groups, members
+        self._values_shapes = sizes
         outs = [values[i] for i in self.outputs]
         return (outs, [masks[i] for i in self.outputs], activity) if for_loss else outs
+
+    @staticmethod
+    def _free(k, node, values, masks, last_use):
+        """Drop the tensors whose last reader is node ``k`` (and node ``k``'s own
+        outputs that nothing reads)."""
+        for t in (*node.inputs, *node.outputs):
+            if last_use[t] == k:
+                values[t] = None
+                masks[t] = None
+
+    def _needed_nodes(self):
+        """Per node, whether its backward runs in training (trained weights at or
+        upstream of it, or the graph's input gradients asked for); per tensor,
+        whether trained weights lie upstream of it."""
+        trains = [False] * self.n_inputs
+        needed = []
+        for node in self.nodes:
+            layer = node.layer
+            upstream = any(trains[i] for i in node.inputs)
+            own = bool(layer.trainable and layer.params)
+            needed.append(own or upstream or self.input_gradients)
+            trains += [own or upstream] * len(node.outputs)
+        return needed, trains
+
+    def _consumers(self):
+        """Tensor → the node indices that read it (a fresh computation per graph size)."""
+        cached = getattr(self, "_consumer_cache", None)
+        if cached is None or cached[0] != len(self.nodes):
+            consumers = [[] for _ in self.shapes]
+            for k, node in enumerate(self.nodes):
+                for i in node.inputs:
+                    if k not in consumers[i]:
+                        consumers[i].append(k)
+            self._consumer_cache = cached = (len(self.nodes), consumers)
+        return cached[1]
+
+    def _last_use(self):
+        """Tensor → the index of the last node reading it (len(nodes): a graph
+        output, kept; -1 for an input nothing reads)."""
+        end = len(self.nodes)
+        last = [max(c) if c else -1 for c in self._consumers()]
+        for t in self.outputs:
+            last[t] = end
+        for node_k, node in enumerate(self.nodes):
+            for t in node.outputs:
+                if last[t] == -1:
+                    last[t] = node_k  # nothing reads it: drop it at once
+        return last
 
     def backward(self, douts, preactivation=()):
         """Gradients of the outputs → weight gradients (in each layer's ``grads``)
@@ -165,10 +242,17 @@ class Graph:
             grads[i] = d if grads[i] is None else grads[i] + d
         for k in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[k]
-            if not self._needed[k]:  # nothing trains at or above it
+            if not self._needed[k] or k in self._members:  # nothing trains at or
+                continue  # above it, or its chain's first node runs its backward
+            # each closure goes once it has run: what it keeps is freed as the
+            # backward walks down, not only at its end
+            back, self._backs[k] = self._backs[k], None
+            if k in self._groups:
+                self._group_backward(self._groups[k], back, grads, node)
                 continue
             if node.outputs[0] in fused:
-                dx = self._backs[k].preactivation(fused[node.outputs[0]])
+                dx = back.preactivation(fused[node.outputs[0]])
+                del back
                 self._add_input_grads(node, dx, grads)
                 continue
             dys = [grads[t] for t in node.outputs]
@@ -179,10 +263,28 @@ class Graph:
                     f"gradient shape {d.shape} != tensor shape "
                     f"{self._values_shapes[t]} at layer {node.layer.name}")
                 grads[t] = None  # free memory early
-            dx = self._backs[k](dys if node.layer.multi_output else dys[0])
+            d = None
+            dx = back(dys if node.layer.multi_output else dys[0])
+            del back, dys
             self._add_input_grads(node, dx, grads)
         self._backs = None
         return grads[:self.n_inputs]
+
+    def _group_backward(self, group, back, grads, node):
+        """A chain's one backward (trainer/engine/fusion.py): the gradient of its
+        output to those of its input and of an Add's other input."""
+        dy = grads[group.out]
+        if dy is None:
+            return  # it feeds no output
+        assert dy.shape == self._values_shapes[group.out], (
+            f"gradient shape {dy.shape} != tensor shape "
+            f"{self._values_shapes[group.out]} at layer {node.layer.name}")
+        grads[group.out] = None
+        dx, dother = back(dy)
+        del back, dy
+        for i, g in ((group.x, dx), (group.other, dother)):
+            if g is not None:
+                grads[i] = g if grads[i] is None else grads[i] + g
 
     @staticmethod
     def _add_input_grads(node, dx, grads):

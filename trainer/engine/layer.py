@@ -60,7 +60,7 @@ class Layer:
 
             self.activity_regularizer = regularizers.get(activity_regularizer)
         self.params = {}  # trainable weights, name → array, in Keras order
-        self.grads = {}
+        self.grads = Grads(self.params)
         self.buffers = {}  # non-trainable weights (moving statistics)
         self.regularizers = {}  # weight name → regularizer
         self.dtype = np.float32
@@ -82,8 +82,7 @@ class Layer:
         value = initializer(shape, rng, self.dtype)
         value = np.asarray(value, dtype=self.dtype, order="C")  # 0-d stays 0-d (a scale)
         if trainable:
-            self.params[name] = value
-            self.grads[name] = np.zeros_like(value)
+            self.params[name] = value  # its gradient comes when first used (Grads)
         else:
             self.buffers[name] = value
         if regularizer is not None:
@@ -111,7 +110,8 @@ class Layer:
         return mask if self.passes_mask else None
 
     def zero_grads(self):
-        for g in self.grads.values():
+        """Zero the gradients made so far (the others are made as zeros when used)."""
+        for g in dict.values(self.grads):
             g.fill(0)
 
     # -- weights ----------------------------------------------------------
@@ -150,6 +150,44 @@ class Layer:
         for d in (self.params, self.buffers, self.grads):
             for k in d:
                 d[k] = d[k].astype(dtype)
+
+
+class Grads(dict):
+    """A layer's gradients, name → array like its weight in ``params``, each made (as
+    zeros) when first used: a model that only predicts, and a frozen layer, never
+    hold theirs (ResNet50: 100 MB). Listing them (``values``, ``items``, iteration)
+    makes them all and follows the order of ``params``, as the optimizer pairs
+    them."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.params = params
+
+    def __missing__(self, name):
+        weight = self.params[name]  # KeyError for a name that is no weight
+        grad = self[name] = np.zeros(weight.shape, weight.dtype)
+        return grad
+
+    def __contains__(self, name):
+        return name in self.params or dict.__contains__(self, name)
+
+    def _names(self):
+        return list(self.params) + [n for n in dict.keys(self) if n not in self.params]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self):
+        return len(self._names())
+
+    def keys(self):
+        return self._names()
+
+    def values(self):
+        return [self[n] for n in self._names()]
+
+    def items(self):
+        return [(n, self[n]) for n in self._names()]
 
 
 def snake_case(name):

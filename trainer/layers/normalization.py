@@ -6,6 +6,7 @@ The first three normalise ``x̂ = (x - mean) / sqrt(var + epsilon)`` and return
 usual closed form, ``dx = (dx̂ - mean(dx̂) - x̂·mean(dx̂·x̂)) / sqrt(var + epsilon)``.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -38,13 +39,25 @@ def normalize(x, reduce_axes, epsilon, over_batch=False):
     centred = x - mean
     var = _mean(centred * centred, reduce_axes, over_batch)
     inv_std = 1.0 / np.sqrt(var + epsilon)
-    return centred * inv_std, mean, var, inv_std
+    centred *= inv_std  # x̂, in the centred array (the same bits as centred · inv_std)
+    return centred, mean, var, inv_std
 
 
-def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False):
+def normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=False,
+                       overwrite=False):
+    """``overwrite``: ``dxhat`` and ``xhat`` are the caller's own fresh arrays, which
+    the result may take (the same operations in the same order, so the same bits,
+    with two input-sized temporaries fewer)."""
     mean_d = _mean(dxhat, reduce_axes, over_batch)
     mean_dx = _mean(dxhat * xhat, reduce_axes, over_batch)
-    return (dxhat - mean_d - xhat * mean_dx) * inv_std
+    if not overwrite or not (dxhat.dtype == xhat.dtype == np.result_type(
+            dxhat, xhat, mean_d, mean_dx, inv_std)):
+        return (dxhat - mean_d - xhat * mean_dx) * inv_std
+    dxhat -= mean_d
+    xhat *= mean_dx
+    dxhat -= xhat
+    dxhat *= inv_std
+    return dxhat
 
 
 def _mean(x, reduce_axes, over_batch):
@@ -96,17 +109,17 @@ class _Normalization(Layer):
         y = xhat * gamma if self.scale else xhat.copy()
         if self.center:
             y += self.params["beta"].reshape(self._bshape)
+        return y, lambda dy: self._affine_backward(dy, xhat)
+
+    def _affine_backward(self, dy, xhat):
+        """dy → dx̂ of ``gamma·x̂ + beta``, adding dgamma and dbeta."""
         others = tuple(a for a in range(xhat.ndim) if a not in self._feature_axes)
-
-        def backward(dy):
-            if self.scale:
-                self.grads["gamma"] += (dy * xhat).sum(axis=others).reshape(
-                    self.grads["gamma"].shape)
-            if self.center:
-                self.grads["beta"] += dy.sum(axis=others).reshape(self.grads["beta"].shape)
-            return dy * gamma if self.scale else dy
-
-        return y, backward
+        if self.scale:
+            self.grads["gamma"] += (dy * xhat).sum(axis=others).reshape(
+                self.grads["gamma"].shape)
+        if self.center:
+            self.grads["beta"] += dy.sum(axis=others).reshape(self.grads["beta"].shape)
+        return dy * self.params["gamma"].reshape(self._bshape) if self.scale else dy
 
 
 @layers.register("BatchNormalization")
@@ -166,31 +179,137 @@ class BatchNormalization(_Normalization):
 
     def forward(self, x, training):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
-        if training and self.trainable:
-            xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon, over_batch=True)
-            if self._fused_path(x):
-                m = shard.batch_size(len(x)) * (x.size // max(len(x), 1)) // mean.size  # values per feature
-                var = var * (m / max(m - 1, 1))
-            keep = self.momentum
-            for name, batch in (("moving_mean", mean), ("moving_variance", var)):
-                moving = self.buffers[name]
-                moving *= keep
-                moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
-        else:
-            mean = self.buffers["moving_mean"].reshape(self._bshape)
-            inv_std = 1.0 / np.sqrt(self.buffers["moving_variance"].reshape(self._bshape)
-                                    + self.epsilon)
-            xhat = (x - mean) * inv_std
-        y, affine_back = self._affine(xhat)
-        training_stats = training and self.trainable
+        if not (training and self.trainable):
+            return self._forward_moving(x)
+        xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon, over_batch=True)
+        if self._fused_path(x):
+            m = shard.batch_size(len(x)) * (x.size // max(len(x), 1)) // mean.size  # values per feature
+            var = var * (m / max(m - 1, 1))
+        keep = self.momentum
+        for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+            moving = self.buffers[name]
+            moving *= keep
+            moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
+        # gamma·x̂ + beta in x̂'s own array (the same operations as _affine); backward
+        # recomputes x̂ from x (which the layer before keeps anyway): one activation
+        # fewer kept per normalization while training
+        y = xhat
+        del xhat
+        if self.scale:
+            y *= self.params["gamma"].reshape(self._bshape)
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
 
         def backward(dy):
-            dxhat = affine_back(dy)
-            if training_stats:
-                return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True)
-            return dxhat * inv_std
+            xhat = np.subtract(x, mean)  # as normalize computed it: the same bits
+            xhat *= inv_std
+            dxhat = self._affine_backward(dy, xhat)
+            if dxhat is dy:  # no scale: dy is the caller's, the result must not take it
+                dxhat = dy.copy()
+            return normalize_backward(dxhat, xhat, inv_std, reduce_axes, over_batch=True,
+                                      overwrite=True)
 
         return y.astype(x.dtype, copy=False), backward
+
+    def _moving_stats(self):
+        mean = self.buffers["moving_mean"].reshape(self._bshape)
+        inv_std = 1.0 / np.sqrt(self.buffers["moving_variance"].reshape(self._bshape)
+                                + self.epsilon)
+        return mean, inv_std
+
+    def _forward_moving(self, x):
+        """Inference (and a frozen layer): ``(x - mean)·inv_std·gamma + beta`` on the
+        moving statistics, in one output array (the same operations in the same
+        order as x̂ then the affine part, so the same bits). Its backward recomputes
+        x̂ from ``x`` when called: nothing input-sized is kept for it."""
+        mean, inv_std = self._moving_stats()
+        y = np.subtract(x, mean)
+        y *= inv_std
+        if self.scale:
+            y *= self.params["gamma"].reshape(self._bshape)
+        if self.center:
+            y += self.params["beta"].reshape(self._bshape)
+
+        def backward(dy):
+            xhat = (x - mean) * inv_std
+            return self._affine_backward(dy, xhat) * inv_std
+
+        return y.astype(x.dtype, copy=False), backward
+
+    # -- chains run as one step (trainer/engine/fusion.py) -----------------------
+    def folds_into(self, producer, training):
+        """Whether this layer, the only reader of ``producer``'s output, may run
+        folded into that convolution's weights where no backward runs: when it
+        normalises on the moving statistics (inference, or frozen) over the channels
+        (the last axis), and ``producer`` is a Conv2D or Conv1D with a linear
+        activation and this layer's dtype."""
+        from trainer.layers.conv import Conv1D, Conv2D
+
+        if type(self) is not BatchNormalization:  # a subclass may compute otherwise
+            return False
+        if (training and self.trainable) or type(producer) not in (Conv1D, Conv2D):
+            return False
+        if getattr(producer.activation, "registered_name", None) != "linear":
+            return False
+        return self._feature_axes == [len(self.input_shape)] and producer.dtype == self.dtype
+
+    def epilogue(self, after):
+        """Which of the layers ``after`` this one (each the only reader of the one
+        before) its output may take in place: a plain relu, or an Add then a plain
+        relu (a residual block's end). Names: (), ("relu",), ("add",) or ("add",
+        "relu")."""
+        from trainer.layers.merge import Add
+
+        if type(self) is not BatchNormalization:  # its backward might keep its output
+            return ()
+        names = []
+        if after and type(after[0]) is Add:
+            names.append("add")
+            after = after[1:]
+        if after and _is_relu(after[0]):
+            names.append("relu")
+        return tuple(names)
+
+    def folded(self, conv, relu=False):
+        """A copy of ``conv`` whose weights hold this normalization (computed now, from
+        the weights as they are): ``kernel·s`` and ``(bias - mean)·s + beta`` with
+        ``s = gamma / sqrt(moving_variance + epsilon)``; its activation is relu when
+        ``relu`` (the relu after this layer, fused). For inference only (no gradients)."""
+        from trainer import activations
+
+        var = self.buffers["moving_variance"].astype(np.float64)
+        s = 1.0 / np.sqrt(var + self.epsilon)
+        if self.scale:
+            s = s * self.params["gamma"]
+        shift = -self.buffers["moving_mean"].astype(np.float64)
+        if conv.use_bias:
+            shift = shift + conv.params["bias"]
+        shift = shift * s
+        if self.center:
+            shift = shift + self.params["beta"]
+        out = copy.copy(conv)
+        # public attributes only: a cache a convolution keeps of its own weights (a
+        # private attribute) must not serve the folded ones
+        out.__dict__ = {k: v for k, v in conv.__dict__.items() if not k.startswith("_")}
+        out.params = {"kernel": conv.params["kernel"] * s.astype(conv.dtype),
+                      "bias": shift.astype(conv.dtype)}
+        out.grads, out.regularizers = {}, {}
+        out.use_bias = True
+        out.activation = activations.get("relu" if relu else "linear")
+        out.activity_regularizer = None
+        out.needs_input_grad = False
+        return out
+
+
+def _is_relu(layer):
+    """Whether ``layer`` is a plain relu: Activation(relu), or ReLU with its defaults."""
+    from trainer.layers.advanced_activations import ReLU
+    from trainer.layers.core import Activation
+
+    if type(layer) is Activation:
+        return getattr(layer.activation, "registered_name", None) == "relu"
+    return (type(layer) is ReLU and layer.max_value is None and layer.negative_slope == 0
+            and layer.threshold == 0)
 
 
 @layers.register("LayerNormalization")

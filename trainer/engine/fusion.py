@@ -1,0 +1,159 @@
+"""Chains of graph nodes that run as one step (Graph.forward): fewer activations
+alive and kept, fewer passes over memory. Two kinds, both asked of the
+normalization layer in the chain (its ``folds_into`` and ``epilogue``; the engine
+knows no layer classes):
+
+- Where no backward will run (inference; a frozen base in training), a convolution
+  → normalization on moving statistics → epilogue runs as one convolution with the
+  normalization folded into its weights (ONNX Runtime's and PyTorch's conv-BN
+  fusion): ``w' = w·s``, ``b' = (b - mean)·s + beta``, ``s = gamma/sqrt(var + eps)``,
+  made on each call from the weights as they are then (never stored).
+- While training, a normalization → epilogue runs as the normalization then the
+  epilogue in place on its fresh output, with one backward: the chain keeps the
+  epilogue's output (the relu mask, which the next layer keeps anyway), not the
+  normalization's output and the Add's output besides.
+
+The epilogue is a relu, or an Add (of one other tensor, ready before the chain
+starts) then a relu — a residual block's end. Each node of a chain but the last has
+one reader (the next) and is no graph output; no node of a chain has an activity
+regularizer. The results are the same bits as the nodes run one by one (a sum of
+two is commutative; max(x, 0) in place is max(x, 0)), except the folded convolution,
+which rounds differently (within float32 tolerance, tests/test_bn_fold.py).
+"""
+
+import numpy as np
+
+
+class Group:
+    """A chain run by its first node: reads tensor ``x`` (and ``other``, an Add's
+    other input, or None) and produces tensor ``out``; ``run(x, other, training)`` →
+    (y, backward or None), backward(dy) → (dx, d_other)."""
+
+    def __init__(self, x, other, out, run, passes_mask):
+        self.x, self.other, self.out, self.run = x, other, out, run
+        self.passes_mask = passes_mask  # the output's mask is x's (and other's)
+
+    def mask(self, masks):
+        """The output's Keras mask: the AND of those of x (when the first layer passes
+        it) and of the Add's other input that have one, as the layers would give."""
+        found = [m for m in ((masks[self.x] if self.passes_mask else None),
+                             None if self.other is None else masks[self.other])
+                 if m is not None]
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else np.logical_and(*found)
+
+
+def plan(graph, training, needed):
+    """({first node: Group}, {the other nodes of the chains}) of ``graph``."""
+    consumers = graph._consumers()
+    outputs = set(graph.outputs)
+    nodes = graph.nodes
+    groups, members = {}, set()
+
+    def only_reader(k):
+        node = nodes[k]
+        if len(node.outputs) != 1 or node.outputs[0] in outputs:
+            return None
+        readers = consumers[node.outputs[0]]
+        if len(readers) != 1 or (training and needed[readers[0]] != needed[k]):
+            return None
+        return readers[0]
+
+    for k, node in enumerate(nodes):
+        if k in members or node.listed or len(node.outputs) != 1:
+            continue
+        if training and needed[k]:  # a backward runs: a normalization chain
+            if not hasattr(node.layer, "epilogue"):
+                continue
+            head, norm, producer = k, k, None
+        else:  # no backward: a convolution with a normalization folded in
+            norm = only_reader(k)
+            if norm is None or nodes[norm].listed:
+                continue
+            if not getattr(nodes[norm].layer, "folds_into", lambda *a: False)(
+                    node.layer, training):
+                continue
+            head, producer = k, node.layer
+        after, j = [], norm
+        while len(after) < 2 and (j := only_reader(j)) is not None:
+            after.append(j)
+        epilogue = list(nodes[norm].layer.epilogue([nodes[j].layer for j in after]))
+        other = None
+        if "add" in epilogue:
+            at = epilogue.index("add")
+            reads = nodes[norm if at == 0 else after[at - 1]].outputs[0]
+            other = _add_operand(nodes[after[at]], reads, nodes[head])
+            if other is None:  # an Add the chain cannot take: stop before it
+                epilogue = epilogue[:at]
+        chain = ([norm] if producer is not None else []) + after[:len(epilogue)]
+        if producer is None and not epilogue:
+            continue  # a normalization alone: nothing to gain
+        if any(nodes[j].layer.activity_regularizer is not None for j in (head, *chain)):
+            continue  # a penalty on an output the chain never makes
+        members.update(c for c in chain if c != head)
+        last = nodes[chain[-1]] if chain else node
+        run = (_folded_run(nodes[norm].layer, producer, tuple(epilogue))
+               if producer is not None else _norm_run(node.layer, tuple(epilogue)))
+        groups[head] = Group(node.inputs[0], other, last.outputs[0], run,
+                             passes_mask=producer is None and node.layer.passes_mask)
+    return groups, members
+
+
+def _add_operand(add, t, first):
+    """The other input of a two-input Add reading tensor ``t``, when it exists before
+    node ``first`` runs (tensors are numbered in node order); else None."""
+    others = [i for i in add.inputs if i != t]
+    if len(add.inputs) != 2 or len(others) != 1 or others[0] >= first.outputs[0]:
+        return None
+    return others[0]
+
+
+def _epilogue(y, x, other, epilogue):
+    """``+ other`` then relu, in place on ``y`` (a fresh output) where that is safe."""
+    if other is not None:
+        if (y.shape == other.shape and y.dtype == other.dtype and y.flags.writeable
+                and not np.may_share_memory(y, other) and not np.may_share_memory(y, x)):
+            np.add(y, other, out=y)  # a sum of two: the same bits as other + y
+        else:
+            y = y + other
+    if "relu" in epilogue:
+        if y.flags.writeable and not np.may_share_memory(y, x):
+            np.maximum(y, 0, out=y)
+        else:
+            y = np.maximum(y, 0)
+    return y
+
+
+def _folded_run(norm, producer, epilogue):
+    """The producer's inference forward with ``norm`` folded into its weights, then
+    the epilogue (a lone relu fused into the convolution)."""
+    conv_relu = epilogue == ("relu",)
+
+    def run(x, other, training):
+        y, _ = norm.folded(producer, conv_relu).forward(x, False)
+        if conv_relu:
+            return y, None
+        return _epilogue(y, x, other, epilogue), None
+
+    return run
+
+
+def _norm_run(norm, epilogue):
+    """The normalization's forward (training), then the epilogue in place; one
+    backward through both: dy·(y > 0) (relu, as Relu's dy·(x > 0)), to the Add's other
+    input as it is, and through the normalization."""
+    relu = "relu" in epilogue
+    add = "add" in epilogue
+
+    def run(x, other, training):
+        y, back = norm.forward(x, training)
+        y = _epilogue(y, x, other, epilogue)
+
+        def backward(dy):
+            d = dy * (y > 0) if relu else dy
+            return back(d), (d if add else None)
+
+        return y, backward
+
+    return run
