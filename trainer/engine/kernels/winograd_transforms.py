@@ -1,0 +1,234 @@
+"""The three data transforms of Winograd F(2×2, 3×3) in Numba, written out by hand.
+
+Each works on one tile at a time and runs its loop over the channels (the contiguous
+axis of NHWC arrays and of the transformed (16, tiles, channels) arrays) innermost,
+with the transform's additions spelled out (its coefficients are 0 and ±1 only): the
+loop vectorises over channels. The earlier generic form (a table of (row, column,
+coefficient) terms walked per tile) ran the classic CNN's 32-channel input transform
+at 5.0 ms per 64 samples against 1.1 ms for this one (one thread, AVX-512), which is
+what kept Winograd off the 32-channel layers.
+
+    input   V = Bᵀ d B   of a 4×4 input window d (rows 2i - pt + a, zeros off the image)
+    output  y = Aᵀ m A   of a tile's 16 products m (+ bias, relu), cut at the edge
+    grad    D = A g Aᵀ   of a 2×2 output-gradient tile g (zeros past the edge)
+
+with Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]], Aᵀ = [[1,1,1,0],[0,1,-1,-1]]
+(the matrices in winograd.py, which the tests check these against). Compiled on first
+use, cached on disk.
+
+Layout: a transformed array (V, M, D) is (16, rows, channels) with rows the tile count
+rounded up to odd (``slab_rows``; the kernels use the first ``tiles`` rows). Each tile
+writes (or reads) one row in each of the 16 slabs; with a slab a multiple of 4 KiB
+(e.g. 640 tiles × 32 channels × 4 bytes) those 16 rows fall into one L1 set and evict
+each other — measured 4-7× slower transforms on such shapes. An odd row count spreads
+them over 16 sets.
+"""
+
+import numpy as np
+
+_KERNELS = None
+
+
+def _compile():
+    import numba
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def bt_b(src, base, sa, out, c):
+        """out (16, c) = Bᵀ d B, d[a, b] = src[base + a·sa + b] (rows of c channels)."""
+        r0, r1, r2, r3 = base, base + sa, base + 2 * sa, base + 3 * sa
+        # one 1-D view per row read: the loop over k then vectorises (indexing the
+        # 2-D arrays inside it did not)
+        d00, d01, d02, d03 = src[r0], src[r0 + 1], src[r0 + 2], src[r0 + 3]
+        d10, d11, d12, d13 = src[r1], src[r1 + 1], src[r1 + 2], src[r1 + 3]
+        d20, d21, d22, d23 = src[r2], src[r2 + 1], src[r2 + 2], src[r2 + 3]
+        d30, d31, d32, d33 = src[r3], src[r3 + 1], src[r3 + 2], src[r3 + 3]
+        for k in range(c):
+            # Bᵀ d, column by column
+            t00 = d00[k] - d20[k]
+            t01 = d01[k] - d21[k]
+            t02 = d02[k] - d22[k]
+            t03 = d03[k] - d23[k]
+            t10 = d10[k] + d20[k]
+            t11 = d11[k] + d21[k]
+            t12 = d12[k] + d22[k]
+            t13 = d13[k] + d23[k]
+            t20 = d20[k] - d10[k]
+            t21 = d21[k] - d11[k]
+            t22 = d22[k] - d12[k]
+            t23 = d23[k] - d13[k]
+            t30 = d10[k] - d30[k]
+            t31 = d11[k] - d31[k]
+            t32 = d12[k] - d32[k]
+            t33 = d13[k] - d33[k]
+            # (Bᵀ d) B, row by row
+            out[0, k] = t00 - t02
+            out[1, k] = t01 + t02
+            out[2, k] = t02 - t01
+            out[3, k] = t01 - t03
+            out[4, k] = t10 - t12
+            out[5, k] = t11 + t12
+            out[6, k] = t12 - t11
+            out[7, k] = t11 - t13
+            out[8, k] = t20 - t22
+            out[9, k] = t21 + t22
+            out[10, k] = t22 - t21
+            out[11, k] = t21 - t23
+            out[12, k] = t30 - t32
+            out[13, k] = t31 + t32
+            out[14, k] = t32 - t31
+            out[15, k] = t31 - t33
+
+    @numba.njit(cache=True, nogil=True)
+    def input_transform(x, n0, n1, pt, pl, th, tw, V):
+        """V[:, :tiles] (16, rows ≥ tiles, c) of samples n0:n1 of x (N, H, W, c); a window
+        inside the
+        image is read in place, one across its edge through a zero-filled copy."""
+        _, h, w, c = x.shape
+        xf = x.reshape(-1, c)
+        d = np.zeros((16, c), x.dtype)
+        tmp = np.empty((16, c), x.dtype)  # a fresh array: the compute loop vectorises
+        t = 0
+        for n in range(n0, n1):
+            for ti in range(th):
+                r0 = 2 * ti - pt
+                for tj in range(tw):
+                    s0 = 2 * tj - pl
+                    if r0 >= 0 and s0 >= 0 and r0 + 4 <= h and s0 + 4 <= w:
+                        bt_b(xf, (n * h + r0) * w + s0, w, tmp, c)
+                    else:
+                        for a in range(4):
+                            r = r0 + a
+                            for b in range(4):
+                                s = s0 + b
+                                if 0 <= r < h and 0 <= s < w:
+                                    src = (n * h + r) * w + s
+                                    for k in range(c):
+                                        d[a * 4 + b, k] = xf[src, k]
+                                else:
+                                    for k in range(c):
+                                        d[a * 4 + b, k] = 0
+                        bt_b(d, 0, 4, tmp, c)
+                    for p in range(16):
+                        for k in range(c):
+                            V[p, t, k] = tmp[p, k]
+                    t += 1
+
+    @numba.njit(cache=True, nogil=True)
+    def output_transform(M, n0, n1, th, tw, z, bias, relu):
+        """z[n, 2i:2i+2, 2j:2j+2] = Aᵀ m A + bias (relu if asked) of tile t's 16
+        products; the half of a tile past an odd-sized output is not written."""
+        _, ho, wo, kk = z.shape
+        zero = np.zeros(1, z.dtype)[0]
+        zf = z.reshape(-1, kk)
+        out = np.empty((4, kk), z.dtype)
+        t = 0
+        for n in range(n0, n1):
+            for ti in range(th):
+                for tj in range(tw):
+                    for k in range(kk):
+                        # Aᵀ m, column by column
+                        s00 = M[0, t, k] + M[4, t, k] + M[8, t, k]
+                        s01 = M[1, t, k] + M[5, t, k] + M[9, t, k]
+                        s02 = M[2, t, k] + M[6, t, k] + M[10, t, k]
+                        s03 = M[3, t, k] + M[7, t, k] + M[11, t, k]
+                        s10 = M[4, t, k] - M[8, t, k] - M[12, t, k]
+                        s11 = M[5, t, k] - M[9, t, k] - M[13, t, k]
+                        s12 = M[6, t, k] - M[10, t, k] - M[14, t, k]
+                        s13 = M[7, t, k] - M[11, t, k] - M[15, t, k]
+                        b = bias[k]
+                        v0 = s00 + s01 + s02 + b
+                        v1 = s01 - s02 - s03 + b
+                        v2 = s10 + s11 + s12 + b
+                        v3 = s11 - s12 - s13 + b
+                        if relu:  # not (v < 0): NaN stays NaN, as fused.bias_act
+                            v0 = zero if v0 < 0 else v0
+                            v1 = zero if v1 < 0 else v1
+                            v2 = zero if v2 < 0 else v2
+                            v3 = zero if v3 < 0 else v3
+                        out[0, k] = v0
+                        out[1, k] = v1
+                        out[2, k] = v2
+                        out[3, k] = v3
+                    for q in range(4):
+                        i = 2 * ti + q // 2
+                        j = 2 * tj + q % 2
+                        if i < ho and j < wo:
+                            dst = (n * ho + i) * wo + j
+                            for k in range(kk):
+                                zf[dst, k] = out[q, k]
+                    t += 1
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def a_at(src, base, sa, out, kk):
+        """out (16, kk) = A g Aᵀ, g[a, b] = src[base + a·sa + b]."""
+        for k in range(kk):
+            g00 = src[base, k]
+            g01 = src[base + 1, k]
+            g10 = src[base + sa, k]
+            g11 = src[base + sa + 1, k]
+            # A g, rows: g0, g0 + g1, g0 - g1, -g1; then (A g) Aᵀ the same on columns
+            u10, u11 = g00 + g10, g01 + g11
+            u20, u21 = g00 - g10, g01 - g11
+            out[0, k] = g00
+            out[1, k] = g00 + g01
+            out[2, k] = g00 - g01
+            out[3, k] = -g01
+            out[4, k] = u10
+            out[5, k] = u10 + u11
+            out[6, k] = u10 - u11
+            out[7, k] = -u11
+            out[8, k] = u20
+            out[9, k] = u20 + u21
+            out[10, k] = u20 - u21
+            out[11, k] = -u21
+            out[12, k] = -g10
+            out[13, k] = -g10 - g11
+            out[14, k] = g11 - g10
+            out[15, k] = g11
+
+    @numba.njit(cache=True, nogil=True)
+    def grad_transform(dz, n0, n1, th, tw, D):
+        """D[:, :tiles] (16, rows ≥ tiles, k) of samples n0:n1 of the output gradient dz
+        (N, Ho, Wo, k)."""
+        _, ho, wo, kk = dz.shape
+        df = dz.reshape(-1, kk)
+        g = np.zeros((4, kk), dz.dtype)
+        tmp = np.empty((16, kk), dz.dtype)
+        t = 0
+        for n in range(n0, n1):
+            for ti in range(th):
+                i0 = 2 * ti
+                for tj in range(tw):
+                    j0 = 2 * tj
+                    if i0 + 2 <= ho and j0 + 2 <= wo:
+                        a_at(df, (n * ho + i0) * wo + j0, wo, tmp, kk)
+                    else:
+                        for a in range(2):
+                            for b in range(2):
+                                if i0 + a < ho and j0 + b < wo:
+                                    src = (n * ho + i0 + a) * wo + j0 + b
+                                    for k in range(kk):
+                                        g[a * 2 + b, k] = df[src, k]
+                                else:
+                                    for k in range(kk):
+                                        g[a * 2 + b, k] = 0
+                        a_at(g, 0, 2, tmp, kk)
+                    for p in range(16):
+                        for k in range(kk):
+                            D[p, t, k] = tmp[p, k]
+                    t += 1
+
+    return {"input": input_transform, "output": output_transform, "grad": grad_transform}
+
+
+def slab_rows(tiles):
+    """Rows of a transformed array's slabs for ``tiles`` tiles (module doc)."""
+    return tiles | 1
+
+
+def kernels():
+    """{"input", "output", "grad"}: the compiled transforms (module doc)."""
+    global _KERNELS
+    if _KERNELS is None:
+        _KERNELS = _compile()
+    return _KERNELS
