@@ -172,3 +172,40 @@ def test_max_pooling_layer_predicts_what_it_trains_on():
     x = np.random.default_rng(1).normal(size=(3, 6, 6, 4)).astype(np.float32)
     layer.build(x.shape[1:], None)
     np.testing.assert_array_equal(layer.forward(x, False)[0], layer.forward(x, True)[0])
+
+
+def _im2col_run(x, dy, threads, chunk_bytes, monkeypatch, **args):
+    from trainer.layers.conv import ConvPlan
+    monkeypatch.setattr(ConvPlan, "CHUNK_BYTES", chunk_bytes)
+    parallel.set_num_threads(threads)
+    layer = layers.get({"Conv2D": {"filters": dy.shape[-1], "kernel_size": 3,
+                                   "activation": "relu", **args}})
+    layer.build(x.shape[1:], np.random.default_rng(0))
+    y, back = layer.forward(x, True)
+    dx = back(dy)
+    return y, dx, layer.grads["kernel"].copy(), layer.grads["bias"].copy()
+
+
+@pytest.mark.parametrize("args", [{"padding": "same"}, {"strides": 2},
+                                  {"dilation_rate": 2, "padding": "same"}])
+def test_im2col_gradients_same_bits_on_any_thread_count(monkeypatch, args):
+    """The im2col path's chunks and their weight-gradient groups follow from the
+    shapes alone: 1, 2 or 3 threads give the same bits (dW and db included); another
+    chunk size changes only the rounding of the sums, never y or dx."""
+    monkeypatch.setenv("TRAINER_CONV_ALGO", "im2col")
+    r = np.random.default_rng(11)
+    x = r.normal(size=(13, 9, 8, 3)).astype(np.float32)
+    layer = layers.get({"Conv2D": {"filters": 4, "kernel_size": 3, **args}})
+    out = layer.build(x.shape[1:], np.random.default_rng(0))
+    dy = r.normal(size=(13, *out)).astype(np.float32)
+    one = _im2col_run(x, dy, 1, 1, monkeypatch, **args)  # a chunk per sample
+    for threads in (2, 3):
+        for a, b in zip(one, _im2col_run(x, dy, threads, 1, monkeypatch, **args)):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_array_equal(a, b)
+    whole = _im2col_run(x, dy, 2, 1 << 30, monkeypatch, **args)
+    for k, (a, b) in enumerate(zip(one, whole)):
+        if k < 2:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
