@@ -4,7 +4,9 @@ Each 2×2 block of output ("tile") is ``Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` ove
 4×4 input window ``d``. Over a batch that is, per transform point p (16 of them), one
 GEMM ``V[p] (tiles, C) · U[p] (C, K)``: the input transform (Numba, one pass reading the
 input once, zeros where the window leaves the image, so no padded copy), 16 BLAS
-GEMMs, then the output transform with the bias and relu fused (Numba, one pass).
+GEMMs, then the output transform with the bias and relu fused (Numba, one pass). The
+transforms are written out in winograd_transforms.py (also the layout of the
+transformed arrays: slabs of an odd row count, against L1 set conflicts).
 
 Gradients, both exact gradients of that computation (hence of the convolution):
 
@@ -54,7 +56,9 @@ GROUPS = 8
 #: classic CNN shapes, CPU time on one thread, im2col → Winograd, forward / backward
 #: ms at batch 128: 32→32 at 32×32 26.4 → 27.4 / 62.4 → 63.7; 32→64 at 15×15
 #: 12.3 → 12.7 / 27.1 → 28.2; 64→64 at 15×15 18.7 → 15.1 / 47.3 → 37.0; 3→32: 3×
-#: slower)
+#: slower). With the written-out transforms (issue 28, round two; one thread, CPU
+#: time, load ~8, batch 64) the 32-channel layers still lose in training (im2col /
+#: Winograd 0.77 and 0.65) and break even at inference (0.93, 0.92): the rule stays.
 MIN_CHANNELS = 64
 ALGOS = ("auto", "winograd", "im2col")
 
