@@ -2,11 +2,15 @@
 
 Each works on one tile at a time and runs its loop over the channels (the contiguous
 axis of NHWC arrays and of the transformed (16, tiles, channels) arrays) innermost,
-with the transform's additions spelled out (its coefficients are 0 and ±1 only): the
-loop vectorises over channels. The earlier generic form (a table of (row, column,
-coefficient) terms walked per tile) ran the classic CNN's 32-channel input transform
-at 5.0 ms per 64 samples against 1.1 ms for this one (one thread, AVX-512), which is
-what kept Winograd off the 32-channel layers.
+with the transform's additions spelled out (its coefficients are 0 and ±1 only). The
+earlier generic form walked a table of (row, column, coefficient) terms per tile;
+against it, in one process, interleaved (one thread, CPU time, classic CNN shapes,
+batch 64, a machine at load 5-8 so the ranges are wide): input transform 1.2-1.8×
+faster, output 2.5-3×, gradient 1.0-1.3×. Only the output transform's channel loop
+vectorises: with 16 rows written per tile LLVM does not vectorise the input and
+gradient loops (it would need a run-time alias check per pair of pointers), and a
+version through small fixed-width local blocks that did vectorise ran 2× slower
+(its per-block copy loops).
 
     input   V = Bᵀ d B   of a 4×4 input window d (rows 2i - pt + a, zeros off the image)
     output  y = Aᵀ m A   of a tile's 16 products m (+ bias, relu), cut at the edge
@@ -36,8 +40,7 @@ def _compile():
     def bt_b(src, base, sa, out, c):
         """out (16, c) = Bᵀ d B, d[a, b] = src[base + a·sa + b] (rows of c channels)."""
         r0, r1, r2, r3 = base, base + sa, base + 2 * sa, base + 3 * sa
-        # one 1-D view per row read: the loop over k then vectorises (indexing the
-        # 2-D arrays inside it did not)
+        # one 1-D view per row read (the loop body indexes 16 rows of src)
         d00, d01, d02, d03 = src[r0], src[r0 + 1], src[r0 + 2], src[r0 + 3]
         d10, d11, d12, d13 = src[r1], src[r1 + 1], src[r1 + 2], src[r1 + 3]
         d20, d21, d22, d23 = src[r2], src[r2 + 1], src[r2 + 2], src[r2 + 3]
