@@ -4,13 +4,14 @@ Each works on one tile at a time and runs its loop over the channels (the contig
 axis of NHWC arrays and of the transformed (16, tiles, channels) arrays) innermost,
 with the transform's additions spelled out (its coefficients are 0 and ±1 only). The
 earlier generic form walked a table of (row, column, coefficient) terms per tile;
-against it, in one process, interleaved (one thread, CPU time, classic CNN shapes,
-batch 64, a machine at load 5-8 so the ranges are wide): input transform 1.2-1.8×
-faster, output 2.5-3×, gradient 1.0-1.3×. Only the output transform's channel loop
-vectorises: with 16 rows written per tile LLVM does not vectorise the input and
-gradient loops (it would need a run-time alias check per pair of pointers), and a
-version through small fixed-width local blocks that did vectorise ran 2× slower
-(its per-block copy loops).
+against it, in one process, interleaved (one thread, CPU time, the classic CNN's
+Winograd-able shapes, batch 64, 5 pairs, load ~3 so the ranges are wide): input
+transform 1.1-1.7× faster (medians per shape; range 1.0-2.1), output 2.4-2.8×,
+gradient about even (0.91-1.10). Only the output transform's channel loop vectorises:
+with 16 rows written per tile LLVM does not vectorise the input and gradient loops;
+writing them through a fresh local (16, c) block first (which LLVM may vectorise)
+measured 0.73-1.0× the old form, and through fixed 16-wide local blocks (vectorised)
+0.4-0.8×: the per-tile copy loops cost more than the arithmetic.
 
     input   V = Bᵀ d B   of a 4×4 input window d (rows 2i - pt + a, zeros off the image)
     output  y = Aᵀ m A   of a tile's 16 products m (+ bias, relu), cut at the edge
@@ -37,49 +38,44 @@ def _compile():
     import numba
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def bt_b(src, base, sa, out, c):
-        """out (16, c) = Bᵀ d B, d[a, b] = src[base + a·sa + b] (rows of c channels)."""
+    def bt_b(src, base, sa, V, t, c):
+        """V[:, t, :] = Bᵀ d B, d[a, b] = src[base + a·sa + b] (rows of c channels)."""
         r0, r1, r2, r3 = base, base + sa, base + 2 * sa, base + 3 * sa
-        # one 1-D view per row read (the loop body indexes 16 rows of src)
-        d00, d01, d02, d03 = src[r0], src[r0 + 1], src[r0 + 2], src[r0 + 3]
-        d10, d11, d12, d13 = src[r1], src[r1 + 1], src[r1 + 2], src[r1 + 3]
-        d20, d21, d22, d23 = src[r2], src[r2 + 1], src[r2 + 2], src[r2 + 3]
-        d30, d31, d32, d33 = src[r3], src[r3 + 1], src[r3 + 2], src[r3 + 3]
         for k in range(c):
             # Bᵀ d, column by column
-            t00 = d00[k] - d20[k]
-            t01 = d01[k] - d21[k]
-            t02 = d02[k] - d22[k]
-            t03 = d03[k] - d23[k]
-            t10 = d10[k] + d20[k]
-            t11 = d11[k] + d21[k]
-            t12 = d12[k] + d22[k]
-            t13 = d13[k] + d23[k]
-            t20 = d20[k] - d10[k]
-            t21 = d21[k] - d11[k]
-            t22 = d22[k] - d12[k]
-            t23 = d23[k] - d13[k]
-            t30 = d10[k] - d30[k]
-            t31 = d11[k] - d31[k]
-            t32 = d12[k] - d32[k]
-            t33 = d13[k] - d33[k]
+            t00 = src[r0, k] - src[r2, k]
+            t01 = src[r0 + 1, k] - src[r2 + 1, k]
+            t02 = src[r0 + 2, k] - src[r2 + 2, k]
+            t03 = src[r0 + 3, k] - src[r2 + 3, k]
+            t10 = src[r1, k] + src[r2, k]
+            t11 = src[r1 + 1, k] + src[r2 + 1, k]
+            t12 = src[r1 + 2, k] + src[r2 + 2, k]
+            t13 = src[r1 + 3, k] + src[r2 + 3, k]
+            t20 = src[r2, k] - src[r1, k]
+            t21 = src[r2 + 1, k] - src[r1 + 1, k]
+            t22 = src[r2 + 2, k] - src[r1 + 2, k]
+            t23 = src[r2 + 3, k] - src[r1 + 3, k]
+            t30 = src[r1, k] - src[r3, k]
+            t31 = src[r1 + 1, k] - src[r3 + 1, k]
+            t32 = src[r1 + 2, k] - src[r3 + 2, k]
+            t33 = src[r1 + 3, k] - src[r3 + 3, k]
             # (Bᵀ d) B, row by row
-            out[0, k] = t00 - t02
-            out[1, k] = t01 + t02
-            out[2, k] = t02 - t01
-            out[3, k] = t01 - t03
-            out[4, k] = t10 - t12
-            out[5, k] = t11 + t12
-            out[6, k] = t12 - t11
-            out[7, k] = t11 - t13
-            out[8, k] = t20 - t22
-            out[9, k] = t21 + t22
-            out[10, k] = t22 - t21
-            out[11, k] = t21 - t23
-            out[12, k] = t30 - t32
-            out[13, k] = t31 + t32
-            out[14, k] = t32 - t31
-            out[15, k] = t31 - t33
+            V[0, t, k] = t00 - t02
+            V[1, t, k] = t01 + t02
+            V[2, t, k] = t02 - t01
+            V[3, t, k] = t01 - t03
+            V[4, t, k] = t10 - t12
+            V[5, t, k] = t11 + t12
+            V[6, t, k] = t12 - t11
+            V[7, t, k] = t11 - t13
+            V[8, t, k] = t20 - t22
+            V[9, t, k] = t21 + t22
+            V[10, t, k] = t22 - t21
+            V[11, t, k] = t21 - t23
+            V[12, t, k] = t30 - t32
+            V[13, t, k] = t31 + t32
+            V[14, t, k] = t32 - t31
+            V[15, t, k] = t31 - t33
 
     @numba.njit(cache=True, nogil=True)
     def input_transform(x, n0, n1, pt, pl, th, tw, V):
@@ -89,7 +85,6 @@ def _compile():
         _, h, w, c = x.shape
         xf = x.reshape(-1, c)
         d = np.zeros((16, c), x.dtype)
-        tmp = np.empty((16, c), x.dtype)  # a fresh array: the compute loop vectorises
         t = 0
         for n in range(n0, n1):
             for ti in range(th):
@@ -97,7 +92,7 @@ def _compile():
                 for tj in range(tw):
                     s0 = 2 * tj - pl
                     if r0 >= 0 and s0 >= 0 and r0 + 4 <= h and s0 + 4 <= w:
-                        bt_b(xf, (n * h + r0) * w + s0, w, tmp, c)
+                        bt_b(xf, (n * h + r0) * w + s0, w, V, t, c)
                     else:
                         for a in range(4):
                             r = r0 + a
@@ -110,10 +105,7 @@ def _compile():
                                 else:
                                     for k in range(c):
                                         d[a * 4 + b, k] = 0
-                        bt_b(d, 0, 4, tmp, c)
-                    for p in range(16):
-                        for k in range(c):
-                            V[p, t, k] = tmp[p, k]
+                        bt_b(d, 0, 4, V, t, c)
                     t += 1
 
     @numba.njit(cache=True, nogil=True)
@@ -162,8 +154,8 @@ def _compile():
                     t += 1
 
     @numba.njit(cache=True, nogil=True, inline="always")
-    def a_at(src, base, sa, out, kk):
-        """out (16, kk) = A g Aᵀ, g[a, b] = src[base + a·sa + b]."""
+    def a_at(src, base, sa, D, t, kk):
+        """D[:, t, :] = A g Aᵀ, g[a, b] = src[base + a·sa + b]."""
         for k in range(kk):
             g00 = src[base, k]
             g01 = src[base + 1, k]
@@ -172,22 +164,22 @@ def _compile():
             # A g, rows: g0, g0 + g1, g0 - g1, -g1; then (A g) Aᵀ the same on columns
             u10, u11 = g00 + g10, g01 + g11
             u20, u21 = g00 - g10, g01 - g11
-            out[0, k] = g00
-            out[1, k] = g00 + g01
-            out[2, k] = g00 - g01
-            out[3, k] = -g01
-            out[4, k] = u10
-            out[5, k] = u10 + u11
-            out[6, k] = u10 - u11
-            out[7, k] = -u11
-            out[8, k] = u20
-            out[9, k] = u20 + u21
-            out[10, k] = u20 - u21
-            out[11, k] = -u21
-            out[12, k] = -g10
-            out[13, k] = -g10 - g11
-            out[14, k] = g11 - g10
-            out[15, k] = g11
+            D[0, t, k] = g00
+            D[1, t, k] = g00 + g01
+            D[2, t, k] = g00 - g01
+            D[3, t, k] = -g01
+            D[4, t, k] = u10
+            D[5, t, k] = u10 + u11
+            D[6, t, k] = u10 - u11
+            D[7, t, k] = -u11
+            D[8, t, k] = u20
+            D[9, t, k] = u20 + u21
+            D[10, t, k] = u20 - u21
+            D[11, t, k] = -u21
+            D[12, t, k] = -g10
+            D[13, t, k] = -g10 - g11
+            D[14, t, k] = g11 - g10
+            D[15, t, k] = g11
 
     @numba.njit(cache=True, nogil=True)
     def grad_transform(dz, n0, n1, th, tw, D):
@@ -196,7 +188,6 @@ def _compile():
         _, ho, wo, kk = dz.shape
         df = dz.reshape(-1, kk)
         g = np.zeros((4, kk), dz.dtype)
-        tmp = np.empty((16, kk), dz.dtype)
         t = 0
         for n in range(n0, n1):
             for ti in range(th):
@@ -204,7 +195,7 @@ def _compile():
                 for tj in range(tw):
                     j0 = 2 * tj
                     if i0 + 2 <= ho and j0 + 2 <= wo:
-                        a_at(df, (n * ho + i0) * wo + j0, wo, tmp, kk)
+                        a_at(df, (n * ho + i0) * wo + j0, wo, D, t, kk)
                     else:
                         for a in range(2):
                             for b in range(2):
@@ -215,10 +206,7 @@ def _compile():
                                 else:
                                     for k in range(kk):
                                         g[a * 2 + b, k] = 0
-                        a_at(g, 0, 2, tmp, kk)
-                    for p in range(16):
-                        for k in range(kk):
-                            D[p, t, k] = tmp[p, k]
+                        a_at(g, 0, 2, D, t, kk)
                     t += 1
 
     return {"input": input_transform, "output": output_transform, "grad": grad_transform}
