@@ -209,3 +209,21 @@ def test_im2col_gradients_same_bits_on_any_thread_count(monkeypatch, args):
             np.testing.assert_array_equal(a, b)
         else:
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_takes_winograd_from_32_channels(monkeypatch):
+    """A forward without backward takes Winograd from MIN_CHANNELS_INFERENCE (32)
+    channels, a training forward from MIN_CHANNELS (64); both give the convolution."""
+    monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
+    taken = []
+    real = winograd.forward
+    monkeypatch.setattr(winograd, "forward", lambda *a: taken.append(1) or real(*a))
+    x = np.random.default_rng(2).normal(size=(2, 6, 6, 32)).astype(np.float32)
+    layer = _layer(x, 32, "same", np.float32)
+    y_infer = layer.forward(x, False)[0]
+    assert taken == [1]
+    y_train = layer.forward(x, True)[0]
+    assert taken == [1]  # im2col
+    np.testing.assert_allclose(y_infer, y_train, rtol=1e-5, atol=1e-5)
+    assert not winograd.use((3, 3), (1, 1), (1, 1), 2, 16, 32, training=False)
+    assert winograd.use((3, 3), (1, 1), (1, 1), 2, 64, 64, training=True)

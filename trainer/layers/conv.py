@@ -123,7 +123,7 @@ class Conv(Layer):
         x4 = self._as4d(x)
         n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
-        if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f):
+        if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f, training):
             return self._forward_winograd(x4, pads, out_hw)
         W2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None

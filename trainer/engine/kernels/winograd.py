@@ -60,6 +60,10 @@ GROUPS = 8
 #: time, load ~8, batch 64) the 32-channel layers still lose in training (im2col /
 #: Winograd 0.77 and 0.65) and break even at inference (0.93, 0.92): the rule stays.
 MIN_CHANNELS = 64
+#: the same bound for a forward without backward (inference): the forward alone wins
+#: from 32 channels (same measurement, batch 256, im2col / Winograd: 32→32 at 32×32
+#: 1.21 (1.07-1.39), 32→64 at 15×15 1.06 (0.98-1.25), 64→64 1.08 (1.01-1.27))
+MIN_CHANNELS_INFERENCE = 32
 ALGOS = ("auto", "winograd", "im2col")
 
 _local = threading.local()
@@ -82,13 +86,15 @@ def eligible(kernel, strides, dilation, rank):
         tuple(dilation) == (1, 1))
 
 
-def use(kernel, strides, dilation, rank, channels, filters):
-    """Whether a Conv layer takes the Winograd path (decided by shape, see the
-    module doc and benchmarks/README.md for the measurements behind the rule)."""
+def use(kernel, strides, dilation, rank, channels, filters, training=True):
+    """Whether a Conv layer takes the Winograd path (decided by shape and by whether
+    a backward follows, see ``MIN_CHANNELS``, ``MIN_CHANNELS_INFERENCE`` and
+    benchmarks/README.md for the measurements behind the rule)."""
     mode = algo()
     if mode == "im2col" or not eligible(kernel, strides, dilation, rank):
         return False
-    return mode == "winograd" or (channels >= MIN_CHANNELS and filters >= MIN_CHANNELS)
+    least = MIN_CHANNELS if training else MIN_CHANNELS_INFERENCE
+    return mode == "winograd" or (channels >= least and filters >= least)
 
 
 def transform_kernel(W):
