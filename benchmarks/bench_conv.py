@@ -16,6 +16,14 @@ convolution layers (forward and backward, timed around each call).
 
     python benchmarks/bench_conv.py                 # 2 threads, 5 pairs, 1 s windows
     python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run
+    python benchmarks/bench_conv.py --cases profile # where the cnn's time goes
+
+``--cases profile``: the classic CNN's training step (batch 128) and predict (batch
+1024) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
+timed per layer (forward, backward) and per operation: every GEMM shape with its
+GFLOP/s beside sgemm alone on the same shape, the im2col copies (``copyto``), pads,
+bias + relu, relu's backward and the Winograd transforms. Times are CPU time of the
+thread (``time.thread_time``): a loaded machine inflates them less than wall time.
 """
 
 import argparse
@@ -137,6 +145,130 @@ def conv_share(step, model, args):
     return share
 
 
+class Profiler:
+    """Wraps layer forwards/backwards and named operations with CPU-time counters."""
+
+    def __init__(self):
+        self.spent, self.flops, self.undo = {}, {}, []
+
+    def add(self, key, dt, flops=0):
+        self.spent[key] = self.spent.get(key, 0.0) + dt
+        self.flops[key] = self.flops.get(key, 0) + flops
+
+    def wrap(self, owner, name, key=None, gemm=False):
+        real = getattr(owner, name) if not isinstance(owner, dict) else owner[name]
+
+        def timed(*a, **k):
+            t = time.thread_time()
+            out = real(*a, **k)
+            dt = time.thread_time() - t
+            if gemm:
+                (m, kk), n = a[0].shape, a[1].shape[1]
+                shape = f"gemm {m}x{kk}{'ᵀ' if not a[0].flags.c_contiguous else ''} · {kk}x{n}"
+                self.add(shape, dt, 2 * m * kk * n)
+            else:
+                self.add(key or name, dt)
+            return out
+        if isinstance(owner, dict):
+            owner[name] = timed
+            self.undo.append(lambda: owner.__setitem__(name, real))
+        else:
+            setattr(owner, name, timed)
+            self.undo.append(lambda: setattr(owner, name, real))
+
+    def wrap_layer(self, layer, label):
+        forward = layer.forward
+
+        def timed_forward(x, training, **kw):
+            t = time.thread_time()
+            y, back = forward(x, training, **kw)
+            self.add(f"{label} fwd", time.thread_time() - t)
+
+            def timed_back(dy, via=back):
+                t = time.thread_time()
+                dx = via(dy)
+                self.add(f"{label} bwd", time.thread_time() - t)
+                return dx
+            if hasattr(back, "preactivation"):  # a fused softmax + cross-entropy
+                timed_back.preactivation = lambda dz: timed_back(dz, back.preactivation)
+            return y, timed_back
+        layer.forward = timed_forward
+        self.undo.append(lambda: delattr(layer, "forward"))
+
+    def restore(self):
+        for undo in reversed(self.undo):
+            undo()
+        self.undo = []
+
+
+def sgemm_alone(shape, seconds):
+    """GFLOP/s of np.matmul alone on a profiled GEMM shape ("gemm MxK[ᵀ] · KxN")."""
+    import numpy as np
+
+    dims = shape.split()[1::2]
+    m, k = (int(v.rstrip("ᵀ")) for v in dims[0].split("x"))
+    n = int(dims[1].split("x")[1])
+    a = np.random.default_rng(0).random((k, m) if "ᵀ" in dims[0] else (m, k), np.float32)
+    a = a.T if "ᵀ" in dims[0] else a
+    b, out = np.ones((k, n), np.float32), np.empty((m, n), np.float32)
+    np.matmul(a, b, out=out)
+    count, start = 0, time.thread_time()
+    while time.thread_time() - start < seconds or count == 0:
+        np.matmul(a, b, out=out)
+        count += 1
+    return 2 * m * k * n * count / (time.thread_time() - start) / 1e9
+
+
+def profile(args):
+    """Per-layer and per-operation CPU time of the cnn's steps (module doc)."""
+    import numpy as np
+
+    import trainer.layers.conv as conv_layer
+    from trainer.engine.kernels import fused, parallel, winograd_transforms
+
+    parallel.set_num_threads(1)
+    blas = parallel.blas_threads()
+    if blas is not None:
+        blas[1](1)
+    out = []
+    for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch)):
+        step, model = model_step(batch, mode == "train")
+        prof = Profiler()
+        for i, layer in enumerate(model.layers):
+            prof.wrap_layer(layer, f"{i:02d} {type(layer).__name__}")
+        prof.wrap(np, "matmul", gemm=True)
+        prof.wrap(np, "copyto", "im2col copy (copyto)")
+        prof.wrap(conv_layer, "pad2d", "pad")
+        prof.wrap(fused, "bias_act", "bias + relu")
+        prof.wrap(fused, "relu_backward", "relu backward")
+        kernels = winograd_transforms.kernels()
+        for name in list(kernels):
+            prof.wrap(kernels, name, f"winograd {name} transform")
+        try:
+            step()
+            prof.spent.clear()
+            prof.flops.clear()
+            count, start = 0, time.thread_time()
+            while time.thread_time() - start < args.seconds or count == 0:
+                step()
+                count += 1
+            total = (time.thread_time() - start) / count
+        finally:
+            prof.restore()
+        rows = {k: {"ms": v / count * 1e3} for k, v in prof.spent.items()}
+        for k, row in rows.items():
+            if prof.flops[k]:
+                row["gflops"] = prof.flops[k] / prof.spent[k] / 1e9
+                row["alone_gflops"] = sgemm_alone(k, min(args.seconds, 0.3))
+        out.append({"mode": mode, "batch": batch, "step_ms": total * 1e3, "parts": rows})
+        print(f"\n{mode} batch {batch}: {total * 1e3:.1f} ms a step (CPU time, 1 thread)")
+        for k, row in sorted(rows.items()):
+            rate = (f" {row['gflops']:6.0f} GFLOP/s (alone {row['alone_gflops']:.0f})"
+                    if "gflops" in row else "")
+            print(f"  {k:34s} {row['ms']:8.2f} ms {row['ms'] / 1e3 / total:6.1%}{rate}")
+    return out
+
+
 def summarize(name, mode, batch, results):
     ratios = [w / a for a, w, _ in results]
     return {"case": name, "mode": mode, "batch": batch,
@@ -153,7 +285,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0, help="window per timing")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--infer-batch", type=int, default=1024)
-    parser.add_argument("--cases", default="layers,model", help="layers,model")
+    parser.add_argument("--cases", default="layers,model", help="layers,model,profile")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs, no verdict")
     parser.add_argument("--json", help="write the rows and the machine here")
     args = parser.parse_args(argv)
@@ -182,6 +314,7 @@ def main(argv=None):
             if mode == "train":
                 shares = conv_share(step, model, args)
                 print(json.dumps({"conv_share_of_train_step": shares}), flush=True)
+    profiled = profile(args) if "profile" in cases else None
     meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
             "seconds": args.seconds, "smoke": args.smoke}
     print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
@@ -198,7 +331,8 @@ def main(argv=None):
             f"{k} {v:.0%}" for k, v in shares.items()))
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
-                                               "conv_share": shares}, indent=1))
+                                               "conv_share": shares, "profile": profiled},
+                                              indent=1))
 
 
 if __name__ == "__main__":

@@ -181,6 +181,23 @@ def test_bench_conv_smoke(tmp_path):
     assert "Winograd / im2col" in stdout
 
 
+def test_bench_conv_profile_smoke(tmp_path):
+    """--cases profile: per-layer and per-operation CPU time of the cnn's two steps, each
+    GEMM shape with its rate beside sgemm alone on that shape."""
+    data, stdout = run_script("bench_conv.py", "--cases", "profile", tmp_path=tmp_path)
+    assert [p["mode"] for p in data["profile"]] == ["train", "infer"]
+    for p in data["profile"]:
+        parts = p["parts"]
+        assert positive(p["step_ms"]) and "00 Conv2D fwd" in parts
+        gemms = [k for k in parts if k.startswith("gemm ")]
+        assert gemms and all(positive(parts[k]["gflops"]) and positive(parts[k]["alone_gflops"])
+                             for k in gemms)
+        assert sum(v["ms"] for k, v in parts.items() if " fwd" in k or " bwd" in k) <= (
+            p["step_ms"] * 1.05)
+    assert "01 Conv2D bwd" in data["profile"][0]["parts"]
+    assert "ms a step (CPU time, 1 thread)" in stdout
+
+
 # -------------------------------------------------------------------- bench_hdf5.py
 
 def test_bench_hdf5_smoke(tmp_path):

@@ -123,7 +123,7 @@ class Conv(Layer):
         x4 = self._as4d(x)
         n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
-        if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f):
+        if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f, training):
             return self._forward_winograd(x4, pads, out_hw)
         W2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None
@@ -155,36 +155,43 @@ class Conv(Layer):
             if back is not None:
                 W_back = ConvPlan.flipped(self.params["kernel"].reshape(*kernel, -1, f))
 
-            def backward_rows(start, stop):
-                if act_name == "relu":
-                    fused.relu_backward(dy4[start:stop], y[start:stop], out=dz[start:stop])
-                elif act_name == "linear":
-                    dz[start:stop] = dy4[start:stop]
-                dz2 = dz[start:stop].reshape(-1, f)
-                db = dz2.sum(axis=0) if bias is not None else None
-                dW = np.zeros_like(W2)
-                part = np.empty_like(W2)
-                if back is not None:
-                    back.pad(start, stop)
-                for a, b in plan.chunks(start, stop):
-                    dzc = dz[a:b].reshape(-1, f)
-                    np.matmul(plan.columns(a, b).T, dzc, out=part)
-                    dW += part
-                    if dx is None:
-                        continue
-                    dxc = dx[a:b].reshape(-1, x4.shape[-1])
-                    if plan.pointwise:
-                        np.matmul(dzc, W2.T, out=dxc)
-                    elif back is not None:
-                        np.matmul(back.columns(a, b), W_back, out=dxc)
-                    else:
-                        dx[a:b] = plan.scatter(dzc @ W2.T, b - a)
-                return dW, db
+            def backward_groups(g0, g1):
+                """dW and db of the chunks of groups g0:g1, one sum per group (the
+                chunk order fixed by the shapes: the same bits on any thread count);
+                dz and dx chunk by chunk while the chunk is in cache."""
+                sums = []
+                for g in range(g0, g1):
+                    dW = np.zeros_like(W2)
+                    db = np.zeros(f, W2.dtype) if bias is not None else None
+                    part = np.empty_like(W2)
+                    for a, b in plan.group_chunks(g):
+                        if act_name == "relu":
+                            fused.relu_backward(dy4[a:b], y[a:b], out=dz[a:b])
+                        elif act_name == "linear":
+                            dz[a:b] = dy4[a:b]
+                        dzc = dz[a:b].reshape(-1, f)
+                        if db is not None:
+                            db += dzc.sum(axis=0)
+                        np.matmul(plan.columns(a, b).T, dzc, out=part)
+                        dW += part
+                        if dx is None:
+                            continue
+                        dxc = dx[a:b].reshape(-1, x4.shape[-1])
+                        if plan.pointwise:
+                            np.matmul(dzc, W2.T, out=dxc)
+                        elif back is not None:
+                            back.pad(a, b)
+                            np.matmul(back.columns(a, b), W_back, out=dxc)
+                        else:
+                            dx[a:b] = plan.scatter(dzc @ W2.T, b - a)
+                    sums.append((dW, db))
+                return sums
 
-            parts = parallel.run(backward_rows, n)
-            self.grads["kernel"] += sum(p[0] for p in parts).reshape(self.grads["kernel"].shape)
+            sums = [s for part in parallel.run(backward_groups, len(plan.groups), min_items=1)
+                    for s in part]
+            self.grads["kernel"] += sum(s[0] for s in sums).reshape(self.grads["kernel"].shape)
             if bias is not None:
-                self.grads["bias"] += sum(p[1] for p in parts)
+                self.grads["bias"] += sum(s[1] for s in sums)
             if dx is None:
                 return None  # the graph's input: nobody needs its gradient
             return self._unas4d(dx)
@@ -241,6 +248,10 @@ class ConvPlan:
     """
 
     CHUNK_BYTES = 2 << 20
+    #: weight gradients: at most this many groups of chunks, each summed in order
+    GROUPS = 8
+    #: at least this many chunks when the batch allows (threads share them evenly)
+    MIN_CHUNKS = 16
 
     def __init__(self, x4, kernel, strides, dilation, pads, out_hw):
         self.x4 = x4
@@ -254,7 +265,9 @@ class ConvPlan:
                                                         out_hw)
         self.k = kernel[0] * kernel[1] * c
         row_bytes = out_hw[0] * out_hw[1] * self.k * x4.dtype.itemsize
-        self.per_chunk = max(1, min(n, self.CHUNK_BYTES // max(row_bytes, 1)))
+        self.per_chunk = max(1, min(-(-n // self.MIN_CHUNKS),
+                                    self.CHUNK_BYTES // max(row_bytes, 1)))
+        self.groups = parallel.split(-(-n // self.per_chunk), self.GROUPS)
 
     def pad(self, start, stop):
         if self.padded:
@@ -263,6 +276,12 @@ class ConvPlan:
     def chunks(self, start, stop):
         for a in range(start, stop, self.per_chunk):
             yield a, min(a + self.per_chunk, stop)
+
+    def group_chunks(self, g):
+        """(start, stop) samples of the chunks of group g (fixed by the shapes)."""
+        n = self.x4.shape[0]
+        for c in range(*self.groups[g]):
+            yield c * self.per_chunk, min((c + 1) * self.per_chunk, n)
 
     def columns(self, a, b):
         """The (rows, kh·kw·C) column matrix of samples a:b (a thread buffer)."""

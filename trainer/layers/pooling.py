@@ -47,8 +47,10 @@ class Pooling(Layer):
         pool = (1,) * (2 - self.rank) + self.pool_size
         strides = (1,) * (2 - self.rank) + self.strides
         out_hw, pads = plan2d(x4.shape[1:3], pool, strides, (1, 1), self.padding)
-        pool_fn = max_pool if self.mode == "max" else avg_pool
-        y, back = pool_fn(x4, pool, strides, out_hw, pads)
+        if self.mode == "max":
+            y, back = max_pool(x4, pool, strides, out_hw, pads, training)
+        else:
+            y, back = avg_pool(x4, pool, strides, out_hw, pads)
         if self.rank == 1:
             return y[:, 0], lambda dy: back(dy[:, None])[:, 0]
         return y, back
@@ -62,12 +64,13 @@ def _offsets(pool, strides, out_hw):
             yield p, q, slice(p, p + sh * (ho - 1) + 1, sh), slice(q, q + sw * (wo - 1) + 1, sw)
 
 
-def max_pool(x, pool, strides, out_hw, pads):
-    """Numba kernel for float inputs (trainer/engine/kernels/pool.py); NumPy otherwise."""
+def max_pool(x, pool, strides, out_hw, pads, training=True):
+    """Numba kernel for float inputs (trainer/engine/kernels/pool.py); NumPy otherwise.
+    Not ``training``: no argmax is kept (see the kernel)."""
     if x.dtype.kind != "f":
         return max_pool_numpy(x, pool, strides, out_hw, pads)
     from trainer.engine.kernels import pool as kernels
-    y, back = kernels.max_pool(pad2d(x, pads, -np.inf), pool, strides, out_hw)
+    y, back = kernels.max_pool(pad2d(x, pads, -np.inf), pool, strides, out_hw, training)
     return y, lambda dy: crop2d(back(dy), pads)
 
 

@@ -4,7 +4,9 @@ Each 2×2 block of output ("tile") is ``Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` ove
 4×4 input window ``d``. Over a batch that is, per transform point p (16 of them), one
 GEMM ``V[p] (tiles, C) · U[p] (C, K)``: the input transform (Numba, one pass reading the
 input once, zeros where the window leaves the image, so no padded copy), 16 BLAS
-GEMMs, then the output transform with the bias and relu fused (Numba, one pass).
+GEMMs, then the output transform with the bias and relu fused (Numba, one pass). The
+transforms are written out in winograd_transforms.py (also the layout of the
+transformed arrays: slabs of an odd row count, against L1 set conflicts).
 
 Gradients, both exact gradients of that computation (hence of the convolution):
 
@@ -38,7 +40,7 @@ import threading
 
 import numpy as np
 
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import parallel, winograd_transforms
 
 #: G of F(2×2, 3×3): U = G g Gᵀ
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -54,11 +56,16 @@ GROUPS = 8
 #: classic CNN shapes, CPU time on one thread, im2col → Winograd, forward / backward
 #: ms at batch 128: 32→32 at 32×32 26.4 → 27.4 / 62.4 → 63.7; 32→64 at 15×15
 #: 12.3 → 12.7 / 27.1 → 28.2; 64→64 at 15×15 18.7 → 15.1 / 47.3 → 37.0; 3→32: 3×
-#: slower)
+#: slower). With the written-out transforms (issue 28, round two; one thread, CPU
+#: time, load ~8, batch 64) the 32-channel layers still lose in training (im2col /
+#: Winograd 0.77 and 0.65) and break even at inference (0.93, 0.92): the rule stays.
 MIN_CHANNELS = 64
+#: the same bound for a forward without backward (inference): the forward alone wins
+#: from 32 channels (same measurement, batch 256, im2col / Winograd: 32→32 at 32×32
+#: 1.21 (1.07-1.39), 32→64 at 15×15 1.06 (0.98-1.25), 64→64 1.08 (1.01-1.27))
+MIN_CHANNELS_INFERENCE = 32
 ALGOS = ("auto", "winograd", "im2col")
 
-_KERNELS = None
 _local = threading.local()
 
 
@@ -79,13 +86,15 @@ def eligible(kernel, strides, dilation, rank):
         tuple(dilation) == (1, 1))
 
 
-def use(kernel, strides, dilation, rank, channels, filters):
-    """Whether a Conv layer takes the Winograd path (decided by shape, see the
-    module doc and benchmarks/README.md for the measurements behind the rule)."""
+def use(kernel, strides, dilation, rank, channels, filters, training=True):
+    """Whether a Conv layer takes the Winograd path (decided by shape and by whether
+    a backward follows, see ``MIN_CHANNELS``, ``MIN_CHANNELS_INFERENCE`` and
+    benchmarks/README.md for the measurements behind the rule)."""
     mode = algo()
     if mode == "im2col" or not eligible(kernel, strides, dilation, rank):
         return False
-    return mode == "winograd" or (channels >= MIN_CHANNELS and filters >= MIN_CHANNELS)
+    least = MIN_CHANNELS if training else MIN_CHANNELS_INFERENCE
+    return mode == "winograd" or (channels >= least and filters >= least)
 
 
 def transform_kernel(W):
@@ -102,178 +111,10 @@ def kernel_gradient(dU):
                      optimize=True)
 
 
-#: Bᵀ and Aᵀ of F(2×2, 3×3): V = Bᵀ d B, y = Aᵀ m A, D = A g Aᵀ
+#: Bᵀ and Aᵀ of F(2×2, 3×3): V = Bᵀ d B, y = Aᵀ m A, D = A g Aᵀ (the transforms,
+#: written out in winograd_transforms.py; the tests check them against these)
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-
-
-def _terms(L, R, flat=False):
-    """The sparse map ``out[a, b] = Σ L[a, i] · src[i, j] · R[b, j]`` as rows p = (a, b)
-    of (i, j, coefficient) terms (non-zero only): (idx (P, 9, 2), coef (P, 9),
-    count (P,)). ``flat``: the source is indexed (i·cols + j, 0) (the 16 products)."""
-    rows, cols = L.shape[0] * R.shape[0], R.shape[1]
-    idx = np.zeros((rows, 9, 2), np.int64)
-    coef = np.zeros((rows, 9))
-    count = np.zeros(rows, np.int64)
-    for a in range(L.shape[0]):
-        for b in range(R.shape[0]):
-            p = a * R.shape[0] + b
-            for i in range(L.shape[1]):
-                for j in range(R.shape[1]):
-                    if L[a, i] * R[b, j]:
-                        idx[p, count[p]] = (i * cols + j, 0) if flat else (i, j)
-                        coef[p, count[p]] = L[a, i] * R[b, j]
-                        count[p] += 1
-    return idx, coef, count
-
-
-TERMS = {"input": _terms(BT, BT), "output": _terms(AT, AT, flat=True),
-         "grad": _terms(AT.T, AT.T)}
-_terms_cache = {}
-
-
-def terms(name, dtype):
-    """TERMS[name] with the coefficients in ``dtype`` (no float64 promotion)."""
-    key = (name, np.dtype(dtype))
-    if key not in _terms_cache:
-        idx, coef, count = TERMS[name]
-        _terms_cache[key] = (idx, coef.astype(dtype), count)
-    return _terms_cache[key]
-
-
-def _compile():
-    import numba
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def offsets(idx, count, rows, cols):
-        """Row offsets of the terms' sources in a (rows, c) array: (i·cols + j)·rows."""
-        offs = np.zeros(idx.shape[:2], np.int64)
-        for p in range(count.shape[0]):
-            for j in range(count[p]):
-                offs[p, j] = (idx[p, j, 0] * cols + idx[p, j, 1]) * rows
-        return offs
-
-    @numba.njit(cache=True, nogil=True, inline="always")
-    def gather(dst, t, T, c, src, base, offs, coef, count):
-        """dst[p·T + t, :] = Σ_j coef[p, j] · src[base + offs[p, j], :] over 2-D
-        (rows, c) arrays: one contiguous multiply-add loop per term, vectorised over
-        the channels (row indices fixed in the loop, no array views per tile)."""
-        for p in range(count.shape[0]):
-            o = p * T + t
-            s = base + offs[p, 0]
-            cf = coef[p, 0]
-            for k in range(c):
-                dst[o, k] = cf * src[s, k]
-            for j in range(1, count[p]):
-                s = base + offs[p, j]
-                cf = coef[p, j]
-                for k in range(c):
-                    dst[o, k] += cf * src[s, k]
-
-    @numba.njit(cache=True, nogil=True)
-    def input_transform(x, n0, n1, pt, pl, th, tw, V, idx, coef, count):
-        """V[p, t, c] = (Bᵀ d B)[p] of tile t's 4×4 window d (rows 2i - pt + a); a
-        window inside the image is read in place, one across its edge through a
-        zero-filled copy."""
-        _, h, w, c = x.shape
-        T = V.shape[1]
-        xf = x.reshape(-1, c)
-        Vf = V.reshape(-1, c)
-        d = np.zeros((16, c), x.dtype)
-        in_x = offsets(idx, count, 1, w)
-        in_d = offsets(idx, count, 1, 4)
-        t = 0
-        for n in range(n0, n1):
-            for ti in range(th):
-                r0 = 2 * ti - pt
-                for tj in range(tw):
-                    s0 = 2 * tj - pl
-                    if r0 >= 0 and s0 >= 0 and r0 + 4 <= h and s0 + 4 <= w:
-                        gather(Vf, t, T, c, xf, (n * h + r0) * w + s0, in_x, coef, count)
-                    else:
-                        for a in range(4):
-                            r = r0 + a
-                            for b in range(4):
-                                s = s0 + b
-                                o = a * 4 + b
-                                if 0 <= r < h and 0 <= s < w:
-                                    src = (n * h + r) * w + s
-                                    for k in range(c):
-                                        d[o, k] = xf[src, k]
-                                else:
-                                    for k in range(c):
-                                        d[o, k] = 0
-                        gather(Vf, t, T, c, d, 0, in_d, coef, count)
-                    t += 1
-
-    @numba.njit(cache=True, nogil=True)
-    def output_transform(M, n0, n1, th, tw, z, bias, add_bias, relu, idx, coef, count):
-        """z[n, 2i:2i+2, 2j:2j+2] = Aᵀ m A (+ bias, relu) of tile t's 16 products."""
-        _, ho, wo, kk = z.shape
-        T = M.shape[1]
-        Mf = M.reshape(-1, kk)
-        zf = z.reshape(-1, kk)
-        o = np.empty((4, kk), z.dtype)
-        offs = offsets(idx, count, T, 1)  # term (q, 0): product q's rows
-        t = 0
-        for n in range(n0, n1):
-            for ti in range(th):
-                for tj in range(tw):
-                    gather(o, 0, 1, kk, Mf, t, offs, coef, count)
-                    for q in range(4):
-                        i = 2 * ti + q // 2
-                        j = 2 * tj + q % 2
-                        if i >= ho or j >= wo:
-                            continue
-                        dst = (n * ho + i) * wo + j
-                        for k in range(kk):
-                            v = o[q, k] + bias[k] if add_bias else o[q, k]
-                            # not (v < 0): NaN stays NaN, as fused.bias_act
-                            zf[dst, k] = (0 if v < 0 else v) if relu else v
-                    t += 1
-
-    @numba.njit(cache=True, nogil=True)
-    def grad_transform(dz, n0, n1, th, tw, D, idx, coef, count):
-        """D[p, t, k] = (A g Aᵀ)[p] of tile t's 2×2 output gradient g (zeros past
-        the edge of an odd-sized output)."""
-        _, ho, wo, kk = dz.shape
-        T = D.shape[1]
-        df = dz.reshape(-1, kk)
-        Df = D.reshape(-1, kk)
-        g = np.zeros((4, kk), dz.dtype)
-        in_dz = offsets(idx, count, 1, wo)
-        in_g = offsets(idx, count, 1, 2)
-        t = 0
-        for n in range(n0, n1):
-            for ti in range(th):
-                i0 = 2 * ti
-                for tj in range(tw):
-                    j0 = 2 * tj
-                    if i0 + 2 <= ho and j0 + 2 <= wo:
-                        gather(Df, t, T, kk, df, (n * ho + i0) * wo + j0, in_dz, coef,
-                               count)
-                    else:
-                        for a in range(2):
-                            for b in range(2):
-                                o = a * 2 + b
-                                if i0 + a < ho and j0 + b < wo:
-                                    src = (n * ho + i0 + a) * wo + j0 + b
-                                    for k in range(kk):
-                                        g[o, k] = df[src, k]
-                                else:
-                                    for k in range(kk):
-                                        g[o, k] = 0
-                        gather(Df, t, T, kk, g, 0, in_g, coef, count)
-                    t += 1
-
-    return {"input": input_transform, "output": output_transform, "grad": grad_transform}
-
-
-def _kernels():
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _compile()
-    return _KERNELS
 
 
 def _scratch(name, shape, dtype):
@@ -286,6 +127,13 @@ def _scratch(name, shape, dtype):
         buf = np.empty(need, dtype)
         store[key] = buf
     return buf[:need].reshape(shape)
+
+
+def _slabs(name, tiles, cols, dtype):
+    """(a transformed array in winograd_transforms' layout (16, rows ≥ tiles, cols), its
+    16 (tiles, cols) slabs): a per-thread buffer."""
+    full = _scratch(name, (16, winograd_transforms.slab_rows(tiles), cols), dtype)
+    return full, [full[p, :tiles] for p in range(16)]
 
 
 def _products(A, B, out, transpose=False):
@@ -327,7 +175,7 @@ def conv3x3(x, U, pads, out_hw, z, bias=None, relu=False, tiling=None):
     """z (N, Ho, Wo, K) = the 3×3 stride-1 convolution of x (N, H, W, C) with the
     transformed kernel U (16, C, K), top/left padding ``pads`` (what lies past the
     input on any side reads as zero), then + bias and relu if given."""
-    kern = _kernels()
+    kern = winograd_transforms.kernels()
     n, h, w, c = x.shape
     k = U.shape[2]
     tiling = tiling or Tiling(n, out_hw, (h, w), c, k, x.dtype.itemsize)
@@ -338,12 +186,11 @@ def conv3x3(x, U, pads, out_hw, z, bias=None, relu=False, tiling=None):
     def part(g0, g1):
         for a, e in tiling.chunks(g0, g1):
             t = (e - a) * th * tw
-            V = _scratch("V", (16, t, c), x.dtype)
-            M = _scratch("M", (16, t, k), x.dtype)
-            kern["input"](x, a, e, pt, pl, th, tw, V, *terms("input", x.dtype))
-            _products(V, U, M)
-            kern["output"](M, a, e, th, tw, z, b, bias is not None, relu,
-                           *terms("output", x.dtype))
+            V, Vp = _slabs("V", t, c, x.dtype)
+            M, Mp = _slabs("M", t, k, x.dtype)
+            kern["input"](x, a, e, pt, pl, th, tw, V)
+            _products(Vp, U, Mp)
+            kern["output"](M, a, e, th, tw, z, b, relu)
 
     tiling.run(part)
     return z
@@ -365,7 +212,7 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
     """(dx or None, dW, db or None) of the forward convolution. ``dz_of(a, b)`` returns
     the pre-activation gradient of samples a:b (it may compute it then, in the worker
     thread that asks)."""
-    kern = _kernels()
+    kern = winograd_transforms.kernels()
     n, h, w, c = x.shape
     k = W.shape[3]
     th, tw = tiling.th, tiling.tw
@@ -384,23 +231,20 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
             if need_db:
                 db[a // tiling.per_chunk] = dz.reshape(-1, k).sum(axis=0)
             t = (e - a) * th * tw
-            V = _scratch("V", (16, t, c), x.dtype)
-            D = _scratch("D", (16, t, k), x.dtype)
+            V, Vp = _slabs("V", t, c, x.dtype)
+            D, Dp = _slabs("D", t, k, x.dtype)
             P = _scratch("P", (16, c, k), x.dtype)
-            kern["input"](x, a, e, pads[0][0], pads[1][0], th, tw, V,
-                          *terms("input", x.dtype))
-            kern["grad"](dz, 0, e - a, th, tw, D, *terms("grad", x.dtype))
-            _products(V, D, P, transpose=True)
+            kern["input"](x, a, e, pads[0][0], pads[1][0], th, tw, V)
+            kern["grad"](dz, 0, e - a, th, tw, D)
+            _products(Vp, Dp, P, transpose=True)
             dU[tiling.group_of(a // tiling.per_chunk)] += P
             if need_dx:
                 tb = (e - a) * bh * bw
-                V2 = _scratch("V2", (16, tb, k), x.dtype)
-                M2 = _scratch("M2", (16, tb, c), x.dtype)
-                kern["input"](dz, 0, e - a, back_pads[0], back_pads[1], bh, bw, V2,
-                              *terms("input", x.dtype))
-                _products(V2, Uf, M2)
-                kern["output"](M2, 0, e - a, bh, bw, dx[a:e], zeros, False, False,
-                               *terms("output", x.dtype))
+                V2, V2p = _slabs("V2", tb, k, x.dtype)
+                M2, M2p = _slabs("M2", tb, c, x.dtype)
+                kern["input"](dz, 0, e - a, back_pads[0], back_pads[1], bh, bw, V2)
+                _products(V2p, Uf, M2p)
+                kern["output"](M2, 0, e - a, bh, bw, dx[a:e], zeros, False)
 
     tiling.run(part)
     dW = kernel_gradient(dU.sum(axis=0))
