@@ -396,20 +396,26 @@ def test_fused_bias_relu_and_its_backward_match_numpy(dtype, shape, compiled, mo
 
 def test_the_caller_runs_the_first_part_and_waits_for_all(monkeypatch):
     """parallel.run: the calling thread runs the first range, the pool the others;
-    results come back in order; a part that calls run again runs it inline (no
-    nested pools); an error in any part is raised only after every part has ended."""
+    results come back in order; a part that calls run again runs the same parts
+    inline, in its own thread (no nested pools); an error in any part is raised only
+    after every part has ended."""
     import threading
     import time
 
     parallel.set_num_threads(2)
+    monkeypatch.setattr(parallel, "MAX_PARTS", 2)  # a machine of 2 CPUs
     main = threading.current_thread().name
     names = parallel.run(lambda a, b: (a, b, threading.current_thread().name), 10)
     assert [n[:2] for n in names] == [(0, 5), (5, 10)]
     assert names[0][2] == main and names[1][2].startswith("trainer-engine")
-    inner = parallel.run(lambda a, b: parallel.run(lambda c, d: (c, d), b - a), 8)
-    assert inner == [[(0, 4)], [(0, 4)]]
+    inner = parallel.run(lambda a, b: parallel.run(
+        lambda c, d: (c, d, threading.current_thread().name), b - a), 8)
+    assert [[part[:2] for part in parts] for parts in inner] == [[(0, 2), (2, 4)]] * 2
+    assert {part[2] for part in inner[0]} == {main}  # inline, in the outer part's thread
+    assert {part[2] for part in inner[1]} == {names[1][2]}
+    # whether a region is cut hangs on its shape alone, inside a part too
     assert parallel.splits(100)
-    assert parallel.run(lambda a, b: parallel.splits(100), 8) == [False, False]
+    assert parallel.run(lambda a, b: parallel.splits(100), 8) == [True, True]
 
     ended = []
 

@@ -94,7 +94,7 @@ class Model:
 
         xs = self.cast_inputs(xs)
         n = len(xs[0]) if xs else 0
-        if (parallel.num_threads() == 1 or n < 2 * self.PREDICT_MIN_ROWS
+        if (not parallel.splits(n, self.PREDICT_MIN_ROWS)
                 or self.user_layers() or self._user_activity_penalty()):
             return self.graph.forward(xs, training=False, for_loss=for_loss)
         parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],

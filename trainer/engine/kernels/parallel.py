@@ -9,9 +9,11 @@ chunk's column matrix in cache. NumPy releases the GIL in all of these calls.
 
 Threads: ``TRAINER_NUM_THREADS``, else ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``
 (what a user already sets to limit BLAS), else the CPUs this process may run on.
-With one thread everything runs inline, in the calling thread.
+With one thread everything runs inline, in the calling thread, cut into the same
+parts (``ranges``: by the shape and the machine's CPUs), so the numbers are the same
+on any thread count.
 
-BLAS: with more than one engine thread, OpenBLAS is pinned to one thread for the
+BLAS: OpenBLAS is pinned to one thread for the
 whole process (``pin_blas``, when a model is made) and every big product goes through
 the engine's threads instead (``matmul`` here, the layers' own chunked loops). Mixing
 the two does not work: OpenBLAS's threads spin for a while after each call and then
@@ -121,33 +123,64 @@ def _inside():
         threading.current_thread().name.startswith("trainer-engine"))
 
 
+def _machine_parts():
+    """The CPUs this process may run on, read once: the most parts a region is cut
+    into (see ``ranges``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+#: the most parts ``run`` cuts a region into: the machine's CPUs, not the thread setting
+MAX_PARTS = _machine_parts()
+
+
+def ranges(n, min_items=2):
+    """The contiguous parts ``run`` cuts range(n) into: fixed by ``n``, ``min_items``
+    and the machine (``MAX_PARTS``), never by the number of threads. A BLAS product's
+    last bits depend on where it is cut (OpenBLAS's Haswell kernels round a row of a
+    32-row product and of a 64-row one differently), so parts chosen by the thread
+    count made a run's numbers depend on it: a sweep trial on 1 thread (``--workers
+    2``) did not reproduce the same config run alone on 2. Fewer threads run the same
+    parts, several each."""
+    return split(n, max(1, min(MAX_PARTS, n // min_items)))
+
+
 def splits(n, min_items=2):
-    """Whether ``run(fn, n, min_items)`` would split the work over several threads."""
-    return num_threads() > 1 and n >= min_items * 2 and not _inside()
+    """Whether ``run(fn, n, min_items)`` cuts the work into several parts (by the shape
+    alone: a caller choosing its path by it computes the same numbers on any thread
+    count)."""
+    return len(ranges(n, min_items)) > 1
 
 
 def run(fn, n, min_items=2):
-    """Call ``fn(start, stop)`` over contiguous ranges of range(n), one per thread,
-    and return their results in order. Runs inline when one thread is configured
-    or ``n`` is too small to split, and inside a part (no nested pools).
+    """Call ``fn(start, stop)`` over the parts ``ranges(n, min_items)`` and return their
+    results in order. The parts go to the engine's threads in contiguous groups (one
+    thread: all of them inline, in order; inside a part: the same, no nested pools).
 
-    The calling thread runs the first range itself while the pool's workers run the
+    The calling thread runs the first group itself while the pool's workers run the
     others: one wake-up fewer per call (a futex wake costs ~0.1 ms on this kind of
     machine, and the recurrent layers split every time step), and the caller's core
-    does work instead of sleeping. Which thread runs a range does not change its
+    does work instead of sleeping. Which thread runs a part does not change its
     numbers."""
+    parts = ranges(n, min_items)
+    if len(parts) == 1:
+        return [fn(0, n)]
     threads = num_threads()
-    if threads == 1 or n < min_items * 2 or _inside():
-        return [fn(0, n)]
-    ranges = split(n, min(threads, n // min_items))
-    if len(ranges) == 1:
-        return [fn(0, n)]
+    if threads == 1 or _inside():
+        return [fn(a, b) for a, b in parts]
     pin_blas()
+
+    def group(first, last):
+        return [fn(a, b) for a, b in parts[first:last]]
+
+    groups = split(len(parts), min(threads, len(parts)))
     pool = _get_pool()
-    futures = [pool.submit(fn, a, b) for a, b in ranges[1:]]
+    futures = [pool.submit(group, a, b) for a, b in groups[1:]]
     _local.active = True
     try:
-        first = fn(*ranges[0])
+        first = group(*groups[0])
     finally:
         _local.active = False
         # the workers may still be writing into shared buffers: never return (or
@@ -156,14 +189,15 @@ def run(fn, n, min_items=2):
     for future, error in zip(futures, rest):
         if error is not None:
             raise error
-    return [first] + [f.result() for f in futures]
+    return first + [r for f in futures for r in f.result()]
 
 
 def pin_blas():
-    """One OpenBLAS thread per call from now on, when the engine has several threads
-    of its own (see the module doc)."""
+    """One OpenBLAS thread per call from now on (see the module doc); with one engine
+    thread too: OpenBLAS's own threads cut a product where the engine would not (other
+    last bits), and one engine thread means one thread."""
     global _pinned
-    if _pinned or num_threads() == 1:
+    if _pinned:
         return
     _pinned = True
     blas = blas_threads()
@@ -182,7 +216,7 @@ def matmul(a, b, out=None):
     Each part is an exact sub-product, so the result does not depend on the split."""
     m, k = a.shape
     n = b.shape[1]
-    if m * k * n < MATMUL_SPLIT or (_threads or num_threads()) == 1:  # the common case
+    if m * k * n < MATMUL_SPLIT:  # the common case (by the shape alone: see ``ranges``)
         return a @ b if out is None else np.matmul(a, b, out=out)
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
