@@ -171,6 +171,28 @@ def test_batch_normalization_takes_each_micro_batchs_statistics():
     np.testing.assert_allclose(bn.buffers["moving_mean"].reshape(-1), want, rtol=1e-12)
 
 
+def test_batch_normalization_unbiased_variance_counts_the_micro_batch():
+    """The fused (4-D float32) path updates the moving variance with the unbiased
+    variance, m/(m-1) times the biased: m counts the values of the micro-batch the
+    statistics came from (it counted the whole step's k·B rows)."""
+    cfg = from_dict({"data": {"train": {"dataset": "iris"}},
+                     "model": {"input_shape": [2, 2, 3], "layers": [
+                         {"BatchNormalization": {"momentum": 0.5}}, "Flatten",
+                         {"Dense": {"units": 2, "activation": "softmax"}}]},
+                     "compile": {"loss": "categorical_crossentropy",
+                                 "optimizer": {"SGD": {"lr": 0.1}}}}, Path("t.yaml"))
+    model = build_model(cfg)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(6, 2, 2, 3)) * [1, 2, 3] + [1, -1, 5]).astype(np.float32)
+    y = np.eye(2, dtype=np.float32)[[0, 1, 0, 0, 1, 1]]
+    data_parallel.optimizer_step(model, None, np.arange(6), lambda r: ([x[r]], [y[r]], None),
+                                 micro=3, streams=random_streams(model).values())
+    bn, = [layer for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+    first, second = (x[:3].reshape(-1, 3).var(0, ddof=1), x[3:].reshape(-1, 3).var(0, ddof=1))
+    want = 0.25 * 1 + 0.25 * first + 0.5 * second  # 12 values per feature, not 24
+    np.testing.assert_allclose(bn.buffers["moving_variance"].reshape(-1), want, rtol=1e-5)
+
+
 # -- refused: a loss masked per timestep ---------------------------------------------
 def test_a_timestep_masked_loss_is_refused():
     layers = [{"Embedding": {"input_dim": 5, "output_dim": 3, "mask_zero": True}},

@@ -20,6 +20,9 @@ class Shard:
     global_rows: int  # rows in the global batch
     lo: int  # this rank's rows: [lo, hi) of the global batch
     hi: int
+    #: the rows a batch statistic is taken over (BatchNormalization's): a micro-batch's
+    #: under gradient accumulation, over every rank; None: the global batch's
+    stat_rows: int | None = None
 
     @property
     def rows(self):
@@ -100,6 +103,16 @@ def batch_size(n_local):
     """The size of the batch a loss is normalised by: the global batch's."""
     k = _factor(n_local)
     return n_local if k is None else _state["shard"].global_rows * k
+
+
+def statistics_rows(n_local):
+    """The rows a batch statistic is taken over: the micro-batch's over every rank
+    (``batch_size``'s global batch without accumulation); ``n_local`` alone."""
+    k = _factor(n_local)
+    if k is None:
+        return n_local
+    s = _state["shard"]
+    return (s.global_rows if s.stat_rows is None else s.stat_rows) * k
 
 
 def sum_over_batch(arrays):

@@ -183,7 +183,8 @@ class BatchNormalization(_Normalization):
             return self._forward_moving(x)
         xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon, over_batch=True)
         if self._fused_path(x):
-            m = shard.batch_size(len(x)) * (x.size // max(len(x), 1)) // mean.size  # values per feature
+            # values per feature in the statistics: the micro-batch's (over the ranks)
+            m = shard.statistics_rows(len(x)) * (x.size // max(len(x), 1)) // mean.size
             var = var * (m / max(m - 1, 1))
         keep = self.momentum
         for name, batch in (("moving_mean", mean), ("moving_variance", var)):

@@ -86,7 +86,7 @@ def optimizer_step(model, world, rows, take, micro=None, streams=(), dtype=np.fl
             for g, state in start:
                 g.bit_generator.state = state
         xs, ys, sw = take(rows[a + lo:a + hi])
-        with shard_lib.active(shard_lib.Shard(world, n, a + lo, a + hi)):
+        with shard_lib.active(shard_lib.Shard(world, n, a + lo, a + hi, b - a)):
             t, po, preds, masks = model.compute_gradients(xs, ys, sw, penalties=False)
             if np.isfinite(t):
                 model._update_metrics(ys, preds, sw, masks)
