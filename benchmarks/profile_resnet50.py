@@ -80,7 +80,7 @@ def _leaves(obj):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--mode", default="finetune")
+    p.add_argument("--mode", default="finetune", choices=("finetune", "finetune-frozen", "infer"))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=3)
