@@ -4,7 +4,9 @@ with a wall-clock timer (fused chains' epilogues fall under "unattributed").
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/profile_resnet50.py \
         [--mode finetune|finetune-frozen|infer] [--batch 16] [--size 224] [--steps 3] \
-        [--shapes]
+        [--shapes] [--threads 2] [--json out.json] [--smoke]
+
+``--smoke``: batch 2 at 32² for one step (tests/test_benchmarks_smoke.py).
 
 What it showed for the full fine-tune step (batch 16, 224², 2 threads, 2026-12-03,
 a test run of another engineer on one of the two cores, so absolute times inflate):
@@ -24,6 +26,8 @@ BatchNormalization (23% together) runs as ~8 single-threaded NumPy passes forwar
 
 import argparse
 import collections
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -85,9 +89,20 @@ def main():
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--shapes", action="store_true", help="one row per input shape")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the rows and the machine here")
+    p.add_argument("--smoke", action="store_true", help="batch 2 at 32², one step")
     a = p.parse_args()
+    if a.smoke:
+        a.batch, a.size, a.steps = 2, 32, 1
     global SHAPES
     SHAPES = a.shapes
+    os.environ["TRAINER_NUM_THREADS"] = str(a.threads)
+    from hostinfo import describe
+
+    from trainer.engine.kernels import parallel
+
+    parallel.set_num_threads(a.threads)
     step = resnet50_models.our_step(a.mode, a.batch, a.size)
     step()  # compile / warm
     model = next(c.cell_contents for c in step.__closure__
@@ -104,8 +119,15 @@ def main():
     attributed = sum(per.values())
     print(f"step {total * 1000:.0f} ms, {a.batch / total:.2f} samples/s; "
           f"unattributed {(total - attributed) * 1000:.0f} ms")
-    for (k, phase), v in sorted(per.items(), key=lambda kv: -kv[1]):
-        print(f"  {k:28s} {phase}  {v * 1000:7.1f} ms  {100 * v / total:5.1f}%")
+    rows = [{"layer": k, "phase": phase, "ms": v * 1000, "share": v / total}
+            for (k, phase), v in sorted(per.items(), key=lambda kv: -kv[1])]
+    for r in rows:
+        print(f"  {r['layer']:28s} {r['phase']}  {r['ms']:7.1f} ms  {100 * r['share']:5.1f}%")
+    if a.json:
+        meta = {**describe(), "threads": a.threads, "smoke": a.smoke, "mode": a.mode,
+                "batch": a.batch, "size": a.size, "steps": a.steps}
+        Path(a.json).write_text(json.dumps({"meta": meta, "step_ms": total * 1000,
+                                            "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
