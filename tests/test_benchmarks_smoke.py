@@ -39,7 +39,8 @@ def check_machine(meta):
 # scripts (files with a __main__ block) and the test that runs each in smoke mode;
 # the other files are helpers the scripts load (callbacks, the machine's description)
 SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke",
-                "bench_conv.py": "test_bench_conv_smoke"}
+                "bench_conv.py": "test_bench_conv_smoke",
+                "profile_resnet50.py": "test_profile_resnet50_smoke"}
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
            "hostinfo.py": "both scripts' --json meta",
@@ -196,6 +197,19 @@ def test_bench_conv_profile_smoke(tmp_path):
             p["step_ms"] * 1.05)
     assert "01 Conv2D bwd" in data["profile"][0]["parts"]
     assert "ms a step (CPU time, 1 thread)" in stdout
+
+
+def test_profile_resnet50_smoke(tmp_path):
+    """Per layer type, forward and backward: the rows cover the convolutions both ways
+    and sum to no more than the step."""
+    data, stdout = run_script("profile_resnet50.py", tmp_path=tmp_path)
+    check_machine(data["meta"])
+    assert positive(data["step_ms"])
+    rows = {(r["layer"], r["phase"]): r for r in data["rows"]}
+    assert ("Conv2D 7x7/s2", "fwd") in rows and ("Conv2D 1x1/s1", "bwd") in rows
+    assert ("BatchNormalization", "bwd") in rows
+    assert sum(r["ms"] for r in data["rows"]) <= data["step_ms"] * 1.05
+    assert "unattributed" in stdout
 
 
 # -------------------------------------------------------------------- bench_hdf5.py

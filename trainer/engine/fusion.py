@@ -23,6 +23,8 @@ which rounds differently (within float32 tolerance, tests/test_bn_fold.py).
 
 import numpy as np
 
+from trainer.engine.kernels import fused
+
 
 class Group:
     """A chain run by its first node: reads tensor ``x`` (and ``other``, an Add's
@@ -151,7 +153,7 @@ def _norm_run(norm, epilogue):
         y = _epilogue(y, x, other, epilogue)
 
         def backward(dy):
-            d = dy * (y > 0) if relu else dy
+            d = fused.relu_backward(dy, y) if relu else dy  # dy·(y > 0), one pass
             return back(d), (d if add else None)
 
         return y, backward

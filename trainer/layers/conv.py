@@ -140,15 +140,21 @@ class Conv(Layer):
 
         parallel.run(forward_rows, n)
         y = z if act_name in ("relu", "linear") else self.activation.forward(z)
+        out = y
         input_grad = getattr(self, "needs_input_grad", True)
+        z_shape, z_dtype = z.shape, z.dtype
+        if act_name == "linear":
+            z = y = None  # backward needs only the shape: the output is not kept for it
 
         def backward(dy):
             dy4 = self._as4d(dy)
             dz_all = None
-            if act_name not in ("relu", "linear"):
+            if act_name == "linear":  # dz is dy: read as it is, no copy
+                dz_all = np.ascontiguousarray(dy4, dtype=z_dtype)
+            elif act_name != "relu":
                 dz_all = self._as4d(self.activation.backward(self._unas4d(z),
                                                              self._unas4d(y), dy))
-            dz = np.empty(z.shape, z.dtype) if dz_all is None else dz_all
+            dz = np.empty(z_shape, z_dtype) if dz_all is None else dz_all
             dx = np.empty(x4.shape, dtype=x4.dtype) if input_grad else None
             back = plan.input_grad_plan(dz) if input_grad else None
             W_back = None
@@ -167,8 +173,6 @@ class Conv(Layer):
                     for a, b in plan.group_chunks(g):
                         if act_name == "relu":
                             fused.relu_backward(dy4[a:b], y[a:b], out=dz[a:b])
-                        elif act_name == "linear":
-                            dz[a:b] = dy4[a:b]
                         dzc = dz[a:b].reshape(-1, f)
                         if db is not None:
                             db += dzc.sum(axis=0)
@@ -196,7 +200,7 @@ class Conv(Layer):
                 return None  # the graph's input: nobody needs its gradient
             return self._unas4d(dx)
 
-        return self._unas4d(y), backward
+        return self._unas4d(out), backward
 
     def _unas4d(self, a):
         return a[:, 0] if self.rank == 1 else a

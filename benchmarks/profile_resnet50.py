@@ -1,0 +1,134 @@
+"""Where a ResNet50 step's time goes, per layer type, forward vs backward, in one
+process: each layer's ``forward`` and the backward closure it returns are wrapped
+with a wall-clock timer (fused chains' epilogues fall under "unattributed").
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/profile_resnet50.py \
+        [--mode finetune|finetune-frozen|infer] [--batch 16] [--size 224] [--steps 3] \
+        [--shapes] [--threads 2] [--json out.json] [--smoke]
+
+``--smoke``: batch 2 at 32² for one step (tests/test_benchmarks_smoke.py).
+
+What it showed for the full fine-tune step (batch 16, 224², 2 threads, 2026-12-03,
+a test run of another engineer on one of the two cores, so absolute times inflate):
+share of the step by layer type — Conv2D 1×1 stride 1 backward 21%, 3×3 (Winograd)
+backward 21%, BatchNormalization backward 16%, 3×3 forward 8.5%, 1×1 forward 8.4%,
+BatchNormalization forward 7.5%, 1×1 stride 2 backward 6.5% and forward 2.5%, the 7×7
+stride-2 first convolution 2.5% (both ways), MaxPooling2D 0.4%, ZeroPadding2D 0.1%,
+the rest (loss, Adam, the chains' relu/Add epilogues) 6%. Per shape (--shapes), the
+one outlier: the 7×7×512 3×3 convolutions' backward, 11.5% of the step for 3 layers,
+5.3× their forward (Winograd's weight gradient: per chunk group a (16, C, K) float32
+partial, 16 MB at 512 channels, summed from a per-thread product buffer with K = 64
+tiles per GEMM). A layer A/B at that shape (batch 16, fwd + bwd, 9 pairs): Winograd /
+im2col 1.23 median (0.89–35); at 8×8 256→256 1.05; at 14×14 Winograd wins.
+BatchNormalization (23% together) runs as ~8 single-threaded NumPy passes forward and
+~13 backward. Padding + pooling is under 1% of a training step.
+"""
+
+import argparse
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import resnet50_models  # noqa: E402
+
+TIMES = collections.defaultdict(float)
+SHAPES = False  # --shapes: one row per input shape too
+
+
+def _key(layer):
+    name = type(layer).__name__
+    ks = getattr(layer, "kernel_size", None)
+    if name == "Conv2D":
+        name += f" {ks[0]}x{ks[1]}/s{layer.strides[0]}"
+    return name
+
+
+def _wrap(layer):
+    forward = layer.forward
+
+    def timed_forward(*a, **k):
+        key = _key(layer)
+        if SHAPES and hasattr(a[0], "shape"):
+            key += " " + "x".join(map(str, a[0].shape[1:]))
+        t = time.perf_counter()
+        y, back = forward(*a, **k)
+        TIMES[(key, "fwd")] += time.perf_counter() - t
+        if back is None:
+            return y, back
+
+        def timed_back(*b, **kb):
+            t = time.perf_counter()
+            r = back(*b, **kb)
+            TIMES[(key, "bwd")] += time.perf_counter() - t
+            return r
+        if hasattr(back, "preactivation"):
+            timed_back.preactivation = back.preactivation
+        return y, timed_back
+
+    layer.forward = timed_forward
+
+
+def _leaves(obj):
+    """Every layer that runs as a graph node (nested models opened)."""
+    graph = getattr(obj, "graph", None)
+    if graph is None:
+        yield obj
+        return
+    for node in graph.nodes:
+        yield from _leaves(node.layer)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", default="finetune", choices=("finetune", "finetune-frozen", "infer"))
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--shapes", action="store_true", help="one row per input shape")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the rows and the machine here")
+    p.add_argument("--smoke", action="store_true", help="batch 2 at 32², one step")
+    a = p.parse_args()
+    if a.smoke:
+        a.batch, a.size, a.steps = 2, 32, 1
+    global SHAPES
+    SHAPES = a.shapes
+    os.environ["TRAINER_NUM_THREADS"] = str(a.threads)
+    from hostinfo import describe
+
+    from trainer.engine.kernels import parallel
+
+    parallel.set_num_threads(a.threads)
+    step = resnet50_models.our_step(a.mode, a.batch, a.size)
+    step()  # compile / warm
+    model = next(c.cell_contents for c in step.__closure__
+                 if hasattr(c.cell_contents, "train_on_batch"))
+    for layer in _leaves(model):
+        _wrap(layer)
+    step()
+    TIMES.clear()
+    t = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    total = (time.perf_counter() - t) / a.steps
+    per = {k: v / a.steps for k, v in TIMES.items()}
+    attributed = sum(per.values())
+    print(f"step {total * 1000:.0f} ms, {a.batch / total:.2f} samples/s; "
+          f"unattributed {(total - attributed) * 1000:.0f} ms")
+    rows = [{"layer": k, "phase": phase, "ms": v * 1000, "share": v / total}
+            for (k, phase), v in sorted(per.items(), key=lambda kv: -kv[1])]
+    for r in rows:
+        print(f"  {r['layer']:28s} {r['phase']}  {r['ms']:7.1f} ms  {100 * r['share']:5.1f}%")
+    if a.json:
+        meta = {**describe(), "threads": a.threads, "smoke": a.smoke, "mode": a.mode,
+                "batch": a.batch, "size": a.size, "steps": a.steps}
+        Path(a.json).write_text(json.dumps({"meta": meta, "step_ms": total * 1000,
+                                            "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
