@@ -113,6 +113,32 @@ QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 MARK = "BENCH_RESULT "
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
+#: ``--isa``: "native" leaves every library to pick its own kernels; "avx2" caps ours
+#: (Numba's target and OpenBLAS's kernel) and PyTorch's (ATen and oneDNN) at AVX2 on an
+#: AVX-512 machine, for issue 28's "on AVX2 machines too" without a second machine.
+#: ONNX Runtime has no such switch (MLAS picks its kernels by cpuid): it sits out.
+ISA = "native"
+
+
+def _avx2_features():
+    """This CPU's LLVM feature string with every AVX-512 (and AMX) feature turned off:
+    what Numba compiles for under NUMBA_CPU_FEATURES (its NUMBA_CPU_NAME alone keeps the
+    host's features)."""
+    from llvmlite import binding
+
+    feats = binding.get_host_cpu_features().flatten().split(",")
+    return ",".join("-" + f[1:] if f[1:].startswith(("avx512", "amx", "evex512")) else f
+                    for f in feats if f)
+
+
+def isa_env():
+    """The environment variables ``--isa`` adds to every child's."""
+    if ISA == "native":
+        return {}
+    return {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": _avx2_features(),
+            "OPENBLAS_CORETYPE": "Haswell", "ATEN_CPU_CAPABILITY": "avx2",
+            "ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"}
+
 # (case, mode, batch, target): target is a minimum ratio ours / PyTorch's
 JOBS = [
     ("cnn", "train", 128, 1.0),
@@ -482,9 +508,17 @@ def _versions(framework):
         import torch
         out["torch"] = torch.__version__
         out["torch_threads"] = torch.get_num_threads()
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     else:
         import numba
+        from numba.core import config
+
+        from hostinfo import blas
         out["numba"] = numba.__version__
+        feats = config.CPU_FEATURES or ""
+        out["numba_cpu"] = config.CPU_NAME or "host"
+        out["numba_avx512"] = config.CPU_FEATURES is None or "+avx512f" in feats
+        out["blas_kernel"] = blas().get("kernel")
     return out
 
 
@@ -494,6 +528,7 @@ def child_env(threads):
     env = dict(os.environ)
     for var in THREAD_VARS:
         env[var] = str(threads)
+    env.update(isa_env())
     # this checkout's trainer, not another installed one
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
@@ -734,7 +769,10 @@ def parent(args):
             frameworks.append("torch")
         else:
             log("torch is not installed: measuring trainer only (pip install torch==2.13.0)")
-    if not args.no_onnx and have_onnxruntime():
+    if ISA != "native":
+        log(f"--isa {ISA}: ours and PyTorch capped at {ISA}; ONNX Runtime has no such "
+            f"switch and sits out")
+    elif not args.no_onnx and have_onnxruntime():
         frameworks.append(ONNX_FRAMEWORK)
     window = f"{args.steps} steps" if args.steps else f"{args.seconds:g} s"
     log(f"{args.threads} thread(s), {args.repeats} repeat(s), {args.warmup} warm-up "
@@ -800,7 +838,11 @@ def parent(args):
           f"{args.repeats} repeat(s), {window} per window; ratio = ours / torch "
           f"samples/s (PyTorch cnn: the faster of NCHW and channels_last); first step = "
           f"from process launch" + (" [UNDER LOAD]" if loaded else ""))
-    print(summary_line(describe()))
+    print(summary_line(describe()) + (f"; capped at {ISA.upper()} (--isa {ISA}: "
+                                      f"{' '.join(sorted(isa_env()))})" if ISA != "native" else ""))
+    ran = _children_kernels(rows)
+    if ran:
+        print("the children ran: " + ran)
     print(table(rows))
     for row in rows:
         lays = [rep.get("layouts") for rep in row["torch"]["repeats"] if rep.get("layouts")]
@@ -830,7 +872,7 @@ def parent(args):
                     versions.update(rep.get("versions", {}))
         meta = {"threads": args.threads, "repeats": args.repeats, "seconds": args.seconds,
                 "steps": args.steps, "warmup": args.warmup, "smoke": args.smoke,
-                "load_limit": args.load_limit, "loaded_pairs": loaded,
+                "load_limit": args.load_limit, "loaded_pairs": loaded, "isa": ISA,
                 "frameworks": frameworks, **describe(), **versions}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors},
                                               indent=1))
@@ -838,6 +880,23 @@ def parent(args):
     if errors:
         log(f"{len(errors)} measurement(s) failed (see above)")
         sys.exit(1)
+
+
+def _children_kernels(rows):
+    """What the children report they ran on (their ``versions``): Numba's target, the
+    BLAS kernel and PyTorch's CPU capability — the proof an ``--isa`` cap took."""
+    seen = {}
+    for row in rows:
+        for fw in ("ours", "torch"):
+            for rep in row.get(fw, {}).get("repeats", []):
+                v = rep.get("versions", {})
+                if "numba_cpu" in v:
+                    seen["ours: Numba target"] = (f"{v['numba_cpu']}" + (
+                        " with AVX-512" if v.get("numba_avx512") else " without AVX-512"))
+                    seen["ours: BLAS kernel"] = str(v.get("blas_kernel"))
+                if "torch_cpu_capability" in v:
+                    seen["PyTorch: ATen capability"] = str(v["torch_cpu_capability"])
+    return "; ".join(f"{k} {v}" for k, v in seen.items())
 
 
 def parse(argv=None):
@@ -852,6 +911,9 @@ def parse(argv=None):
     p.add_argument("--no-torch", action="store_true", help="measure ours only")
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--json", metavar="FILE", help="write all results here")
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: cap ours (Numba, OpenBLAS) and PyTorch (ATen, oneDNN) at AVX2 "
+                        "on an AVX-512 machine; ONNX Runtime sits out (default native)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per child process")
     p.add_argument("--load-limit", type=float, default=0.5,
                    help="repeat a pair measured while the 1-minute load minus our child "
@@ -885,7 +947,9 @@ def parse(argv=None):
 
 
 def main():
+    global ISA
     args = parse()
+    ISA = args.isa
     if args.child == "mpi":
         mpi_child(args)
     elif args.child:

@@ -5,6 +5,7 @@ plausible values, never a speed: ratios only where a peer (PyTorch) ran."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,33 @@ def test_run_repeats_a_loaded_pair_and_says_so(monkeypatch, capsys):
     out = capsys.readouterr()
     assert out.err.count("repeating the pair") == 2  # each loaded pair once more
     assert "UNDER LOAD" in out.out and "1 measurement(s)" in out.out
+
+
+def test_run_isa_avx2_caps_numba_openblas_and_torch(monkeypatch):
+    """``--isa avx2`` gives every child an environment that keeps Numba's code, the BLAS
+    kernel and PyTorch at AVX2 (checked on compiled code: no zmm register in a
+    vectorised loop), and leaves ONNX Runtime out."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import run
+
+    monkeypatch.setattr(run, "ISA", "avx2")
+    env = run.child_env(2)
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert env["NUMBA_CPU_NAME"] == "haswell" and "+avx512" not in env["NUMBA_CPU_FEATURES"]
+    code = ("import numba, numpy as np\n"
+            "@numba.njit(fastmath=True)\n"
+            "def axpy(a, x, y):\n"
+            "    for i in range(x.size):\n"
+            "        y[i] += a * x[i]\n"
+            "x = np.ones(64, np.float32)\n"
+            "axpy(np.float32(2), x, x.copy())\n"
+            "print('zmm' in ''.join(axpy.inspect_asm().values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    monkeypatch.setattr(run, "ISA", "native")
+    assert "NUMBA_CPU_FEATURES" not in run.child_env(2) or "NUMBA_CPU_FEATURES" in os.environ
 
 
 # ---------------------------------------------------------------- bench_conv.py
