@@ -153,7 +153,7 @@ JOBS = [
     ("resnet50", "finetune", 16, None),
 ]
 QUICKSTART_TARGET_S = 2.0
-CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50", "mpi")
+CASES = ("cnn", "mlp", "tiny", "lstm", "gemm", "quickstart", "resnet50", "mpi", "predict")
 MPI_MODELS, MPI_BATCH = ("cnn", "mlp"), 128
 # name, ranks × threads, the allreduce buffer's dtype (fit.allreduce_dtype)
 MPI_LAYOUTS = (("2x1", 2, 1, "float64"), ("2x1-f32", 2, 1, "float32"), ("1x2", 1, 2, None),
@@ -187,23 +187,28 @@ def _cnn_layers():
 
 
 def ours(case):
-    """(model, input shape without batch, classes)"""
+    """(model, input shape without batch)"""
+    layers, shape, optimizer = our_layers(case)
+    return _our_model(shape, layers, optimizer), shape
+
+
+def our_layers(case):
+    """(the model's layers as a config writes them, input shape, optimizer)"""
     rmsprop = {"RMSprop": {"learning_rate": 0.001, "rho": 0.9, "epsilon": 1e-7}}
     adam = {"Adam": {"learning_rate": 0.001, "epsilon": 1e-7}}
     sgd = {"SGD": {"learning_rate": 0.01}}
     relu = lambda n: {"Dense": {"units": n, "activation": "relu"}}  # noqa: E731
     softmax = {"Dense": {"units": 10, "activation": "softmax"}}
     if case == "cnn":
-        return _our_model((32, 32, 3), _cnn_layers(), rmsprop), (32, 32, 3)
+        return _cnn_layers(), (32, 32, 3), rmsprop
     if case == "mlp":
         drop = {"Dropout": {"rate": 0.2}}
-        return _our_model((784,), [relu(512), drop, relu(512), drop, softmax], adam), (784,)
+        return [relu(512), drop, relu(512), drop, softmax], (784,), adam
     if case == "tiny":
-        return _our_model((20,), [relu(64), softmax], sgd), (20,)
+        return [relu(64), softmax], (20,), sgd
     if case == "lstm":
         lstm = {"LSTM": {"units": LSTM_UNITS, "recurrent_activation": "sigmoid"}}
-        return (_our_model((LSTM_TIME, LSTM_INPUTS), [lstm, softmax], adam),
-                (LSTM_TIME, LSTM_INPUTS))
+        return [lstm, softmax], (LSTM_TIME, LSTM_INPUTS), adam
     raise ValueError(case)
 
 
@@ -646,6 +651,86 @@ def run_mpi(args, errors):
     return rows
 
 
+def run_predict(args, errors):
+    """The predict rows (benchmarks/predict_cli.py): per model, ``trainer predict`` end
+    to end, the engine in-process and ONNX Runtime end to end, interleaved."""
+    import predict_cli
+
+    rows = []
+    batch = SMOKE["batch"] if args.smoke else predict_cli.BATCH
+    env = child_env(args.threads)
+
+    def run_env(command):
+        return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=args.timeout)
+
+    with_ort = ISA == "native" and not args.no_onnx and have_onnxruntime()
+    with tempfile.TemporaryDirectory(prefix="trainer_predict_") as tmp:
+        for case in predict_cli.MODELS:
+            layers, shape, _ = our_layers(case)
+            try:
+                folder = predict_cli.setup(tmp, case, layers, shape, batch, run_env)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors.append(str(exc))
+                log(f"  predict {case}: {exc}")
+                continue
+            peers = {"cli": lambda size: predict_cli.ours_command(folder, size, batch)}
+            if with_ort:
+                peers["onnxruntime_cli"] = lambda size: predict_cli.ort_command(
+                    folder, size, batch, args.threads)
+            reps = []
+            for r in range(args.repeats):
+                for attempt in range(args.load_retries + 1):
+                    rep, load = {}, [_loadavg()]
+                    try:
+                        order = list(peers) if r % 2 == 0 else list(peers)[::-1]
+                        for name in order:
+                            small = predict_cli.timed(peers[name]("small"), run_env)
+                            big = predict_cli.timed(peers[name]("big"), run_env)
+                            rep[name] = predict_cli.rate(small, big, batch)
+                        inproc = run_child("ours", case, "infer", batch, args)
+                        rep["in_process"] = inproc["rates"][0]
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        errors.append(str(exc))
+                        log(f"  predict {case}: {exc}")
+                        break
+                    load += inproc.get("loadavg", []) + [_loadavg()]
+                    rep["loadavg"] = load
+                    excess = excess_load([rep], args.threads)
+                    rep["loaded"] = excess is not None and excess > args.load_limit
+                    if not rep["loaded"] or attempt == args.load_retries:
+                        break
+                    log(f"  1-minute load {excess:.2f} above our own child's: repeating")
+                if "in_process" not in rep:
+                    continue
+                reps.append(rep)
+                log(f"  predict {case} repeat {r + 1}: " + "  ".join(
+                    f"{k} {rep[k]:.0f}" for k in ("cli", "in_process", "onnxruntime_cli")
+                    if rep.get(k) is not None) + " samples/s")
+            row = {"case": "predict", "mode": case, "batch": batch, "target": None,
+                   "met": None, "repeats": reps, **predict_cli.outputs(folder),
+                   "loaded_pairs": sum(1 for rep in reps if rep["loaded"])}
+            for key in ("cli", "in_process", "onnxruntime_cli"):
+                row[key] = median([rep.get(key) for rep in reps])
+            cli, inproc, ort = row["cli"], row["in_process"], row["onnxruntime_cli"]
+            row["cli_vs_in_process"] = cli / inproc if cli and inproc else None
+            row["cli_vs_onnxruntime_cli"] = cli / ort if cli and ort else None
+            rows.append(row)
+    return rows
+
+
+def predict_table(rows):
+    lines = ["model | trainer predict samples/s | in-process samples/s | predict / "
+             "in-process | ONNX Runtime script samples/s | predict / ORT"]
+    for r in rows:
+        lines.append(f"{r['mode']:<5} | {_fmt(r['cli'], '.0f'):>25} | "
+                     f"{_fmt(r['in_process'], '.0f'):>20} | "
+                     f"{_fmt(r['cli_vs_in_process'], '.2f'):>22} | "
+                     f"{_fmt(r['onnxruntime_cli'], '.0f'):>28} | "
+                     f"{_fmt(r['cli_vs_onnxruntime_cli'], '.2f'):>13}")
+    return "\n".join(lines)
+
+
 def mpi_table(rows):
     lines = [f"{'model':<5} | {'layout':<7} | {'samples/s':>9} | {'allreduce ms/step':>17} | "
              f"{'MB/step':>7}"]
@@ -822,13 +907,17 @@ def parent(args):
         rows.append(summarize("quickstart", "fit", 32, QUICKSTART_TARGET_S, results))
     if "mpi" in cases:
         rows += run_mpi(args, errors)
+    if "predict" in cases:
+        rows += run_predict(args, errors)
+    predict_rows = [r for r in rows if r["case"] == "predict"]
+    rows = [r for r in rows if r["case"] != "predict"]
     print()
     if args.smoke:  # no verdict on a target from numbers that measure nothing
         for row in rows:
             row["met"] = None
         print("smoke mode: every case ran once at the smallest sizes; these numbers "
               "measure nothing")
-    loaded = sum(row.get("loaded_pairs", 0) for row in rows)
+    loaded = sum(row.get("loaded_pairs", 0) for row in rows + predict_rows)
     if loaded:
         print(f"UNDER LOAD — {loaded} measurement(s) ran while the 1-minute load average "
               f"minus our own child exceeded {args.load_limit:g} (after "
@@ -843,7 +932,8 @@ def parent(args):
     ran = _children_kernels(rows)
     if ran:
         print("the children ran: " + ran)
-    print(table(rows))
+    if rows:
+        print(table(rows))
     for row in rows:
         lays = [rep.get("layouts") for rep in row["torch"]["repeats"] if rep.get("layouts")]
         if lays:
@@ -855,6 +945,13 @@ def parent(args):
         print("\ndata-parallel over MPI: 2 ranks × 1 thread against 1 process × 2 threads "
               "and 1 × 1 (global batch; allreduce: the fused gradient sum a step)")
         print(mpi_table(mpi_rows))
+    if predict_rows:
+        print(f"\nbatch inference end to end (benchmarks/predict_cli.py): `trainer predict "
+              f"CONFIG --input x.npy --output out.npy` and a script running the exported "
+              f"model in ONNX Runtime, each a fresh process, samples/s = {predict_rows[0]['batch'] * 8} "
+              f"extra rows / extra seconds of a 9-batch input over a 1-batch one; "
+              f"in-process: predict_on_batch at the same batch")
+        print(predict_table(predict_rows))
     if onnx_table(rows):
         print(f"\nONNX Runtime (CPUExecutionProvider, {args.threads} intra-op thread(s)) on "
               f"the models trainer exports")
@@ -874,7 +971,8 @@ def parent(args):
                 "steps": args.steps, "warmup": args.warmup, "smoke": args.smoke,
                 "load_limit": args.load_limit, "loaded_pairs": loaded, "isa": ISA,
                 "frameworks": frameworks, **describe(), **versions}
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows, "errors": errors},
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows + predict_rows,
+                                               "errors": errors},
                                               indent=1))
         log(f"results written to {args.json}")
     if errors:

@@ -45,7 +45,8 @@ SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_sm
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
            "hostinfo.py": "both scripts' --json meta",
-           "resnet50_models.py": "run.py's resnet50 case"}
+           "resnet50_models.py": "run.py's resnet50 case",
+           "predict_cli.py": "run.py's predict case (trainer predict and ONNX Runtime's script)"}
 
 
 def test_every_benchmark_script_has_a_smoke_test():
@@ -66,6 +67,7 @@ RUN_CASES = {  # case → the (mode) rows it reports, as benchmarks/run.py's JOB
     "lstm": ["train"], "gemm": ["infer"], "quickstart": ["fit"],
     "resnet50": ["infer", "finetune-frozen", "finetune"],
     "mpi": ["cnn", "mlp"],  # the models; each row holds its layouts (ranks × threads)
+    "predict": ["cnn", "mlp"],  # the models, end to end through the CLI
 }
 
 
@@ -89,6 +91,14 @@ def test_run_smoke(case, tmp_path):
     assert [(r["case"], r["mode"]) for r in data["rows"]] == [(case, m) for m in RUN_CASES[case]]
     peers = [fw for fw in meta["frameworks"] if fw != "ours"]
     for row in data["rows"]:
+        assert row["met"] is None  # no verdict from smoke numbers
+        if case == "predict":  # trainer predict and ONNX Runtime's script, end to end
+            rep = row["repeats"][0]
+            assert positive(rep["in_process"]) and row["cli_rows"] == 9 * row["batch"]
+            if "onnxruntime" in peers:  # the same exported model: the same predictions
+                assert row["max_abs_diff_onnxruntime"] < 1e-4
+            assert f"{row['mode']:<5} | " in stdout
+            continue
         ours = row["ours"]
         assert len(ours["repeats"]) == 1
         assert positive(ours["peak_rss_mb"]) and positive(ours["first_step_s"])
@@ -128,7 +138,8 @@ def test_run_smoke(case, tmp_path):
                 ours["samples_per_s"] / ort["samples_per_s"])
         assert any(ln.startswith(f"{case} ") and f"| {row['mode']} " in ln
                    for ln in stdout.splitlines()), f"no table row for {case} {row['mode']}"
-    assert "smoke mode" in stdout and "ours samples/s" in stdout
+    assert "smoke mode" in stdout
+    assert ("trainer predict samples/s" if case == "predict" else "ours samples/s") in stdout
 
 
 def test_run_table_names_the_machine_and_blas(tmp_path):
