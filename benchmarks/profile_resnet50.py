@@ -48,15 +48,24 @@ def _key(layer):
 
 
 def _wrap(layer):
-    forward = layer.forward
+    _wrap_forward(layer, "forward")
+    if hasattr(layer, "forward_chain"):  # a fused chain's run (trainer/engine/fusion.py)
+        _wrap_forward(layer, "forward_chain")
+
+
+def _wrap_forward(layer, attribute):
+    forward = getattr(layer, attribute)
 
     def timed_forward(*a, **k):
         key = _key(layer)
         if SHAPES and hasattr(a[0], "shape"):
             key += " " + "x".join(map(str, a[0].shape[1:]))
         t = time.perf_counter()
-        y, back = forward(*a, **k)
+        out = forward(*a, **k)
         TIMES[(key, "fwd")] += time.perf_counter() - t
+        if out is None:  # forward_chain declined: the layer's forward runs (timed)
+            return out
+        y, back = out
         if back is None:
             return y, back
 
@@ -69,7 +78,7 @@ def _wrap(layer):
             timed_back.preactivation = back.preactivation
         return y, timed_back
 
-    layer.forward = timed_forward
+    setattr(layer, attribute, timed_forward)
 
 
 def _leaves(obj):

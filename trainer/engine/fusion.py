@@ -148,9 +148,8 @@ def _norm_run(norm, epilogue):
     relu = "relu" in epilogue
     add = "add" in epilogue
 
-    chain = getattr(norm, "forward_chain", None)  # the epilogue inside its own passes
-
     def run(x, other, training):
+        chain = getattr(norm, "forward_chain", None)  # the epilogue in its own passes
         done = None if chain is None else chain(x, other, relu, training)
         if done is not None:
             return done
