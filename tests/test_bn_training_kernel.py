@@ -85,7 +85,7 @@ def test_forward_and_backward_match_float64_formulas(compiled, rng, shape, offse
 
 
 @pytest.mark.parametrize("args", [{}, {"center": False}, {"scale": False},
-                                  {"epsilon": 0.5}])
+                                  {"epsilon": 0.5}, {"axis": [-2, -1]}])
 def test_gradients_by_finite_differences(compiled, rng, args):
     layer = layers.get({"BatchNormalization": {"gamma_initializer": NORMAL, **args}})
     x = rng.normal(2.0, 3.0, size=(3, 4, 5, 3))
