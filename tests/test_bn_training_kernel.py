@@ -175,7 +175,7 @@ class _ThreadRanks:
 
     def __init__(self, size):
         self.size = size
-        self.barrier = threading.Barrier(size)
+        self.barrier = threading.Barrier(size, timeout=60)
         self.slots = [None] * size
         self.rank = threading.local()
 
@@ -206,8 +206,13 @@ class _PerThread(dict):
             super().__setitem__(key, value)
 
 
-def test_a_batch_split_over_ranks_gives_the_whole_batchs_numbers(compiled, rng,
-                                                                   monkeypatch):
+@pytest.mark.parametrize("bounds", [[(0, 2), (2, 6)], [(0, 0), (0, 6)]])
+def test_a_batch_split_over_ranks_gives_the_whole_batchs_numbers(rng, monkeypatch,
+                                                                   bounds):
+    """Every rank takes the compiled passes when the whole batch is big enough (here
+    one rank holds 160 values, the other 320 or none: below the threshold of 240
+    alone), and the ranks' sums give the whole batch's numbers."""
+    monkeypatch.setattr(normalization, "KERNEL_MIN", 240)
     shape = (6, 4, 4, 5)
     x = rng.normal(3, 2, size=shape)
     dy = rng.normal(size=shape)
@@ -224,11 +229,12 @@ def test_a_batch_split_over_ranks_gives_the_whole_batchs_numbers(compiled, rng,
         layer = make(shape, np.float64, np.random.default_rng(1), momentum=0.5)
         layer.params = {k: v.copy() for k, v in whole.params.items()}
         with shard.active(shard.Shard(world, 6, lo, hi)):
+            assert layer._kernel_rows(x[lo:hi]) is not None
             yr, backr = layer.forward(x[lo:hi], True)
             layer.zero_grads()
             out[r] = (yr, backr(dy[lo:hi]), layer)
 
-    for r, (lo, hi) in enumerate([(0, 2), (2, 6)]):
+    for r, (lo, hi) in enumerate(bounds):
         ranks.append(threading.Thread(target=rank, args=(r, lo, hi)))
         ranks[-1].start()
     for t in ranks:

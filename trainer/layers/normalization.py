@@ -215,10 +215,13 @@ class BatchNormalization(_Normalization):
     # -- training on the compiled passes (trainer/engine/kernels/batchnorm.py) ------
     def _kernel_rows(self, x):
         """``x`` as a C-contiguous (rows, features) view when the compiled passes take
-        it (the features the last axes, float32/64, at least ``KERNEL_MIN`` values;
-        decided by the shape alone), else None (the NumPy lines)."""
+        it (the features the last axes, float32/64, at least ``KERNEL_MIN`` values in
+        the statistics: over the ranks when the batch is split, so that every rank
+        takes the same path and its sums meet the others'), else None (the NumPy
+        lines)."""
         feats = self._feature_axes
-        if (x.size < KERNEL_MIN or x.dtype not in (np.float32, np.float64)
+        values = shard.statistics_rows(len(x)) * math.prod(x.shape[1:])
+        if (values < KERNEL_MIN or x.dtype not in (np.float32, np.float64)
                 or not x.flags.c_contiguous
                 or feats != list(range(x.ndim - len(feats), x.ndim))):
             return None
