@@ -8,7 +8,9 @@ to the largest value of each result, was 1.2e-7 for y, dx, dgamma and dbeta (2-D
 5-D shapes, means up to 1e3 standard deviations from zero; the NumPy lines it replaces:
 6e-4 for y, 4.5e-3 for dgamma there); the tests allow 1e-6."""
 
+import gc
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -114,6 +116,24 @@ def test_moving_statistics_after_steps(compiled, rng):
         var = 0.8 * var + 0.2 * x64.var(0) * m / (m - 1)
     np.testing.assert_allclose(layer.buffers["moving_mean"], mean, rtol=1e-5)
     np.testing.assert_allclose(layer.buffers["moving_variance"], var, rtol=1e-5)
+
+
+@pytest.mark.parametrize("epilogue", [(), ("add",)])
+def test_backward_keeps_neither_the_output_nor_the_adds_operand(compiled, rng, epilogue):
+    """Without a relu the backward needs only x: the output (and an Add's operand) may
+    go as soon as the layers after are done with them."""
+    shape = (2, 5, 5, 4)
+    x = rng.normal(size=shape).astype(np.float32)
+    other = rng.normal(size=shape).astype(np.float32) if epilogue else None
+    layer = make(shape, np.float32, rng)
+    y, back = fusion._norm_run(layer, epilogue)(x, other, True)
+    gone = [weakref.ref(y if y.base is None else y.base)]
+    if epilogue:
+        gone.append(weakref.ref(other))
+    del y, other
+    gc.collect()
+    assert all(ref() is None for ref in gone)
+    assert back(np.ones(shape, np.float32))[0].shape == shape
 
 
 @pytest.mark.parametrize("epilogue", [("relu",), ("add",), ("add", "relu")])

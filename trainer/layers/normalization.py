@@ -265,11 +265,15 @@ class BatchNormalization(_Normalization):
         beta = self.params["beta"].reshape(-1) if self.center else np.zeros(c)
         o2 = None if other is None else other.reshape(x2.shape)
         y2 = batchnorm.normalize(x2, mean, gamma * inv_std, beta, o2, relu)
+        # what backward keeps: x (which the layer before keeps anyway), the relu's
+        # output when fused (which the next layer keeps), never the Add's operand
+        mask = y2 if relu else None
+        add = other is not None
+        del o2, other
 
         def backward(dy):
             dy2 = np.ascontiguousarray(dy, x.dtype).reshape(x2.shape)
-            mask = y2 if relu else None
-            keep_d = relu and other is not None  # the Add's other input takes d
+            keep_d = relu and add  # the Add's other input takes d
             local, d = batchnorm.gradient_sums(dy2, x2, mean, mask, keep_d)
             if self.scale:
                 self.grads["gamma"] += (inv_std * local[1]).reshape(
@@ -285,8 +289,8 @@ class BatchNormalization(_Normalization):
                 dx = batchnorm.gradient_apply(d, x2, mean, p, q, r)
             else:
                 dx = batchnorm.gradient_apply(dy2, x2, mean, p, q, r, mask)
-                d = dy if other is not None else None
-            return dx.reshape(x.shape), (None if other is None else d.reshape(x.shape))
+                d = dy if add else None
+            return dx.reshape(x.shape), (d.reshape(x.shape) if add else None)
 
         return y2.reshape(x.shape), backward
 
