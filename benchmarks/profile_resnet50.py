@@ -22,6 +22,14 @@ tiles per GEMM). A layer A/B at that shape (batch 16, fwd + bwd, 9 pairs): Winog
 im2col 1.23 median (0.89–35); at 8×8 256→256 1.05; at 14×14 Winograd wins.
 BatchNormalization (23% together) runs as ~8 single-threaded NumPy passes forward and
 ~13 backward. Padding + pooling is under 1% of a training step.
+
+After BatchNormalization's compiled training passes (trainer/engine/kernels/
+batchnorm.py; 2026-12-03, load 3.4-4.4, so absolute times inflate): two pairs of
+runs, before/after — BatchNormalization 26%/25% of the step before (plus 6% of
+unattributed chain epilogues), 15%/12% after (its chains' Add and relu now inside
+it: unattributed 3%/2%); in one process, old and new BatchNormalization interleaved
+over whole steps (6 pairs), the step 1.22x faster (median; 0.97-1.85 under that load).
+A forward_chain (a fused chain's run) is timed as its layer's.
 """
 
 import argparse
