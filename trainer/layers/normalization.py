@@ -138,6 +138,8 @@ class BatchNormalization(_Normalization):
     feature); on its non-fused path (2-D inputs after Dense, sequences, several axes,
     float64) the biased one. At inference (and when the layer is frozen,
     ``trainable: false``, as in Keras 2) it uses the moving statistics.
+    Training on channels-last blocks of ``KERNEL_MIN`` values and up runs as four
+    compiled passes (trainer/engine/kernels/batchnorm.py), smaller ones as NumPy lines.
 
     Args: axis (-1, the channels), momentum (0.99), epsilon (0.001), center (true:
     beta), scale (true: gamma), beta_initializer (zeros), gamma_initializer (ones),
