@@ -268,3 +268,17 @@ def test_a_batch_split_over_ranks_gives_the_whole_batchs_numbers(rng, monkeypatc
     for k in whole.buffers:
         for o in out:
             np.testing.assert_allclose(o[2].buffers[k], whole.buffers[k], rtol=1e-12)
+
+
+def test_the_micro_batch_rule_of_accumulate_steps_holds_on_the_compiled_path(
+        compiled, monkeypatch):
+    """tests/test_accumulate.py's BatchNormalization cases (statistics and the unbiased
+    variance's count per micro-batch: shard.statistics_rows), on the compiled passes."""
+    import test_accumulate
+
+    calls = []
+    moments = batchnorm.moments
+    monkeypatch.setattr(batchnorm, "moments", lambda *a: calls.append(1) or moments(*a))
+    test_accumulate.test_batch_normalization_takes_each_micro_batchs_statistics()
+    test_accumulate.test_batch_normalization_unbiased_variance_counts_the_micro_batch()
+    assert len(calls) >= 4  # two micro-batches each
