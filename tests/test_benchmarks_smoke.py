@@ -261,3 +261,5 @@ def test_bench_bn_smoke(tmp_path):
     assert all(positive(r["old_ms"]) and positive(r["new_ms"]) and positive(r["speedup"])
                for r in data["rows"])
     assert "old / new" in stdout
+    step, _ = run_script("bench_bn.py", "--step", tmp_path=tmp_path)
+    assert [r["chain"] for r in step["rows"]] == ["step"] and positive(step["rows"][0]["speedup"])
