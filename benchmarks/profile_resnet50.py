@@ -28,7 +28,8 @@ batchnorm.py; 2026-12-03, load 3.4-4.4, so absolute times inflate): two pairs of
 runs, before/after — BatchNormalization 26%/25% of the step before (plus 6% of
 unattributed chain epilogues), 15%/12% after (its chains' Add and relu now inside
 it: unattributed 3%/2%); in one process, old and new BatchNormalization interleaved
-over whole steps (6 pairs), the step 1.22x faster (median; 0.97-1.85 under that load).
+over whole steps (bench_bn.py --step, 6 pairs), the step 1.33x faster (median;
+1.17-1.69 at load 4.1-4.9; 1.22x, 0.97-1.85, in an earlier run).
 A forward_chain (a fused chain's run) is timed as its layer's.
 """
 
