@@ -67,16 +67,16 @@ def _compile():
         out[1, :] += s2
 
     @numba.njit(**opts)
-    def normalize(x, hi, lo, a, b, other, add, relu, y):
-        """y = ((x - hi) - lo)·a + b (+ other) (then max(·, 0), NaN kept), in x's
-        dtype: the mean as hi + lo (see ``_split``)."""
+    def normalize(x, hi, a, b, other, add, relu, y):
+        """y = (x - hi)·a + b (+ other) (then max(·, 0), NaN kept), in x's dtype: hi
+        the mean rounded to x's dtype, b holding the rest (see ``_split``)."""
         n, c = x.shape
         for i in range(n):
             xi = x[i]
             yi = y[i]
             oi = other[i] if add else xi
             for j in range(c):
-                v = ((xi[j] - hi[j]) - lo[j]) * a[j] + b[j]
+                v = (xi[j] - hi[j]) * a[j] + b[j]
                 if add:
                     v = v + oi[j]
                 if relu:
@@ -108,8 +108,9 @@ def _compile():
         out[1, :] += s1
 
     @numba.njit(**opts)
-    def grad_apply(dy, y, relu, x, hi, lo, p, q, r, dx):
-        """dx = p·d + q·((x - hi) - lo) + r, d as in grad_sums, in x's dtype."""
+    def grad_apply(dy, y, relu, x, hi, p, q, r, dx):
+        """dx = p·d + q·(x - hi) + r, d as in grad_sums, in x's dtype (hi and r as
+        in ``normalize``)."""
         n, c = x.shape
         for i in range(n):
             dyi = dy[i]
@@ -118,7 +119,7 @@ def _compile():
             dxi = dx[i]
             for j in range(c):
                 g = masked(dyi[j], yi[j], relu)
-                dxi[j] = p[j] * g + q[j] * ((xi[j] - hi[j]) - lo[j]) + r[j]
+                dxi[j] = p[j] * g + q[j] * (xi[j] - hi[j]) + r[j]
 
     return {"sums": sums, "normalize": normalize, "grad_sums": grad_sums,
             "grad_apply": grad_apply}
@@ -156,12 +157,18 @@ def _ordered_sum(parts):
     return total
 
 
-def _split(mean, dtype):
-    """A float64 ``mean`` as ``hi + lo`` in ``dtype``: ``(x - hi) - lo`` keeps the
-    centred value's accuracy where a rounded mean would not (a mean 1000 standard
-    deviations from zero: float32 errors of 1.2e-5 with one rounded mean, 6e-8 so)."""
+def _split(mean, dtype, a, b):
+    """``(x - mean)·a + b`` as ``(x - hi)·a + (b - (mean - hi)·a)``: ``hi`` the float64
+    ``mean`` rounded to ``dtype`` (``x - hi`` exact near the mean), the rounding's rest
+    in the per-feature constant (in float64, then rounded once). The centred value
+    keeps its accuracy where a rounded mean would not: a mean 1000 standard
+    deviations from zero gave float32 errors of 1.2e-5 with the rounded mean alone,
+    1.2e-7 so. Returns hi, a, b' in ``dtype``."""
+    mean = np.asarray(mean, np.float64)
     hi = np.ascontiguousarray(mean, dtype)
-    return hi, (np.asarray(mean, np.float64) - hi).astype(dtype)
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64) - (mean - hi.astype(np.float64)) * a
+    return hi, np.ascontiguousarray(a, dtype), np.ascontiguousarray(b, dtype)
 
 
 def normalize(x, mean, a, b, other=None, relu=False, out=None):
@@ -170,13 +177,12 @@ def normalize(x, mean, a, b, other=None, relu=False, out=None):
     ``out`` (new if None)."""
     rows, c = x.shape
     dt = x.dtype
-    hi, lo = _split(mean, dt)
-    a, b = (np.ascontiguousarray(v, dt) for v in (a, b))
+    hi, a, b = _split(mean, dt, a, b)
     y = np.empty_like(x) if out is None else out
     kernel = _kernels()["normalize"]
     add = other is not None
     o = other if add else x
-    parallel.run(lambda s, e: kernel(x[s:e], hi, lo, a, b, o[s:e], add, relu, y[s:e]),
+    parallel.run(lambda s, e: kernel(x[s:e], hi, a, b, o[s:e], add, relu, y[s:e]),
                  rows, min_items=_min_rows(c))
     return y
 
@@ -208,12 +214,12 @@ def gradient_apply(dy, x, mean, p, q, r, y=None):
     rows, c = x.shape
     dt = x.dtype
     relu = y is not None
-    hi, lo = _split(mean, dt)
-    p, q, r = (np.ascontiguousarray(v, dt) for v in (p, q, r))
+    hi, q, r = _split(mean, dt, q, r)
+    p = np.ascontiguousarray(p, dt)
     dx = np.empty_like(x)
     kernel = _kernels()["grad_apply"]
     yy = y if relu else dy
-    parallel.run(lambda s, e: kernel(dy[s:e], yy[s:e], relu, x[s:e], hi, lo, p, q, r,
+    parallel.run(lambda s, e: kernel(dy[s:e], yy[s:e], relu, x[s:e], hi, p, q, r,
                                      dx[s:e]),
                  rows, min_items=_min_rows(c))
     return dx
