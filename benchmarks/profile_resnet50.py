@@ -22,6 +22,15 @@ tiles per GEMM). A layer A/B at that shape (batch 16, fwd + bwd, 9 pairs): Winog
 im2col 1.23 median (0.89–35); at 8×8 256→256 1.05; at 14×14 Winograd wins.
 BatchNormalization (23% together) runs as ~8 single-threaded NumPy passes forward and
 ~13 backward. Padding + pooling is under 1% of a training step.
+
+After BatchNormalization's compiled training passes (trainer/engine/kernels/
+batchnorm.py; 2026-12-03, load 3.4-4.4, so absolute times inflate): two pairs of
+runs, before/after — BatchNormalization 26%/25% of the step before (plus 6% of
+unattributed chain epilogues), 15%/12% after (its chains' Add and relu now inside
+it: unattributed 3%/2%); in one process, old and new BatchNormalization interleaved
+over whole steps (bench_bn.py --step, 6 pairs), the step 1.33x faster (median;
+1.17-1.69 at load 4.1-4.9; 1.22x, 0.97-1.85, in an earlier run).
+A forward_chain (a fused chain's run) is timed as its layer's.
 """
 
 import argparse
@@ -48,15 +57,24 @@ def _key(layer):
 
 
 def _wrap(layer):
-    forward = layer.forward
+    _wrap_forward(layer, "forward")
+    if hasattr(layer, "forward_chain"):  # a fused chain's run (trainer/engine/fusion.py)
+        _wrap_forward(layer, "forward_chain")
+
+
+def _wrap_forward(layer, attribute):
+    forward = getattr(layer, attribute)
 
     def timed_forward(*a, **k):
         key = _key(layer)
         if SHAPES and hasattr(a[0], "shape"):
             key += " " + "x".join(map(str, a[0].shape[1:]))
         t = time.perf_counter()
-        y, back = forward(*a, **k)
+        out = forward(*a, **k)
         TIMES[(key, "fwd")] += time.perf_counter() - t
+        if out is None:  # forward_chain declined: the layer's forward runs (timed)
+            return out
+        y, back = out
         if back is None:
             return y, back
 
@@ -69,7 +87,7 @@ def _wrap(layer):
             timed_back.preactivation = back.preactivation
         return y, timed_back
 
-    layer.forward = timed_forward
+    setattr(layer, attribute, timed_forward)
 
 
 def _leaves(obj):

@@ -41,7 +41,8 @@ def check_machine(meta):
 # the other files are helpers the scripts load (callbacks, the machine's description)
 SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke",
                 "bench_conv.py": "test_bench_conv_smoke",
-                "profile_resnet50.py": "test_profile_resnet50_smoke"}
+                "profile_resnet50.py": "test_profile_resnet50_smoke",
+                "bench_bn.py": "test_bench_bn_smoke"}
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
            "hostinfo.py": "both scripts' --json meta",
@@ -288,3 +289,16 @@ def test_hostinfo_reads_the_cpu_model_and_only_its_simd_flags(monkeypatch):
                                               "avx512_vnni"])
     arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve sve2\nModel\t\t: Pi 5\n"
     assert cpuinfo(arm) == ("Pi 5", ["asimd", "sve", "sve2"])
+
+
+def test_bench_bn_smoke(tmp_path):
+    """BatchNormalization's compiled training passes against the NumPy lines, per shape
+    and chain (alone, with a relu, with an Add then a relu), interleaved."""
+    data, stdout = run_script("bench_bn.py", tmp_path=tmp_path)
+    check_machine(data["meta"])
+    assert {r["chain"] for r in data["rows"]} == {"plain", "relu", "add"}
+    assert all(positive(r["old_ms"]) and positive(r["new_ms"]) and positive(r["speedup"])
+               for r in data["rows"])
+    assert "old / new" in stdout
+    step, _ = run_script("bench_bn.py", "--step", tmp_path=tmp_path)
+    assert [r["chain"] for r in step["rows"]] == ["step"] and positive(step["rows"][0]["speedup"])

@@ -11,7 +11,9 @@ knows no layer classes):
 - While training, a normalization → epilogue runs as the normalization then the
   epilogue in place on its fresh output, with one backward: the chain keeps the
   epilogue's output (the relu mask, which the next layer keeps anyway), not the
-  normalization's output and the Add's output besides.
+  normalization's output and the Add's output besides. A normalization with a
+  ``forward_chain`` runs the epilogue inside its own passes when it can
+  (BatchNormalization's compiled training passes): the same bits.
 
 The epilogue is a relu, or an Add (of one other tensor, ready before the chain
 starts) then a relu — a residual block's end. Each node of a chain but the last has
@@ -149,6 +151,10 @@ def _norm_run(norm, epilogue):
     add = "add" in epilogue
 
     def run(x, other, training):
+        chain = getattr(norm, "forward_chain", None)  # the epilogue in its own passes
+        done = None if chain is None else chain(x, other, relu, training)
+        if done is not None:
+            return done
         y, back = norm.forward(x, training)
         y = _epilogue(y, x, other, epilogue)
 

@@ -17,6 +17,10 @@ from trainer.engine.layer import Layer
 from trainer.config.families import layers
 from trainer.config.registry import component
 
+#: the fewest values BatchNormalization's training passes run compiled (by the shape
+#: alone; smaller blocks take the NumPy lines and never load Numba)
+KERNEL_MIN = 1 << 16
+
 
 def _axes(axis, ndim, layer):
     """Feature axes of a sample-less shape of rank ``ndim``, as positive batch-including
@@ -134,6 +138,8 @@ class BatchNormalization(_Normalization):
     feature); on its non-fused path (2-D inputs after Dense, sequences, several axes,
     float64) the biased one. At inference (and when the layer is frozen,
     ``trainable: false``, as in Keras 2) it uses the moving statistics.
+    Training on channels-last blocks of ``KERNEL_MIN`` values and up runs as four
+    compiled passes (trainer/engine/kernels/batchnorm.py), smaller ones as NumPy lines.
 
     Args: axis (-1, the channels), momentum (0.99), epsilon (0.001), center (true:
     beta), scale (true: gamma), beta_initializer (zeros), gamma_initializer (ones),
@@ -181,16 +187,12 @@ class BatchNormalization(_Normalization):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
         if not (training and self.trainable):
             return self._forward_moving(x)
+        compiled = self._train_compiled(x, None, False, training)
+        if compiled is not None:
+            y, backward = compiled
+            return y, lambda dy: backward(dy)[0]
         xhat, mean, var, inv_std = normalize(x, reduce_axes, self.epsilon, over_batch=True)
-        if self._fused_path(x):
-            # values per feature in the statistics: the micro-batch's (over the ranks)
-            m = shard.statistics_rows(len(x)) * (x.size // max(len(x), 1)) // mean.size
-            var = var * (m / max(m - 1, 1))
-        keep = self.momentum
-        for name, batch in (("moving_mean", mean), ("moving_variance", var)):
-            moving = self.buffers[name]
-            moving *= keep
-            moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
+        self._update_moving(x, mean, var)
         # gamma·x̂ + beta in x̂'s own array (the same operations as _affine); backward
         # recomputes x̂ from x (which the layer before keeps anyway): one activation
         # fewer kept per normalization while training
@@ -211,6 +213,101 @@ class BatchNormalization(_Normalization):
                                       overwrite=True)
 
         return y.astype(x.dtype, copy=False), backward
+
+    # -- training on the compiled passes (trainer/engine/kernels/batchnorm.py) ------
+    def _kernel_rows(self, x):
+        """``x`` as a C-contiguous (rows, features) view when the compiled passes take
+        it (the features the last axes, float32/64, at least ``KERNEL_MIN`` values in
+        the statistics: over the ranks when the batch is split, so that every rank
+        takes the same path and its sums meet the others'), else None (the NumPy
+        lines)."""
+        feats = self._feature_axes
+        values = shard.statistics_rows(len(x)) * math.prod(x.shape[1:])
+        if (values < KERNEL_MIN or x.dtype not in (np.float32, np.float64)
+                or not x.flags.c_contiguous
+                or feats != list(range(x.ndim - len(feats), x.ndim))):
+            return None
+        return x.reshape(-1, math.prod(x.shape[len(x.shape) - len(feats):]))
+
+    def forward_chain(self, x, other, relu, training):
+        """A chain's run (trainer/engine/fusion.py): this layer, then ``+ other`` (when
+        given) and relu (when ``relu``) inside the same passes, as (y, backward(dy) →
+        (dx, d other or None)); None where the compiled passes do not apply."""
+        return self._train_compiled(x, other, relu, training)
+
+    def _train_compiled(self, x, other, relu, training):
+        """Training: ``y = (x - mean)·gamma·inv_std + beta`` on the batch's statistics
+        (then the epilogue), as ``forward_chain``; None where the compiled passes do
+        not apply (inference, frozen, another layout)."""
+        from trainer.engine.kernels import batchnorm
+
+        if not (training and self.trainable) or type(self) is not BatchNormalization:
+            return None
+        x2 = self._kernel_rows(x)
+        if x2 is None or (other is not None and (
+                other.shape != x.shape or other.dtype != x.dtype
+                or not other.flags.c_contiguous)):
+            return None
+        rows, c = x2.shape
+        if shard.current() is None:
+            shift, n = x2[0].astype(np.float64), float(rows)
+            s = batchnorm.moments(x2, shift)
+        else:  # the ranks' shifts must agree: the global mean of a first pass
+            s1, n = shard.sum_over_batch([batchnorm.moments(x2, np.zeros(c))[0],
+                                          np.float64(rows)])
+            shift = s1 / max(n, 1.0)
+            s = shard.sum_over_batch([batchnorm.moments(x2, shift)])[0]
+        d1 = s[0] / n
+        mean = shift + d1
+        var = np.maximum(s[1] / n - d1 * d1, 0.0)
+        inv_std = 1.0 / np.sqrt(var + self.epsilon)
+        self._update_moving(x, mean.astype(x.dtype), var.astype(x.dtype))
+        gamma = (self.params["gamma"].reshape(-1).astype(np.float64) if self.scale
+                 else np.ones(c))
+        beta = self.params["beta"].reshape(-1) if self.center else np.zeros(c)
+        o2 = None if other is None else other.reshape(x2.shape)
+        y2 = batchnorm.normalize(x2, mean, gamma * inv_std, beta, o2, relu)
+        # what backward keeps: x (which the layer before keeps anyway), the relu's
+        # output when fused (which the next layer keeps), never the Add's operand
+        mask = y2 if relu else None
+        add = other is not None
+        del o2, other
+
+        def backward(dy):
+            dy2 = np.ascontiguousarray(dy, x.dtype).reshape(x2.shape)
+            keep_d = relu and add  # the Add's other input takes d
+            local, d = batchnorm.gradient_sums(dy2, x2, mean, mask, keep_d)
+            if self.scale:
+                self.grads["gamma"] += (inv_std * local[1]).reshape(
+                    self.grads["gamma"].shape).astype(self.grads["gamma"].dtype)
+            if self.center:
+                self.grads["beta"] += local[0].reshape(
+                    self.grads["beta"].shape).astype(self.grads["beta"].dtype)
+            total = local if shard.current() is None else shard.sum_over_batch([local])[0]
+            p = gamma * inv_std
+            q = -p * inv_std * inv_std * total[1] / n
+            r = -p * total[0] / n
+            if keep_d:
+                dx = batchnorm.gradient_apply(d, x2, mean, p, q, r)
+            else:
+                dx = batchnorm.gradient_apply(dy2, x2, mean, p, q, r, mask)
+                d = dy if add else None
+            return dx.reshape(x.shape), (d.reshape(x.shape) if add else None)
+
+        return y2.reshape(x.shape), backward
+
+    def _update_moving(self, x, mean, var):
+        """``moving = moving·momentum + batch·(1 - momentum)`` with the batch's mean and
+        variance (x's dtype); the variance unbiased on tf.keras 2's fused path."""
+        if self._fused_path(x):
+            # values per feature in the statistics: the micro-batch's (over the ranks)
+            m = shard.statistics_rows(len(x)) * (x.size // max(len(x), 1)) // mean.size
+            var = var * (m / max(m - 1, 1))
+        keep = self.momentum
+        for name, batch in (("moving_mean", mean), ("moving_variance", var)):
+            moving = self.buffers[name]
+            moving *= keep
+            moving += (1 - keep) * batch.reshape(moving.shape).astype(moving.dtype)
 
     def _moving_stats(self):
         mean = self.buffers["moving_mean"].reshape(self._bshape)
