@@ -298,8 +298,8 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
                 if need_db:
                     db[chunk] = dz.reshape(-1, k).sum(axis=0)
                 t0 = (a - base) * th * tw
-                kern["input"](x, a, e, pt, pl, th, tw, VB, t0)
-                kern["grad"](dz, 0, e - a, th, tw, DB, t0)
+                kern["input_at"](x, a, e, pt, pl, th, tw, VB, t0)
+                kern["grad_at"](dz, 0, e - a, th, tw, DB, t0)
                 if need_dx:
                     tb = (e - a) * bh * bw
                     V2, V2p = _slabs("V2", tb, k, x.dtype)

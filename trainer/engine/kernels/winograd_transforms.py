@@ -78,7 +78,7 @@ def _compile():
             V[15, t, k] = t31 - t33
 
     @numba.njit(cache=True, nogil=True)
-    def input_transform(x, n0, n1, pt, pl, th, tw, V, t0=0):
+    def input_transform_at(x, n0, n1, pt, pl, th, tw, V, t0):
         """V[:, t0:t0 + tiles] (16, rows ≥ t0 + tiles, c) of samples n0:n1 of x (N, H, W,
         c); a window inside the image is read in place, one across its edge through a
         zero-filled copy."""
@@ -107,6 +107,11 @@ def _compile():
                                         d[a * 4 + b, k] = 0
                         bt_b(d, 0, 4, V, t, c)
                     t += 1
+
+    @numba.njit(cache=True, nogil=True)
+    def input_transform(x, n0, n1, pt, pl, th, tw, V):
+        """``input_transform_at`` from tile 0."""
+        input_transform_at(x, n0, n1, pt, pl, th, tw, V, 0)
 
     @numba.njit(cache=True, nogil=True)
     def output_transform(M, n0, n1, th, tw, z, bias, relu):
@@ -182,7 +187,7 @@ def _compile():
             D[15, t, k] = g11
 
     @numba.njit(cache=True, nogil=True)
-    def grad_transform(dz, n0, n1, th, tw, D, t0=0):
+    def grad_transform_at(dz, n0, n1, th, tw, D, t0):
         """D[:, t0:t0 + tiles] (16, rows ≥ t0 + tiles, k) of samples n0:n1 of the output
         gradient dz (N, Ho, Wo, k)."""
         _, ho, wo, kk = dz.shape
@@ -208,6 +213,11 @@ def _compile():
                                         g[a * 2 + b, k] = 0
                         a_at(g, 0, 2, D, t, kk)
                     t += 1
+
+    @numba.njit(cache=True, nogil=True)
+    def grad_transform(dz, n0, n1, th, tw, D):
+        """``grad_transform_at`` from tile 0."""
+        grad_transform_at(dz, n0, n1, th, tw, D, 0)
 
     @numba.njit(cache=True, nogil=True)
     def kernel_transform(W, c0, c1, U):
@@ -269,7 +279,8 @@ def _compile():
                     dW[i, 1, c, k] = half * (r1 - r2)
                     dW[i, 2, c, k] = half * (r1 + r2) + r3
 
-    return {"input": input_transform, "output": output_transform, "grad": grad_transform,
+    return {"input": input_transform, "input_at": input_transform_at,
+            "output": output_transform, "grad": grad_transform, "grad_at": grad_transform_at,
             "kernel": kernel_transform, "kernel_grad": kernel_gradient}
 
 
@@ -279,8 +290,8 @@ def slab_rows(tiles):
 
 
 def kernels():
-    """{"input", "output", "grad", "kernel", "kernel_grad"}: the compiled transforms
-    (module doc)."""
+    """{"input", "input_at", "output", "grad", "grad_at", "kernel", "kernel_grad"}: the
+    compiled transforms (module doc; ``*_at`` write from a given tile on)."""
     global _KERNELS
     if _KERNELS is None:
         _KERNELS = _compile()
