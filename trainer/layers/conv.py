@@ -287,11 +287,21 @@ class ConvPlan:
         row_bytes = out_hw[0] * out_hw[1] * self.k * x4.dtype.itemsize
         self.per_chunk = max(1, min(-(-n // self.MIN_CHUNKS),
                                     self.CHUNK_BYTES // max(row_bytes, 1)))
-        self.groups = parallel.split(-(-n // self.per_chunk), self.GROUPS)
+        rows = out_hw[0] * out_hw[1]
         #: a 1×1 kernel (it never pads) takes ``backward_1x1`` when strided or when a
         #: chunk's rows are few (by the shapes alone)
         self.one_by_one = kernel == (1, 1) and not self.padded and (
-            strides != (1, 1) or self.per_chunk * out_hw[0] * out_hw[1] < self.LONG_ROWS)
+            strides != (1, 1) or self.per_chunk * rows < self.LONG_ROWS)
+        if self.one_by_one:
+            # its forward's chunks then take at least LONG_ROWS rows (within the column
+            # matrix's cache budget when strided): a product over one 7×7 sample's 49
+            # rows packs all of W for them (measured 1.7-1.9× slower at 7×7 with
+            # 512-2048 channels than 8 samples at once, one thread; even at 14×14)
+            wide = -(-self.LONG_ROWS // max(rows, 1))
+            if not self.pointwise:
+                wide = min(wide, max(1, self.CHUNK_BYTES // max(row_bytes, 1)))
+            self.per_chunk = max(self.per_chunk, min(n, wide))
+        self.groups = parallel.split(-(-n // self.per_chunk), self.GROUPS)
 
     def pad(self, start, stop):
         if self.padded:
