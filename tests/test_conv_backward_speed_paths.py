@@ -157,11 +157,24 @@ def _run(x, dy, threads, filters, kernel, **args):
     return y, dx, layer.grads["kernel"].copy(), layer.grads["bias"].copy()
 
 
-@pytest.mark.parametrize("strides", [1, 2])
-def test_1x1_thread_count_changes_no_number(strides, spy_1x1):
+def test_1x1_forward_chunks_take_long_rows():
+    """On the 1×1 path the forward's chunks hold at least LONG_ROWS rows (several
+    chunks per part here: 200 rows a sample), and the output is unchanged."""
+    r = np.random.default_rng(9)
+    x = r.normal(size=(11, 10, 20, 3))
+    plan = ConvPlan(x, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0)), (10, 20))
+    assert plan.one_by_one and plan.per_chunk == -(-ConvPlan.LONG_ROWS // 200)
+    layer = layer_for(x, 4, 1, activation="relu")
+    W, b = layer.get_weights()
+    y, _ = layer.forward(x, True)
+    np.testing.assert_allclose(y, np.maximum(ref.conv2d(x, W, b), 0), atol=1e-10)
+
+
+@pytest.mark.parametrize("strides,hw", [(1, (7, 6)), (2, (7, 6)), (1, (10, 20))])
+def test_1x1_thread_count_changes_no_number(strides, hw, spy_1x1):
     r = np.random.default_rng(3)
-    x = r.normal(size=(11, 7, 6, 48)).astype(np.float32)
-    out = (7 + strides - 1) // strides, (6 + strides - 1) // strides
+    x = r.normal(size=(11, *hw, 48)).astype(np.float32)
+    out = [(v + strides - 1) // strides for v in hw]
     dy = r.normal(size=(11, *out, 40)).astype(np.float32)
     one = _run(x, dy, 1, 40, 1, strides=strides)
     for threads in (2, 3):
