@@ -23,8 +23,8 @@ over all of a block's tiles, the 16 points split over the threads; blocks add up
 order: every number is the same whatever the number of threads. (Before, each chunk's
 16 products went into a per-thread buffer added into one of 8 group partials: at 7×7
 with 512 channels a chunk holds 64 tiles, so per 64-long reduction a 16 MB product was
-written and added, 2.5× slower per layer at the ResNet50 shapes 7×7×512 and 1.7× at
-14×14×256, batch 16.) Transform buffers are per thread and reused from call to call.
+written and added: that backward was 2.5× slower at the ResNet50 shape 7×7×512 and
+1.7× at 14×14×256, batch 16, 2 threads, in one process interleaved.) Transform buffers are per thread and reused from call to call.
 The kernel's transforms (``G g Gᵀ``, ``Gᵀ dU G``) are Numba passes too (the einsum
 they replace took ~5 ms per 512×512 kernel, three times per layer and step).
 

@@ -17,9 +17,14 @@ measured 0.73-1.0× the old form, and through fixed 16-wide local blocks (vector
     output  y = Aᵀ m A   of a tile's 16 products m (+ bias, relu), cut at the edge
     grad    D = A g Aᵀ   of a 2×2 output-gradient tile g (zeros past the edge)
 
+    kernel  U = G g Gᵀ   of each 3×3 kernel (c, k), and its adjoint dW = Gᵀ dU G
+
 with Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]], Aᵀ = [[1,1,1,0],[0,1,-1,-1]]
-(the matrices in winograd.py, which the tests check these against). Compiled on first
-use, cached on disk.
+(the matrices in winograd.py, which the tests check these against). The input and
+gradient transforms also come as ``*_at`` (writing from tile ``t0`` on: the backward
+fills one block's slabs chunk by chunk). Compiled on first use, cached on disk (but
+the input and gradient transforms, which call another jitted function defined in
+``_compile``, miss Numba's disk cache and compile again in every process).
 
 Layout: a transformed array (V, M, D) is (16, rows, channels) with rows the tile count
 rounded up to odd (``slab_rows``; the kernels use the first ``tiles`` rows). Each tile
