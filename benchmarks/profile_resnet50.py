@@ -29,6 +29,9 @@ times, are the result):
 - Winograd's weight gradient now runs per block of chunks (the whole batch at 7×7 and
   14×14) as 16 GEMMs over all the block's tiles, the points split over the threads,
   and the kernel transforms are Numba passes (the einsums took ~5 ms each at 512²).
+  Chunks with many tiles for their channels (56×56, 28×28) keep the per-chunk dW
+  (``winograd.PARTIAL_SHARE``; whole step with blocks everywhere / with the rule,
+  2 threads, 5 pairs: 1.04, 0.94–1.20).
   Layer backward old/new, 2 threads, 7 pairs: 7×7×512 2.56 (2.06–3.22), 14×14×256
   1.73 (1.55–4.77), 28×28×128 1.13, 56×56×64 1.07; one thread (CPU time): 1.84, 1.35,
   1.07, 1.04. The 7×7×512 forward got 2.1× faster too (its kernel transform).

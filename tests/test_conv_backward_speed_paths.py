@@ -191,12 +191,14 @@ def forced(monkeypatch):
     monkeypatch.setenv("TRAINER_CONV_ALGO", "winograd")
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_winograd_blocks_match_reference(seed, forced, monkeypatch):
-    """Several blocks (one chunk each, or two) and one block give the reference."""
+    """Several blocks (one chunk each, or two), one block, and the chunked dW (seeds
+    6, 7) give the reference."""
     r = np.random.default_rng(seed)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one sample per chunk
     monkeypatch.setattr(winograd, "BLOCK_BYTES", [1, 1 << 30, 1][seed % 3])
+    monkeypatch.setattr(winograd, "PARTIAL_SHARE", 0 if seed >= 6 else 1 << 30)
     padding = ["valid", "same"][seed % 2]
     n, c, k = (int(v) for v in r.integers(1, 6, 3))
     h, w = (int(v) for v in r.integers(3, 10, 2))
@@ -229,12 +231,16 @@ def test_blocks_by_shape(monkeypatch):
         assert blocks.ranges[0] == (0, min(want, 11))
         assert [b for r in blocks.ranges for b in range(*r)] == list(range(11))
         assert blocks.max_tiles == min(want, 11) * 16
+    # chunked when a chunk's slabs (tiles × (C + K)) are ≥ PARTIAL_SHARE × C × K
+    assert winograd.Blocks(tiling, 4, 4, 4).chunked  # 16 × 8 against 2 × 16
+    assert not winograd.Blocks(tiling, 64, 64, 4).chunked  # 16 × 128 against 2 × 4096
 
 
-@pytest.mark.parametrize("block_bytes", [1, 1 << 30])
-def test_winograd_thread_count_changes_no_number(block_bytes, forced, monkeypatch):
+@pytest.mark.parametrize("block_bytes,share", [(1, 1 << 30), (1 << 30, 1 << 30), (1, 0)])
+def test_winograd_thread_count_changes_no_number(block_bytes, share, forced, monkeypatch):
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(winograd, "PARTIAL_SHARE", share)
     r = np.random.default_rng(8)
     x = r.normal(size=(7, 7, 6, 5)).astype(np.float32)
     dy = r.normal(size=(7, 7, 6, 6)).astype(np.float32)
