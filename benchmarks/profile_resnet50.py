@@ -49,8 +49,9 @@ times, are the result):
   the new path there); its 2–2.5× forward is the GEMMs' speed (the dW and dx shapes
   run at 110–160 GFLOP/s against the forward's 130–180) plus page faults: every array
   over 32 MB (56×56×256 at batch 16: 51 MB) is mapped fresh, ~12 ms of faults each.
-- The whole step, old/new classes swapped in one process, 5 pairs: 1.27 (1.18–1.34)
-  on one thread (CPU time), 1.20 (1.02–1.58) on two (wall, load ~4).
+- The whole step, old/new Conv2D code swapped in one process, 5 pairs: 1.23
+  (1.15–1.25) on one thread (CPU time), 1.12 (1.00–1.62) on two (wall time, load ~4:
+  two threads' ratios there are unreliable).
 """
 
 import argparse
