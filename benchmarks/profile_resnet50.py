@@ -33,8 +33,9 @@ times, are the result):
   (``winograd.PARTIAL_SHARE``; whole step with blocks everywhere / with the rule,
   2 threads, 5 pairs: 1.04, 0.94–1.20).
   Layer backward old/new, 2 threads, 7 pairs: 7×7×512 2.56 (2.06–3.22), 14×14×256
-  1.73 (1.55–4.77), 28×28×128 1.13, 56×56×64 1.07; one thread (CPU time): 1.84, 1.35,
-  1.07, 1.04. The 7×7×512 forward got 2.1× faster too (its kernel transform).
+  1.73 (1.55–4.77), 28×28×128 1.13, 56×56×64 1.07 (with blocks; they now keep the
+  chunked dW); one thread (CPU time): 1.84, 1.35, 1.07, 1.04. The 7×7×512 forward got
+  2.1× faster too (its kernel transform).
   Winograd / im2col, forward + backward, 2 threads: 14×14×256 0.63, 7×7×512 0.51 —
   Winograd now wins at every ResNet50 shape, so no im2col rule for small maps.
   Backward / forward per layer (one thread): 2.0 (7×7) to 2.6 (56×56): the backward
