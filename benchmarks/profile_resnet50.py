@@ -31,6 +31,37 @@ it: unattributed 3%/2%); in one process, old and new BatchNormalization interlea
 over whole steps (bench_bn.py --step, 6 pairs), the step 1.33x faster (median;
 1.17-1.69 at load 4.1-4.9; 1.22x, 0.97-1.85, in an earlier run).
 A forward_chain (a fused chain's run) is timed as its layer's.
+
+The convolutions' backward after the first profile (issue 28; old → new in one process,
+interleaved, batch 16; the machine loaded, 1-min load 3.5-6, so per-layer ratios, not
+times, are the result):
+- Winograd's weight gradient now runs per block of chunks (the whole batch at 7×7 and
+  14×14) as 16 GEMMs over all the block's tiles, the points split over the threads,
+  and the kernel transforms are Numba passes (the einsums took ~5 ms each at 512²).
+  Chunks with many tiles for their channels (56×56, 28×28) keep the per-chunk dW
+  (``winograd.PARTIAL_SHARE``; whole step with blocks everywhere / with the rule,
+  2 threads, 5 pairs: 1.04, 0.94–1.20).
+  Layer backward old/new, 2 threads, 7 pairs: 7×7×512 2.56 (2.06–3.22), 14×14×256
+  1.73 (1.55–4.77), 28×28×128 1.13, 56×56×64 1.07 (with blocks; they now keep the
+  chunked dW); one thread (CPU time): 1.84, 1.35, 1.07, 1.04. The 7×7×512 forward got
+  2.1× faster too (its kernel transform).
+  Winograd / im2col, forward + backward, 2 threads: 14×14×256 0.63, 7×7×512 0.51 —
+  Winograd now wins at every ResNet50 shape, so no im2col rule for small maps.
+  Backward / forward per layer (one thread): 2.0 (7×7) to 2.6 (56×56): the backward
+  has two GEMM sets and four data transforms to the forward's one set and two.
+- 1×1 convolutions, strided or with chunks under 512 rows (``ConvPlan.backward_1x1``):
+  dW = Xᵀ dz as one GEMM over all N·H·W rows split over the larger of C and F (it was
+  per sample: 49-196-row reductions, each 2048×512 product added into a partial),
+  dx one GEMM per part (and the forward in chunks of ≥ 512 rows). Layer backward
+  old/new, one thread: 7×7 2048→512 2.35 (2.10–2.86), 512→2048 2.12, 14×14 1024→256
+  1.36, stride 2 14×14 1024→2048 2.28, 28×28 512→1024 1.2–1.3 (2 threads); backward /
+  forward now 1.8–2.1. At 28×28 and 56×56 the chunked backward stays (0.8–0.9× for
+  the new path there); its 2–2.5× forward is the GEMMs' speed (the dW and dx shapes
+  run at 110–160 GFLOP/s against the forward's 130–180) plus page faults: every array
+  over 32 MB (56×56×256 at batch 16: 51 MB) is mapped fresh, ~12 ms of faults each.
+- The whole step, old/new Conv2D code swapped in one process, 5 pairs: 1.23
+  (1.15–1.25) on one thread (CPU time), 1.12 (1.00–1.62) on two (wall time, load ~4:
+  two threads' ratios there are unreliable).
 """
 
 import argparse

@@ -17,9 +17,14 @@ measured 0.73-1.0× the old form, and through fixed 16-wide local blocks (vector
     output  y = Aᵀ m A   of a tile's 16 products m (+ bias, relu), cut at the edge
     grad    D = A g Aᵀ   of a 2×2 output-gradient tile g (zeros past the edge)
 
+    kernel  U = G g Gᵀ   of each 3×3 kernel (c, k), and its adjoint dW = Gᵀ dU G
+
 with Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]], Aᵀ = [[1,1,1,0],[0,1,-1,-1]]
-(the matrices in winograd.py, which the tests check these against). Compiled on first
-use, cached on disk.
+(the matrices in winograd.py, which the tests check these against). The input and
+gradient transforms also come as ``*_at`` (writing from tile ``t0`` on: the backward
+fills one block's slabs chunk by chunk). Compiled on first use, cached on disk (but
+the input and gradient transforms, which call another jitted function defined in
+``_compile``, miss Numba's disk cache and compile again in every process).
 
 Layout: a transformed array (V, M, D) is (16, rows, channels) with rows the tile count
 rounded up to odd (``slab_rows``; the kernels use the first ``tiles`` rows). Each tile
@@ -78,14 +83,14 @@ def _compile():
             V[15, t, k] = t31 - t33
 
     @numba.njit(cache=True, nogil=True)
-    def input_transform(x, n0, n1, pt, pl, th, tw, V):
-        """V[:, :tiles] (16, rows ≥ tiles, c) of samples n0:n1 of x (N, H, W, c); a window
-        inside the
-        image is read in place, one across its edge through a zero-filled copy."""
+    def input_transform_at(x, n0, n1, pt, pl, th, tw, V, t0):
+        """V[:, t0:t0 + tiles] (16, rows ≥ t0 + tiles, c) of samples n0:n1 of x (N, H, W,
+        c); a window inside the image is read in place, one across its edge through a
+        zero-filled copy."""
         _, h, w, c = x.shape
         xf = x.reshape(-1, c)
         d = np.zeros((16, c), x.dtype)
-        t = 0
+        t = t0
         for n in range(n0, n1):
             for ti in range(th):
                 r0 = 2 * ti - pt
@@ -107,6 +112,11 @@ def _compile():
                                         d[a * 4 + b, k] = 0
                         bt_b(d, 0, 4, V, t, c)
                     t += 1
+
+    @numba.njit(cache=True, nogil=True)
+    def input_transform(x, n0, n1, pt, pl, th, tw, V):
+        """``input_transform_at`` from tile 0."""
+        input_transform_at(x, n0, n1, pt, pl, th, tw, V, 0)
 
     @numba.njit(cache=True, nogil=True)
     def output_transform(M, n0, n1, th, tw, z, bias, relu):
@@ -182,13 +192,13 @@ def _compile():
             D[15, t, k] = g11
 
     @numba.njit(cache=True, nogil=True)
-    def grad_transform(dz, n0, n1, th, tw, D):
-        """D[:, :tiles] (16, rows ≥ tiles, k) of samples n0:n1 of the output gradient dz
-        (N, Ho, Wo, k)."""
+    def grad_transform_at(dz, n0, n1, th, tw, D, t0):
+        """D[:, t0:t0 + tiles] (16, rows ≥ t0 + tiles, k) of samples n0:n1 of the output
+        gradient dz (N, Ho, Wo, k)."""
         _, ho, wo, kk = dz.shape
         df = dz.reshape(-1, kk)
         g = np.zeros((4, kk), dz.dtype)
-        t = 0
+        t = t0
         for n in range(n0, n1):
             for ti in range(th):
                 i0 = 2 * ti
@@ -209,7 +219,74 @@ def _compile():
                         a_at(g, 0, 2, D, t, kk)
                     t += 1
 
-    return {"input": input_transform, "output": output_transform, "grad": grad_transform}
+    @numba.njit(cache=True, nogil=True)
+    def grad_transform(dz, n0, n1, th, tw, D):
+        """``grad_transform_at`` from tile 0."""
+        grad_transform_at(dz, n0, n1, th, tw, D, 0)
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel_transform(W, c0, c1, U):
+        """U[:, c0:c1] (16, C, K) = G g Gᵀ of each 3×3 kernel g = W[:, :, c, k] of
+        input channels c0:c1 (G's entries are 1, 0 and ±0.5). One row of G g at a
+        time over all filters (4 output slabs written per pass: measured 6× faster at
+        512×512 than writing all 16 per filter, whose rows lie whole slabs apart)."""
+        kk = W.shape[3]
+        half = W.dtype.type(0.5)
+        for c in range(c0, c1):
+            for i in range(4):
+                for k in range(kk):
+                    # row i of G g: g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2
+                    if i == 0:
+                        a, b, d = W[0, 0, c, k], W[0, 1, c, k], W[0, 2, c, k]
+                    elif i == 3:
+                        a, b, d = W[2, 0, c, k], W[2, 1, c, k], W[2, 2, c, k]
+                    elif i == 1:
+                        a = half * (W[0, 0, c, k] + W[1, 0, c, k] + W[2, 0, c, k])
+                        b = half * (W[0, 1, c, k] + W[1, 1, c, k] + W[2, 1, c, k])
+                        d = half * (W[0, 2, c, k] + W[1, 2, c, k] + W[2, 2, c, k])
+                    else:
+                        a = half * (W[0, 0, c, k] - W[1, 0, c, k] + W[2, 0, c, k])
+                        b = half * (W[0, 1, c, k] - W[1, 1, c, k] + W[2, 1, c, k])
+                        d = half * (W[0, 2, c, k] - W[1, 2, c, k] + W[2, 2, c, k])
+                    # (G g) Gᵀ on the row: a, (a + b + d) / 2, (a - b + d) / 2, d
+                    U[4 * i, c, k] = a
+                    U[4 * i + 1, c, k] = half * (a + b + d)
+                    U[4 * i + 2, c, k] = half * (a - b + d)
+                    U[4 * i + 3, c, k] = d
+
+    @numba.njit(cache=True, nogil=True)
+    def kernel_gradient(dU, c0, c1, dW):
+        """dW[:, :, c0:c1] (3, 3, C, K) = Gᵀ dU G of the (4×4) gradient of each
+        transformed kernel, dU (16, C, K); a row at a time as ``kernel_transform``."""
+        kk = dU.shape[2]
+        half = dU.dtype.type(0.5)
+        for c in range(c0, c1):
+            for i in range(3):
+                for k in range(kk):
+                    # row i of Gᵀ d: d0 + (d1 + d2) / 2, (d1 - d2) / 2, (d1 + d2) / 2 + d3
+                    if i == 0:
+                        r0 = dU[0, c, k] + half * (dU[4, c, k] + dU[8, c, k])
+                        r1 = dU[1, c, k] + half * (dU[5, c, k] + dU[9, c, k])
+                        r2 = dU[2, c, k] + half * (dU[6, c, k] + dU[10, c, k])
+                        r3 = dU[3, c, k] + half * (dU[7, c, k] + dU[11, c, k])
+                    elif i == 1:
+                        r0 = half * (dU[4, c, k] - dU[8, c, k])
+                        r1 = half * (dU[5, c, k] - dU[9, c, k])
+                        r2 = half * (dU[6, c, k] - dU[10, c, k])
+                        r3 = half * (dU[7, c, k] - dU[11, c, k])
+                    else:
+                        r0 = half * (dU[4, c, k] + dU[8, c, k]) + dU[12, c, k]
+                        r1 = half * (dU[5, c, k] + dU[9, c, k]) + dU[13, c, k]
+                        r2 = half * (dU[6, c, k] + dU[10, c, k]) + dU[14, c, k]
+                        r3 = half * (dU[7, c, k] + dU[11, c, k]) + dU[15, c, k]
+                    # (Gᵀ d) G on the row
+                    dW[i, 0, c, k] = r0 + half * (r1 + r2)
+                    dW[i, 1, c, k] = half * (r1 - r2)
+                    dW[i, 2, c, k] = half * (r1 + r2) + r3
+
+    return {"input": input_transform, "input_at": input_transform_at,
+            "output": output_transform, "grad": grad_transform, "grad_at": grad_transform_at,
+            "kernel": kernel_transform, "kernel_grad": kernel_gradient}
 
 
 def slab_rows(tiles):
@@ -218,7 +295,8 @@ def slab_rows(tiles):
 
 
 def kernels():
-    """{"input", "output", "grad"}: the compiled transforms (module doc)."""
+    """{"input", "input_at", "output", "grad", "grad_at", "kernel", "kernel_grad"}: the
+    compiled transforms (module doc; ``*_at`` write from a given tile on)."""
     global _KERNELS
     if _KERNELS is None:
         _KERNELS = _compile()
