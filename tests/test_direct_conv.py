@@ -63,10 +63,10 @@ def random_case(seed, dtype=np.float64):
     padding = ["valid", "same"][seed % 2]
     n, h = int(r.integers(1, 4)), int(r.integers(kh * 2, 10))
     f = int(r.integers(direct_conv.FB, 2 * direct_conv.FB + 8))  # overlapping blocks
-    while True:  # an output row of at least PB pixels
-        w = int(r.integers(8, 30))
+    while True:  # at least PB output pixels
+        w = int(r.integers(1, 20))
         out_hw, pads = plan2d((h, w), (kh, kw), strides, dilation, padding)
-        if out_hw[1] >= direct_conv.PB:
+        if out_hw[0] * out_hw[1] >= direct_conv.PB:
             break
     x = r.normal(size=(n, h, w, c)).astype(dtype)
     W = r.normal(size=(kh, kw, c, f)).astype(dtype)
@@ -144,10 +144,10 @@ def test_thread_count_changes_no_number():
 
 
 def test_blocks_and_batch_change_no_number():
-    """An output has the same bits whichever register block computed it (the last
-    block of a row and of the channels overlaps the one before) and whatever else is
-    in the batch: against a narrower image (one pixel block), a channel subset (one
-    channel block) and the sample alone."""
+    """An output has the same bits whichever register block computed it (blocks run
+    across row ends; the last block of pixels and of channels overlaps the one
+    before) and whatever else is in the batch: against narrower and shorter images
+    (other blocks), channel subsets (one channel block) and the sample alone."""
     r = np.random.default_rng(6)
     x = r.normal(size=(3, 9, 13, 3)).astype(np.float32)
     W = r.normal(size=(3, 3, 3, 45)).astype(np.float32)
@@ -157,11 +157,12 @@ def test_blocks_and_batch_change_no_number():
         out_hw, pads = plan2d(xx.shape[1:3], (3, 3), (1, 1), (1, 1), "valid")
         return direct_conv.forward(xx, WW, bb, False, pads, (1, 1), (1, 1), out_hw)
 
-    full = conv(x, W, b)  # 11 columns: blocks at 0 and 3; 45 channels: at 0 and 13
+    full = conv(x, W, b)  # 7 × 11 pixels: the last block at 69; 45 channels: 0 and 13
     np.testing.assert_array_equal(full[:, :, :8], conv(x[:, :, :10], W, b))
     np.testing.assert_array_equal(full[:, :, 3:], conv(x[:, :, 3:], W, b))
     np.testing.assert_array_equal(full[..., :32], conv(x, W[..., :32], b[:32]))
     np.testing.assert_array_equal(full[..., 13:], conv(x, W[..., 13:], b[13:]))
+    np.testing.assert_array_equal(full[:, :5], conv(x[:, :7], W, b))
     np.testing.assert_array_equal(full[1:2], conv(x[1:2], W, b))
 
 
@@ -216,7 +217,8 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     assert not _path(monkeypatch, 3, 16, False)[0]  # fewer filters than a block
     assert not _path(monkeypatch, 8, 32, False)[0]  # more channels than the rule's
     assert not _path(monkeypatch, 3, 32, False, dtype=np.float64)[0]
-    assert not _path(monkeypatch, 3, 32, False, strides=2)[0]  # output rows of 4
+    assert _path(monkeypatch, 3, 32, False, strides=2)[0]  # 4 × 4 output pixels
+    assert not _path(monkeypatch, 3, 32, False, strides=4)[0]  # 2 × 2
     assert not _path(monkeypatch, 3, 32, False, activation="tanh")[0]
     monkeypatch.setenv("TRAINER_CONV_DIRECT", "force")
     assert _path(monkeypatch, 8, 32, False)[0]

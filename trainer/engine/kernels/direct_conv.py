@@ -4,12 +4,12 @@ For a convolution with few input channels (the first layer of an image model: 3)
 im2col + sgemm is a poor GEMM (K = kh·kw·C = 27) behind a copy nine times the input;
 this computes the output straight from the (padded) input instead.
 
-Forward, per sample, per output row, per block of ``PB`` = 8 output pixels of the row
-× ``FB`` = 32 output channels: 8 × 32 accumulators in fixed-size stack arrays
+Forward, per sample, per block of ``PB`` = 8 output pixels (consecutive in row-major
+order, across row ends) × ``FB`` = 32 output channels: 8 × 32 accumulators in fixed-size stack arrays
 (``_stack``: an alloca LLVM promotes to registers; 16 zmm registers with AVX-512, 32
 ymm with AVX2, some spilled), a loop over the K = kh·kw·C taps loading one weight row
 (32 channels, contiguous) and 8 input values (broadcast), 16 vector FMAs; then bias and
-relu on the accumulators and one store. The last block of a row (and of the channels)
+relu on the accumulators and one store. The last block of pixels (and of channels)
 is moved back to end at the edge (``min(start, size - block)``): it recomputes a few
 outputs with the same operations in the same order, so every output has the same bits
 whichever block computed it. The generated code (checked with ``inspect_asm`` on this
@@ -26,8 +26,8 @@ Sums run over the taps in (p, q, c) order with fused multiply-adds; float32 resu
 differ from im2col's in the last bits (the tests' tolerance: 1e-5 relative).
 
 Path rule (``use``), by the shape alone: 2-D float32 convolutions with at most
-``MAX_CHANNELS`` input channels, at least ``FB`` filters, an output row of at least
-``PB`` pixels, and K ≥ ``KB``; in training only where no input gradient is needed
+``MAX_CHANNELS`` input channels, at least ``FB`` filters, at least ``PB`` output
+pixels, and K ≥ ``KB``; in training only where no input gradient is needed
 (``TRAINER_CONV_DIRECT``: ``auto`` (default), ``off``, or ``force`` — every shape the
 kernel takes; only while ``TRAINER_CONV_ALGO`` is ``auto``). Measured in
 benchmarks/README.md ("Direct convolution").
@@ -65,8 +65,8 @@ def setting():
 
 def eligible(rank, kernel, channels, filters, out_hw, dtype):
     """Whether the blocked kernels compute this convolution (any strides, dilations,
-    paddings): 2-D, ≥ FB filters, output rows of ≥ PB pixels, K ≥ KB taps."""
-    return (rank == 2 and filters >= FB and out_hw[1] >= PB and out_hw[0] >= 1
+    paddings): 2-D, ≥ FB filters, ≥ PB output pixels, K ≥ KB taps."""
+    return (rank == 2 and filters >= FB and out_hw[0] * out_hw[1] >= PB
             and kernel[0] * kernel[1] * channels >= KB
             and np.dtype(dtype) in (np.float32, np.float64))
 

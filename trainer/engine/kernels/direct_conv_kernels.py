@@ -51,8 +51,12 @@ def taps(kh, kw, c, dh, dw, wp):
 @jit
 def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
     """out (ho, wo, F) = max(lo, conv + bias) of one flat padded sample ``xf``;
-    ``ps``/``rs``: the input offset of one output pixel / row."""
+    ``ps``/``rs``: the input offset of one output pixel / row. Blocks of PB pixels run
+    over the output in row-major order (across row ends: a block's pixels each have
+    their own input offset), the last one moved back to end at the last pixel."""
     ho, wo, f = out.shape
+    M = ho * wo
+    o = out.reshape(M, f)
     K = W2.shape[0]
     a0 = numba.carray(stack(32, xf.dtype), (FB,))
     a1 = numba.carray(stack(32, xf.dtype), (FB,))
@@ -62,58 +66,61 @@ def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
     a5 = numba.carray(stack(32, xf.dtype), (FB,))
     a6 = numba.carray(stack(32, xf.dtype), (FB,))
     a7 = numba.carray(stack(32, xf.dtype), (FB,))
-    p1, p2, p3, p4 = ps, np.uint64(2) * ps, np.uint64(3) * ps, np.uint64(4) * ps
-    p5, p6, p7 = np.uint64(5) * ps, np.uint64(6) * ps, np.uint64(7) * ps
-    for i in range(ho):
-        o = out[i]
-        for jb in range(0, wo, PB):
-            j0 = max(min(jb, wo - PB), 0)
-            base = np.uint64(i) * rs + np.uint64(j0) * ps
-            for fb in range(0, f, FB):
-                f0 = max(min(fb, f - FB), 0)
+    for mb in range(0, M, PB):
+        m0 = max(min(mb, M - PB), 0)
+        b0 = np.uint64(m0 // wo) * rs + np.uint64(m0 % wo) * ps
+        b1 = np.uint64((m0 + 1) // wo) * rs + np.uint64((m0 + 1) % wo) * ps
+        b2 = np.uint64((m0 + 2) // wo) * rs + np.uint64((m0 + 2) % wo) * ps
+        b3 = np.uint64((m0 + 3) // wo) * rs + np.uint64((m0 + 3) % wo) * ps
+        b4 = np.uint64((m0 + 4) // wo) * rs + np.uint64((m0 + 4) % wo) * ps
+        b5 = np.uint64((m0 + 5) // wo) * rs + np.uint64((m0 + 5) % wo) * ps
+        b6 = np.uint64((m0 + 6) // wo) * rs + np.uint64((m0 + 6) % wo) * ps
+        b7 = np.uint64((m0 + 7) // wo) * rs + np.uint64((m0 + 7) % wo) * ps
+        for fb in range(0, f, FB):
+            f0 = max(min(fb, f - FB), 0)
+            for ff in range(FB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+                a3[ff] = 0
+                a4[ff] = 0
+                a5[ff] = 0
+                a6[ff] = 0
+                a7[ff] = 0
+            for k in range(K):
+                t = toff[k]
+                x0, x1, x2, x3 = xf[b0 + t], xf[b1 + t], xf[b2 + t], xf[b3 + t]
+                x4, x5, x6, x7 = xf[b4 + t], xf[b5 + t], xf[b6 + t], xf[b7 + t]
+                w = W2[k]
                 for ff in range(FB):
-                    a0[ff] = 0
-                    a1[ff] = 0
-                    a2[ff] = 0
-                    a3[ff] = 0
-                    a4[ff] = 0
-                    a5[ff] = 0
-                    a6[ff] = 0
-                    a7[ff] = 0
-                for k in range(K):
-                    t = base + toff[k]
-                    x0, x1, x2, x3 = xf[t], xf[t + p1], xf[t + p2], xf[t + p3]
-                    x4, x5, x6, x7 = xf[t + p4], xf[t + p5], xf[t + p6], xf[t + p7]
-                    w = W2[k]
-                    for ff in range(FB):
-                        wv = w[f0 + ff]
-                        a0[ff] += x0 * wv
-                        a1[ff] += x1 * wv
-                        a2[ff] += x2 * wv
-                        a3[ff] += x3 * wv
-                        a4[ff] += x4 * wv
-                        a5[ff] += x5 * wv
-                        a6[ff] += x6 * wv
-                        a7[ff] += x7 * wv
-                # bias, then relu as max(lo, v) keeping NaN (lo = -inf: linear)
-                for ff in range(FB):
-                    bv = bias[f0 + ff]
-                    v = a0[ff] + bv
-                    o[j0, f0 + ff] = lo if v < lo else v
-                    v = a1[ff] + bv
-                    o[j0 + 1, f0 + ff] = lo if v < lo else v
-                    v = a2[ff] + bv
-                    o[j0 + 2, f0 + ff] = lo if v < lo else v
-                    v = a3[ff] + bv
-                    o[j0 + 3, f0 + ff] = lo if v < lo else v
-                    v = a4[ff] + bv
-                    o[j0 + 4, f0 + ff] = lo if v < lo else v
-                    v = a5[ff] + bv
-                    o[j0 + 5, f0 + ff] = lo if v < lo else v
-                    v = a6[ff] + bv
-                    o[j0 + 6, f0 + ff] = lo if v < lo else v
-                    v = a7[ff] + bv
-                    o[j0 + 7, f0 + ff] = lo if v < lo else v
+                    wv = w[f0 + ff]
+                    a0[ff] += x0 * wv
+                    a1[ff] += x1 * wv
+                    a2[ff] += x2 * wv
+                    a3[ff] += x3 * wv
+                    a4[ff] += x4 * wv
+                    a5[ff] += x5 * wv
+                    a6[ff] += x6 * wv
+                    a7[ff] += x7 * wv
+            # bias, then relu as max(lo, v) keeping NaN (lo = -inf: linear)
+            for ff in range(FB):
+                bv = bias[f0 + ff]
+                v = a0[ff] + bv
+                o[m0, f0 + ff] = lo if v < lo else v
+                v = a1[ff] + bv
+                o[m0 + 1, f0 + ff] = lo if v < lo else v
+                v = a2[ff] + bv
+                o[m0 + 2, f0 + ff] = lo if v < lo else v
+                v = a3[ff] + bv
+                o[m0 + 3, f0 + ff] = lo if v < lo else v
+                v = a4[ff] + bv
+                o[m0 + 4, f0 + ff] = lo if v < lo else v
+                v = a5[ff] + bv
+                o[m0 + 5, f0 + ff] = lo if v < lo else v
+                v = a6[ff] + bv
+                o[m0 + 6, f0 + ff] = lo if v < lo else v
+                v = a7[ff] + bv
+                o[m0 + 7, f0 + ff] = lo if v < lo else v
 
 
 @jit
