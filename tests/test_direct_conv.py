@@ -191,12 +191,12 @@ def test_layer_weight_gradients_by_finite_differences(monkeypatch):
 
 
 def _path(monkeypatch, channels, filters, training, input_grad=False, dtype=np.float32,
-          **args):
+          size=10, **args):
     """Whether a Conv2D forward takes the direct path, and (y, grads) it gives."""
     taken = []
     real = direct_conv.forward
     monkeypatch.setattr(direct_conv, "forward", lambda *a: taken.append(1) or real(*a))
-    x = np.random.default_rng(0).normal(size=(2, 10, 10, channels)).astype(dtype)
+    x = np.random.default_rng(0).normal(size=(2, size, size, channels)).astype(dtype)
     layer = layers.get({"Conv2D": {"filters": filters, "kernel_size": 3,
                                    "activation": "relu", **args}})
     layer.build(x.shape[1:], np.random.default_rng(0))
@@ -215,13 +215,22 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     assert _path(monkeypatch, 3, 32, True, padding="same")[0]  # first layer: no dx
     assert not _path(monkeypatch, 3, 32, True, input_grad=True)[0]  # needs dx
     assert not _path(monkeypatch, 3, 16, False)[0]  # fewer filters than a block
-    assert not _path(monkeypatch, 8, 32, False)[0]  # more channels than the rule's
+    assert not _path(monkeypatch, 8, 32, True)[0]  # training: 4 channels at most
+    assert _path(monkeypatch, 32, 32, False, padding="same")[0]  # inference, 3×3
+    assert _path(monkeypatch, 64, 32, False)[0]  # 8 × 8 outputs: small
+    assert _path(monkeypatch, 64, 32, False, size=18)[0]  # 16 × 16: 256 pixels
+    assert not _path(monkeypatch, 64, 32, False, size=19)[0]  # 17 × 17
+    assert not _path(monkeypatch, 128, 32, False)[0]
+    assert not _path(monkeypatch, 8, 32, False, kernel_size=5)[0]  # 3×3 only
+    assert not _path(monkeypatch, 8, 32, False, dilation_rate=2)[0]
+    assert _path(monkeypatch, 3, 32, True, kernel_size=5)[0]  # first layer: any kernel
     assert not _path(monkeypatch, 3, 32, False, dtype=np.float64)[0]
     assert _path(monkeypatch, 3, 32, False, strides=2)[0]  # 4 × 4 output pixels
     assert not _path(monkeypatch, 3, 32, False, strides=4)[0]  # 2 × 2
     assert not _path(monkeypatch, 3, 32, False, activation="tanh")[0]
     monkeypatch.setenv("TRAINER_CONV_DIRECT", "force")
-    assert _path(monkeypatch, 8, 32, False)[0]
+    assert _path(monkeypatch, 128, 32, False)[0]
+    assert _path(monkeypatch, 8, 32, True)[0]
     monkeypatch.setenv("TRAINER_CONV_ALGO", "im2col")  # a forced algorithm wins
     assert not _path(monkeypatch, 3, 32, False)[0]
     monkeypatch.setenv("TRAINER_CONV_ALGO", "auto")

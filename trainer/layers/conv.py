@@ -123,8 +123,8 @@ class Conv(Layer):
         x4 = self._as4d(x)
         n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
-        if direct_conv.use(self.rank, kernel, x4.shape[-1], f, out_hw, x4.dtype, training,
-                           getattr(self, "needs_input_grad", True),
+        if direct_conv.use(self.rank, kernel, strides, dilation, x4.shape[-1], f, out_hw,
+                           x4.dtype, training, getattr(self, "needs_input_grad", True),
                            getattr(self.activation, "registered_name", None)):
             return self._forward_direct(x4, pads, out_hw)
         if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f, training):

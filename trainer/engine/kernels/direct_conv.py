@@ -2,18 +2,21 @@
 
 For a convolution with few input channels (the first layer of an image model: 3)
 im2col + sgemm is a poor GEMM (K = kh·kw·C = 27) behind a copy nine times the input;
-this computes the output straight from the (padded) input instead.
+and at inference Winograd's transforms cost more than they save on 32-channel layers.
+This computes the output straight from the (padded) input instead. The kernels are in
+direct_conv_kernels.py.
 
 Forward, per sample, per block of ``PB`` = 8 output pixels (consecutive in row-major
-order, across row ends) × ``FB`` = 32 output channels: 8 × 32 accumulators in fixed-size stack arrays
-(``_stack``: an alloca LLVM promotes to registers; 16 zmm registers with AVX-512, 32
-ymm with AVX2, some spilled), a loop over the K = kh·kw·C taps loading one weight row
-(32 channels, contiguous) and 8 input values (broadcast), 16 vector FMAs; then bias and
-relu on the accumulators and one store. The last block of pixels (and of channels)
-is moved back to end at the edge (``min(start, size - block)``): it recomputes a few
-outputs with the same operations in the same order, so every output has the same bits
-whichever block computed it. The generated code (checked with ``inspect_asm`` on this
-AVX-512 machine) keeps the 16 accumulators in zmm registers with ``vfmadd231ps``.
+order, across row ends) × ``FB`` = 32 output channels: 8 × 32 accumulators in
+fixed-size stack arrays (``stack``: an alloca LLVM promotes to registers: 16 zmm
+registers with AVX-512, 32 ymm with AVX2, some then spilled), a loop over the
+K = kh·kw·C taps loading one weight row (32 channels, contiguous) and 8 input values
+(broadcast), 16 vector FMAs; then bias and relu on the accumulators and one store.
+The last block of pixels (and of channels) is moved back to end at the edge
+(``min(start, size - block)``): it recomputes a few outputs with the same operations
+in the same order, so every output has the same bits whichever block computed it. The
+generated code (``inspect_asm`` on this AVX-512 machine) keeps the 16 accumulators in
+zmm registers, 16 ``vfmadd231ps`` per tap.
 
 Weight gradient (the first layer needs no input gradient): per sample, dz = dy·(y > 0)
 (relu fused) into a per-thread buffer while summing db, then per block of ``KB`` = 8
@@ -23,13 +26,17 @@ to the part's sum in sample order, parts (fixed by the batch size and the machin
 parallel.ranges) in order: the same bits on any thread count.
 
 Sums run over the taps in (p, q, c) order with fused multiply-adds; float32 results
-differ from im2col's in the last bits (the tests' tolerance: 1e-5 relative).
+differ from im2col's in the last bits (the tests' tolerance: 1e-5 of the output's
+scale against the float64 reference).
 
-Path rule (``use``), by the shape alone: 2-D float32 convolutions with at most
-``MAX_CHANNELS`` input channels, at least ``FB`` filters, at least ``PB`` output
-pixels, and K ≥ ``KB``; in training only where no input gradient is needed
-(``TRAINER_CONV_DIRECT``: ``auto`` (default), ``off``, or ``force`` — every shape the
-kernel takes; only while ``TRAINER_CONV_ALGO`` is ``auto``). Measured in
+Path rule (``use``), by the shape alone: 2-D float32 convolutions with relu or linear
+activation, at least ``FB`` filters, at least ``PB`` output pixels and K ≥ ``KB``, and
+either at most ``MAX_CHANNELS`` input channels (any kernel; in training only where no
+input gradient is needed), or, without backward (inference), 3×3 stride-1 with at
+most ``MAX_CHANNELS_INFERENCE`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
+outputs of at most ``SMALL_OUTPUT`` pixels), where it beats Winograd.
+``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
+shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
 """
 
@@ -44,8 +51,18 @@ from trainer.engine.kernels import parallel
 #: output pixels (along a row) × output channels of one register block; taps of one
 #: weight-gradient block (the kernels' constants: direct_conv_kernels.py)
 PB, FB, KB = 8, 32, 8
-#: the rule's largest input channel count (see the module doc and benchmarks/README.md)
+#: the rule (module doc; measured in benchmarks/README.md, "Direct convolution"): any
+#: kernel with at most this many input channels (the first layer), in training (no
+#: input gradient) too: classic CNN 3×3 3→32 2.3-2.6× im2col's speed, ResNet50's 7×7/2
+#: 3→64 1.9×
 MAX_CHANNELS = 4
+#: 3×3 stride-1 forwards without backward (inference), against Winograd: up to 32
+#: input channels (32→32 at 30², 56²: 1.35×, 1.38×; 32→64 at 15², 28²: 1.40×, 1.19×);
+#: 64 channels only on outputs of at most SMALL_OUTPUT pixels (64→64 at 13²: 1.19-1.24×;
+#: at 28²: 0.97×, 56²: 0.96×); 128 channels lose (0.73×)
+MAX_CHANNELS_INFERENCE = 32
+MAX_CHANNELS_SMALL_OUTPUT = 64
+SMALL_OUTPUT = 256
 SETTINGS = ("auto", "off", "force")
 
 _KERNELS = None
@@ -71,7 +88,8 @@ def eligible(rank, kernel, channels, filters, out_hw, dtype):
             and np.dtype(dtype) in (np.float32, np.float64))
 
 
-def use(rank, kernel, channels, filters, out_hw, dtype, training, input_grad, activation):
+def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, training,
+        input_grad, activation):
     """Whether a Conv layer takes the direct path (module doc: by the shape, never by
     the thread count)."""
     from trainer.engine.kernels import winograd
@@ -85,7 +103,16 @@ def use(rank, kernel, channels, filters, out_hw, dtype, training, input_grad, ac
         return False
     if training and input_grad:
         return False  # no input gradient kernel: the im2col/Winograd path has one
-    return mode == "force" or (channels <= MAX_CHANNELS and np.dtype(dtype) == np.float32)
+    if mode == "force":
+        return True
+    if np.dtype(dtype) != np.float32:
+        return False
+    if channels <= MAX_CHANNELS:
+        return True
+    small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
+        tuple(dilation) == (1, 1))
+    return not training and small and (channels <= MAX_CHANNELS_INFERENCE or (
+        channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
 
 
 def kernels():
