@@ -357,11 +357,12 @@ def main(argv=None):
     profiled = profile(args) if "profile" in cases else None
     meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
             "seconds": args.seconds, "smoke": args.smoke}
-    print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
-          f"{args.threads} threads, {meta['cpu_model']}; max 1-min load "
-          f"{max([r['max_load'] for r in rows] or [0]):.2f}):")
-    print(f"{'case':8} {'mode':6} {'batch':>5} {'im2col/s':>10} {'winograd/s':>11} "
-          f"{'ratio':>6}  range")
+    if rows:
+        print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
+              f"{args.threads} threads, {meta['cpu_model']}; max 1-min load "
+              f"{max([r['max_load'] for r in rows] or [0]):.2f}):")
+        print(f"{'case':8} {'mode':6} {'batch':>5} {'im2col/s':>10} {'winograd/s':>11} "
+              f"{'ratio':>6}  range")
     for r in rows:
         print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['im2col']:10.0f} "
               f"{r['winograd']:11.0f} {r['ratio']:6.2f}  {r['ratio_range'][0]:.2f}–"

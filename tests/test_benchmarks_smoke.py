@@ -199,6 +199,20 @@ def test_bench_conv_profile_smoke(tmp_path):
     assert "ms a step (CPU time, 1 thread)" in stdout
 
 
+def test_bench_conv_direct_smoke(tmp_path):
+    """--cases direct: the direct convolution against TRAINER_CONV_DIRECT=off, per layer
+    and for the whole model, interleaved."""
+    data, stdout = run_script("bench_conv.py", "--cases", "direct", tmp_path=tmp_path)
+    rows = data["direct"]
+    assert [(r["case"], r["mode"]) for r in rows] == [
+        ("conv1", "train"), ("conv1", "infer"), ("conv2", "infer"), ("conv3", "infer"),
+        ("conv4", "infer"), ("cnn", "train"), ("cnn", "infer")]
+    for r in rows:
+        assert positive(r["old"]) and positive(r["new"]) and r["paths"][0] == "direct-off"
+        assert r["ratio"] == pytest.approx(r["new"] / r["old"], rel=0.5)
+    assert "Direct convolution / direct-off" in stdout
+
+
 def test_profile_resnet50_smoke(tmp_path):
     """Per layer type, forward and backward: the rows cover the convolutions both ways
     and sum to no more than the step."""

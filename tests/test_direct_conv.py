@@ -88,6 +88,48 @@ def test_matches_reference_on_random_shapes(seed):
             np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-11)
 
 
+def transposed(dz, W, pads, dilation, hw):
+    """dx of sum(dz · conv(x)) for stride 1, from the definition: every output pixel's
+    dz row sent back through each tap to the input pixel it read; the padding cut."""
+    n, ho, wo, _ = dz.shape
+    kh, kw, c, _ = W.shape
+    (pt, pb), (pl, pr) = pads
+    dxp = np.zeros((n, hw[0] + pt + pb, hw[1] + pl + pr, c))
+    for p in range(kh):
+        for q in range(kw):
+            r, s = p * dilation[0], q * dilation[1]
+            dxp[:, r:r + ho, s:s + wo] += dz @ W[p, q].T
+    return dxp[:, pt:pt + hw[0], pl:pl + hw[1]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_input_gradient_matches_reference(seed):
+    """dx (stride 1, any dilation and padding) by the forward kernel on dz: against
+    the definition, and against conv_reference's transposed convolution (dilation 1)."""
+    r = np.random.default_rng(100 + seed)
+    kh, kw = (int(v) for v in r.integers(1, 4, 2))
+    dilation = (1, 1) if seed < 2 else tuple(int(v) for v in r.integers(1, 3, 2))
+    padding = ["valid", "same"][seed % 2]
+    n, c, f = int(r.integers(1, 4)), int(r.integers(32, 40)), int(r.integers(32, 40))
+    h, w = int(r.integers(kh * 2 + 2, 11)), int(r.integers(kw * 2 + 2, 11))
+    out_hw, pads = plan2d((h, w), (kh, kw), (1, 1), dilation, padding)
+    x, W = r.normal(size=(n, h, w, c)), r.normal(size=(kh, kw, c, f))
+    dy = r.normal(size=(n, *out_hw, f))
+    for relu in (False, True):
+        y = direct_conv.forward(x, W, None, relu, pads, (1, 1), dilation, out_hw)
+        dW, db, dx = direct_conv.backward(x, dy, y if relu else None, W, pads, (1, 1),
+                                          dilation, True)
+        want = reference(x, W, None, relu, (1, 1), padding, dilation, dy)
+        dz = dy * (want[0] > 0) if relu else dy
+        np.testing.assert_allclose(dx, transposed(dz, W, pads, dilation, (h, w)),
+                                   rtol=1e-12, atol=1e-11)
+        if dilation == (1, 1):
+            np.testing.assert_allclose(dx, ref.conv2d_transpose(dz, W, (1, 1), padding,
+                                                                (h, w)), atol=1e-11)
+        np.testing.assert_allclose(dW, want[1], rtol=1e-12, atol=1e-11)
+        np.testing.assert_allclose(db, want[2], rtol=1e-12, atol=1e-11)
+
+
 def test_relu_keeps_nan_and_masks_its_gradient():
     """relu keeps a NaN pre-activation (as np.maximum); its gradient is dy · (y > 0),
     so an inf gradient where y ≤ 0 gives NaN (as NumPy)."""
@@ -125,7 +167,8 @@ def test_float32_within_stated_tolerance(seed):
 def _both(x, W, b, pads, out_hw, dy, threads):
     parallel.set_num_threads(threads)
     y = direct_conv.forward(x, W, b, True, pads, (1, 1), (1, 1), out_hw)
-    return (y, *direct_conv.weight_grad(x, dy, y, W.shape, pads, (1, 1), (1, 1)))
+    grads = direct_conv.backward(x, dy, y, W, pads, (1, 1), (1, 1), x.shape[3] >= 32)
+    return (y, *[g for g in grads if g is not None])
 
 
 def test_thread_count_changes_no_number():
@@ -141,6 +184,14 @@ def test_thread_count_changes_no_number():
     for threads in (2, 3):
         for a, c in zip(one, _both(x, W, b, pads, out_hw, dy, threads)):
             np.testing.assert_array_equal(a, c)
+    x = r.normal(size=(5, 9, 9, 33)).astype(np.float32)  # with dx
+    W = r.normal(size=(3, 3, 33, 32)).astype(np.float32)
+    out_hw, pads = plan2d((9, 9), (3, 3), (1, 1), (1, 1), "valid")
+    dy = r.normal(size=(5, *out_hw, 32)).astype(np.float32)
+    one = _both(x, W, b[:32], pads, out_hw, dy, 1)
+    assert len(one) == 4
+    for a, c in zip(one, _both(x, W, b[:32], pads, out_hw, dy, 2)):
+        np.testing.assert_array_equal(a, c)
 
 
 def test_blocks_and_batch_change_no_number():
@@ -190,6 +241,21 @@ def test_layer_weight_gradients_by_finite_differences(monkeypatch):
     assert taken
 
 
+def test_layer_input_gradient_by_finite_differences(monkeypatch):
+    """A hidden layer on the direct path (float64, forced): dx, dW, db by central
+    differences (the shared helper)."""
+    monkeypatch.setenv("TRAINER_CONV_DIRECT", "force")
+    monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
+    r = np.random.default_rng(8)
+    x = r.normal(size=(1, 3, 4, 32))
+    layer = layers.get({"Conv2D": {"filters": 32, "kernel_size": 3, "padding": "same"}})
+    taken = []
+    real = direct_conv.backward
+    monkeypatch.setattr(direct_conv, "backward", lambda *a: taken.append(a[-1]) or real(*a))
+    check_layer(layer, x)
+    assert taken and taken[0] is True
+
+
 def _path(monkeypatch, channels, filters, training, input_grad=False, dtype=np.float32,
           size=10, **args):
     """Whether a Conv2D forward takes the direct path, and (y, grads) it gives."""
@@ -213,9 +279,14 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     monkeypatch.delenv("TRAINER_CONV_DIRECT", raising=False)
     assert _path(monkeypatch, 3, 32, False, padding="same")[0]
     assert _path(monkeypatch, 3, 32, True, padding="same")[0]  # first layer: no dx
-    assert not _path(monkeypatch, 3, 32, True, input_grad=True)[0]  # needs dx
+    assert not _path(monkeypatch, 3, 32, True, input_grad=True)[0]  # dx: 3 outputs
+    assert _path(monkeypatch, 32, 32, True, input_grad=True)[0]  # hidden, with dx
+    assert _path(monkeypatch, 64, 64, True, input_grad=True)[0]  # 8 × 8: small
+    assert not _path(monkeypatch, 32, 128, True, input_grad=True)[0]  # > 64 filters
+    assert not _path(monkeypatch, 32, 32, True, input_grad=True, strides=2)[0]
     assert not _path(monkeypatch, 3, 16, False)[0]  # fewer filters than a block
-    assert not _path(monkeypatch, 8, 32, True)[0]  # training: 4 channels at most
+    assert _path(monkeypatch, 8, 32, True)[0]  # 3×3 rule, no dx: up to 32 channels
+    assert not _path(monkeypatch, 8, 32, True, input_grad=True)[0]  # dx: 8 outputs
     assert _path(monkeypatch, 32, 32, False, padding="same")[0]  # inference, 3×3
     assert _path(monkeypatch, 64, 32, False)[0]  # 8 × 8 outputs: small
     assert _path(monkeypatch, 64, 32, False, size=18)[0]  # 16 × 16: 256 pixels
@@ -230,7 +301,7 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     assert not _path(monkeypatch, 3, 32, False, activation="tanh")[0]
     monkeypatch.setenv("TRAINER_CONV_DIRECT", "force")
     assert _path(monkeypatch, 128, 32, False)[0]
-    assert _path(monkeypatch, 8, 32, True)[0]
+    assert _path(monkeypatch, 3, 32, True, kernel_size=[1, 3], strides=[1, 2])[0]
     monkeypatch.setenv("TRAINER_CONV_ALGO", "im2col")  # a forced algorithm wins
     assert not _path(monkeypatch, 3, 32, False)[0]
     monkeypatch.setenv("TRAINER_CONV_ALGO", "auto")

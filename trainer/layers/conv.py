@@ -211,8 +211,7 @@ class Conv(Layer):
 
     def _forward_direct(self, x, pads, out_hw):
         """Direct convolution (trainer/engine/kernels/direct_conv.py), bias and relu
-        fused; its backward gives dW and db only (taken where no input gradient is
-        needed: the graph's first layer)."""
+        fused; its backward gives dW, db and (stride 1) dx by the same kernels."""
         kernel, strides, dilation = self._geometry()
         W = self.params["kernel"]
         bias = self.params["bias"] if self.use_bias else None
@@ -220,12 +219,12 @@ class Conv(Layer):
         y = direct_conv.forward(x, W, bias, relu, pads, strides, dilation, out_hw)
 
         def backward(dy):
-            dW, db = direct_conv.weight_grad(x, dy, y if relu else None, W.shape, pads,
-                                             strides, dilation)
+            dW, db, dx = direct_conv.backward(x, dy, y if relu else None, W, pads, strides,
+                                              dilation, getattr(self, "needs_input_grad", True))
             self.grads["kernel"] += dW
             if bias is not None:
                 self.grads["bias"] += db
-            return None  # the graph's input: nobody needs its gradient
+            return dx  # None for the graph's input: nobody needs its gradient
 
         return y, backward
 

@@ -29,12 +29,17 @@ Sums run over the taps in (p, q, c) order with fused multiply-adds; float32 resu
 differ from im2col's in the last bits (the tests' tolerance: 1e-5 of the output's
 scale against the float64 reference).
 
+Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 -
+forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
+again (its C outputs ≥ ``FB``).
+
 Path rule (``use``), by the shape alone: 2-D float32 convolutions with relu or linear
 activation, at least ``FB`` filters, at least ``PB`` output pixels and K ≥ ``KB``, and
-either at most ``MAX_CHANNELS`` input channels (any kernel; in training only where no
-input gradient is needed), or, without backward (inference), 3×3 stride-1 with at
-most ``MAX_CHANNELS_INFERENCE`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
-outputs of at most ``SMALL_OUTPUT`` pixels), where it beats Winograd.
+either at most ``MAX_CHANNELS`` input channels where no input gradient is needed (any
+kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
+at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
+outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
+Winograd and im2col.
 ``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
 shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
@@ -52,15 +57,17 @@ from trainer.engine.kernels import parallel
 #: weight-gradient block (the kernels' constants: direct_conv_kernels.py)
 PB, FB, KB = 8, 32, 8
 #: the rule (module doc; measured in benchmarks/README.md, "Direct convolution"): any
-#: kernel with at most this many input channels (the first layer), in training (no
-#: input gradient) too: classic CNN 3×3 3→32 2.3-2.6× im2col's speed, ResNet50's 7×7/2
-#: 3→64 1.9×
+#: kernel with at most this many input channels where no input gradient is needed (the
+#: first layer), in training too: classic CNN 3×3 3→32 2.3-2.6× im2col's speed,
+#: ResNet50's 7×7/2 3→64 1.9×
 MAX_CHANNELS = 4
-#: 3×3 stride-1 forwards without backward (inference), against Winograd: up to 32
-#: input channels (32→32 at 30², 56²: 1.35×, 1.38×; 32→64 at 15², 28²: 1.40×, 1.19×);
-#: 64 channels only on outputs of at most SMALL_OUTPUT pixels (64→64 at 13²: 1.19-1.24×;
-#: at 28²: 0.97×, 56²: 0.96×); 128 channels lose (0.73×)
-MAX_CHANNELS_INFERENCE = 32
+#: 3×3 stride-1 convolutions with at most 64 filters (measured: the classic CNN's),
+#: forward alone (inference) and forward + backward (dx as the direct convolution of
+#: dz): up to MAX_CHANNELS_ANY_OUTPUT input channels (inference against Winograd:
+#: 32→32 at 30², 56²: 1.35×, 1.38×; 32→64 at 15², 28²: 1.40×, 1.19×), 64 only on
+#: outputs of at most SMALL_OUTPUT pixels (64→64 at 13²: 1.19-1.24×; at 28²: 0.97×,
+#: 56²: 0.96×); 128 channels lose (0.73×)
+MAX_CHANNELS_ANY_OUTPUT = 32
 MAX_CHANNELS_SMALL_OUTPUT = 64
 SMALL_OUTPUT = 256
 SETTINGS = ("auto", "off", "force")
@@ -101,18 +108,19 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return False
     if not eligible(rank, kernel, channels, filters, out_hw, dtype):
         return False
-    if training and input_grad:
-        return False  # no input gradient kernel: the im2col/Winograd path has one
+    if training and input_grad and not (tuple(strides) == (1, 1) and channels >= FB):
+        return False  # dx is the direct convolution of dz: stride 1, ≥ FB channels
     if mode == "force":
         return True
     if np.dtype(dtype) != np.float32:
         return False
-    if channels <= MAX_CHANNELS:
+    if channels <= MAX_CHANNELS and not input_grad:
         return True
     small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
         tuple(dilation) == (1, 1))
-    return not training and small and (channels <= MAX_CHANNELS_INFERENCE or (
-        channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
+    return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
+        channels <= MAX_CHANNELS_ANY_OUTPUT or (
+            channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
 
 
 def kernels():
@@ -193,3 +201,27 @@ def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
         dW += dWp
         db += dbp
     return dW.reshape(kernel_shape), db
+
+
+def backward(x, dy, y, W, pads, strides, dilation, input_grad):
+    """(dW, db, dx or None) of the convolution of x (its output ``y`` after relu, or
+    None: linear). dx (stride 1) is the convolution of dz padded by (dilated kernel - 1
+    - forward pad), with the kernel flipped and its in/out axes swapped: the forward
+    kernel again."""
+    if not input_grad:
+        return (*weight_grad(x, dy, y, W.shape, pads, strides, dilation), None)
+    dy = np.ascontiguousarray(dy, x.dtype)
+    dz = dy
+    if y is not None:
+        from trainer.engine.kernels import fused
+
+        dz = np.empty_like(dy)
+        parallel.run(lambda a, e: fused.relu_backward(dy[a:e], y[a:e], out=dz[a:e]),
+                     dy.shape[0], min_items=1)
+    dW, db = weight_grad(x, dz, None, W.shape, pads, strides, dilation)
+    (pt, pb), (pl, pr) = pads
+    eh, ew = [(k - 1) * d for k, d in zip(W.shape[:2], dilation)]
+    back = ((eh - pt, eh - pb), (ew - pl, ew - pr))
+    flipped = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+    dx = forward(dz, flipped, None, False, back, (1, 1), dilation, x.shape[1:3])
+    return dW, db, dx
