@@ -23,7 +23,8 @@ convolution layers (forward and backward, timed around each call).
 1024) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
 timed per layer (forward, backward) and per operation: every GEMM shape with its
 GFLOP/s beside sgemm alone on the same shape, the im2col copies (``copyto``), pads,
-bias + relu, relu's backward and the Winograd transforms. Times are CPU time of the
+bias + relu, relu's backward, the Winograd transforms and the direct convolution's
+kernels. Times are CPU time of the
 thread (``time.thread_time``): a loaded machine inflates them less than wall time.
 """
 
@@ -119,13 +120,12 @@ def pairs(step, batch, args, new="winograd", old="im2col"):
     return out
 
 
-#: --cases direct: (case, mode, new setting) against direct-off (the rule's old path:
-#: im2col for conv1, Winograd at inference from 32 channels); conv2-4 forced, to see
-#: whether the direct kernel would win there
-DIRECT_CASES = [("conv1", "train", "direct-auto"), ("conv1", "infer", "direct-auto"),
-                ("conv2", "infer", "direct-force"), ("conv3", "infer", "direct-force"),
-                ("conv4", "infer", "direct-force"), ("cnn", "train", "direct-auto"),
-                ("cnn", "infer", "direct-auto")]
+#: --cases direct: (case, mode, new setting) against direct-off (the old paths: im2col,
+#: and Winograd at inference from 32 channels and in training from 64); the rule
+#: (direct-auto) takes all four of the classic CNN's convolutions
+DIRECT_CASES = [(name, mode, "direct-auto") for name in ("conv1", "conv2", "conv3", "conv4")
+                for mode in ("train", "infer")] + [("cnn", "train", "direct-auto"),
+                                                   ("cnn", "infer", "direct-auto")]
 
 
 def direct_rows(args):
@@ -263,7 +263,7 @@ def profile(args):
     import numpy as np
 
     import trainer.layers.conv as conv_layer
-    from trainer.engine.kernels import fused, parallel, winograd_transforms
+    from trainer.engine.kernels import direct_conv, fused, parallel, winograd_transforms
 
     parallel.set_num_threads(1)
     blas = parallel.blas_threads()
@@ -283,6 +283,9 @@ def profile(args):
         kernels = winograd_transforms.kernels()
         for name in list(kernels):
             prof.wrap(kernels, name, f"winograd {name} transform")
+        direct = direct_conv.kernels()
+        prof.wrap(direct, "forward", "direct conv kernel (forward, dx)")
+        prof.wrap(direct, "weight_grad", "direct conv kernel (dW, db)")
         try:
             step()
             prof.spent.clear()
