@@ -205,8 +205,8 @@ def grad_sample(xf, dz, toff, ps, rs, g):
 
 @jit
 def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, db):
-    """dW (K, F) and db (F) of the samples of x: per sample dz = dy·(y > 0) (relu)
-    or dy, its db and its g, added in sample order."""
+    """dW (K, F) and db (F) of the samples of x: per sample dz = dy·(y > 0) (relu,
+    into the scratch ``dz``) or dy itself, its db and its g, added in sample order."""
     c = x.shape[3]
     wp = buf.shape[1]
     f = dW.shape[1]
@@ -217,19 +217,20 @@ def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, 
     db[:] = 0
     for s in range(x.shape[0]):
         dys = dy[s].reshape(-1, f)
-        dzs = dz.reshape(-1, f)
+        d = dy[s]
         if relu:
+            d = dz
+            dzs = dz.reshape(-1, f)
             ys = y[s].reshape(-1, f)
             for r in range(dys.shape[0]):
                 for ff in range(f):
                     # dy·(y > 0): a NaN/inf gradient times 0 stays NaN, as NumPy
                     dzs[r, ff] = dys[r, ff] if ys[r, ff] > 0 else dys[r, ff] * 0
-        else:
-            dzs[:] = dys
-        for r in range(dzs.shape[0]):
+        ds = d.reshape(-1, f)
+        for r in range(ds.shape[0]):
             for ff in range(f):
-                db[ff] += dzs[r, ff]
-        grad_sample(padded_sample(x, s, pt, pl, buf), dz, toff, ps, rs, g)
+                db[ff] += ds[r, ff]
+        grad_sample(padded_sample(x, s, pt, pl, buf), d, toff, ps, rs, g)
         for k in range(g.shape[0]):
             for ff in range(f):
                 dW[k, ff] += g[k, ff]
