@@ -277,6 +277,7 @@ def _path(monkeypatch, channels, filters, training, input_grad=False, dtype=np.f
 def test_dispatch_by_shape_and_setting(monkeypatch):
     monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
     monkeypatch.delenv("TRAINER_CONV_DIRECT", raising=False)
+    monkeypatch.setattr(direct_conv, "wide_vectors", lambda: True)  # AVX-512's rule
     assert _path(monkeypatch, 3, 32, False, padding="same")[0]
     assert _path(monkeypatch, 3, 32, True, padding="same")[0]  # first layer: no dx
     assert not _path(monkeypatch, 3, 32, True, input_grad=True)[0]  # dx: 3 outputs
@@ -311,6 +312,15 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     with pytest.raises(ConfigError, match="TRAINER_CONV_DIRECT: expected one of auto, "
                                           "off, force, got 'fast'"):
         direct_conv.setting()
+
+
+def test_avx2_keeps_only_the_first_layer_rule(monkeypatch):
+    monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
+    monkeypatch.delenv("TRAINER_CONV_DIRECT", raising=False)
+    monkeypatch.setattr(direct_conv, "wide_vectors", lambda: False)
+    assert _path(monkeypatch, 3, 32, True, padding="same")[0]
+    assert not _path(monkeypatch, 32, 32, False, padding="same")[0]
+    assert not _path(monkeypatch, 32, 32, True, input_grad=True)[0]
 
 
 def test_layer_matches_the_im2col_path(monkeypatch):
@@ -353,6 +363,7 @@ fresh(xf, W.reshape(27, 40), b, np.float32(0), toff, np.uint64(3), np.uint64(39)
       np.empty((9, 11, 40), np.float32))
 asm = "".join(fresh.inspect_asm().values())
 assert "zmm" not in asm and "vfmadd" in asm
+assert direct_conv.wide_vectors() is False
 print("ok")
 """
 

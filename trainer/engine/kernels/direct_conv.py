@@ -39,12 +39,14 @@ either at most ``MAX_CHANNELS`` input channels where no input gradient is needed
 kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
 at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
 outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
-Winograd and im2col.
+Winograd and im2col — that one only where Numba compiles for AVX-512
+(``wide_vectors``).
 ``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
 shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
 """
 
+import functools
 import math
 import os
 import threading
@@ -116,11 +118,39 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return False
     if channels <= MAX_CHANNELS and not input_grad:
         return True
+    if not wide_vectors():
+        return False  # 32 ymm accumulators spill on AVX2: the 3×3 layers lose there
     small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
         tuple(dilation) == (1, 1))
     return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
         channels <= MAX_CHANNELS_ANY_OUTPUT or (
             channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
+
+
+#: CPU names (LLVM's) with AVX-512, for a NUMBA_CPU_NAME that names one
+AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
+               "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+               "sapphirerapids", "graniterapids", "emeraldrapids", "znver4", "znver5",
+               "x86-64-v4")
+
+
+@functools.cache
+def wide_vectors():
+    """Whether Numba compiles for AVX-512 here (its target: NUMBA_CPU_NAME and
+    NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
+    ymm accumulators do not fit the 16 registers: measured (NUMBA_CPU_NAME=haswell, one
+    thread, CPU time) the 3×3 32/64-channel layers ran 0.52-0.81× (train 1.01× on
+    conv2) the old paths' speed, the first layer still 1.15× (inference) and 1.69×
+    (training): on AVX2 only the first-layer rule applies."""
+    import numba
+
+    name = numba.config.CPU_NAME
+    if name and name != "host":
+        features = numba.config.CPU_FEATURES or ""
+        return "+avx512f" in features or (name in AVX512_CPUS and "-avx512f" not in features)
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
 
 
 def kernels():
