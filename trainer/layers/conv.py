@@ -217,10 +217,11 @@ class Conv(Layer):
         bias = self.params["bias"] if self.use_bias else None
         relu = getattr(self.activation, "registered_name", None) == "relu"
         y = direct_conv.forward(x, W, bias, relu, pads, strides, dilation, out_hw)
+        input_grad = getattr(self, "needs_input_grad", True)
 
         def backward(dy):
             dW, db, dx = direct_conv.backward(x, dy, y if relu else None, W, pads, strides,
-                                              dilation, getattr(self, "needs_input_grad", True))
+                                              dilation, input_grad)
             self.grads["kernel"] += dW
             if bias is not None:
                 self.grads["bias"] += db
