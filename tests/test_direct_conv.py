@@ -281,6 +281,7 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
     assert _path(monkeypatch, 3, 32, False, padding="same")[0]
     assert _path(monkeypatch, 3, 32, True, padding="same")[0]  # first layer: no dx
     assert not _path(monkeypatch, 3, 32, True, input_grad=True)[0]  # dx: 3 outputs
+    assert _path(monkeypatch, 3, 32, False, input_grad=True)[0]  # inference: no dx
     assert _path(monkeypatch, 32, 32, True, input_grad=True)[0]  # hidden, with dx
     assert _path(monkeypatch, 64, 64, True, input_grad=True)[0]  # 8 × 8: small
     assert not _path(monkeypatch, 32, 128, True, input_grad=True)[0]  # > 64 filters

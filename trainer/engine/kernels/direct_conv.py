@@ -116,7 +116,7 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return True
     if np.dtype(dtype) != np.float32:
         return False
-    if channels <= MAX_CHANNELS and not input_grad:
+    if channels <= MAX_CHANNELS and not (training and input_grad):
         return True
     if not wide_vectors():
         return False  # 32 ymm accumulators spill on AVX2: the 3×3 layers lose there
