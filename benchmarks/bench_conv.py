@@ -17,12 +17,14 @@ convolution layers (forward and backward, timed around each call).
     python benchmarks/bench_conv.py                 # 2 threads, 5 pairs, 1 s windows
     python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run
     python benchmarks/bench_conv.py --cases profile # where the cnn's time goes
+    python benchmarks/bench_conv.py --cases direct  # direct convolution vs the old path
 
 ``--cases profile``: the classic CNN's training step (batch 128) and predict (batch
 1024) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
 timed per layer (forward, backward) and per operation: every GEMM shape with its
 GFLOP/s beside sgemm alone on the same shape, the im2col copies (``copyto``), pads,
-bias + relu, relu's backward and the Winograd transforms. Times are CPU time of the
+bias + relu, relu's backward, the Winograd transforms and the direct convolution's
+kernels. Times are CPU time of the
 thread (``time.thread_time``): a loaded machine inflates them less than wall time.
 """
 
@@ -76,8 +78,17 @@ def model_step(batch, train):
     return (lambda: model.predict_on_batch([x])), model
 
 
+def set_algo(algo):
+    """``im2col``, ``winograd`` or ``auto`` (TRAINER_CONV_ALGO; direct convolution by its
+    rule), or ``direct-off`` / ``direct-auto`` / ``direct-force`` (TRAINER_CONV_ALGO auto,
+    TRAINER_CONV_DIRECT off / auto / force: trainer/engine/kernels/direct_conv.py)."""
+    conv, _, direct = algo.partition("direct-")
+    os.environ["TRAINER_CONV_ALGO"] = conv or "auto"
+    os.environ["TRAINER_CONV_DIRECT"] = direct or "auto"
+
+
 def timed(step, seconds, algo):
-    os.environ["TRAINER_CONV_ALGO"] = algo
+    set_algo(algo)
     step()  # warm-up (and the Numba compile the first time)
     n, start = 0, time.perf_counter()
     while True:
@@ -94,18 +105,46 @@ def loadavg():
     return load()
 
 
-def pairs(step, batch, args, new="winograd"):
-    """Interleaved A/B windows: per pair (im2col rate, ``new`` rate, load). ``new`` is
-    ``winograd`` (forced, for single layers) or ``auto`` (the engine's rule)."""
+def pairs(step, batch, args, new="winograd", old="im2col"):
+    """Interleaved A/B windows: per pair (``old`` rate, ``new`` rate, load). ``new`` is
+    ``winograd`` (forced, for single layers) or ``auto`` (the engine's rule) against
+    ``old`` im2col; or a ``direct-*`` setting against ``direct-off`` (see ``set_algo``)."""
     out = []
     for r in range(args.repeats):
-        order = ("im2col", new) if r % 2 == 0 else (new, "im2col")
+        order = (old, new) if r % 2 == 0 else (new, old)
         rates, load = {}, [loadavg()]
         for algo in order:
             rates[algo] = timed(step, args.seconds, algo) * batch
         load.append(loadavg())
-        out.append((rates["im2col"], rates[new], max(v or 0 for v in load)))
+        out.append((rates[old], rates[new], max(v or 0 for v in load)))
     return out
+
+
+#: --cases direct: (case, mode, new setting) against direct-off (the old paths: im2col,
+#: and Winograd at inference from 32 channels and in training from 64); the rule
+#: (direct-auto) takes all four of the classic CNN's convolutions
+DIRECT_CASES = [(name, mode, "direct-auto") for name in ("conv1", "conv2", "conv3", "conv4")
+                for mode in ("train", "infer")] + [("cnn", "train", "direct-auto"),
+                                                   ("cnn", "infer", "direct-auto")]
+
+
+def direct_rows(args):
+    """The direct convolution (old: ``direct-off``) per layer and for the whole model,
+    interleaved in one process."""
+    shapes = {name: (shape, filters, padding) for name, shape, filters, padding in LAYERS}
+    rows = []
+    for name, mode, new in DIRECT_CASES:
+        batch = args.train_batch if mode == "train" else args.infer_batch
+        if name == "cnn":
+            step, _ = model_step(batch, mode == "train")
+        else:
+            step = conv_step(*shapes[name], batch, mode == "train")
+        row = summarize(name, mode, batch, pairs(step, batch, args, new, "direct-off"))
+        row["old"], row["new"] = row.pop("im2col"), row.pop("winograd")
+        row["paths"] = ["direct-off", new]
+        rows.append(row)
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def conv_share(step, model, args):
@@ -135,7 +174,7 @@ def conv_share(step, model, args):
             wrap(layer)
     share = {}
     for algo in ("im2col", "auto"):
-        os.environ["TRAINER_CONV_ALGO"] = algo
+        set_algo(algo)
         step()
         spent[0], start, n = 0.0, time.perf_counter(), 0
         while time.perf_counter() - start < args.seconds or n == 0:
@@ -224,7 +263,7 @@ def profile(args):
     import numpy as np
 
     import trainer.layers.conv as conv_layer
-    from trainer.engine.kernels import fused, parallel, winograd_transforms
+    from trainer.engine.kernels import direct_conv, fused, parallel, winograd_transforms
 
     parallel.set_num_threads(1)
     blas = parallel.blas_threads()
@@ -244,6 +283,9 @@ def profile(args):
         kernels = winograd_transforms.kernels()
         for name in list(kernels):
             prof.wrap(kernels, name, f"winograd {name} transform")
+        direct = direct_conv.kernels()
+        prof.wrap(direct, "forward", "direct conv kernel (forward, dx)")
+        prof.wrap(direct, "weight_grad", "direct conv kernel (dW, db)")
         try:
             step()
             prof.spent.clear()
@@ -285,7 +327,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0, help="window per timing")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--infer-batch", type=int, default=1024)
-    parser.add_argument("--cases", default="layers,model", help="layers,model,profile")
+    parser.add_argument("--cases", default="layers,model", help="layers,model,profile,direct")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs, no verdict")
     parser.add_argument("--json", help="write the rows and the machine here")
     args = parser.parse_args(argv)
@@ -314,14 +356,16 @@ def main(argv=None):
             if mode == "train":
                 shares = conv_share(step, model, args)
                 print(json.dumps({"conv_share_of_train_step": shares}), flush=True)
+    direct = direct_rows(args) if "direct" in cases else []
     profiled = profile(args) if "profile" in cases else None
     meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
             "seconds": args.seconds, "smoke": args.smoke}
-    print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
-          f"{args.threads} threads, {meta['cpu_model']}; max 1-min load "
-          f"{max([r['max_load'] for r in rows] or [0]):.2f}):")
-    print(f"{'case':8} {'mode':6} {'batch':>5} {'im2col/s':>10} {'winograd/s':>11} "
-          f"{'ratio':>6}  range")
+    if rows:
+        print(f"\nWinograd / im2col, same process, interleaved ({args.repeats} pairs, "
+              f"{args.threads} threads, {meta['cpu_model']}; max 1-min load "
+              f"{max([r['max_load'] for r in rows] or [0]):.2f}):")
+        print(f"{'case':8} {'mode':6} {'batch':>5} {'im2col/s':>10} {'winograd/s':>11} "
+              f"{'ratio':>6}  range")
     for r in rows:
         print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['im2col']:10.0f} "
               f"{r['winograd']:11.0f} {r['ratio']:6.2f}  {r['ratio_range'][0]:.2f}–"
@@ -329,10 +373,19 @@ def main(argv=None):
     if shares:
         print("share of the cnn training step in Conv layers: " + ", ".join(
             f"{k} {v:.0%}" for k, v in shares.items()))
+    if direct:
+        print(f"\nDirect convolution / direct-off, same process, interleaved (max 1-min "
+              f"load {max(r['max_load'] for r in direct):.2f}):")
+        print(f"{'case':8} {'mode':6} {'batch':>5} {'old/s':>10} {'new/s':>10} {'new':>13} "
+              f"{'ratio':>6}  range")
+        for r in direct:
+            print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['old']:10.0f} "
+                  f"{r['new']:10.0f} {r['paths'][1]:>13} {r['ratio']:6.2f}  "
+                  f"{r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
-                                               "conv_share": shares, "profile": profiled},
-                                              indent=1))
+                                               "conv_share": shares, "profile": profiled,
+                                               "direct": direct}, indent=1))
 
 
 if __name__ == "__main__":

@@ -231,12 +231,27 @@ def test_bench_conv_profile_smoke(tmp_path):
         parts = p["parts"]
         assert positive(p["step_ms"]) and "00 Conv2D fwd" in parts
         gemms = [k for k in parts if k.startswith("gemm ")]
-        assert gemms and all(positive(parts[k]["gflops"]) and positive(parts[k]["alone_gflops"])
-                             for k in gemms)
+        assert all(positive(parts[k]["gflops"]) and positive(parts[k]["alone_gflops"])
+                   for k in gemms)
+        assert gemms or any(k.startswith("direct conv kernel") for k in parts)
         assert sum(v["ms"] for k, v in parts.items() if " fwd" in k or " bwd" in k) <= (
             p["step_ms"] * 1.05)
     assert "01 Conv2D bwd" in data["profile"][0]["parts"]
     assert "ms a step (CPU time, 1 thread)" in stdout
+
+
+def test_bench_conv_direct_smoke(tmp_path):
+    """--cases direct: the direct convolution against TRAINER_CONV_DIRECT=off, per layer
+    and for the whole model, interleaved."""
+    data, stdout = run_script("bench_conv.py", "--cases", "direct", tmp_path=tmp_path)
+    rows = data["direct"]
+    assert [(r["case"], r["mode"]) for r in rows] == [
+        (name, mode) for name in ("conv1", "conv2", "conv3", "conv4", "cnn")
+        for mode in ("train", "infer")]
+    for r in rows:
+        assert positive(r["old"]) and positive(r["new"]) and r["paths"][0] == "direct-off"
+        assert r["ratio"] == pytest.approx(r["new"] / r["old"], rel=0.5)
+    assert "Direct convolution / direct-off" in stdout
 
 
 def test_profile_resnet50_smoke(tmp_path):

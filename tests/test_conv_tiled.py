@@ -215,6 +215,7 @@ def test_inference_takes_winograd_from_32_channels(monkeypatch):
     """A forward without backward takes Winograd from MIN_CHANNELS_INFERENCE (32)
     channels, a training forward from MIN_CHANNELS (64); both give the convolution."""
     monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
+    monkeypatch.setenv("TRAINER_CONV_DIRECT", "off")  # its rule: tests/test_direct_conv.py
     taken = []
     real = winograd.forward
     monkeypatch.setattr(winograd, "forward", lambda *a: taken.append(1) or real(*a))

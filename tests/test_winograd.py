@@ -181,6 +181,7 @@ def _path(monkeypatch, filters, channels, **args):
 
 def test_dispatch_by_shape_and_setting(monkeypatch):
     monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
+    monkeypatch.setenv("TRAINER_CONV_DIRECT", "off")  # its rule: tests/test_direct_conv.py
     big = winograd.MIN_CHANNELS
     assert _path(monkeypatch, big, big, kernel_size=3, padding="same") == "winograd"
     assert _path(monkeypatch, big, big, kernel_size=3) == "winograd"

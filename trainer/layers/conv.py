@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 
 from trainer import activations as act
-from trainer.engine.kernels import fused, parallel, winograd
+from trainer.engine.kernels import direct_conv, fused, parallel, winograd
 from trainer.engine.kernels.conv import col2im, crop2d, pad2d, padded_shape, patches, plan2d
 from trainer.engine.layer import Layer
 from trainer.layers._window import check_data_format, check_padding, ntuple, window_output
@@ -123,6 +123,10 @@ class Conv(Layer):
         x4 = self._as4d(x)
         n, f = x4.shape[0], self.filters
         out_hw, pads = plan2d(x4.shape[1:3], kernel, strides, dilation, self.padding)
+        if direct_conv.use(self.rank, kernel, strides, dilation, x4.shape[-1], f, out_hw,
+                           x4.dtype, training, getattr(self, "needs_input_grad", True),
+                           getattr(self.activation, "registered_name", None)):
+            return self._forward_direct(x4, pads, out_hw)
         if winograd.use(kernel, strides, dilation, self.rank, x4.shape[-1], f, training):
             return self._forward_winograd(x4, pads, out_hw)
         W2 = self.params["kernel"].reshape(-1, f)
@@ -214,6 +218,26 @@ class Conv(Layer):
 
     def _unas4d(self, a):
         return a[:, 0] if self.rank == 1 else a
+
+    def _forward_direct(self, x, pads, out_hw):
+        """Direct convolution (trainer/engine/kernels/direct_conv.py), bias and relu
+        fused; its backward gives dW, db and (stride 1) dx by the same kernels."""
+        kernel, strides, dilation = self._geometry()
+        W = self.params["kernel"]
+        bias = self.params["bias"] if self.use_bias else None
+        relu = getattr(self.activation, "registered_name", None) == "relu"
+        y = direct_conv.forward(x, W, bias, relu, pads, strides, dilation, out_hw)
+        input_grad = getattr(self, "needs_input_grad", True)
+
+        def backward(dy):
+            dW, db, dx = direct_conv.backward(x, dy, y if relu else None, W, pads, strides,
+                                              dilation, input_grad)
+            self.grads["kernel"] += dW
+            if bias is not None:
+                self.grads["bias"] += db
+            return dx  # None for the graph's input: nobody needs its gradient
+
+        return y, backward
 
     def _forward_winograd(self, x, pads, out_hw):
         """3×3 stride-1 2-D convolution by Winograd F(2×2,3×3)

@@ -1,0 +1,257 @@
+"""Direct 2-D convolution (NHWC) with register blocking, in Numba (issue 28).
+
+For a convolution with few input channels (the first layer of an image model: 3)
+im2col + sgemm is a poor GEMM (K = kh·kw·C = 27) behind a copy nine times the input;
+and at inference Winograd's transforms cost more than they save on 32-channel layers.
+This computes the output straight from the (padded) input instead. The kernels are in
+direct_conv_kernels.py.
+
+Forward, per sample, per block of ``PB`` = 8 output pixels (consecutive in row-major
+order, across row ends) × ``FB`` = 32 output channels: 8 × 32 accumulators in
+fixed-size stack arrays (``stack``: an alloca LLVM promotes to registers: 16 zmm
+registers with AVX-512, 32 ymm with AVX2, some then spilled), a loop over the
+K = kh·kw·C taps loading one weight row (32 channels, contiguous) and 8 input values
+(broadcast), 16 vector FMAs; then bias and relu on the accumulators and one store.
+The last block of pixels (and of channels) is moved back to end at the edge
+(``min(start, size - block)``): it recomputes a few outputs with the same operations
+in the same order, so every output has the same bits whichever block computed it. The
+generated code (``inspect_asm`` on this AVX-512 machine) keeps the 16 accumulators in
+zmm registers, 16 ``vfmadd231ps`` per tap.
+
+Weight gradient (the first layer needs no input gradient): per sample, dz = dy·(y > 0)
+(relu fused) into a per-thread buffer while summing db, then per block of ``KB`` = 8
+taps × 32 channels, 16 accumulators summed over the sample's output pixels: one dz row
+(contiguous) times 8 input values (broadcast) per pixel. Per-sample results are added
+to the part's sum in sample order, parts (fixed by the batch size and the machine:
+parallel.ranges) in order: the same bits on any thread count.
+
+Sums run over the taps in (p, q, c) order with fused multiply-adds; float32 results
+differ from im2col's in the last bits (the tests' tolerance: 1e-5 of the output's
+scale against the float64 reference).
+
+Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 -
+forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
+again (its C outputs ≥ ``FB``).
+
+Path rule (``use``), by the shape alone: 2-D float32 convolutions with relu or linear
+activation, at least ``FB`` filters, at least ``PB`` output pixels and K ≥ ``KB``, and
+either at most ``MAX_CHANNELS`` input channels where no input gradient is needed (any
+kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
+at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
+outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
+Winograd and im2col — that one only where Numba compiles for AVX-512
+(``wide_vectors``).
+``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
+shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
+benchmarks/README.md ("Direct convolution").
+"""
+
+import functools
+import math
+import os
+import threading
+
+import numpy as np
+
+from trainer.engine.kernels import parallel
+
+#: output pixels (along a row) × output channels of one register block; taps of one
+#: weight-gradient block (the kernels' constants: direct_conv_kernels.py)
+PB, FB, KB = 8, 32, 8
+#: the rule (module doc; measured in benchmarks/README.md, "Direct convolution"): any
+#: kernel with at most this many input channels where no input gradient is needed (the
+#: first layer), in training too: classic CNN 3×3 3→32 2.3-2.6× im2col's speed,
+#: ResNet50's 7×7/2 3→64 1.9×
+MAX_CHANNELS = 4
+#: 3×3 stride-1 convolutions with at most 64 filters (measured: the classic CNN's),
+#: forward alone (inference) and forward + backward (dx as the direct convolution of
+#: dz): up to MAX_CHANNELS_ANY_OUTPUT input channels (inference against Winograd:
+#: 32→32 at 30², 56²: 1.35×, 1.38×; 32→64 at 15², 28²: 1.40×, 1.19×), 64 only on
+#: outputs of at most SMALL_OUTPUT pixels (64→64 at 13²: 1.19-1.24×; at 28²: 0.97×,
+#: 56²: 0.96×); 128 channels lose (0.73×)
+MAX_CHANNELS_ANY_OUTPUT = 32
+MAX_CHANNELS_SMALL_OUTPUT = 64
+SMALL_OUTPUT = 256
+SETTINGS = ("auto", "off", "force")
+
+_KERNELS = None
+_local = threading.local()
+
+
+def setting():
+    """The ``TRAINER_CONV_DIRECT`` setting (module doc)."""
+    value = os.environ.get("TRAINER_CONV_DIRECT", "auto").strip().lower() or "auto"
+    if value not in SETTINGS:
+        from trainer.errors import ConfigError
+
+        raise ConfigError(f"TRAINER_CONV_DIRECT: expected one of {', '.join(SETTINGS)}, "
+                          f"got {value!r}")
+    return value
+
+
+def eligible(rank, kernel, channels, filters, out_hw, dtype):
+    """Whether the blocked kernels compute this convolution (any strides, dilations,
+    paddings): 2-D, ≥ FB filters, ≥ PB output pixels, K ≥ KB taps."""
+    return (rank == 2 and filters >= FB and out_hw[0] * out_hw[1] >= PB
+            and kernel[0] * kernel[1] * channels >= KB
+            and np.dtype(dtype) in (np.float32, np.float64))
+
+
+def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, training,
+        input_grad, activation):
+    """Whether a Conv layer takes the direct path (module doc: by the shape, never by
+    the thread count)."""
+    from trainer.engine.kernels import winograd
+
+    if winograd.algo() != "auto":
+        return False
+    mode = setting()
+    if mode == "off" or activation not in ("relu", "linear"):
+        return False
+    if not eligible(rank, kernel, channels, filters, out_hw, dtype):
+        return False
+    if training and input_grad and not (tuple(strides) == (1, 1) and channels >= FB):
+        return False  # dx is the direct convolution of dz: stride 1, ≥ FB channels
+    if mode == "force":
+        return True
+    if np.dtype(dtype) != np.float32:
+        return False
+    if channels <= MAX_CHANNELS and not (training and input_grad):
+        return True
+    if not wide_vectors():
+        return False  # 32 ymm accumulators spill on AVX2: the 3×3 layers lose there
+    small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
+        tuple(dilation) == (1, 1))
+    return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
+        channels <= MAX_CHANNELS_ANY_OUTPUT or (
+            channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
+
+
+#: CPU names (LLVM's) with AVX-512, for a NUMBA_CPU_NAME that names one
+AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
+               "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+               "sapphirerapids", "graniterapids", "emeraldrapids", "znver4", "znver5",
+               "x86-64-v4")
+
+
+@functools.cache
+def wide_vectors():
+    """Whether Numba compiles for AVX-512 here (its target: NUMBA_CPU_NAME and
+    NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
+    ymm accumulators do not fit the 16 registers: measured (NUMBA_CPU_NAME=haswell, one
+    thread, CPU time) the 3×3 32/64-channel layers ran 0.52-0.81× (train 1.01× on
+    conv2) the old paths' speed, the first layer still 1.15× (inference) and 1.69×
+    (training): on AVX2 only the first-layer rule applies."""
+    import numba
+
+    name = numba.config.CPU_NAME
+    if name and name != "host":
+        features = numba.config.CPU_FEATURES or ""
+        return "+avx512f" in features or (name in AVX512_CPUS and "-avx512f" not in features)
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+def kernels():
+    """The compiled kernels (compiled on first use, cached on disk)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from trainer.engine.kernels import direct_conv_kernels as k
+
+        _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
+                    "forward_sample": k.forward_sample, "grad_sample": k.grad_sample}
+    return _KERNELS
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread scratch array of ``shape``, reusing (a prefix of) one buffer."""
+    store = _local.__dict__.setdefault("buffers", {})
+    need = math.prod(shape)
+    key = (name, np.dtype(dtype))
+    buf = store.get(key)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, dtype)
+        store[key] = buf
+    return buf[:need].reshape(shape)
+
+
+def _geometry(x, kernel, pads, strides, dilation):
+    (pt, pb), (pl, pr) = pads
+    n, h, w, c = x.shape
+    return (int(pt), int(pl), int(kernel[0]), int(kernel[1]), int(strides[0]),
+            int(strides[1]), int(dilation[0]), int(dilation[1]),
+            (h + pt + pb, w + pl + pr, c))
+
+
+def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
+    """The convolution of x (N, H, W, C) with W (kh, kw, C, F) plus bias (or None),
+    relu applied when asked; ``pads`` ((top, bottom), (left, right)) and ``out_hw`` as
+    trainer.engine.kernels.conv.plan2d gives them. Samples split over the engine's
+    threads (each output depends on its own sample only)."""
+    x = np.ascontiguousarray(x)
+    n, f = x.shape[0], W.shape[3]
+    W2 = np.ascontiguousarray(W.reshape(-1, f), dtype=x.dtype)
+    b = np.zeros(f, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    lo = x.dtype.type(0 if relu else -np.inf)
+    *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
+    z = np.empty((n, *out_hw, f), x.dtype)
+    kernel = kernels()["forward"]
+
+    def part(a, e):
+        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e])
+
+    parallel.run(part, n, min_items=1)
+    return z
+
+
+def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
+    """(dW (kh, kw, C, F), db (F)) of the convolution of x given the output gradient
+    dy; with ``y`` (the relu output) dy is masked by y > 0 first. The batch is cut into
+    parts fixed by its size (parallel.ranges), each summed in sample order, the parts'
+    sums added in order."""
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy, x.dtype)
+    relu = y is not None
+    y = np.ascontiguousarray(y) if relu else dy
+    f = dy.shape[3]
+    k = kernel_shape[0] * kernel_shape[1] * x.shape[3]
+    *geo, padded = _geometry(x, kernel_shape, pads, strides, dilation)
+    kern = kernels()["weight_grad"]
+
+    def part(a, e):
+        dW, db = np.empty((k, f), x.dtype), np.empty(f, x.dtype)
+        kern(x[a:e], dy[a:e], y[a:e], relu, *geo, _scratch("input", padded, x.dtype),
+             _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db)
+        return dW, db
+
+    parts = parallel.run(part, x.shape[0], min_items=1)
+    dW, db = parts[0]
+    for dWp, dbp in parts[1:]:
+        dW += dWp
+        db += dbp
+    return dW.reshape(kernel_shape), db
+
+
+def backward(x, dy, y, W, pads, strides, dilation, input_grad):
+    """(dW, db, dx or None) of the convolution of x (its output ``y`` after relu, or
+    None: linear). dx (stride 1) is the convolution of dz padded by (dilated kernel - 1
+    - forward pad), with the kernel flipped and its in/out axes swapped: the forward
+    kernel again."""
+    if not input_grad:
+        return (*weight_grad(x, dy, y, W.shape, pads, strides, dilation), None)
+    dy = np.ascontiguousarray(dy, x.dtype)
+    dz = dy
+    if y is not None:
+        from trainer.engine.kernels import fused
+
+        dz = np.empty_like(dy)
+        parallel.run(lambda a, e: fused.relu_backward(dy[a:e], y[a:e], out=dz[a:e]),
+                     dy.shape[0], min_items=1)
+    dW, db = weight_grad(x, dz, None, W.shape, pads, strides, dilation)
+    (pt, pb), (pl, pr) = pads
+    eh, ew = [(k - 1) * d for k, d in zip(W.shape[:2], dilation)]
+    back = ((eh - pt, eh - pb), (ew - pl, ew - pr))
+    flipped = np.ascontiguousarray(W[::-1, ::-1].transpose(0, 1, 3, 2))
+    dx = forward(dz, flipped, None, False, back, (1, 1), dilation, x.shape[1:3])
+    return dW, db, dx

@@ -1,0 +1,236 @@
+"""The Numba kernels of the direct convolution (trainer/engine/kernels/direct_conv.py,
+whose doc describes them). A module of its own, imported on first use: module-level
+functions cache on disk (a closure's compiled code is looked up by its cells, which
+differ from process to process)."""
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: output pixels (along a row) × output channels of one register block; taps of one
+#: weight-gradient block (the literal 32 in ``stack(32, ...)`` below is FB)
+PB = 8
+FB = 32
+KB = 8
+
+
+@intrinsic
+def stack(typingctx, size, dtype):
+    """A pointer to ``size`` (a literal) values of ``dtype`` on the stack: a
+    fixed-size alloca, which LLVM keeps in registers when every access has a
+    constant offset after unrolling (the blocks below)."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        count = context.get_constant(types.intp, size.literal_value)
+        return cgutils.alloca_once(builder, context.get_value_type(dtype.dtype),
+                                   size=count)
+    return types.CPointer(dtype.dtype)(size, dtype), codegen
+
+
+jit = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+
+
+@jit
+def taps(kh, kw, c, dh, dw, wp):
+    """Offsets of the K taps (p, q, c) in a flat padded sample (unsigned: no
+    negative-index wrap-around in the hot loops)."""
+    out = np.empty(kh * kw * c, np.uint64)
+    k = 0
+    for p in range(kh):
+        for q in range(kw):
+            for ch in range(c):
+                out[k] = np.uint64((p * dh * wp + q * dw) * c + ch)
+                k += 1
+    return out
+
+
+@jit
+def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
+    """out (ho, wo, F) = max(lo, conv + bias) of one flat padded sample ``xf``;
+    ``ps``/``rs``: the input offset of one output pixel / row. Blocks of PB pixels run
+    over the output in row-major order (across row ends: a block's pixels each have
+    their own input offset), the last one moved back to end at the last pixel."""
+    ho, wo, f = out.shape
+    M = ho * wo
+    o = out.reshape(M, f)
+    K = W2.shape[0]
+    a0 = numba.carray(stack(32, xf.dtype), (FB,))
+    a1 = numba.carray(stack(32, xf.dtype), (FB,))
+    a2 = numba.carray(stack(32, xf.dtype), (FB,))
+    a3 = numba.carray(stack(32, xf.dtype), (FB,))
+    a4 = numba.carray(stack(32, xf.dtype), (FB,))
+    a5 = numba.carray(stack(32, xf.dtype), (FB,))
+    a6 = numba.carray(stack(32, xf.dtype), (FB,))
+    a7 = numba.carray(stack(32, xf.dtype), (FB,))
+    for mb in range(0, M, PB):
+        m0 = max(min(mb, M - PB), 0)
+        b0 = np.uint64(m0 // wo) * rs + np.uint64(m0 % wo) * ps
+        b1 = np.uint64((m0 + 1) // wo) * rs + np.uint64((m0 + 1) % wo) * ps
+        b2 = np.uint64((m0 + 2) // wo) * rs + np.uint64((m0 + 2) % wo) * ps
+        b3 = np.uint64((m0 + 3) // wo) * rs + np.uint64((m0 + 3) % wo) * ps
+        b4 = np.uint64((m0 + 4) // wo) * rs + np.uint64((m0 + 4) % wo) * ps
+        b5 = np.uint64((m0 + 5) // wo) * rs + np.uint64((m0 + 5) % wo) * ps
+        b6 = np.uint64((m0 + 6) // wo) * rs + np.uint64((m0 + 6) % wo) * ps
+        b7 = np.uint64((m0 + 7) // wo) * rs + np.uint64((m0 + 7) % wo) * ps
+        for fb in range(0, f, FB):
+            f0 = max(min(fb, f - FB), 0)
+            for ff in range(FB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+                a3[ff] = 0
+                a4[ff] = 0
+                a5[ff] = 0
+                a6[ff] = 0
+                a7[ff] = 0
+            for k in range(K):
+                t = toff[k]
+                x0, x1, x2, x3 = xf[b0 + t], xf[b1 + t], xf[b2 + t], xf[b3 + t]
+                x4, x5, x6, x7 = xf[b4 + t], xf[b5 + t], xf[b6 + t], xf[b7 + t]
+                w = W2[k]
+                for ff in range(FB):
+                    wv = w[f0 + ff]
+                    a0[ff] += x0 * wv
+                    a1[ff] += x1 * wv
+                    a2[ff] += x2 * wv
+                    a3[ff] += x3 * wv
+                    a4[ff] += x4 * wv
+                    a5[ff] += x5 * wv
+                    a6[ff] += x6 * wv
+                    a7[ff] += x7 * wv
+            # bias, then relu as max(lo, v) keeping NaN (lo = -inf: linear)
+            for ff in range(FB):
+                bv = bias[f0 + ff]
+                v = a0[ff] + bv
+                o[m0, f0 + ff] = lo if v < lo else v
+                v = a1[ff] + bv
+                o[m0 + 1, f0 + ff] = lo if v < lo else v
+                v = a2[ff] + bv
+                o[m0 + 2, f0 + ff] = lo if v < lo else v
+                v = a3[ff] + bv
+                o[m0 + 3, f0 + ff] = lo if v < lo else v
+                v = a4[ff] + bv
+                o[m0 + 4, f0 + ff] = lo if v < lo else v
+                v = a5[ff] + bv
+                o[m0 + 5, f0 + ff] = lo if v < lo else v
+                v = a6[ff] + bv
+                o[m0 + 6, f0 + ff] = lo if v < lo else v
+                v = a7[ff] + bv
+                o[m0 + 7, f0 + ff] = lo if v < lo else v
+
+
+@jit
+def padded_sample(x, s, pt, pl, buf):
+    """Sample s of x as a flat array: itself, or copied into the zero-bordered
+    ``buf`` (whose border the caller zeroed)."""
+    _, h, w, _ = x.shape
+    if buf.shape[0] == h and buf.shape[1] == w:
+        return x[s].reshape(-1)
+    buf[pt:pt + h, pl:pl + w] = x[s]
+    return buf.reshape(-1)
+
+
+@jit
+def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out):
+    """out[s] for every sample s of x (N, H, W, C); buf (Hp, Wp, C) scratch."""
+    c = x.shape[3]
+    wp = buf.shape[1]
+    buf[:] = 0
+    toff = taps(kh, kw, c, dh, dw, wp)
+    ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
+    for s in range(x.shape[0]):
+        forward_sample(padded_sample(x, s, pt, pl, buf), W2, bias, lo, toff, ps, rs,
+                       out[s])
+
+
+@jit
+def grad_sample(xf, dz, toff, ps, rs, g):
+    """g (K, F) = Σ over output pixels of x-tap × dz (one sample, assigned)."""
+    ho, wo, f = dz.shape
+    K = toff.size
+    dzf = dz.reshape(ho * wo, f)
+    a0 = numba.carray(stack(32, xf.dtype), (FB,))
+    a1 = numba.carray(stack(32, xf.dtype), (FB,))
+    a2 = numba.carray(stack(32, xf.dtype), (FB,))
+    a3 = numba.carray(stack(32, xf.dtype), (FB,))
+    a4 = numba.carray(stack(32, xf.dtype), (FB,))
+    a5 = numba.carray(stack(32, xf.dtype), (FB,))
+    a6 = numba.carray(stack(32, xf.dtype), (FB,))
+    a7 = numba.carray(stack(32, xf.dtype), (FB,))
+    for kb in range(0, K, KB):
+        k0 = max(min(kb, K - KB), 0)
+        t0, t1, t2, t3 = toff[k0], toff[k0 + 1], toff[k0 + 2], toff[k0 + 3]
+        t4, t5, t6, t7 = toff[k0 + 4], toff[k0 + 5], toff[k0 + 6], toff[k0 + 7]
+        for fb in range(0, f, FB):
+            f0 = max(min(fb, f - FB), 0)
+            for ff in range(FB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+                a3[ff] = 0
+                a4[ff] = 0
+                a5[ff] = 0
+                a6[ff] = 0
+                a7[ff] = 0
+            for i in range(ho):
+                for j in range(wo):
+                    b = np.uint64(i) * rs + np.uint64(j) * ps
+                    x0, x1, x2, x3 = xf[b + t0], xf[b + t1], xf[b + t2], xf[b + t3]
+                    x4, x5, x6, x7 = xf[b + t4], xf[b + t5], xf[b + t6], xf[b + t7]
+                    d = dzf[i * wo + j]
+                    for ff in range(FB):
+                        dv = d[f0 + ff]
+                        a0[ff] += x0 * dv
+                        a1[ff] += x1 * dv
+                        a2[ff] += x2 * dv
+                        a3[ff] += x3 * dv
+                        a4[ff] += x4 * dv
+                        a5[ff] += x5 * dv
+                        a6[ff] += x6 * dv
+                        a7[ff] += x7 * dv
+            for ff in range(FB):
+                g[k0, f0 + ff] = a0[ff]
+                g[k0 + 1, f0 + ff] = a1[ff]
+                g[k0 + 2, f0 + ff] = a2[ff]
+                g[k0 + 3, f0 + ff] = a3[ff]
+                g[k0 + 4, f0 + ff] = a4[ff]
+                g[k0 + 5, f0 + ff] = a5[ff]
+                g[k0 + 6, f0 + ff] = a6[ff]
+                g[k0 + 7, f0 + ff] = a7[ff]
+
+
+@jit
+def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, db):
+    """dW (K, F) and db (F) of the samples of x: per sample dz = dy·(y > 0) (relu,
+    into the scratch ``dz``) or dy itself, its db and its g, added in sample order."""
+    c = x.shape[3]
+    wp = buf.shape[1]
+    f = dW.shape[1]
+    buf[:] = 0
+    toff = taps(kh, kw, c, dh, dw, wp)
+    ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
+    dW[:] = 0
+    db[:] = 0
+    for s in range(x.shape[0]):
+        dys = dy[s].reshape(-1, f)
+        d = dy[s]
+        if relu:
+            d = dz
+            dzs = dz.reshape(-1, f)
+            ys = y[s].reshape(-1, f)
+            for r in range(dys.shape[0]):
+                for ff in range(f):
+                    # dy·(y > 0): a NaN/inf gradient times 0 stays NaN, as NumPy
+                    dzs[r, ff] = dys[r, ff] if ys[r, ff] > 0 else dys[r, ff] * 0
+        ds = d.reshape(-1, f)
+        for r in range(ds.shape[0]):
+            for ff in range(f):
+                db[ff] += ds[r, ff]
+        grad_sample(padded_sample(x, s, pt, pl, buf), d, toff, ps, rs, g)
+        for k in range(g.shape[0]):
+            for ff in range(f):
+                dW[k, ff] += g[k, ff]
