@@ -207,3 +207,75 @@ def test_a_lone_dense_takes_an_empty_batch_of_sequences(tmp_path):
     model = _build(tmp_path, text)
     y, _ = model.layers[0].forward(np.zeros((0, 4, 11), np.float32), False)
     assert y.shape == (0, 4, 37)
+
+
+PREDICT_RUN = """\
+seed: 2
+data:
+  train: {dataset: iris}
+  preprocess:
+    y: [{to_categorical: {num_classes: 3}}]
+model:
+  input_shape: [4]
+  layers:
+    - Dense: {units: 24, activation: relu}
+    - Dropout: {rate: 0.2}
+    - Dense: {units: 17, activation: relu}
+    - Dropout: {rate: 0.2}
+    - Dense: {units: 3, activation: softmax}
+compile: {loss: categorical_crossentropy, optimizer: adam}
+fit: {epochs: 1, batch_size: 32}
+"""
+
+
+@pytest.fixture(scope="module")
+def predict_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    folder = tmp_path_factory.mktemp("chain")
+    r = CliRunner().invoke(main, ["fit", str(write_config(folder, PREDICT_RUN)), "-q",
+                                  "--run-dir", str(folder / "run")])
+    assert r.exit_code == 0, r.output
+    return folder / "run"
+
+
+def test_trainer_predict_matches_the_layers_one_by_one(predict_run, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from trainer.app import evaluate
+    from trainer.cli import main
+
+    x = np.random.default_rng(5).normal(size=(301, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    before = (tmp_path / "x.npy").read_bytes()
+    for extra in ([], ["--batch-size", "128"]):
+        r = CliRunner().invoke(main, ["predict", str(predict_run), "--input",
+                                      str(tmp_path / "x.npy"), "--output",
+                                      str(tmp_path / "p.npy"), *extra])
+        assert r.exit_code == 0, r.output
+        p = np.load(tmp_path / "p.npy")
+        cfg, ckpt = evaluate.final_checkpoint(str(predict_run), None, command="predict")
+        model, _ = evaluate.model_of(cfg, ckpt, "predict")
+        with monkeypatch.context() as m:
+            _unfused(m)
+            expected = model.predict_on_batch([x])[0]
+        assert p.shape == (301, 3)
+        np.testing.assert_allclose(p, expected, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "x.npy").read_bytes() == before  # mapped copy-on-write
+
+
+def test_predict_maps_a_npy_input_and_names_a_truncated_one(tmp_path):
+    from trainer.app.predict import read_inputs
+    from trainer.errors import DataError
+
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "x.npy", x)
+    got = read_inputs(tmp_path / "x.npy", ["x"])["x"]
+    assert np.array_equal(got, x) and type(got) is np.ndarray
+    assert isinstance(got.base, np.memmap) or isinstance(getattr(got.base, "base", None),
+                                                         np.memmap)
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-7])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_inputs(tmp_path / "cut.npy", ["x"])
