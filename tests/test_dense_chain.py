@@ -279,3 +279,27 @@ def test_predict_maps_a_npy_input_and_names_a_truncated_one(tmp_path):
     (tmp_path / "cut.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-7])
     with pytest.raises(DataError, match="truncated or corrupt"):
         read_inputs(tmp_path / "cut.npy", ["x"])
+
+
+@pytest.mark.parametrize("units,dtype", [(10, np.float32), (40, np.float32),
+                                         (3, np.float64)])
+def test_the_softmax_step_matches_numpys_lines(units, dtype):
+    from trainer import activations
+
+    rng = np.random.default_rng(units)
+    x = rng.normal(size=(7000, 33)).astype(dtype)  # big enough for the compiled pass
+    x[5, 3] = np.nan
+    W = rng.normal(size=(33, units)).astype(dtype)
+    b = rng.normal(size=units).astype(dtype)
+    softmax = activations.get("softmax")
+    step = dense_chain.Dense(W, b, False, softmax)
+    y = step(x)
+    expected = softmax.forward(x @ W + b)
+    assert step.softmax and dense_chain._softmax(x, W, b) is not None  # the compiled pass
+    assert y.dtype == dtype and y.flags.c_contiguous
+    assert np.isnan(y[5]).all() and np.isnan(expected[5]).all()
+    np.testing.assert_allclose(y, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-7 if dtype == np.float32 else 1e-15)
+    assert np.array_equal(dense_chain.Dense(W, None, False, softmax)(x[:6000]),
+                          dense_chain.Dense(W, np.zeros_like(b), False, softmax)(x[:6000]),
+                          equal_nan=True)
