@@ -159,10 +159,14 @@ def test_blocks_are_fixed_by_the_rows(monkeypatch):
 
 
 def test_time_distributed_and_empty_batches(tmp_path, monkeypatch):
+    # bug: the chain flattened the leading axes, so a softmax over the time axis ran
+    # over the rows of the block instead
     text = SEQUENTIAL.format(features=11).replace("input_shape: [11]",
                                                   "input_shape: [4, 11]")
+    text = text.replace("units: 29, activation: tanh", "units: 29, activation: "
+                        "{softmax: {axis: 1}}")
     model = _build(tmp_path, text)
-    for n in (0, 3):
+    for n in (0, 3, 700):
         x = np.random.default_rng(n).normal(size=(n, 4, 11)).astype(np.float32)
         chained = model.predict_on_batch([x])[0]
         with monkeypatch.context() as m:

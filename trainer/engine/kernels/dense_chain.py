@@ -58,7 +58,10 @@ class Dense:
             y = _softmax(x, self.kernel, self.bias)
             if y is not None:
                 return y
-        z = np.matmul(x, self.kernel)
+        W = self.kernel
+        # over the last axis; the activation sees the block's own shape (a softmax
+        # over another axis)
+        z = np.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])
         fused.bias_act(z, self.bias, self.relu)
         return z if self.relu else self.activation.forward(z)
 
@@ -141,22 +144,21 @@ IDENTITY = Identity()
 
 
 def run(x, steps):
-    """The chain's output for ``x`` of shape (..., features): ``steps`` applied in
-    order to each block of rows (the leading axes flattened)."""
-    lead = x.shape[:-1]
-    flat = x.reshape(-1, x.shape[-1])
-    n = len(flat)
+    """The chain's output for ``x`` of shape (batch, ..., features): ``steps`` applied
+    in order to each block of samples (a sample of a sequence is several GEMM rows;
+    MIN_ROWS and BLOCK_ROWS count those)."""
+    per_sample = max(1, int(np.prod(x.shape[1:-1], dtype=np.int64)))
+    block = max(1, BLOCK_ROWS // per_sample)
 
     def chain(a, b):
-        y = flat[a:b]
+        y = x[a:b]
         for step in steps:
             y = step(y)
         return y
 
     def part(a, b):
-        return [chain(a + s, a + e) for s, e in
-                parallel.split(b - a, -(-(b - a) // BLOCK_ROWS))]
+        return [chain(a + s, a + e) for s, e in parallel.split(b - a, -(-(b - a) // block))]
 
-    blocks = [y for ys in parallel.run(part, n, min_items=MIN_ROWS) for y in ys]
-    y = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-    return y.reshape(*lead, y.shape[-1])
+    parts = parallel.run(part, len(x), min_items=max(1, MIN_ROWS // per_sample))
+    blocks = [y for ys in parts for y in ys]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
