@@ -1,7 +1,7 @@
 """Chains of graph nodes that run as one step (Graph.forward): fewer activations
-alive and kept, fewer passes over memory. Two kinds, both asked of the
-normalization layer in the chain (its ``folds_into`` and ``epilogue``; the engine
-knows no layer classes):
+alive and kept, fewer passes over memory. Three kinds, asked of the layers in the
+chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
+``inference_step``; the engine knows no layer classes):
 
 - Where no backward will run (inference; a frozen base in training), a convolution
   → normalization on moving statistics → epilogue runs as one convolution with the
@@ -12,18 +12,18 @@ knows no layer classes):
   epilogue in place on its fresh output, with one backward: the chain keeps the
   epilogue's output (the relu mask, which the next layer keeps anyway), not the
   normalization's output and the Add's output besides.
-
 - Where no backward runs, a chain of dense steps — a Dense, then Dense, Dropout (at
   inference) and Activation layers, each the only reader of the one before — runs as
   one ``dense_chain.run``: each block of rows through the whole chain, one parallel
-  region per call (kernels/dense_chain.py; the layers' ``inference_step``).
+  region per call (kernels/dense_chain.py).
 
-The epilogue is a relu, or an Add (of one other tensor, ready before the chain
+A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready before the chain
 starts) then a relu — a residual block's end. Each node of a chain but the last has
 one reader (the next) and is no graph output; no node of a chain has an activity
 regularizer. The results are the same bits as the nodes run one by one (a sum of
 two is commutative; max(x, 0) in place is max(x, 0)), except the folded convolution,
-which rounds differently (within float32 tolerance, tests/test_bn_fold.py).
+which rounds differently (within float32 tolerance, tests/test_bn_fold.py), and the
+Dense chains (cut into other GEMMs; tests/test_dense_chain.py).
 """
 
 import numpy as np
@@ -113,9 +113,9 @@ def plan(graph, training, needed):
 
 
 def _dense_chain(nodes, k, training, needed, only_reader):
-    """The nodes of the dense chain that node ``k`` starts (a Dense whose backward
-    does not run, then each only reader with an inference step of its own, at least
-    one), or None."""
+    """The nodes of the dense chain that node ``k`` starts — a Dense whose backward
+    does not run, then each next only reader with an inference step of its own (one
+    at least) — or None."""
 
     def step(j):
         node = nodes[j]

@@ -1,23 +1,25 @@
 """Inference of a chain of dense steps (Dense → Dropout → Dense → ... → softmax) as one
-run: each part of the rows goes through the whole chain before the next part, with one
+run: each block of samples goes through the whole chain before the next, with one
 parallel region per call instead of one per layer (trainer/engine/fusion.py makes the
 chains where no backward runs; the layers say what their step is).
 
-Why (issue 28, measured on the 784-512-512-10 MLP at batch 1024, 2 threads): inside
+Why (issue 28, the 784-512-512-10 MLP at batch 1024, 2 threads): inside
 ``Model.predict_on_batch``'s slices of 512 rows, each Dense cut its rows again into
-256-row GEMMs (OpenBLAS packs the whole kernel for every call) and went through the
-graph's per-layer bookkeeping; one GEMM per layer on the slice, bias and relu in one
-compiled pass on the fresh product, took ~10% less CPU per batch (in-process, same
-bits on this machine's OpenBLAS). Smaller blocks did not pay: 128-row blocks (the
-activations of a block in L2) cost more than they saved, because OpenBLAS packs the
-kernel again for every block.
+256-row GEMMs and went through the graph's per-layer bookkeeping; here each block takes
+one GEMM per layer, bias and relu in one compiled pass on the fresh product, and a
+softmax output its bias and softmax in another. A prototype of this took ~10% less CPU
+per batch than the layers one by one; the finished chain measured 0.96–1.01× on a
+loaded machine (benchmarks/README.md): a few percent at most, the GEMMs are the rest.
+Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
+ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
-Parts and blocks are fixed by the number of rows (``parallel.run``'s parts, then blocks
-of at most ``BLOCK_ROWS``), never by the thread count, so the numbers are the same on
-any number of threads. Each step computes what the layer's own forward computes, in
-the same order (``x @ W``, ``+= b`` and relu in place, then the activation); only where
-the rows are cut differs from running the layers one by one, which changes a product's
-last bits in some BLAS kernels (tests/test_dense_chain.py: within 1e-5 relative).
+Parts and blocks are fixed by the shape (``parallel.run``'s parts, then blocks of at
+most ``BLOCK_ROWS`` GEMM rows), never by the thread count, so the numbers are the same
+on any number of threads. Each step computes what the layer's own forward computes, in
+the same order (``x @ W``, ``+= b`` and relu in place, then the activation), except the
+softmax pass (the same operations, the sum in another order); where the rows are cut
+differs from running the layers one by one, which changes a product's last bits in
+some BLAS kernels (tests/test_dense_chain.py: within rtol 1e-5, atol 1e-6).
 """
 
 import sys
@@ -31,8 +33,7 @@ from trainer.engine.kernels import fused, parallel
 MIN_ROWS = 256
 #: a part runs the chain on blocks of at most this many rows: the intermediate
 #: activations alive are a block's, not the whole batch's (big predict batches), and a
-#: block is still big enough for a GEMM (256 rows ran ~1% slower, 128 ~8%: the kernel
-#: is packed once per GEMM)
+#: block is still big enough for a GEMM (see the module doc)
 BLOCK_ROWS = 512
 
 
