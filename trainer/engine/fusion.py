@@ -20,10 +20,11 @@ chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
 A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready
 before the chain starts) then a relu — a residual block's end. Each node of a chain
 but the last has one reader (the next) and is no graph output; no node of a chain
-has an activity regularizer. The results are the same bits as the nodes run one by one (a sum of
-two is commutative; max(x, 0) in place is max(x, 0)), except the folded convolution,
-which rounds differently (within float32 tolerance, tests/test_bn_fold.py), and the
-Dense chains (cut into other GEMMs; tests/test_dense_chain.py).
+has an activity regularizer. The results are the same bits as the nodes run one by
+one (a sum of two is commutative; max(x, 0) in place is max(x, 0)), except the
+folded convolution, which rounds differently (within float32 tolerance,
+tests/test_bn_fold.py), and the Dense chains (cut into other GEMMs;
+tests/test_dense_chain.py).
 """
 
 import numpy as np
