@@ -307,3 +307,25 @@ def test_the_softmax_step_matches_numpys_lines(units, dtype):
     assert np.array_equal(dense_chain.Dense(W, None, False, softmax)(x[:6000]),
                           dense_chain.Dense(W, np.zeros_like(b), False, softmax)(x[:6000]),
                           equal_nan=True)
+
+
+def test_a_replaced_forward_keeps_its_layer_out_of_chains(tmp_path, monkeypatch):
+    # a forward replaced on the class (tests/test_faults.py's simulated MemoryError)
+    # or on one layer must still run at inference
+    from trainer.layers.core import Dense
+
+    model = _build(tmp_path, SEQUENTIAL.format(features=11))
+    called = []
+    real = Dense.forward
+    with monkeypatch.context() as m:
+        m.setattr(Dense, "forward", lambda self, x, t: called.append(1) or real(self, x, t))
+        assert _chains(model, training=False) == ([], [])
+        model.predict_on_batch([_x(3, 11)])
+    assert len(called) == 4
+    layer = model.layers[2]
+    layer.forward = lambda x, t: called.append(2) or real(layer, x, t)
+    # dense → dropout, then dense_1 runs its own forward, then dense_2 → ... → dense_3
+    assert _chains(model, training=False) == (["dense", "dense_2"],
+                                              ["activation", "dense_3", "dropout"])
+    model.predict_on_batch([_x(3, 11)])
+    assert called[-1] == 2
