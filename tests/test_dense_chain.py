@@ -329,3 +329,15 @@ def test_a_replaced_forward_keeps_its_layer_out_of_chains(tmp_path, monkeypatch)
                                               ["activation", "dense_3", "dropout"])
     model.predict_on_batch([_x(3, 11)])
     assert called[-1] == 2
+
+
+def test_a_predict_slice_runs_as_one_block(tmp_path, monkeypatch):
+    # bug: each of predict_on_batch's 512-row slices of a 1024-row batch ran as two
+    # 256-row blocks (two packings of every kernel, and too small for the softmax pass)
+    model = _build(tmp_path, SEQUENTIAL.format(features=11))
+    seen = []
+    real = dense_chain.Dense.__call__
+    monkeypatch.setattr(dense_chain.Dense, "__call__",
+                        lambda self, x: seen.append(len(x)) or real(self, x))
+    model.predict_on_batch([_x(1024, 11)])
+    assert seen == [512] * 8

@@ -28,13 +28,14 @@ import numpy as np
 
 from trainer.engine.kernels import fused, parallel
 
-#: rows are cut over the engine's threads in parts of at least this many (Dense's own
-#: CHUNK_ROWS: below it one GEMM is cheaper than a join)
-MIN_ROWS = 256
 #: a part runs the chain on blocks of at most this many rows: the intermediate
 #: activations alive are a block's, not the whole batch's (big predict batches), and a
 #: block is still big enough for a GEMM (see the module doc)
 BLOCK_ROWS = 512
+#: rows are cut over the engine's threads in parts of at least this many: a block's,
+#: so that ``predict_on_batch``'s 512-row slices of a 1024-row batch run as one block
+#: each (at 256, as Dense's own CHUNK_ROWS, they ran as two 256-row blocks)
+MIN_ROWS = BLOCK_ROWS
 
 
 #: a softmax output narrower than this takes its product with the kernel padded with
