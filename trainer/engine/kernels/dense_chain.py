@@ -7,9 +7,9 @@ Why (issue 28, the 784-512-512-10 MLP at batch 1024, 2 threads): inside
 ``Model.predict_on_batch``'s slices of 512 rows, each Dense cut its rows again into
 256-row GEMMs and went through the graph's per-layer bookkeeping; here each block takes
 one GEMM per layer, bias and relu in one compiled pass on the fresh product, and a
-softmax output its bias and softmax in another. A prototype of this took ~10% less CPU
-per batch than the layers one by one; the finished chain measured 0.96–1.01× on a
-loaded machine (benchmarks/README.md): a few percent at most, the GEMMs are the rest.
+softmax output its bias and softmax in another: ~5% less CPU per batch than the
+layers one by one (in-process, on a loaded machine: benchmarks/README.md); the GEMMs
+are the rest.
 Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
 ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
