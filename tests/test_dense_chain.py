@@ -341,3 +341,20 @@ def test_a_predict_slice_runs_as_one_block(tmp_path, monkeypatch):
                         lambda self, x: seen.append(len(x)) or real(self, x))
     model.predict_on_batch([_x(1024, 11)])
     assert seen == [512] * 8
+
+
+def test_predict_checks_float32_inputs_batch_by_batch(predict_run, tmp_path):
+    from trainer.app.predict import predict
+    from trainer.errors import DataError
+
+    x = np.random.default_rng(6).normal(size=(3000, 4)).astype(np.float32)
+    x[2500:2502, 1] = np.inf  # in the last batch: found, named by its row in the input
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(DataError, match=r"holds 2 NaN/Inf values \(first in row 2500\)"):
+        predict(str(predict_run), tmp_path / "x.npy", tmp_path / "p.npy", batch_size=1000)
+    assert not (tmp_path / "p.npy").exists()
+    x[2500:2502, 1] = 3e38  # finite, though a batch's sum overflows: predicted
+    x[:, 0] = 3e38
+    np.save(tmp_path / "x.npy", x)
+    outputs, _ = predict(str(predict_run), tmp_path / "x.npy", batch_size=1000)
+    assert outputs[0].shape == (3000, 3)

@@ -113,14 +113,31 @@ def default_batch_size(split, fit_batch_size):
     return max(fit_batch_size, rows)
 
 
-def _predict_rows(model, split, run_predict, batch_size):
-    """The model's outputs for every row of ``split``, batch after batch in order: of
-    arrays in memory (or mapped) as slices — views, where ``Split.take`` copies each
-    batch's rows (3 MB a batch of the MLP's 1024 rows) — else through ``run_predict``."""
-    if split.lazy or split.transform is not None or split.check is not None or not len(split):
+def _predict_rows(model, split, run_predict, batch_size, where):
+    """The model's outputs for every row of ``split``, batch after batch in order, after
+    the finite-input check (``model.check_finite_inputs``). Arrays in memory (or mapped)
+    go as slices — views, where ``Split.take`` copies each batch's rows (3 MB a batch of
+    the MLP's 1024 rows) — else through ``run_predict``. Float32 inputs are checked
+    along the way: a batch's sum, taken as the batch is about to be read anyway, is
+    finite unless the batch holds NaN/Inf (or finite values whose sum overflows) — and
+    only then does the whole input take the model's check, which names the first bad
+    row as before (after some batches ran; nothing is written). A separate pass over
+    the whole input first cost ~9% of the MLP's predict (issue 28)."""
+    simple = not (split.lazy or split.transform is not None or split.check is not None
+                  or not len(split))
+    along = simple and all(x.dtype == np.float32 for x in split.x.values())
+    if not along:
+        model.check_finite_inputs(split, where)
+    if not simple:
         return run_predict(model, split, batch_size)
-    outs = [model.predict_on_batch([x[a:a + batch_size] for x in split.x.values()])
-            for a in range(0, len(split), batch_size)]
+    outs = []
+    for a in range(0, len(split), batch_size):
+        xs = [x[a:a + batch_size] for x in split.x.values()]
+        with np.errstate(over="ignore", invalid="ignore"):
+            clean = all(np.isfinite(np.add.reduce(x, axis=None)) for x in xs)
+        if not clean:
+            model.check_finite_inputs(split, where)  # raises, or a sum overflowed
+        outs.append(model.predict_on_batch(xs))
     return [np.concatenate(o) for o in zip(*outs)]
 
 
@@ -148,9 +165,9 @@ def predict(target, input_path, output_path=None, batch_size=None, checkpoint_pa
         inputs = read_inputs(input_path, model.input_names)
     split = pre.apply(Split(inputs, {}))
     api.check_input_shapes(model, split, "--input")
-    model.check_finite_inputs(split, "--input")
     outputs = _predict_rows(model, split, run_predict,
-                            batch_size or default_batch_size(split, cfg["fit"]["batch_size"]))
+                            batch_size or default_batch_size(split, cfg["fit"]["batch_size"]),
+                            "--input")
     if output_path is not None:
         write_outputs(output_path, outputs, model.output_names)
     return outputs, model.output_names
