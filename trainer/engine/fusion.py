@@ -1,7 +1,7 @@
 """Chains of graph nodes that run as one step (Graph.forward): fewer activations
-alive and kept, fewer passes over memory. Two kinds, both asked of the
-normalization layer in the chain (its ``folds_into`` and ``epilogue``; the engine
-knows no layer classes):
+alive and kept, fewer passes over memory. Three kinds, asked of the layers in the
+chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
+``inference_step``; the engine knows no layer classes):
 
 - Where no backward will run (inference; a frozen base in training), a convolution
   → normalization on moving statistics → epilogue runs as one convolution with the
@@ -14,18 +14,24 @@ knows no layer classes):
   normalization's output and the Add's output besides. A normalization with a
   ``forward_chain`` runs the epilogue inside its own passes when it can
   (BatchNormalization's compiled training passes): the same bits.
+- Where no backward runs, a chain of dense steps — a Dense, then Dense, Dropout (at
+  inference) and Activation layers, each the only reader of the one before — runs as
+  one ``dense_chain.run``: each block of rows through the whole chain, one parallel
+  region per call (kernels/dense_chain.py).
 
-The epilogue is a relu, or an Add (of one other tensor, ready before the chain
-starts) then a relu — a residual block's end. Each node of a chain but the last has
-one reader (the next) and is no graph output; no node of a chain has an activity
-regularizer. The results are the same bits as the nodes run one by one (a sum of
-two is commutative; max(x, 0) in place is max(x, 0)), except the folded convolution,
-which rounds differently (within float32 tolerance, tests/test_bn_fold.py).
+A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready
+before the chain starts) then a relu — a residual block's end. Each node of a chain
+but the last has one reader (the next) and is no graph output; no node of a chain
+has an activity regularizer. The results are the same bits as the nodes run one by
+one (a sum of two is commutative; max(x, 0) in place is max(x, 0)), except the
+folded convolution, which rounds differently (within float32 tolerance,
+tests/test_bn_fold.py), and the Dense chains (cut into other GEMMs;
+tests/test_dense_chain.py).
 """
 
 import numpy as np
 
-from trainer.engine.kernels import fused
+from trainer.engine.kernels import dense_chain, fused
 
 
 class Group:
@@ -67,6 +73,11 @@ def plan(graph, training, needed):
     for k, node in enumerate(nodes):
         if k in members or node.listed or len(node.outputs) != 1:
             continue
+        chain = _dense_chain(nodes, k, training, needed, only_reader)
+        if chain is not None:
+            members.update(chain[1:])
+            groups[k] = _dense_group(nodes, chain)
+            continue
         if training and needed[k]:  # a backward runs: a normalization chain
             if not hasattr(node.layer, "epilogue"):
                 continue
@@ -102,6 +113,41 @@ def plan(graph, training, needed):
         groups[head] = Group(node.inputs[0], other, last.outputs[0], run,
                              passes_mask=producer is None and node.layer.passes_mask)
     return groups, members
+
+
+def _dense_chain(nodes, k, training, needed, only_reader):
+    """The nodes of the dense chain that node ``k`` starts — a Dense whose backward
+    does not run, then each next only reader with an inference step of its own (one
+    at least) — or None."""
+
+    def step(j):
+        node = nodes[j]
+        if (node.listed or len(node.outputs) != 1 or (training and needed[j])
+                or node.layer.activity_regularizer is not None):
+            return None
+        hook = getattr(node.layer, "inference_step", None)
+        return None if hook is None else hook(training)
+
+    if not isinstance(step(k), dense_chain.Dense):
+        return None
+    chain = [k]
+    while (j := only_reader(chain[-1])) is not None and step(j) is not None:
+        chain.append(j)
+    return chain if len(chain) > 1 else None  # a lone Dense runs as it is
+
+
+def _dense_group(nodes, chain):
+    """The Group running ``chain`` (see ``_dense_chain``) through dense_chain.run, with
+    the steps the layers give on each call (their weights as they are then)."""
+    layers = [nodes[j].layer for j in chain]
+
+    def run(x, other, training):
+        steps = [s for s in (layer.inference_step(training) for layer in layers)
+                 if s is not dense_chain.IDENTITY]
+        return dense_chain.run(x, steps), None
+
+    return Group(nodes[chain[0]].inputs[0], None, nodes[chain[-1]].outputs[0], run,
+                 passes_mask=all(layer.passes_mask for layer in layers))
 
 
 def _add_operand(add, t, first):

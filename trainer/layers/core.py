@@ -6,7 +6,7 @@ import numpy as np
 
 from trainer import activations as act
 from trainer import initializers, regularizers
-from trainer.engine.kernels import fused, parallel
+from trainer.engine.kernels import dense_chain, fused, parallel
 from trainer.engine.layer import Layer
 from trainer.distributed import shard
 from trainer.config.families import layers
@@ -38,6 +38,12 @@ def kernel_settings(layer, kernel_initializer, bias_initializer, kernel_regulari
     layer.bias_initializer = initializers.get(bias_initializer)
     layer.kernel_regularizer = regularizers.get(kernel_regularizer)
     layer.bias_regularizer = regularizers.get(bias_regularizer)
+
+
+def runs_own_forward(layer, cls):
+    """Whether ``layer.forward`` is the one ``cls`` was defined with (not a subclass's,
+    nor one replaced on the class or the layer): what a dense chain step reproduces."""
+    return getattr(layer.forward, "__func__", None) is _OWN_FORWARD[cls]
 
 
 @layers.register("Dense")
@@ -96,8 +102,10 @@ class Dense(Layer):
             parallel.run(rows, x.shape[0], min_items=self.CHUNK_ROWS)
             y = z if relu else self.activation.forward(z)
         else:
+            # the units spelled out: -1 is ambiguous for a batch of zero rows
             z = (parallel.matmul(x, W) if x.ndim == 2 else
-                 parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], -1))
+                 parallel.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1],
+                                                                         W.shape[1]))
             # relu in place: the backward only needs the sign of the output
             fused.bias_act(z, bias, relu)
             y = z if relu else self.activation.forward(z)
@@ -123,6 +131,17 @@ class Dense(Layer):
         backward.preactivation = from_preactivation
         return y, backward
 
+    def inference_step(self, training):
+        """This layer as a step of a dense chain where no backward runs
+        (trainer/engine/fusion.py): the same numbers as ``forward``; None where
+        ``forward`` is another (a subclass's, one replaced on the class or the layer)."""
+        if not runs_own_forward(self, Dense):
+            return None
+        relu = getattr(self.activation, "registered_name", None) == "relu"
+        return dense_chain.Dense(self.params["kernel"],
+                                 self.params["bias"] if self.use_bias else None,
+                                 relu, self.activation)
+
 
 @layers.register("Activation")
 class Activation(Layer):
@@ -143,6 +162,12 @@ class Activation(Layer):
 
         backward.preactivation = lambda dz: dz  # fused softmax + cross-entropy
         return y, backward
+
+    def inference_step(self, training):
+        """This layer as a step of a dense chain (trainer/engine/fusion.py)."""
+        if not runs_own_forward(self, Activation):
+            return None
+        return dense_chain.Activation(self.activation)
 
 
 def check_rate(layer, rate):
@@ -245,6 +270,13 @@ class Dropout(Layer):
         parallel.run(draw_pieces, len(bounds), min_items=1)
         return y, lambda dy: dy * mask
 
+    def inference_step(self, training):
+        """The identity, as a step of a dense chain (trainer/engine/fusion.py), where
+        this layer drops nothing: at inference (or a rate of 0)."""
+        if not runs_own_forward(self, Dropout) or (training and self.rate != 0):
+            return None
+        return dense_chain.IDENTITY
+
     def _big_mask(self, shape, pieces, keep, draw):
         """The 0/1 keep mask the threaded path below draws for a batch of ``shape``
         (each piece from its own generator seeded from the layer's stream)."""
@@ -255,6 +287,10 @@ class Dropout(Layer):
             np.less(gen.random(mask[a:b].shape, dtype=draw), keep, out=mask[a:b],
                     casting="unsafe")
         return mask
+
+
+#: each dense-chain layer's forward as defined (see ``runs_own_forward``)
+_OWN_FORWARD = {cls: cls.forward for cls in (Dense, Activation, Dropout)}
 
 
 @layers.register("ActivityRegularization")

@@ -1,0 +1,166 @@
+"""Inference of a chain of dense steps (Dense → Dropout → Dense → ... → softmax) as one
+run: each block of samples goes through the whole chain before the next, with one
+parallel region per call instead of one per layer (trainer/engine/fusion.py makes the
+chains where no backward runs; the layers say what their step is).
+
+Why (issue 28, the 784-512-512-10 MLP at batch 1024, 2 threads): inside
+``Model.predict_on_batch``'s slices of 512 rows, each Dense cut its rows again into
+256-row GEMMs and went through the graph's per-layer bookkeeping; here each block takes
+one GEMM per layer, bias and relu in one compiled pass on the fresh product, and a
+softmax output its bias and softmax in another: ~5% less CPU per batch than the
+layers one by one (in-process, on a loaded machine: benchmarks/README.md); the GEMMs
+are the rest.
+Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
+ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
+
+Parts and blocks are fixed by the shape (``parallel.run``'s parts, then blocks of at
+most ``BLOCK_ROWS`` GEMM rows), never by the thread count, so the numbers are the same
+on any number of threads. Each step computes what the layer's own forward computes, in
+the same order (``x @ W``, ``+= b`` and relu in place, then the activation), except the
+softmax pass (the same operations, the sum in another order); where the rows are cut
+differs from running the layers one by one, which changes a product's last bits in
+some BLAS kernels (tests/test_dense_chain.py: within rtol 1e-5, atol 1e-6).
+"""
+
+import sys
+
+import numpy as np
+
+from trainer.engine.kernels import fused, parallel
+
+#: a part runs the chain on blocks of at most this many rows: the intermediate
+#: activations alive are a block's, not the whole batch's (big predict batches), and a
+#: block is still big enough for a GEMM (see the module doc)
+BLOCK_ROWS = 512
+#: rows are cut over the engine's threads in parts of at least this many: a block's,
+#: so that ``predict_on_batch``'s 512-row slices of a 1024-row batch run as one block
+#: each (at 256, as Dense's own CHUNK_ROWS, they ran as two 256-row blocks)
+MIN_ROWS = BLOCK_ROWS
+
+
+#: a softmax output narrower than this takes its product with the kernel padded with
+#: zero columns to this width (OpenBLAS: 512×512 · 512×10 in 94 µs, · 512×16 in 72)
+NARROW = 16
+
+
+class Dense:
+    """``activation(x @ kernel + bias)``; ``relu``: the activation is relu, applied in
+    place with the bias in one pass. A softmax (over the last axis) takes the bias and
+    the softmax in one compiled pass (``_softmax``)."""
+
+    __slots__ = ("kernel", "bias", "relu", "activation", "softmax")
+
+    def __init__(self, kernel, bias, relu, activation):
+        self.kernel, self.bias, self.relu, self.activation = kernel, bias, relu, activation
+        self.softmax = (getattr(activation, "registered_name", None) == "softmax"
+                        and getattr(activation, "axis", None) == -1)
+
+    def __call__(self, x):
+        if self.softmax:
+            y = _softmax(x, self.kernel, self.bias)
+            if y is not None:
+                return y
+        W = self.kernel
+        # over the last axis; the activation sees the block's own shape (a softmax
+        # over another axis)
+        z = np.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])
+        fused.bias_act(z, self.bias, self.relu)
+        return z if self.relu else self.activation.forward(z)
+
+
+def _softmax(x, W, b):
+    """softmax(x @ W + b) over the last axis through the compiled kernel (a narrow W
+    padded, see NARROW), or None where NumPy's lines are the better deal: a small
+    block while Numba is not loaded (as in fused.py), other dtypes. A 512×10 block:
+    153 → 94 µs with the product. The same operations as Softmax.forward (max, exp of
+    the difference, sum, divide), in another order of the sum: within float32
+    rounding of it."""
+    n, units = len(x), W.shape[1]
+    dtype = np.result_type(x, W)
+    size = n * units
+    if (dtype not in (np.float32, np.float64) or x.ndim != 2 or size < fused.SMALL
+            or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules)
+            or (b is not None and b.dtype != dtype)):
+        return None
+    if units < NARROW:
+        padded = np.zeros((W.shape[0], NARROW), W.dtype)
+        padded[:, :units] = W
+        W = padded
+    z = np.matmul(x, W)
+    y = np.empty((n, units), dtype)
+    _kernel()(z, np.zeros(units, dtype) if b is None else b, y)
+    return y
+
+
+_KERNEL = None
+
+
+def _kernel():
+    global _KERNEL
+    if _KERNEL is None:
+        import numba
+
+        @numba.njit(cache=True, nogil=True, error_model="numpy")
+        def bias_softmax(z, bias, y):
+            n, m = y.shape
+            for i in range(n):
+                row = z[i]
+                top = row[0] + bias[0]
+                for j in range(1, m):
+                    v = row[j] + bias[j]
+                    top = v if v > top else top
+                total = y.dtype.type(0)
+                for j in range(m):
+                    e = np.exp((row[j] + bias[j]) - top)
+                    y[i, j] = e
+                    total += e
+                for j in range(m):
+                    y[i, j] = y[i, j] / total
+
+        _KERNEL = bias_softmax
+    return _KERNEL
+
+
+class Activation:
+    """An elementwise activation on its own (an Activation layer)."""
+
+    __slots__ = ("activation",)
+
+    def __init__(self, activation):
+        self.activation = activation
+
+    def __call__(self, x):
+        return self.activation.forward(x)
+
+
+class Identity:
+    """A step that computes nothing (Dropout at inference): chains leave it out."""
+
+    __slots__ = ()
+
+    def __call__(self, x):
+        return x
+
+
+IDENTITY = Identity()
+
+
+def run(x, steps):
+    """The chain's output for ``x`` of shape (batch, ..., features): ``steps`` applied
+    in order to each block of samples (a sample of a sequence is several GEMM rows;
+    MIN_ROWS and BLOCK_ROWS count those)."""
+    per_sample = max(1, int(np.prod(x.shape[1:-1], dtype=np.int64)))
+    block = max(1, BLOCK_ROWS // per_sample)
+
+    def chain(a, b):
+        y = x[a:b]
+        for step in steps:
+            y = step(y)
+        return y
+
+    def part(a, b):
+        return [chain(a + s, a + e) for s, e in parallel.split(b - a, -(-(b - a) // block))]
+
+    parts = parallel.run(part, len(x), min_items=max(1, MIN_ROWS // per_sample))
+    blocks = [y for ys in parts for y in ys]
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
