@@ -8,7 +8,8 @@ interleave.
 A rate is the extra rows of a big input over a small one divided by the extra wall
 seconds, so what does not grow with the input (the interpreter, imports, building the
 model, loading the Numba cache, making the ONNX Runtime session) cancels: rows
-(9 - 1) × 1024 / (t(9 × 1024 rows) - t(1024 rows)). Targets: ``trainer predict`` within
+(BIG - 1) × 1024 / (t(BIG × 1024 rows) - t(1024 rows)), BIG 9 batches for the CNN and
+129 for the MLP (about a second of extra work at the peers' rates). Targets: ``trainer predict`` within
 10% of the in-process rate, and at least ONNX Runtime's end-to-end rate.
 
 A helper of run.py's ``predict`` case; ``ort_main`` is the ONNX Runtime peer's
@@ -25,8 +26,10 @@ import numpy as np
 import yaml
 
 MODELS = ("cnn", "mlp")
-BATCH, SMALL, BIG = 1024, 1, 9  # inputs of SMALL and BIG batches
-SMOKE_BATCH = 2
+#: rows a batch, and the batches of the small and the big input per model: the big
+#: one's extra rows take ~1 s at the peers' rates, well above a process start's noise
+#: (8 extra batches of the MLP were ~30 ms: its rates moved 82k-498k between repeats)
+BATCH, SMALL, BIG = 1024, 1, {"cnn": 9, "mlp": 129}
 
 
 def setup(tmp, case, layers, shape, batch, run_env):
@@ -43,7 +46,7 @@ def setup(tmp, case, layers, shape, batch, run_env):
               "compile": {"loss": "categorical_crossentropy", "optimizer": "adam"},
               "fit": {"batch_size": batch}}
     (tmp / "model.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for name, batches in (("small", SMALL), ("big", BIG)):
+    for name, batches in (("small", SMALL), ("big", BIG[case])):
         np.save(tmp / f"x_{name}.npy", rng.random((batches * batch, *shape), dtype=np.float32))
     onnx = tmp / "model.onnx"
     proc = run_env([sys.executable, "-m", "trainer", "export", str(tmp / "model.yaml"),
@@ -79,9 +82,9 @@ def timed(command, run_env):
     return seconds
 
 
-def rate(small_s, big_s, batch):
+def rate(case, small_s, big_s, batch):
     extra = big_s - small_s
-    return (BIG - SMALL) * batch / extra if extra > 0 else None
+    return (BIG[case] - SMALL) * batch / extra if extra > 0 else None
 
 
 def outputs(folder):
