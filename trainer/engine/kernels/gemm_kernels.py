@@ -101,4 +101,3 @@ def gemm_bias_act(A, panels, starts, bias, lo, out):
                 out[m0 + 6, c0 + j] = lo if v < lo else v
                 v = a7[j] + bv
                 out[m0 + 7, c0 + j] = lo if v < lo else v
-
