@@ -76,7 +76,8 @@ class Dense:
 #: relu steps through gemm_kernels' GEMM (weights packed once, checked against the
 #: layer's kernel on every call) instead of np.matmul + fused.bias_act: off, as it did
 #: not measurably beat OpenBLAS at the MLP's shapes (benchmarks/README.md, "MLP
-#: inference: our own GEMM"); the switch stays for that A/B
+#: inference: our own GEMM"); the switch stays for that A/B. Its blocks are sized for
+#: AVX-512 (under AVX2 they spill: 0.31× OpenBLAS)
 OWN_GEMM = False
 #: id(kernel) -> (weakref to the kernel, a copy of its values when packed, panels,
 #: starts)
