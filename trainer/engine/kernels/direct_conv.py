@@ -118,10 +118,11 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return False
     if channels <= MAX_CHANNELS and not (training and input_grad):
         return True
-    if not wide_vectors():
-        return False  # 32 ymm accumulators spill on AVX2: the 3×3 layers lose there
     small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
         tuple(dilation) == (1, 1))
+    if not wide_vectors():  # AVX2's block: training, up to 32 input channels
+        return small and training and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
+            channels <= MAX_CHANNELS_ANY_OUTPUT)
     return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
         channels <= MAX_CHANNELS_ANY_OUTPUT or (
             channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
@@ -160,7 +161,9 @@ def kernels():
         from trainer.engine.kernels import direct_conv_kernels as k
 
         _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
-                    "forward_sample": k.forward_sample, "grad_sample": k.grad_sample}
+                    "forward_sample": k.forward_sample, "grad_sample": k.grad_sample,
+                    "forward_sample_narrow": k.forward_sample_narrow,
+                    "grad_sample_narrow": k.grad_sample_narrow}
     return _KERNELS
 
 
@@ -196,10 +199,11 @@ def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
     lo = x.dtype.type(0 if relu else -np.inf)
     *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
     z = np.empty((n, *out_hw, f), x.dtype)
-    kernel = kernels()["forward"]
+    kernel, narrow = kernels()["forward"], not wide_vectors()
 
     def part(a, e):
-        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e])
+        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
+               narrow)
 
     parallel.run(part, n, min_items=1)
     return z
@@ -217,12 +221,13 @@ def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
     f = dy.shape[3]
     k = kernel_shape[0] * kernel_shape[1] * x.shape[3]
     *geo, padded = _geometry(x, kernel_shape, pads, strides, dilation)
-    kern = kernels()["weight_grad"]
+    kern, narrow = kernels()["weight_grad"], not wide_vectors()
 
     def part(a, e):
         dW, db = np.empty((k, f), x.dtype), np.empty(f, x.dtype)
         kern(x[a:e], dy[a:e], y[a:e], relu, *geo, _scratch("input", padded, x.dtype),
-             _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db)
+             _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db,
+             narrow)
         return dW, db
 
     parts = parallel.run(part, x.shape[0], min_items=1)
