@@ -33,14 +33,24 @@ Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 
 forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
 again (its C outputs ≥ ``FB``).
 
+AVX2 (``wide_vectors`` false: Numba compiles for AVX2 only): the 8 × 32 block's 32 ymm
+accumulators would spill, so the ``*_narrow`` kernels take 3 pixels × 32 channels
+(dW: 3 taps × 32 channels; direct_conv_kernels.py's ``NPB``, ``NFB``, ``NKB``): 12 ymm
+accumulators, per tap (pixel) 4 weight (dz) vectors and 3 broadcasts for 12 FMAs, no
+stack access in the inner loops (``inspect_asm`` for haswell; 6 × 16 spilled 13 and 8
+values a step there, 5 × 16 one; 4 × 16 fits too but with 8 FMAs a step). The block is
+fixed by Numba's target, never by the thread count; each output sums its taps in the
+same (p, q, c) order with FMAs in either block, so both give the same bits (tested).
+
 Path rule (``use``), by the shape alone: 2-D float32 convolutions with relu or linear
 activation, at least ``FB`` filters, at least ``PB`` output pixels and K ≥ ``KB``, and
 either at most ``MAX_CHANNELS`` input channels where no input gradient is needed (any
 kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
 at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
 outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
-Winograd and im2col — that one only where Numba compiles for AVX-512
-(``wide_vectors``).
+Winograd and im2col. On AVX2 (``wide_vectors`` false) the 3×3 part only in training
+and only up to ``MAX_CHANNELS_ANY_OUTPUT`` input channels (measured: the classic CNN's
+conv2 and conv3 win there, conv4's 64 channels and inference lose).
 ``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
 shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
@@ -139,10 +149,9 @@ AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
 def wide_vectors():
     """Whether Numba compiles for AVX-512 here (its target: NUMBA_CPU_NAME and
     NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
-    ymm accumulators do not fit the 16 registers: measured (NUMBA_CPU_NAME=haswell, one
-    thread, CPU time) the 3×3 32/64-channel layers ran 0.52-0.81× (train 1.01× on
-    conv2) the old paths' speed, the first layer still 1.15× (inference) and 1.69×
-    (training): on AVX2 only the first-layer rule applies."""
+    ymm accumulators do not fit the 16 registers (measured: the 3×3 32/64-channel
+    layers 0.52-1.01× the old paths): there the 3 × 32 block (``*_narrow`` kernels)
+    and the AVX2 rule (module doc)."""
     import numba
 
     name = numba.config.CPU_NAME
