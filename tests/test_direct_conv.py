@@ -2,12 +2,8 @@
 dW and db against the plain-loop reference (conv_reference) on random shapes, strides,
 paddings, dilations and batch sizes in float64; the float32 tolerance; thread, block
 and batch invariance (bit for bit); float64 finite differences of the layer's weight
-gradients through the shared helper; the dispatch from Conv2D; and the same kernels
-compiled for AVX2 (NUMBA_CPU_NAME=haswell, in a subprocess)."""
-
-import os
-import subprocess
-import sys
+gradients through the shared helper; the dispatch from Conv2D. The AVX2 block:
+test_direct_conv_avx2.py."""
 
 import numpy as np
 import pytest
@@ -315,15 +311,6 @@ def test_dispatch_by_shape_and_setting(monkeypatch):
         direct_conv.setting()
 
 
-def test_avx2_keeps_only_the_first_layer_rule(monkeypatch):
-    monkeypatch.delenv("TRAINER_CONV_ALGO", raising=False)
-    monkeypatch.delenv("TRAINER_CONV_DIRECT", raising=False)
-    monkeypatch.setattr(direct_conv, "wide_vectors", lambda: False)
-    assert _path(monkeypatch, 3, 32, True, padding="same")[0]
-    assert not _path(monkeypatch, 32, 32, False, padding="same")[0]
-    assert not _path(monkeypatch, 32, 32, True, input_grad=True)[0]
-
-
 def test_layer_matches_the_im2col_path(monkeypatch):
     """The first layer of a model, training step: the same output and weight
     gradients as the im2col path within float32 rounding."""
@@ -338,41 +325,3 @@ def test_layer_matches_the_im2col_path(monkeypatch):
         np.testing.assert_allclose(runs["auto"][2][k], runs["off"][2][k], rtol=1e-4,
                                    atol=1e-4)
 
-
-AVX2_CHECK = """
-import numpy as np
-from trainer.engine.kernels import conv_reference as ref, direct_conv
-from trainer.engine.kernels.conv import plan2d
-r = np.random.default_rng(0)
-x = r.normal(size=(3, 9, 11, 3)).astype(np.float32)
-W = r.normal(size=(3, 3, 3, 40)).astype(np.float32)
-b = r.normal(size=40).astype(np.float32)
-out_hw, pads = plan2d((9, 11), (3, 3), (1, 1), (1, 1), "same")
-y = direct_conv.forward(x, W, b, True, pads, (1, 1), (1, 1), out_hw)
-want = np.maximum(ref.conv2d(x.astype(float), W.astype(float), b, (1, 1), "same"), 0)
-assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max(), np.abs(y - want).max()
-dy = r.normal(size=y.shape).astype(np.float32)
-dW, db = direct_conv.weight_grad(x, dy, y, W.shape, pads, (1, 1), (1, 1))
-assert np.abs(db - (dy * (y > 0)).sum(axis=(0, 1, 2))).max() < 1e-3
-# the cached kernel keeps no assembly: compile the block kernel once more, uncached
-import numba
-fresh = numba.njit(nogil=True, fastmath={"contract"})(
-    direct_conv.kernels()["forward_sample"].py_func)
-xf = np.zeros(11 * 13 * 3, np.float32)
-toff = np.zeros(27, np.uint64)
-fresh(xf, W.reshape(27, 40), b, np.float32(0), toff, np.uint64(3), np.uint64(39),
-      np.empty((9, 11, 40), np.float32))
-asm = "".join(fresh.inspect_asm().values())
-assert "zmm" not in asm and "vfmadd" in asm
-assert direct_conv.wide_vectors() is False
-print("ok")
-"""
-
-
-def test_compiles_and_matches_for_avx2():
-    """NUMBA_CPU_NAME=haswell (AVX2 + FMA, no AVX-512): the same kernels, correct,
-    with ymm FMAs and no zmm register."""
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""}
-    out = subprocess.run([sys.executable, "-c", AVX2_CHECK], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -33,14 +33,24 @@ Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 
 forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
 again (its C outputs ≥ ``FB``).
 
+AVX2 (``wide_vectors`` false: Numba compiles for AVX2 only): the 8 × 32 block's 32 ymm
+accumulators would spill, so the ``*_narrow`` kernels take 3 pixels × 32 channels
+(dW: 3 taps × 32 channels; direct_conv_kernels.py's ``NPB``, ``NFB``, ``NKB``): 12 ymm
+accumulators, per tap (pixel) 4 weight (dz) vectors and 3 broadcasts for 12 FMAs, no
+stack access in the inner loops (``inspect_asm`` for haswell; 6 × 16 spilled 13 and 8
+values a step there, 5 × 16 one; 4 × 16 fits too but with 8 FMAs a step). The block is
+fixed by Numba's target, never by the thread count; each output sums its taps in the
+same (p, q, c) order with FMAs in either block, so both give the same bits (tested).
+
 Path rule (``use``), by the shape alone: 2-D float32 convolutions with relu or linear
 activation, at least ``FB`` filters, at least ``PB`` output pixels and K ≥ ``KB``, and
 either at most ``MAX_CHANNELS`` input channels where no input gradient is needed (any
 kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
 at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
 outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
-Winograd and im2col — that one only where Numba compiles for AVX-512
-(``wide_vectors``).
+Winograd and im2col. On AVX2 (``wide_vectors`` false) the 3×3 part only in training
+and only up to ``MAX_CHANNELS_ANY_OUTPUT`` input channels (measured: the classic CNN's
+conv2 and conv3 win there, conv4's 64 channels and inference lose).
 ``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
 shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
@@ -118,10 +128,11 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return False
     if channels <= MAX_CHANNELS and not (training and input_grad):
         return True
-    if not wide_vectors():
-        return False  # 32 ymm accumulators spill on AVX2: the 3×3 layers lose there
     small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
         tuple(dilation) == (1, 1))
+    if not wide_vectors():  # AVX2's block: training, up to 32 input channels
+        return small and training and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
+            channels <= MAX_CHANNELS_ANY_OUTPUT)
     return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
         channels <= MAX_CHANNELS_ANY_OUTPUT or (
             channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
@@ -138,10 +149,9 @@ AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
 def wide_vectors():
     """Whether Numba compiles for AVX-512 here (its target: NUMBA_CPU_NAME and
     NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
-    ymm accumulators do not fit the 16 registers: measured (NUMBA_CPU_NAME=haswell, one
-    thread, CPU time) the 3×3 32/64-channel layers ran 0.52-0.81× (train 1.01× on
-    conv2) the old paths' speed, the first layer still 1.15× (inference) and 1.69×
-    (training): on AVX2 only the first-layer rule applies."""
+    ymm accumulators do not fit the 16 registers (measured: the 3×3 32/64-channel
+    layers 0.52-1.01× the old paths): there the 3 × 32 block (``*_narrow`` kernels)
+    and the AVX2 rule (module doc)."""
     import numba
 
     name = numba.config.CPU_NAME
@@ -160,7 +170,9 @@ def kernels():
         from trainer.engine.kernels import direct_conv_kernels as k
 
         _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
-                    "forward_sample": k.forward_sample, "grad_sample": k.grad_sample}
+                    "forward_sample": k.forward_sample, "grad_sample": k.grad_sample,
+                    "forward_sample_narrow": k.forward_sample_narrow,
+                    "grad_sample_narrow": k.grad_sample_narrow}
     return _KERNELS
 
 
@@ -196,10 +208,11 @@ def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
     lo = x.dtype.type(0 if relu else -np.inf)
     *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
     z = np.empty((n, *out_hw, f), x.dtype)
-    kernel = kernels()["forward"]
+    kernel, narrow = kernels()["forward"], not wide_vectors()
 
     def part(a, e):
-        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e])
+        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
+               narrow)
 
     parallel.run(part, n, min_items=1)
     return z
@@ -217,12 +230,13 @@ def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
     f = dy.shape[3]
     k = kernel_shape[0] * kernel_shape[1] * x.shape[3]
     *geo, padded = _geometry(x, kernel_shape, pads, strides, dilation)
-    kern = kernels()["weight_grad"]
+    kern, narrow = kernels()["weight_grad"], not wide_vectors()
 
     def part(a, e):
         dW, db = np.empty((k, f), x.dtype), np.empty(f, x.dtype)
         kern(x[a:e], dy[a:e], y[a:e], relu, *geo, _scratch("input", padded, x.dtype),
-             _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db)
+             _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db,
+             narrow)
         return dW, db
 
     parts = parallel.run(part, x.shape[0], min_items=1)

@@ -123,6 +123,57 @@ def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
                 o[m0 + 7, f0 + ff] = lo if v < lo else v
 
 
+#: the AVX2 block (direct_conv.wide_vectors() false): NPB output pixels × NFB channels
+#: (12 ymm accumulators; the literal 32 in ``stack(32, ...)`` is NFB), NKB taps × NFB
+#: channels for the weight gradient
+NPB = 3
+NFB = 32
+NKB = 3
+
+
+@jit
+def forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out):
+    """forward_sample with the AVX2 block (NPB pixels × NFB channels): each output the
+    same operations in the same order, so the same bits."""
+    ho, wo, f = out.shape
+    M = ho * wo
+    o = out.reshape(M, f)
+    K = W2.shape[0]
+    a0 = numba.carray(stack(32, xf.dtype), (NFB,))
+    a1 = numba.carray(stack(32, xf.dtype), (NFB,))
+    a2 = numba.carray(stack(32, xf.dtype), (NFB,))
+    for mb in range(0, M, NPB):
+        m0 = max(min(mb, M - NPB), 0)
+        b0 = np.uint64((m0 + 0) // wo) * rs + np.uint64((m0 + 0) % wo) * ps
+        b1 = np.uint64((m0 + 1) // wo) * rs + np.uint64((m0 + 1) % wo) * ps
+        b2 = np.uint64((m0 + 2) // wo) * rs + np.uint64((m0 + 2) % wo) * ps
+        for fb in range(0, f, NFB):
+            f0 = max(min(fb, f - NFB), 0)
+            for ff in range(NFB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+            for k in range(K):
+                t = toff[k]
+                x0 = xf[b0 + t]
+                x1 = xf[b1 + t]
+                x2 = xf[b2 + t]
+                w = W2[k]
+                for ff in range(NFB):
+                    wv = w[f0 + ff]
+                    a0[ff] += x0 * wv
+                    a1[ff] += x1 * wv
+                    a2[ff] += x2 * wv
+            for ff in range(NFB):
+                bv = bias[f0 + ff]
+                v = a0[ff] + bv
+                o[m0 + 0, f0 + ff] = lo if v < lo else v
+                v = a1[ff] + bv
+                o[m0 + 1, f0 + ff] = lo if v < lo else v
+                v = a2[ff] + bv
+                o[m0 + 2, f0 + ff] = lo if v < lo else v
+
+
 @jit
 def padded_sample(x, s, pt, pl, buf):
     """Sample s of x as a flat array: itself, or copied into the zero-bordered
@@ -135,16 +186,20 @@ def padded_sample(x, s, pt, pl, buf):
 
 
 @jit
-def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out):
-    """out[s] for every sample s of x (N, H, W, C); buf (Hp, Wp, C) scratch."""
+def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
+    """out[s] for every sample s of x (N, H, W, C); buf (Hp, Wp, C) scratch; the AVX2
+    block when ``narrow``."""
     c = x.shape[3]
     wp = buf.shape[1]
     buf[:] = 0
     toff = taps(kh, kw, c, dh, dw, wp)
     ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
     for s in range(x.shape[0]):
-        forward_sample(padded_sample(x, s, pt, pl, buf), W2, bias, lo, toff, ps, rs,
-                       out[s])
+        xf = padded_sample(x, s, pt, pl, buf)
+        if narrow:
+            forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out[s])
+        else:
+            forward_sample(xf, W2, bias, lo, toff, ps, rs, out[s])
 
 
 @jit
@@ -204,9 +259,49 @@ def grad_sample(xf, dz, toff, ps, rs, g):
 
 
 @jit
-def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, db):
+def grad_sample_narrow(xf, dz, toff, ps, rs, g):
+    """grad_sample with the AVX2 block (NKB taps × NFB channels), the same bits."""
+    ho, wo, f = dz.shape
+    K = toff.size
+    dzf = dz.reshape(ho * wo, f)
+    a0 = numba.carray(stack(32, xf.dtype), (NFB,))
+    a1 = numba.carray(stack(32, xf.dtype), (NFB,))
+    a2 = numba.carray(stack(32, xf.dtype), (NFB,))
+    for kb in range(0, K, NKB):
+        k0 = max(min(kb, K - NKB), 0)
+        t0 = toff[k0 + 0]
+        t1 = toff[k0 + 1]
+        t2 = toff[k0 + 2]
+        for fb in range(0, f, NFB):
+            f0 = max(min(fb, f - NFB), 0)
+            for ff in range(NFB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+            for i in range(ho):
+                for j in range(wo):
+                    b = np.uint64(i) * rs + np.uint64(j) * ps
+                    x0 = xf[b + t0]
+                    x1 = xf[b + t1]
+                    x2 = xf[b + t2]
+                    d = dzf[i * wo + j]
+                    for ff in range(NFB):
+                        dv = d[f0 + ff]
+                        a0[ff] += x0 * dv
+                        a1[ff] += x1 * dv
+                        a2[ff] += x2 * dv
+            for ff in range(NFB):
+                g[k0 + 0, f0 + ff] = a0[ff]
+                g[k0 + 1, f0 + ff] = a1[ff]
+                g[k0 + 2, f0 + ff] = a2[ff]
+
+
+@jit
+def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, db,
+                narrow):
     """dW (K, F) and db (F) of the samples of x: per sample dz = dy·(y > 0) (relu,
-    into the scratch ``dz``) or dy itself, its db and its g, added in sample order."""
+    into the scratch ``dz``) or dy itself, its db and its g, added in sample order;
+    the AVX2 block when ``narrow``."""
     c = x.shape[3]
     wp = buf.shape[1]
     f = dW.shape[1]
@@ -230,7 +325,11 @@ def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, 
         for r in range(ds.shape[0]):
             for ff in range(f):
                 db[ff] += ds[r, ff]
-        grad_sample(padded_sample(x, s, pt, pl, buf), d, toff, ps, rs, g)
+        xf = padded_sample(x, s, pt, pl, buf)
+        if narrow:
+            grad_sample_narrow(xf, d, toff, ps, rs, g)
+        else:
+            grad_sample(xf, d, toff, ps, rs, g)
         for k in range(g.shape[0]):
             for ff in range(f):
                 dW[k, ff] += g[k, ff]
