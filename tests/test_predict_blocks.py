@@ -72,7 +72,7 @@ MODELS = {"cnn": _cnn, "functional": _functional, "masked": _masked}
 
 
 def _predict(model, xs, budget):
-    model.PREDICT_BLOCK_BYTES = budget
+    model.PREDICT_BLOCK_BYTES, model.PREDICT_BLOCK_MIN_ROWS = budget, 1
     return model.predict_on_batch(xs, for_loss=True)
 
 
@@ -82,6 +82,7 @@ def test_blocked_equals_unblocked(name):
     n = 150
     xs = _inputs(name, n, np.random.default_rng(0))
     rows = None
+    model.PREDICT_BLOCK_MIN_ROWS = 1
     for budget in (UNBLOCKED, 1):  # 1 byte: blocks of one row
         model.PREDICT_BLOCK_BYTES = budget
         rows = model.predict_block_rows()
@@ -143,14 +144,17 @@ def test_block_rows_follow_the_largest_tensor():
     model = _cnn()
     largest = 8 * 8 * 6 * 4  # the first convolution's output, float32
     assert max(int(np.prod(s)) for s in model.graph.shapes) == 8 * 8 * 6
-    for budget in (1, largest - 1, largest, 10 * largest + 5):
-        model.PREDICT_BLOCK_BYTES = budget
-        assert model.predict_block_rows() == max(1, budget // largest)
+    for floor in (1, 8):
+        model.PREDICT_BLOCK_MIN_ROWS = floor
+        for budget in (1, largest - 1, largest, 10 * largest + 5, 20 * largest):
+            model.PREDICT_BLOCK_BYTES = budget
+            assert model.predict_block_rows() == max(floor, budget // largest)
     wide = _cnn("float64")
-    wide.PREDICT_BLOCK_BYTES = 10 * largest
-    assert wide.predict_block_rows() == 5  # twice the bytes a sample: half the rows
-    # the default: the classic CNN's 32x32x32 float32 activations, 4 MB → 32 rows
-    assert type(model).PREDICT_BLOCK_BYTES == 4 << 20
+    wide.PREDICT_BLOCK_BYTES, wide.PREDICT_BLOCK_MIN_ROWS = 20 * largest, 1
+    assert wide.predict_block_rows() == 10  # twice the bytes a sample: half the rows
+    # the defaults: the classic CNN's 32x32x32 float32 activations, 4 MB → 32 rows;
+    # ResNet50's 112x112x64 (3.2 MB a sample) → the floor, 8 rows
+    assert (type(model).PREDICT_BLOCK_BYTES, type(model).PREDICT_BLOCK_MIN_ROWS) == (4 << 20, 8)
 
 
 def test_unknown_timesteps_are_not_blocked():

@@ -84,12 +84,16 @@ class Model:
     PREDICT_MIN_ROWS = 64
     #: and runs each thread's slice as blocks whose largest activation stays under this
     PREDICT_BLOCK_BYTES = 4 << 20
+    #: but never fewer rows than this: a ResNet50 sample's 112x112x64 activation alone
+    #: is 3.2 MB, and blocks of one sample ran its deep layers' GEMMs on 49 rows (slower)
+    PREDICT_BLOCK_MIN_ROWS = 8
 
     def predict_block_rows(self, itemsize=None):
         """The rows of one inference block: as many samples as keep the graph's largest
         per-sample tensor (of ``itemsize`` bytes an element, the model's dtype) under
-        ``PREDICT_BLOCK_BYTES``, at least one. Fixed by the model's shapes alone, never
-        by the thread count, so the numbers are the same on any thread count. A shape
+        ``PREDICT_BLOCK_BYTES``, at least ``PREDICT_BLOCK_MIN_ROWS``. Fixed by the
+        model's shapes alone, never by the thread count, so the numbers are the same on
+        any thread count. A shape
         with an unknown dimension (variable timesteps): None, no blocks."""
         itemsize = itemsize or np.dtype(self.dtype).itemsize
         largest = 0
@@ -97,7 +101,8 @@ class Model:
             if any(d is None for d in shape):
                 return None
             largest = max(largest, int(np.prod(shape, dtype=np.int64)) * itemsize)
-        return max(1, self.PREDICT_BLOCK_BYTES // max(1, largest))
+        return max(self.PREDICT_BLOCK_MIN_ROWS, 1,
+                   self.PREDICT_BLOCK_BYTES // max(1, largest))
 
     def predict_on_batch(self, xs, for_loss=False):
         """The outputs for one batch. At inference every sample is independent (no
