@@ -88,14 +88,13 @@ class Model:
     #: is 3.2 MB, and blocks of one sample ran its deep layers' GEMMs on 49 rows (slower)
     PREDICT_BLOCK_MIN_ROWS = 8
 
-    def predict_block_rows(self, itemsize=None):
+    def predict_block_rows(self):
         """The rows of one inference block: as many samples as keep the graph's largest
-        per-sample tensor (of ``itemsize`` bytes an element, the model's dtype) under
-        ``PREDICT_BLOCK_BYTES``, at least ``PREDICT_BLOCK_MIN_ROWS``. Fixed by the
-        model's shapes alone, never by the thread count, so the numbers are the same on
-        any thread count. A shape
-        with an unknown dimension (variable timesteps): None, no blocks."""
-        itemsize = itemsize or np.dtype(self.dtype).itemsize
+        per-sample tensor (in the model's dtype) under ``PREDICT_BLOCK_BYTES``, at least
+        ``PREDICT_BLOCK_MIN_ROWS``. Fixed by the model's shapes alone, never by the
+        thread count, so the numbers are the same on any thread count. A shape with an
+        unknown dimension (variable timesteps): None, no blocks."""
+        itemsize = self.dtype.itemsize
         largest = 0
         for shape in self.graph.shapes:
             if any(d is None for d in shape):
