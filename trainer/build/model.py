@@ -82,24 +82,50 @@ class Model:
 
     #: inference splits a batch over the engine's threads in slices of at least this
     PREDICT_MIN_ROWS = 64
+    #: and runs each thread's slice as blocks whose largest activation stays under this
+    PREDICT_BLOCK_BYTES = 4 << 20
+    #: but never fewer rows than this: a ResNet50 sample's 112x112x64 activation alone
+    #: is 3.2 MB, and blocks of one sample ran its deep layers' GEMMs on 49 rows (slower)
+    PREDICT_BLOCK_MIN_ROWS = 8
+
+    def predict_block_rows(self):
+        """The rows of one inference block: as many samples as keep the graph's largest
+        per-sample tensor (in the model's dtype) under ``PREDICT_BLOCK_BYTES``, at least
+        ``PREDICT_BLOCK_MIN_ROWS``. Fixed by the model's shapes alone, never by the
+        thread count, so the numbers are the same on any thread count. A shape with an
+        unknown dimension (variable timesteps): None, no blocks."""
+        itemsize = self.dtype.itemsize
+        largest = 0
+        for shape in self.graph.shapes:
+            if any(d is None for d in shape):
+                return None
+            largest = max(largest, int(np.prod(shape, dtype=np.int64)) * itemsize)
+        return max(self.PREDICT_BLOCK_MIN_ROWS, 1,
+                   self.PREDICT_BLOCK_BYTES // max(1, largest))
 
     def predict_on_batch(self, xs, for_loss=False):
         """The outputs for one batch. At inference every sample is independent (no
         dropout, moving statistics, no stateful layers), so a big batch runs as slices
-        of the whole graph on the engine's threads — each slice's activations stay in
-        cache through all the layers, and there is one join per batch, not per layer.
+        of the whole graph on the engine's threads, one join per batch, not per layer;
+        each thread's slice runs as blocks of ``predict_block_rows`` rows, so that a
+        block's activations stay in cache from layer to layer and reuse the same freed
+        memory (a 64 MB activation is above glibc's mmap threshold: mapped fresh and
+        page-faulted in at every call). The blocks are fixed by the shape (``parallel.
+        blocks``), not by the thread count.
         ``for_loss``: (outputs, their masks, activity penalty sum), as
         ``Graph.forward``."""
         from trainer.engine.kernels import parallel
 
         xs = self.cast_inputs(xs)
         n = len(xs[0]) if xs else 0
-        if (not parallel.splits(n, self.PREDICT_MIN_ROWS)
-                or self.user_layers() or self._user_activity_penalty()):
+        rows = self.predict_block_rows()
+        if self.user_layers() or self._user_activity_penalty() or (
+                not parallel.splits(n, self.PREDICT_MIN_ROWS) and (rows is None or n <= rows)):
             return self.graph.forward(xs, training=False, for_loss=for_loss)
-        parts = parallel.run(lambda a, b: self.graph.forward([x[a:b] for x in xs],
-                                                             training=False, for_loss=True),
-                             n, min_items=self.PREDICT_MIN_ROWS)
+        parts = parallel.run_parts(
+            lambda a, b: self.graph.forward([x[a:b] for x in xs], training=False,
+                                            for_loss=True),
+            parallel.blocks(n, rows or n, self.PREDICT_MIN_ROWS))
         outs = [np.concatenate([p[0][k] for p in parts]) for k in range(len(parts[0][0]))]
         if not for_loss:
             return outs

@@ -164,9 +164,25 @@ def run(fn, n, min_items=2):
     machine, and the recurrent layers split every time step), and the caller's core
     does work instead of sleeping. Which thread runs a part does not change its
     numbers."""
-    parts = ranges(n, min_items)
+    return run_parts(fn, ranges(n, min_items))
+
+
+def blocks(n, rows, min_items=2):
+    """The parts ``ranges(n, min_items)``, each cut into contiguous blocks of at most
+    ``rows`` rows (sizes within 1 inside a part): fixed by the shape and the machine,
+    never by the thread count. For ``run_parts``: a thread's share runs as several
+    smaller calls (their data stays in cache)."""
+    out = []
+    for a, b in ranges(n, min_items):
+        out += [(a + s, a + e) for s, e in split(b - a, -(-(b - a) // max(1, rows)))]
+    return out
+
+
+def run_parts(fn, parts):
+    """``run`` over the given contiguous (start, stop) parts, in contiguous groups
+    over the engine's threads; their results in order."""
     if len(parts) == 1:
-        return [fn(0, n)]
+        return [fn(*parts[0])]
     threads = num_threads()
     if threads == 1 or _inside():
         return [fn(a, b) for a, b in parts]
