@@ -5,9 +5,12 @@ thread and in a worker thread (whose own malloc arena would mmap any block above
 process-wide), with NumPy's huge-page advice off so a fault is one 4 KiB page."""
 
 import json
+import platform
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, threading
@@ -51,6 +54,8 @@ def run_child(mode):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or sys.platform != "linux",
+                    reason="glibc's mallopt, Linux's per-thread fault counts")
 def test_big_blocks_are_reused_without_new_page_faults_in_main_and_worker_threads():
     plain = run_child("plain")
     pages = sum((80 << 20, 51 << 20, 40 << 20)) // 4096
