@@ -247,15 +247,45 @@ def matmul(a, b, out=None):
 
 _malloc_tuned = False
 
+#: glibc's mallopt parameters and the values ``keep_freed_memory`` sets, in order
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8
+MALLOC_OPTIONS = (
+    (M_MMAP_THRESHOLD, 32 << 20),  # the most glibc allows; moot once M_MMAP_MAX is 0
+    (M_TRIM_THRESHOLD, 1 << 30),   # keep up to 1 GiB of free heap top mapped
+    (M_MMAP_MAX, 0),               # no block of its own: big blocks come from the heap
+    (M_ARENA_MAX, 1),              # the engine's threads too (see the docstring)
+)
+
 
 def keep_freed_memory():
     """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to
-    the OS at once. A training step frees and reallocates the same multi-megabyte
-    activations every step; by default glibc maps each one fresh (mmap above a
-    threshold) and trims the heap top as soon as 128 KiB are free, so every step pays
-    the page faults of touching new memory again (~15% of the classic CNN's step).
-    Raising the mmap threshold to its maximum (32 MiB) and the trim threshold to 1 GiB
-    keeps those pages mapped; peak memory is unchanged. No-op elsewhere than glibc."""
+    the OS at once. A training or inference step frees and reallocates the same
+    multi-megabyte activations every step; by default glibc maps each block above a
+    threshold fresh (mmap) and unmaps it on free, and trims the heap top as soon as
+    128 KiB are free, so every step pays the page faults of touching new memory again
+    (~15% of the classic CNN's step).
+
+    - The trim threshold goes to 1 GiB: the heap's free top stays mapped.
+    - No mmap'ed blocks at all (``M_MMAP_MAX`` 0), not just a higher threshold: the
+      threshold cannot go above 32 MiB, and a ResNet50 stage's activations (16×56×56×256
+      float32, 51 MB) or the classic CNN's first convolution on a 512-row inference
+      slice (64 MB) are bigger. Every block now comes from the heap and is reused after
+      ``free``. (If the heap cannot grow, glibc still falls back to mmap.)
+    - One arena (``M_ARENA_MAX`` 1): a worker thread's own arena is made of heaps of
+      at most 64 MiB; a bigger block is mmap'ed whatever ``M_MMAP_MAX`` says, and a
+      heap that becomes wholly free is unmapped, so the engine's workers paid the page
+      faults of their slices' activations again every call. With one arena every
+      thread allocates from the main heap. Small blocks barely contend: each thread's
+      tcache serves them, and Python's own objects do not use malloc's arenas.
+      It applies to threads that have not allocated yet (the engine's pool starts
+      after the first model is made).
+
+    Measured (2 threads, issue 28, loaded machine): classic-CNN inference at batch
+    1024 went from 1200-2800 minor page faults a call to none, median 1.2x faster
+    (6 pairs of processes); a ResNet50 fine-tune step faulted nothing before or after
+    (same speed, peak RSS 1970 MB against 2015); no RSS growth over 20 steps. Memory a
+    run has freed stays with the process (as the trim threshold already made it for
+    smaller blocks). No-op elsewhere than glibc."""
     global _malloc_tuned
     if _malloc_tuned:
         return
@@ -266,6 +296,5 @@ def keep_freed_memory():
     except (OSError, AttributeError):
         return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 32 << 20)
-    mallopt(m_trim_threshold, 1 << 30)
+    for param, value in MALLOC_OPTIONS:
+        mallopt(param, value)
