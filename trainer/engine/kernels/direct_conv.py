@@ -58,12 +58,11 @@ benchmarks/README.md ("Direct convolution").
 
 import functools
 import math
-import os
 import threading
 
 import numpy as np
 
-from trainer.engine.kernels import parallel
+from trainer.engine.kernels import env_choice, parallel
 
 #: output pixels (along a row) × output channels of one register block; taps of one
 #: weight-gradient block (the kernels' constants: direct_conv_kernels.py)
@@ -90,13 +89,7 @@ _local = threading.local()
 
 def setting():
     """The ``TRAINER_CONV_DIRECT`` setting (module doc)."""
-    value = os.environ.get("TRAINER_CONV_DIRECT", "auto").strip().lower() or "auto"
-    if value not in SETTINGS:
-        from trainer.errors import ConfigError
-
-        raise ConfigError(f"TRAINER_CONV_DIRECT: expected one of {', '.join(SETTINGS)}, "
-                          f"got {value!r}")
-    return value
+    return env_choice("TRAINER_CONV_DIRECT", SETTINGS)
 
 
 def eligible(rank, kernel, channels, filters, out_hw, dtype):

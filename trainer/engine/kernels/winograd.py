@@ -43,12 +43,11 @@ comparison).
 """
 
 import math
-import os
 import threading
 
 import numpy as np
 
-from trainer.engine.kernels import parallel, winograd_transforms
+from trainer.engine.kernels import env_choice, parallel, winograd_transforms
 
 #: G of F(2×2, 3×3): U = G g Gᵀ
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -92,13 +91,7 @@ _local = threading.local()
 
 def algo():
     """The ``TRAINER_CONV_ALGO`` setting (module doc)."""
-    value = os.environ.get("TRAINER_CONV_ALGO", "auto").strip().lower() or "auto"
-    if value not in ALGOS:
-        from trainer.errors import ConfigError
-
-        raise ConfigError(f"TRAINER_CONV_ALGO: expected one of {', '.join(ALGOS)}, "
-                         f"got {value!r}")
-    return value
+    return env_choice("TRAINER_CONV_ALGO", ALGOS)
 
 
 def eligible(kernel, strides, dilation, rank):
@@ -285,7 +278,6 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
     kern = winograd_transforms.kernels()
     n, h, w, c = x.shape
     k = W.shape[3]
-    th, tw = tiling.th, tiling.tw
     bh, bw = tiling.bh, tiling.bw
     pt, pl = pads[0][0], pads[1][0]
     back_pads = (2 - pt, 2 - pl)
