@@ -5,8 +5,6 @@ Weights in Keras layout: ``kernel (kh, kw, in, filters)`` (Conv1D: ``(k, in, fil
 and ``bias (filters,)``.
 """
 
-import math
-import threading
 from typing import Literal
 
 import numpy as np
@@ -437,18 +435,13 @@ class ConvPlan:
             -1, kernel.shape[2])
 
 
-_local = threading.local()
+
+
 
 
 def _scratch(name, shape, dtype):
-    """A per-thread scratch array of ``shape``, reusing (a prefix of) one buffer."""
-    store = _local.__dict__.setdefault("buffers", {})
-    need = math.prod(shape)
-    buf = store.get((name, np.dtype(dtype)))
-    if buf is None or buf.size < need:
-        buf = np.empty(need, dtype)
-        store[(name, np.dtype(dtype))] = buf
-    return buf[:need].reshape(shape)
+    """This module's per-thread scratch array (``parallel.scratch``)."""
+    return parallel.scratch(__name__, name, shape, dtype)
 
 
 @layers.register("Conv2D", "Convolution2D")

@@ -23,7 +23,6 @@ some BLAS kernels (tests/test_dense_chain.py: within rtol 1e-5, atol 1e-6).
 """
 
 import sys
-import weakref
 
 import numpy as np
 
@@ -62,48 +61,11 @@ class Dense:
             if y is not None:
                 return y
         W = self.kernel
-        if OWN_GEMM and self.relu:
-            z = _own_gemm(x, W, self.bias)
-            if z is not None:
-                return z
         # over the last axis; the activation sees the block's own shape (a softmax
         # over another axis)
         z = np.matmul(x.reshape(-1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[1])
         fused.bias_act(z, self.bias, self.relu)
         return z if self.relu else self.activation.forward(z)
-
-
-#: relu steps through gemm_kernels' GEMM (weights packed once, checked against the
-#: layer's kernel on every call) instead of np.matmul + fused.bias_act: off, as it did
-#: not measurably beat OpenBLAS at the MLP's shapes (benchmarks/README.md, "MLP
-#: inference: our own GEMM"); the switch stays for that A/B. Its blocks are sized for
-#: AVX-512 (under AVX2 they spill: 0.31× OpenBLAS)
-OWN_GEMM = False
-#: id(kernel) -> (weakref to the kernel, a copy of its values when packed, panels,
-#: starts)
-_PACKED = {}
-
-
-def _own_gemm(x, W, b):
-    """relu(x @ W + b) through gemm_kernels (float32, AVX-512 sized blocks), or None
-    where it does not apply. The packed copy of W is kept per kernel array and used
-    only while W still equals the copy taken when it was packed: never stale, whatever
-    changed W in place (an optimizer step, set_weights, a checkpoint loaded into it);
-    the check is a pass over W on every call (~95 µs for 784×512)."""
-    from trainer.engine.kernels import gemm_kernels as gk
-
-    if (x.ndim != 2 or x.dtype != np.float32 or W.dtype != np.float32 or b is None
-            or b.dtype != np.float32 or len(x) < gk.MB or W.shape[1] < gk.NB
-            or not x.flags.c_contiguous):
-        return None
-    entry = _PACKED.get(id(W))
-    if entry is None or entry[0]() is not W or not np.array_equal(W, entry[1]):
-        key = id(W)
-        ref = weakref.ref(W, lambda _, key=key: _PACKED.pop(key, None))
-        entry = _PACKED[key] = (ref, W.copy(), *gk.pack(W))
-    out = np.empty((len(x), W.shape[1]), np.float32)
-    gk.gemm_bias_act(x, entry[2], entry[3], b, np.float32(0), out)
-    return out
 
 
 def _softmax(x, W, b):

@@ -57,8 +57,6 @@ benchmarks/README.md ("Direct convolution").
 """
 
 import functools
-import math
-import threading
 
 import numpy as np
 
@@ -84,7 +82,6 @@ SMALL_OUTPUT = 256
 SETTINGS = ("auto", "off", "force")
 
 _KERNELS = None
-_local = threading.local()
 
 
 def setting():
@@ -169,16 +166,11 @@ def kernels():
     return _KERNELS
 
 
+
+
 def _scratch(name, shape, dtype):
-    """A per-thread scratch array of ``shape``, reusing (a prefix of) one buffer."""
-    store = _local.__dict__.setdefault("buffers", {})
-    need = math.prod(shape)
-    key = (name, np.dtype(dtype))
-    buf = store.get(key)
-    if buf is None or buf.size < need:
-        buf = np.empty(need, dtype)
-        store[key] = buf
-    return buf[:need].reshape(shape)
+    """This module's per-thread scratch array (``parallel.scratch``)."""
+    return parallel.scratch(__name__, name, shape, dtype)
 
 
 def _geometry(x, kernel, pads, strides, dilation):

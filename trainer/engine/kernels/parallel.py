@@ -25,6 +25,7 @@ pinned (correct, only oversubscribed).
 """
 
 import ctypes
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -219,6 +220,20 @@ def pin_blas():
     blas = blas_threads()
     if blas is not None:
         blas[1](1)
+
+
+def scratch(owner, name, shape, dtype):
+    """A per-thread scratch array of ``shape``, reusing (a prefix of) one buffer kept
+    per (``owner``, ``name``, dtype): each module passes its own ``owner`` (its
+    ``__name__``), so two modules' buffers of the same name never alias."""
+    store = _local.__dict__.setdefault("scratch", {})
+    need = math.prod(shape)
+    key = (owner, name, np.dtype(dtype))
+    buf = store.get(key)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, dtype)
+        store[key] = buf
+    return buf[:need].reshape(shape)
 
 
 #: products smaller than this many multiply-adds run in one call

@@ -42,8 +42,6 @@ not used.
 comparison).
 """
 
-import math
-import threading
 
 import numpy as np
 
@@ -86,7 +84,6 @@ BLOCK_BYTES = 32 << 20
 #: each with blocks: a block's 25-32 MB of slabs go through memory between passes)
 PARTIAL_SHARE = 2
 
-_local = threading.local()
 
 
 def algo():
@@ -150,16 +147,11 @@ BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.fl
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 
 
+
+
 def _scratch(name, shape, dtype):
-    """A per-thread scratch array of ``shape``, reusing (a prefix of) one buffer."""
-    store = _local.__dict__.setdefault("buffers", {})
-    need = math.prod(shape)
-    key = (name, np.dtype(dtype))
-    buf = store.get(key)
-    if buf is None or buf.size < need:
-        buf = np.empty(need, dtype)
-        store[key] = buf
-    return buf[:need].reshape(shape)
+    """This module's per-thread scratch array (``parallel.scratch``)."""
+    return parallel.scratch(__name__, name, shape, dtype)
 
 
 def _slabs(name, tiles, cols, dtype):
