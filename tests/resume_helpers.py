@@ -2,6 +2,7 @@
 that says two runs ended in the same place."""
 
 import json
+import signal
 
 import h5py
 import numpy as np
@@ -31,18 +32,25 @@ def resume(run_dir, *sets, force=False, callbacks=()):
 
 
 class StopAt(Callback):
-    """Raises KeyboardInterrupt (as Ctrl-C would) in a hook, the n-th time it runs."""
+    """Ctrl-C in a hook, the n-th time it runs: a real SIGINT, which stops a training
+    loop at the next step boundary (the one after this hook's step, with a checkpoint
+    of it) and anything else at once. ``at_once``: raise KeyboardInterrupt right there,
+    as a second Ctrl-C (or a flood of signals) does; inside a step's hooks that keeps
+    the last checkpoint written (trainer.training.loop.Loop.hooks)."""
 
-    def __init__(self, n, hook="on_batch_end"):
+    def __init__(self, n, hook="on_batch_end", at_once=False):
         super().__init__()
         self.n = n
         self.calls = 0
+        self.at_once = at_once
         setattr(self, hook, self._count)
 
     def _count(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.n:
-            raise KeyboardInterrupt
+            if self.at_once:
+                raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # its handler runs before this returns
 
 
 def contents(path):

@@ -55,7 +55,7 @@ def test_rows_written_after_the_checkpoint_are_not_duplicated(tmp_path, straight
     # stopped inside epoch 2's on_epoch_end, after the CSVLogger wrote its row and
     # TensorBoard its scalars (they come first), before the checkpoint of that epoch
     with pytest.raises(InterruptedRun):
-        fit(tmp_path, FILE_CALLBACKS, callbacks=[StopAt(2, "on_epoch_end")])
+        fit(tmp_path, FILE_CALLBACKS, callbacks=[StopAt(2, "on_epoch_end", at_once=True)])
     assert (tmp_path / "logs/train.csv").read_text().count("\n") == 3  # header + 2 rows
     resume(tmp_path)
     assert_same_run(straight(), tmp_path)

@@ -37,9 +37,9 @@ def straight(tmp_path_factory):
     return get
 
 
-def interrupted(run_dir, n, hook="on_batch_end", *sets):
+def interrupted(run_dir, n, hook="on_batch_end", *sets, at_once=False):
     with pytest.raises(InterruptedRun):
-        fit(run_dir, *sets, callbacks=[StopAt(n, hook)])
+        fit(run_dir, *sets, callbacks=[StopAt(n, hook, at_once)])
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "interrupted"
 
@@ -59,7 +59,7 @@ def test_interrupt_at_step_k_then_resume_is_bit_identical(tmp_path, straight, k)
 
 @pytest.mark.parametrize("hook,n", [("on_test_begin", 2), ("on_epoch_begin", 3)])
 def test_interrupt_in_validation_or_epoch_begin(tmp_path, straight, hook, n):
-    interrupted(tmp_path, n, hook)
+    interrupted(tmp_path, n, hook, at_once=True)
     resume(tmp_path)
     assert_same_run(straight(), tmp_path)
 
@@ -67,7 +67,7 @@ def test_interrupt_in_validation_or_epoch_begin(tmp_path, straight, hook, n):
 def test_interrupt_in_epoch_end_keeps_previous_checkpoint(tmp_path, straight):
     # mid on_epoch_end the callbacks disagree on the epoch: nothing is written, the
     # last checkpoint (checkpoint_every: 4 → epoch 1, step 2) stays the resume point
-    interrupted(tmp_path, 2, "on_epoch_end", "fit.checkpoint_every=4")
+    interrupted(tmp_path, 2, "on_epoch_end", "fit.checkpoint_every=4", at_once=True)
     state, _ = checkpoint.read_state(tmp_path / "checkpoints/last.h5")
     assert (state["loop"]["epoch"], state["loop"]["step"]) == (1, 2)
     resume(tmp_path)

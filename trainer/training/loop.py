@@ -98,7 +98,9 @@ class Loop:
     after the last step of an epoch, or after an epoch's end — never in the middle of
     a step: a signal handler sets ``pending_signal`` and the loop raises
     KeyboardInterrupt (SIGINT) or Terminated (SIGTERM) at the next boundary.
-    ``at_boundary`` says whether ``get_state`` describes a consistent point.
+    ``at_boundary`` says whether ``get_state`` describes a consistent point; the
+    callbacks' hooks belong to their step, so it is False while any of them runs
+    (``hooks``).
 
     Resuming: ``begin(state, arrays)`` first restores (``set_state``) the position,
     the epoch's loss sums and metric accumulators, every random stream and each
@@ -181,7 +183,7 @@ class Loop:
     def run_epochs(self):
         while self.epoch < self.epochs and not self.model.stop_training:
             self.run_epoch()
-        self.callbacks.on_train_end(self.logs)
+        self.hooks("on_train_end", self.logs)
         return self.logs
 
     def run_epoch(self):
@@ -190,7 +192,7 @@ class Loop:
         if self.step == 0:
             model.reset_metrics()
             self.means.reset()
-        self.callbacks.on_epoch_begin(epoch)
+        self.hooks("on_epoch_begin", epoch)
         self.agree()
         if self.step == 0:
             self.epoch_lr = model.optimizer.current_lr()
@@ -199,10 +201,10 @@ class Loop:
         logs = {**self.means.results(), **model.metric_results()}
         if self.validation is not None and self.validates(epoch):
             self._train_sums = self.accumulators()  # evaluate() resets the metrics
-            self.callbacks.on_test_begin()
+            self.hooks("on_test_begin")
             val = evaluate(model, self.validation, self.validation_batch_size,
                            world=self.world)
-            self.callbacks.on_test_end(val)
+            self.hooks("on_test_end", val)
             logs.update({f"val_{k}": v for k, v in val.items()})
         logs["lr"] = self.epoch_lr
         # plain Python numbers: what a checkpoint's JSON gives back after a resume
@@ -210,11 +212,22 @@ class Loop:
         self.at_boundary = False  # until every callback has seen the epoch's end
         self.epoch, self.step, self._train_sums = epoch + 1, 0, None
         self.logs = logs
-        self.callbacks.on_epoch_end(epoch, logs)
+        self.hooks("on_epoch_end", epoch, logs)
         self.agree()
         self.at_boundary = True
         self.checkpoint()
         self.honour_signal()
+
+    def hooks(self, name, *args):
+        """Call the callbacks' hook ``name``. Until the last one returns, the run is
+        not at a boundary: a stop inside (a second signal) keeps the last checkpoint,
+        since a hook half done, or the hooks after it not run, are no step's state (a
+        ModelCheckpoint that counted its file as written before writing it). The
+        resume runs the step and its hooks again, and the callbacks write the same
+        files (CSVLogger and TensorBoard cut theirs back to the checkpoint)."""
+        was, self.at_boundary = self.at_boundary, False
+        getattr(self.callbacks, name)(*args)
+        self.at_boundary = was
 
     def validates(self, epoch):
         """Keras's validation_freq: every N epochs (N, 2N, ...) or the listed epochs
@@ -227,7 +240,7 @@ class Loop:
     def train_step(self, plan):
         model, step = self.model, self.step
         rows = plan[step]
-        self.callbacks.on_batch_begin(step, {"batch": step, "size": len(rows)})
+        self.hooks("on_batch_begin", step, {"batch": step, "size": len(rows)})
         if self.world is None and self.accumulate_steps == 1:
             xs, ys, sw = self.take(rows)
             self.at_boundary = False
@@ -244,7 +257,7 @@ class Loop:
         self.at_boundary = True
         logs = {"batch": step, "size": len(rows), **self.means.results(),
                 **model.metric_results()}
-        self.callbacks.on_batch_end(step, logs)
+        self.hooks("on_batch_end", step, logs)
         self.agree()
         if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
             raise DivergedError(f"the loss became {total} at epoch {self.epoch + 1}, "
