@@ -110,3 +110,44 @@ def test_signals_while_the_run_records_its_end_leave_it_interrupted(tmp_path):
     assert "Traceback" not in r.stderr, r.stderr
     meta = json.loads((tmp_path / "run/run.json").read_text())
     assert meta["status"] == "interrupted" and meta["ended"]
+
+
+def test_a_swallowed_signal_is_not_raised_again_while_the_run_records_its_end(tmp_path):
+    # the second SIGTERM lands in a weakref callback (kept, to be raised again 5 ms
+    # later); the loop stops at the boundary for the first before then, and the run
+    # takes longer than that to record its end: the kept one must not cut that short
+    r = python("""
+        import json, os, signal, sys, time, weakref
+        from pathlib import Path
+        from resume_helpers import fit
+        from trainer.callbacks.base import Callback
+        from trainer.errors import TerminatedRun
+        from trainer.store.runs import Run
+
+        class Twice(Callback):
+            def on_batch_end(self, batch, logs=None):
+                if batch == 2 and not hasattr(self, "done"):
+                    self.done = True
+                    os.kill(os.getpid(), signal.SIGTERM)  # the first: at the boundary
+                    thing = type("Thing", (), {})()
+                    ref = weakref.ref(thing, lambda r: os.kill(os.getpid(), signal.SIGTERM))
+                    del thing  # the second, swallowed there
+
+        finish = Run.finish
+
+        def slow_finish(self, *args, **kwargs):
+            time.sleep(0.1)  # the kept signal's 5 ms pass meanwhile
+            return finish(self, *args, **kwargs)
+
+        Run.finish = slow_finish
+        run_dir = Path(sys.argv[1])
+        try:
+            fit(run_dir, callbacks=[Twice()])
+        except TerminatedRun as exc:
+            print("terminated:", exc)
+        print(json.loads((run_dir / "run.json").read_text())["status"])
+    """, tmp_path / "run")
+    assert "terminated" in r.stdout and "a resumable checkpoint was written" in r.stdout, \
+        (r.stdout, r.stderr)
+    assert r.stdout.splitlines()[-1] == "interrupted", (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr

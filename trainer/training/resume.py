@@ -162,7 +162,9 @@ class SignalGate:
     Python cannot pass the exception on: it would print "Exception ignored in ...
     Traceback ... Terminated" and be lost. ``unraisable`` (the ``sys.unraisablehook``
     meanwhile) keeps it quiet and raises it again a moment later (SIGALRM), outside
-    the callback.
+    the callback — unless the loop has stopped at a boundary for an earlier signal
+    meanwhile: that stop is the one the run records, and a second raise would cut the
+    recording short.
     """
 
     RETRY = 0.005  # seconds until a swallowed interrupt is raised again
@@ -205,6 +207,7 @@ class SignalGate:
             yield
         except KeyboardInterrupt:
             self.stopping = True  # (raised at a boundary by the loop itself)
+            self.lost = None  # a swallowed one waiting to be raised again: this is it
             raise
         finally:
             self.loop = None
