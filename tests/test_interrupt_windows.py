@@ -13,6 +13,7 @@ from resume_helpers import FILE_CALLBACKS, assert_same_callback_files, assert_sa
     fit, resume
 from trainer.callbacks.event_file import EventFile
 from trainer.callbacks.model_checkpoint import ModelCheckpoint
+from trainer.build.model import Model
 from trainer.callbacks.tensorboard import TensorBoard
 from trainer.errors import InterruptedRun
 from trainer.store import runs
@@ -59,6 +60,8 @@ def position(run_dir):
 # ModelCheckpoint files at batches 4, 8, 12, 16 (w01-3, w02-1, w02-5, w03-3) and
 # TensorBoard batch scalars at the same batches
 POINTS = {
+    # batch 4 trained, its logs being made: no callback has seen its end yet
+    "step-logs": (Model, "metric_results", 4, False),
     # ModelCheckpoint has counted the batch as saved, its file is not written yet
     "model-checkpoint-write": (ModelCheckpoint, "_save", 2, False),
     "model-checkpoint-write-done": (ModelCheckpoint, "_save", 2, True),

@@ -254,10 +254,10 @@ class Loop:
                 random_streams(model).values(), self.allreduce_dtype)
         self.means.add([total] + (per_output if model.multi_output else []), len(rows))
         self.step = step + 1
-        self.at_boundary = True
         logs = {"batch": step, "size": len(rows), **self.means.results(),
                 **model.metric_results()}
         self.hooks("on_batch_end", step, logs)
+        self.at_boundary = True  # the step and every callback's end of it are done
         self.agree()
         if not np.isfinite(total):  # TerminateOnNaN or not: a diverged run stops
             raise DivergedError(f"the loss became {total} at epoch {self.epoch + 1}, "
