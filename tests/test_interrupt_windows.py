@@ -11,9 +11,9 @@ import pytest
 
 from resume_helpers import FILE_CALLBACKS, assert_same_callback_files, assert_same_run, \
     fit, resume
+from trainer.build.model import Model
 from trainer.callbacks.event_file import EventFile
 from trainer.callbacks.model_checkpoint import ModelCheckpoint
-from trainer.build.model import Model
 from trainer.callbacks.tensorboard import TensorBoard
 from trainer.errors import InterruptedRun
 from trainer.store import runs
@@ -52,8 +52,8 @@ def interrupt_at(monkeypatch, owner, name, n, after=False):
 
 
 def position(run_dir):
-    loop = read_state(run_dir / "checkpoints/last.h5")[0]["loop"]
-    return loop["epoch"], loop["step"]
+    state = read_state(run_dir / "checkpoints/last.h5")[0]["loop"]
+    return state["epoch"], state["step"]
 
 
 # (where, the call it stops at, after it ran): the 6-step epochs of the tiny run write
@@ -92,14 +92,24 @@ def test_a_stop_anywhere_in_a_steps_hooks_resumes_exactly(tmp_path, monkeypatch,
     assert_same_callback_files(straight, tmp_path)
 
 
-def test_a_stop_inside_a_model_checkpoint_write_keeps_the_last_checkpoint(tmp_path,
-                                                                          monkeypatch):
+# (point, where the run resumes from, the message's words)
+KEPT = [
     # the flood's case: the stop lands while w02-1.h5 (batch 8: epoch 2's second) is
-    # being written. Step 8 is not committed: the checkpoint of epoch 1's end is kept
-    # (not one of step 2 of epoch 2 in which ModelCheckpoint counts the file as written)
+    # being written. Step 8 is not committed: the checkpoint of epoch 1's end is kept,
+    # not one of step 2 of epoch 2 in which ModelCheckpoint counts the file as written
+    ("model-checkpoint-write", (1, 0), "was kept"),
+    ("step-logs", (0, 2), "was kept"),  # batch 4's end seen by no callback
+    # validation is the loop's own: stopped there, the run is at the end of the steps
+    ("validation", (1, 6), "a resumable checkpoint was written after step 6 of epoch 2"),
+]
+
+
+@pytest.mark.parametrize("point,at,words", KEPT)
+def test_where_a_stop_leaves_the_checkpoint(tmp_path, monkeypatch, point, at, words):
     with monkeypatch.context() as m:
-        interrupt_at(m, ModelCheckpoint, "_save", 2)
-        with pytest.raises(InterruptedRun, match="was kept"):
+        interrupt_at(m, *POINTS[point])
+        with pytest.raises(InterruptedRun, match=words):
             fit(tmp_path, FILE_CALLBACKS, EVERY)
-    assert not (tmp_path / "checkpoints/w02-1.h5").exists()
-    assert position(tmp_path) == (1, 0)
+    assert position(tmp_path) == at
+    if point == "model-checkpoint-write":
+        assert not (tmp_path / "checkpoints/w02-1.h5").exists()
