@@ -43,11 +43,12 @@ metric: val_accuracy
 mode: max
 """
 
-#: holds a run folder's lock with the project's own lock API, until killed or ``hold`` s
+#: starts a run in a folder as `trainer fit` does (claim, lock) with the project's own
+#: API and holds its lock for argv[2] seconds (or until killed)
 HOLD = """\
 import sys, time
 from trainer.store.runs import Run
-with Run(sys.argv[1]).lock():
+with Run(sys.argv[1]).claim().lock():
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """
@@ -160,9 +161,9 @@ def test_rerun_waits_for_a_held_trial_folder(workdir):
         holder.kill()
         holder.wait()
     assert r.exit_code == 0, r.output
-    assert f"waiting for its run folder, in use by pid {holder.pid}" in r.output
     (row,) = ledger(workdir / "runs")
     assert row["status"] == "completed" and float(row["val_accuracy"]) > 0, row
+    assert f"waiting for its run folder, in use by pid {holder.pid}" in r.output
 
 
 def test_trial_folder_held_past_the_timeout_is_in_use_not_failed(workdir):
