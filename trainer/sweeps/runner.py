@@ -63,14 +63,18 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
 
     A run folder whose lock another process holds (the trial of a killed sweep still
     stopping, or the same trial run by another machine's sweep) is waited for, up to
-    ``in_use_timeout`` seconds (``notify`` is told the holder's pid when the wait
-    begins); the trial then goes on from what that process left: done if it completed,
+    ``in_use_timeout`` seconds (``notify``, if given, is called with a note naming the
+    holder's pid when the wait begins); the trial then goes on from what that process left: done if it completed,
     resumed from its checkpoint if it stopped. If the folder is still in use then, the
     trial is not run and the status is ``in use`` (never ``failed``: the trial has not
     failed, and a rerun of the sweep picks it up)."""
+    def waiting(pid):
+        if notify is not None:
+            notify(f"for its run folder, in use by pid {pid} (up to {in_use_timeout:g} s)")
+
     deadline = time.monotonic() + in_use_timeout
     while True:
-        holder = wait_until_free(run_dir, deadline, notify)
+        holder = wait_until_free(run_dir, deadline, waiting)
         if holder is not None:
             return IN_USE_STATUS, {}, (f"pid {holder} still held its run folder after "
                                        f"{in_use_timeout:g} s; not run (rerun the sweep "
@@ -81,7 +85,11 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
         proc = subprocess.run(trial_command(sweep, trial, run_dir, status), capture_output=True,
                               text=True, env=child_env(env))
         if proc.returncode not in (0, 4) and IN_USE in proc.stderr:
-            continue  # another process took the lock after we looked: wait for it again
+            if time.monotonic() < deadline:
+                continue  # another process took the lock after we looked: wait for it
+            return IN_USE_STATUS, {}, (f"another process took its run folder as the wait "
+                                       f"of {in_use_timeout:g} s ended; not run (rerun the "
+                                       f"sweep once that process has ended)")
         status, metrics = trial_status(run_dir)
         error = ""
         if proc.returncode not in (0, 4):  # 4: the base config's own gate; metrics are valid
@@ -111,7 +119,8 @@ def trial_command(sweep, trial, run_dir, status):
 
 def wait_until_free(run_dir, deadline, notify=None):
     """Poll the run folder's lock until no process holds it, or until ``deadline``
-    (time.monotonic()); the holder's pid if it still holds it then, else None."""
+    (time.monotonic()); the holder's pid if it still holds it then, else None.
+    ``notify(pid)`` is called when the wait begins."""
     run = Run(run_dir)
     holder = run.holder()
     if holder is not None and notify is not None:
@@ -202,10 +211,9 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
                 progress(trial, ALREADY_DONE, metrics, "")
             return trial, ALREADY_DONE, metrics, ""
 
-        def waiting(holder):
+        def waiting(note):
             if progress:
-                progress(trial, "waiting", {}, f"for its run folder, in use by pid {holder} "
-                                               f"(up to {in_use_timeout:g} s)")
+                progress(trial, "waiting", {}, note)
 
         status, metrics, error = run_trial(sweep, trial, folder / trial.id, env,
                                            in_use_timeout, waiting)
