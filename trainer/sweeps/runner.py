@@ -64,10 +64,11 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
     A run folder whose lock another process holds (the trial of a killed sweep still
     stopping, or the same trial run by another machine's sweep) is waited for, up to
     ``in_use_timeout`` seconds (``notify``, if given, is called with a note naming the
-    holder's pid when the wait begins); the trial then goes on from what that process left: done if it completed,
-    resumed from its checkpoint if it stopped. If the folder is still in use then, the
-    trial is not run and the status is ``in use`` (never ``failed``: the trial has not
-    failed, and a rerun of the sweep picks it up)."""
+    holder's pid when the wait begins); the trial then goes on from what that process
+    left: done if it completed, resumed from its checkpoint if it stopped. If the folder
+    is still in use then, the trial is not run and the status is ``in use`` (never
+    ``failed``: the trial has not failed, and a rerun of the sweep picks it up)."""
+
     def waiting(pid):
         if notify is not None:
             notify(f"for its run folder, in use by pid {pid} (up to {in_use_timeout:g} s)")
