@@ -150,10 +150,10 @@ def test_trial_started_after_its_sweep_died_runs_nothing(workdir):
 
 
 def test_rerun_waits_for_a_held_trial_folder(workdir):
-    """The trial's folder is locked by another live process for ~1.5 s: the sweep waits,
+    """The trial's folder is locked by another live process for ~2 s: the sweep waits,
     then runs the trial; it is never recorded failed."""
     path, trial = one_trial(workdir, 2)
-    holder = hold_lock(workdir / "runs" / "one" / trial, 1.5)
+    holder = hold_lock(workdir / "runs" / "one" / trial, 2)
     try:
         r = CliRunner().invoke(main, ["sweep", str(path), "--runs-root",
                                       str(workdir / "runs")])
