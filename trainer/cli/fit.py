@@ -33,6 +33,9 @@ Examples:
 def fit(config_path, overrides, run_dir, resume, force, cli_expect, as_json, log_format, quiet):
     """Train the model of CONFIG; write the run folder; check `expect:` gates. With
     --resume, continue a stopped run."""
+    from trainer.sweeps.parent import die_with_sweep
+
+    die_with_sweep()  # a sweep's trial: first, so it never outlives the sweep
     from trainer.app import fit as api, gates
     from trainer import events
     from trainer.callbacks.event_logger import EventLogger

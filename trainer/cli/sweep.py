@@ -19,9 +19,15 @@ Examples:
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed trial.")
 @click.option("--status", "only_status", is_flag=True, help="Report progress; run nothing.")
 @click.option("--runs-root", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--in-use-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+              metavar="SECONDS",
+              help="Wait this long for a trial whose run folder another process is using "
+                   "(a killed sweep's trial still stopping, another machine's sweep); "
+                   "then it is reported 'in use', not run, and a rerun picks it up.")
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
-def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as_json):
+def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, in_use_timeout,
+          as_json):
     """Run a grid or random search over config keys; resumable; ranked results."""
     from trainer import console
     from trainer.app import sweep as sweeps
@@ -56,7 +62,7 @@ def sweep(sweep_path, workers, shard_spec, fail_fast, only_status, runs_root, as
         for w in warnings:
             click.echo(f"warning: {w}", err=True)
         spec_, rows, table = sweeps.run(sweep_path, workers, shard_spec, fail_fast, runs_root,
-                                        progress)
+                                        progress, in_use_timeout)
     counts = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

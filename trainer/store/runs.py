@@ -17,6 +17,10 @@ from trainer.errors import ConfigError, DataError
 from trainer.fileio import WriteError, atomic_path, check_links, confined, write_text
 
 
+#: what `fit` says of a run folder whose lock another process holds
+IN_USE = "is in use by another trainer process"
+
+
 def now():
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -146,10 +150,9 @@ class Run:
             except OSError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                raise ConfigError(f"run folder {self.path} is in use by another trainer "
-                                  f"process (pid {holder}); wait for it to finish or stop "
-                                  f"it, then resume with `trainer fit --resume "
-                                  f"{self.path}`") from None
+                raise ConfigError(f"run folder {self.path} {IN_USE} (pid {holder}); wait "
+                                  f"for it to finish or stop it, then resume with `trainer "
+                                  f"fit --resume {self.path}`") from None
             try:
                 same = os.stat(lock).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -157,6 +160,28 @@ class Run:
             if same:
                 return fd
             os.close(fd)  # the file we locked was removed: take the new one
+
+    def holder(self):
+        """Who holds the folder's lock: the pid its holder wrote into ``.lock`` ("?" if
+        it wrote none yet), or None when no process holds it. Looks with a shared lock
+        given back at once, and removes nothing (a ``fit`` taking the lock in that very
+        moment is told the folder is in use, as if the looker were a run)."""
+        import fcntl
+
+        try:
+            fd = os.open(self.path / runfiles.LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # no lock file (or not one trainer made): nobody holds it
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def claim(self, force=False):
         """Before a new run starts here: refuse a folder holding a run (unless
         ``force``) or files trainer did not write (runfiles.check_new); then mark it as

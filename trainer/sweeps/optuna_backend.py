@@ -5,6 +5,7 @@ on any number of machines work on one study. Each asked trial runs once, in the 
 that asked for it; the study stops at `trials` (or the grid's size) in total.
 """
 
+import functools
 import threading
 from pathlib import Path
 
@@ -64,9 +65,9 @@ def suggest(trial, space):
     return point
 
 
-def run_study(sweep, workers=1, runs_root="runs", progress=None):
+def run_study(sweep, workers=1, runs_root="runs", progress=None, in_use_timeout=None):
     """Ask, run every seed of the point, tell the mean; until the study is full."""
-    from trainer.sweeps.runner import Ledger, run_trial, sweep_dir, thread_env
+    from trainer.sweeps.runner import IN_USE_TIMEOUT, Ledger, run_trial, sweep_dir, thread_env
     from trainer.sweeps.trials import make_trial
 
     optuna = _optuna()
@@ -90,7 +91,10 @@ def run_study(sweep, workers=1, runs_root="runs", progress=None):
             values = []
             for seed in sweep["seeds"]:
                 t = make_trial(sweep, point, seed, trial.number, study_trial=trial.number)
-                status, metrics, error = run_trial(sweep, t, folder / t.id, env)
+                status, metrics, error = run_trial(
+                    sweep, t, folder / t.id, env,
+                    IN_USE_TIMEOUT if in_use_timeout is None else in_use_timeout,
+                    None if progress is None else functools.partial(progress, t, "waiting", {}))
                 if progress:
                     progress(t, status, metrics, error)
                 if status == "completed" and sweep["metric"] in metrics:

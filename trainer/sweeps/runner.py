@@ -8,14 +8,22 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from trainer.fileio import write_text
 from trainer.runfiles import TRIAL
+from trainer.store.runs import IN_USE, Run
+from trainer.sweeps.parent import child_env
 
 
 #: what a rerun reports for a trial it found finished (the ledger keeps "completed")
 ALREADY_DONE = "skipped (already done)"
+#: a trial not run because another process held its run folder (see run_trial)
+IN_USE_STATUS = "in use"
+#: seconds a trial waits for its run folder by default (`trainer sweep --in-use-timeout`)
+IN_USE_TIMEOUT = 300.0
+POLL = 0.2  # seconds between two looks at a run folder's lock
 
 
 def sweep_dir(sweep, runs_root="runs"):
@@ -49,30 +57,79 @@ def thread_env(workers):
     return env
 
 
-def run_trial(sweep, trial, run_dir, env):
-    """One trial in its own process. Returns (status, metrics, error text)."""
-    status, metrics = trial_status(run_dir)
-    if status == "completed":
-        return status, metrics, ""
+def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=None):
+    """One trial in its own process (which dies with this one: parent.die_with_sweep).
+    Returns (status, metrics, error text).
+
+    A run folder whose lock another process holds (the trial of a killed sweep still
+    stopping, or the same trial run by another machine's sweep) is waited for, up to
+    ``in_use_timeout`` seconds (``notify``, if given, is called with a note naming the
+    holder's pid when the wait begins); the trial then goes on from what that process
+    left: done if it completed, resumed from its checkpoint if it stopped. If the folder
+    is still in use then, the trial is not run and the status is ``in use`` (never
+    ``failed``: the trial has not failed, and a rerun of the sweep picks it up)."""
+
+    def waiting(pid):
+        if notify is not None:
+            notify(f"for its run folder, in use by pid {pid} (up to {in_use_timeout:g} s)")
+
+    deadline = time.monotonic() + in_use_timeout
+    while True:
+        holder = wait_until_free(run_dir, deadline, waiting)
+        if holder is not None:
+            return IN_USE_STATUS, {}, (f"pid {holder} still held its run folder after "
+                                       f"{in_use_timeout:g} s; not run (rerun the sweep "
+                                       f"once that process has ended)")
+        status, metrics = trial_status(run_dir)
+        if status == "completed":
+            return status, metrics, ""
+        proc = subprocess.run(trial_command(sweep, trial, run_dir, status), capture_output=True,
+                              text=True, env=child_env(env))
+        if proc.returncode not in (0, 4) and IN_USE in proc.stderr:
+            if time.monotonic() < deadline:
+                continue  # another process took the lock after we looked: wait for it
+            return IN_USE_STATUS, {}, (f"another process took its run folder as the wait "
+                                       f"of {in_use_timeout:g} s ended; not run (rerun the "
+                                       f"sweep once that process has ended)")
+        status, metrics = trial_status(run_dir)
+        error = ""
+        if proc.returncode not in (0, 4):  # 4: the base config's own gate; metrics are valid
+            lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+            error = lines[-1] if lines else f"exit code {proc.returncode}"
+            status = "failed"
+        return status, metrics, error
+
+
+def trial_command(sweep, trial, run_dir, status):
+    """The `trainer fit` command line for a trial whose run.json says ``status``: a
+    resume when a stopped attempt left a checkpoint, else a new run over whatever a
+    failed or killed attempt left (``--force``)."""
     resumable = status in ("interrupted", "running", "failed") and (
         run_dir / "checkpoints" / "last.h5").exists()
     write_trial_file(trial, run_dir)
     if resumable:  # exact resume: the run's own config.yaml already holds the overrides
-        cmd = [sys.executable, "-m", "trainer", "fit", "--resume", str(run_dir), "--json", "-q"]
-    else:
-        cmd = [sys.executable, "-m", "trainer", "fit", str(sweep.base), "--run-dir",
-               str(run_dir), "--json", "-q"]
-        for item in trial.overrides:
-            cmd += ["--set", item]
-        cmd.append("--force")  # what a failed or killed attempt left goes first
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    status, metrics = trial_status(run_dir)
-    error = ""
-    if proc.returncode not in (0, 4):  # 4: the base config's own gate; metrics are valid
-        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-        error = lines[-1] if lines else f"exit code {proc.returncode}"
-        status = "failed"
-    return status, metrics, error
+        return [sys.executable, "-m", "trainer", "fit", "--resume", str(run_dir), "--json",
+                "-q"]
+    cmd = [sys.executable, "-m", "trainer", "fit", str(sweep.base), "--run-dir",
+           str(run_dir), "--json", "-q"]
+    for item in trial.overrides:
+        cmd += ["--set", item]
+    cmd.append("--force")  # what a failed or killed attempt left goes first
+    return cmd
+
+
+def wait_until_free(run_dir, deadline, notify=None):
+    """Poll the run folder's lock until no process holds it, or until ``deadline``
+    (time.monotonic()); the holder's pid if it still holds it then, else None.
+    ``notify(pid)`` is called when the wait begins."""
+    run = Run(run_dir)
+    holder = run.holder()
+    if holder is not None and notify is not None:
+        notify(holder)
+    while holder is not None and time.monotonic() < deadline:
+        time.sleep(POLL)
+        holder = run.holder()
+    return holder
 
 
 def write_trial_file(trial, run_dir):
@@ -91,6 +148,7 @@ class Ledger:
         self.folder = Path(folder)
         self.expected = list(expected)
         self.errors = {}
+        self.in_use = {}  # trial id → why it was not run (run_trial's "in use")
         self.lock = threading.Lock()
 
     def trials(self):
@@ -110,12 +168,14 @@ class Ledger:
         rows = []
         for t in self.trials():
             status, metrics = trial_status(self.folder / t["trial"])
+            error = self.errors.get(t["trial"], "")
             if t["trial"] in self.errors and status != "completed":
                 status = "failed"
+            elif t["trial"] in self.in_use and status != "completed":
+                status, error = IN_USE_STATUS, self.in_use[t["trial"]]
             rows.append({"trial": t["trial"], "seed": t["seed"], **t["point"],
                          "status": status, **metrics,
-                         "run_dir": str(self.folder / t["trial"]),
-                         "error": self.errors.get(t["trial"], "")})
+                         "run_dir": str(self.folder / t["trial"]), "error": error})
         return rows
 
     def write(self):
@@ -133,7 +193,10 @@ class Ledger:
             return rows
 
 
-def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", progress=None):
+def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", progress=None,
+               in_use_timeout=IN_USE_TIMEOUT):
+    """Run ``trials`` (those not completed yet) on ``workers`` threads, each trial a
+    process; ledger.csv rewritten after each. Returns (ledger rows, results)."""
     folder = sweep_dir(sweep, runs_root)
     ledger = Ledger(folder, trials)
     ledger.write()
@@ -148,8 +211,16 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
             if progress:
                 progress(trial, ALREADY_DONE, metrics, "")
             return trial, ALREADY_DONE, metrics, ""
-        status, metrics, error = run_trial(sweep, trial, folder / trial.id, env)
-        if error:
+
+        def waiting(note):
+            if progress:
+                progress(trial, "waiting", {}, note)
+
+        status, metrics, error = run_trial(sweep, trial, folder / trial.id, env,
+                                           in_use_timeout, waiting)
+        if status == IN_USE_STATUS:
+            ledger.in_use[trial.id] = error
+        elif error:
             ledger.errors[trial.id] = error
             if fail_fast:
                 stop.set()
