@@ -114,27 +114,6 @@ def thread_cpu(fn, repeats):
     return statistics.median(times)
 
 
-def fma_peak():
-    """GFLOP/s of a register-only FMA loop (float32, 8 independent zmm-wide chains)."""
-    import numba
-    import numpy as np
-
-    @numba.njit(fastmath=True)
-    def spin(n, a):
-        acc = np.zeros((8, 16), np.float32)
-        for _ in range(n):
-            for r in range(8):
-                for j in range(16):
-                    acc[r, j] = acc[r, j] * a[j] + a[r]
-        return acc.sum()
-
-    a = np.full(16, 0.999, np.float32)
-    spin(10, a)
-    n = 2_000_000
-    best = min(thread_cpu(lambda: spin(n, a), 1) for _ in range(5))
-    return 2 * 8 * 16 * n / best / 1e9
-
-
 def profile(args):
     import numpy as np
 
@@ -179,7 +158,56 @@ def profile(args):
     t = thread_cpu(lambda: model.predict_on_batch([xb]), n)
     print(f"  predict_on_batch 1024: {flops / t / 1e9:.0f} GFLOP/s of the model's "
           f"{flops / 1e9:.2f} GFLOP")
-    print(f"  FMA peak (register loop): {fma_peak():.0f} GFLOP/s; load {load():.2f}")
+
+
+def timeline(args):
+    """Two threads: where a 1024-row ``predict_on_batch``'s wall time goes around its
+    two 512-row slices (each ``Graph.forward`` timed in its own thread)."""
+    import threading
+
+    import numpy as np
+
+    from trainer.engine.kernels import parallel
+
+    parallel.set_num_threads(2)
+    model, shape = our_model()
+    x = np.random.default_rng(0).random((BATCH, *shape), dtype=np.float32)
+    graph = model.graph
+    forward = graph.forward
+    marks = {}
+
+    def timed(xs, training=False, for_loss=False):
+        name = "caller" if threading.current_thread() is threading.main_thread() else "worker"
+        start, cpu = time.perf_counter(), time.thread_time()
+        out = forward(xs, training=training, for_loss=for_loss)
+        marks[name] = (start, time.perf_counter(), time.thread_time() - cpu)
+        return out
+
+    graph.forward = timed
+    try:
+        for _ in range(10):
+            model.predict_on_batch([x])
+        rows = []
+        for _ in range(args.repeats * 5):
+            marks.clear()
+            t0 = time.perf_counter()
+            model.predict_on_batch([x])
+            t1 = time.perf_counter()
+            (cs, ce, cc), (ws, we, wc) = marks["caller"], marks["worker"]
+            rows.append({"wall": t1 - t0, "caller starts": cs - t0,
+                         "worker starts after the caller": ws - cs,
+                         "caller's slice": ce - cs, "worker's slice": we - ws,
+                         "caller's slice CPU": cc, "worker's slice CPU": wc,
+                         "the join after both ended": t1 - max(ce, we)})
+    finally:
+        graph.forward = forward
+    print(f"two threads, one 1024-row predict_on_batch, medians of {len(rows)} (µs); "
+          f"load {load():.2f}")
+    for key in rows[0]:
+        values = sorted(r[key] for r in rows)
+        print(f"  {key:32} {statistics.median(values) * 1e6:7.0f}  "
+              f"(p10 {values[len(values) // 10] * 1e6:.0f}, "
+              f"p90 {values[len(values) * 9 // 10] * 1e6:.0f})")
 
 
 def main():
@@ -192,6 +220,7 @@ def main():
     args = parser.parse_args()
     if args.profile:
         profile(args)
+        timeline(args)
     else:
         versus_ort(args)
 

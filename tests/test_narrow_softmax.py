@@ -28,14 +28,13 @@ def test_narrow_softmax_matches_float64(n, k, units):
     x = rng.normal(size=(n, k)).astype(np.float32)
     W = (rng.normal(size=(k, units)) / np.sqrt(k)).astype(np.float32)
     b = rng.normal(size=units).astype(np.float32)
-    y = dense_chain._softmax(x, W, b) if n * units >= 4096 else None
+    y = dense_chain._softmax(x, W, b)
     padded = np.zeros((k, dense_chain_kernels.NB), np.float32)
     padded[:, :units] = W
     got = np.empty((n, units), np.float32)
     dense_chain_kernels.narrow_softmax(x, padded, b, got)
     np.testing.assert_allclose(got, reference(x, W, b), rtol=2e-5, atol=1e-7)
-    if y is not None:  # the chain's step takes the same kernel
-        assert np.array_equal(y, got)
+    assert np.array_equal(y, got)  # the chain's step takes the same kernel
     # a row's numbers do not depend on the block it was computed in
     part = np.empty((n - 3, units), np.float32)
     dense_chain_kernels.narrow_softmax(x[3:], padded, b, part)
@@ -57,3 +56,50 @@ def test_nan_stays_in_its_row_and_the_chain_falls_back_where_it_must():
     assert not strided.flags.c_contiguous
     np.testing.assert_allclose(dense_chain._softmax(strided, W, b), y, rtol=1e-5,
                                atol=1e-7, equal_nan=True)
+
+
+MLP = """\
+seed: 5
+data: {train: {dataset: iris}}
+model:
+  input_shape: [40]
+  layers:
+    - Dense: {units: 48, activation: relu}
+    - Dropout: {rate: 0.2}
+    - Dense: {units: 10, activation: softmax}
+compile: {loss: categorical_crossentropy, optimizer: adam}
+"""
+
+
+def test_an_mlp_predicts_the_same_on_1_and_2_threads_and_as_the_layers_one_by_one(
+        tmp_path, monkeypatch):
+    from conftest import write_config
+    from trainer.app import fit as api
+    from trainer.engine import fusion
+    from trainer.engine.kernels import parallel
+
+    model = api.build(api.load_config(write_config(tmp_path, MLP)))
+    x = np.random.default_rng(1).normal(size=(1100, 40)).astype(np.float32)
+    calls = []
+    kernel = dense_chain_kernels.narrow_softmax
+    monkeypatch.setattr(dense_chain_kernels, "narrow_softmax",
+                        lambda *a: calls.append(len(a[0])) or kernel(*a))
+    try:
+        parallel.set_num_threads(1)
+        one = model.predict_on_batch([x])[0]
+        parallel.set_num_threads(2)
+        two = model.predict_on_batch([x])[0]
+    finally:
+        parallel.set_num_threads(parallel.num_threads())
+    assert calls and sum(calls) == 2 * len(x)  # every row through the compiled pass
+    assert np.array_equal(one, two)
+    with monkeypatch.context() as m:
+        m.setattr(fusion, "_dense_chain", lambda *args: None)
+        one_by_one = model.predict_on_batch([x])[0]
+    np.testing.assert_allclose(one, one_by_one, rtol=1e-5, atol=1e-6)
+    dense = [layer for layer in model.layers if "kernel" in layer.params]
+    h = np.maximum(x @ dense[0].params["kernel"].astype(np.float64)
+                   + dense[0].params["bias"], 0)
+    np.testing.assert_allclose(one, reference(h, dense[1].params["kernel"],
+                                              dense[1].params["bias"]),
+                               rtol=1e-4, atol=1e-6)

@@ -73,31 +73,36 @@ class Dense:
 
 
 def _softmax(x, W, b):
-    """softmax(x @ W + b) over the last axis through the compiled kernel (a narrow W
-    padded, see NARROW), or None where NumPy's lines are the better deal: a small
-    block while Numba is not loaded (as in fused.py), other dtypes. A 512×10 block:
-    153 → 94 µs with the product. The same operations as Softmax.forward (max, exp of
-    the difference, sum, divide), in another order of the sum: within float32
-    rounding of it."""
+    """softmax(x @ W + b) over the last axis through a compiled kernel, or None where
+    NumPy's lines are the better deal: a small block while Numba is not loaded (as in
+    fused.py), other dtypes. A float32 output of at most NARROW units, once Numba is
+    loaded: product, bias and softmax in one pass (dense_chain_kernels.narrow_softmax,
+    any block of NARROW_ROWS rows or more); else the product (a narrow W padded) then
+    bias and softmax in one pass (a 512×10 block: 153 → 94 µs with the product). The
+    same operations as Softmax.forward (max, exp of the difference, sum, divide), the
+    sums in another order: within float32 rounding of it."""
     n, units = len(x), W.shape[1]
     dtype = np.result_type(x, W)
     size = n * units
-    if (dtype not in (np.float32, np.float64) or x.ndim != 2 or size < fused.SMALL
-            or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules)
+    if (dtype not in (np.float32, np.float64) or x.ndim != 2
             or (b is not None and b.dtype != dtype)):
         return None
     bias = np.zeros(units, dtype) if b is None else b
+    y = np.empty((n, units), dtype)
+    if (units <= NARROW and n >= NARROW_ROWS and dtype == np.float32
+            and x.dtype == W.dtype and x.flags.c_contiguous and "numba" in sys.modules):
+        from trainer.engine.kernels import dense_chain_kernels
+
+        padded = np.zeros((W.shape[0], NARROW), dtype)
+        padded[:, :units] = W
+        dense_chain_kernels.narrow_softmax(x, padded, bias, y)
+        return y
+    if size < fused.SMALL or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules):
+        return None
     if units < NARROW:
         padded = np.zeros((W.shape[0], NARROW), W.dtype)
         padded[:, :units] = W
         W = padded
-    y = np.empty((n, units), dtype)
-    if (units <= NARROW and n >= NARROW_ROWS and dtype == np.float32
-            and x.dtype == W.dtype == dtype and x.flags.c_contiguous):
-        from trainer.engine.kernels import dense_chain_kernels
-
-        dense_chain_kernels.narrow_softmax(x, np.ascontiguousarray(W), bias, y)
-        return y
     z = np.matmul(x, W)
     _kernel()(z, bias, y)
     return y
