@@ -7,9 +7,14 @@ Why (issue 28, the 784-512-512-10 MLP at batch 1024, 2 threads): inside
 ``Model.predict_on_batch``'s slices of 512 rows, each Dense cut its rows again into
 256-row GEMMs and went through the graph's per-layer bookkeeping; here each block takes
 one GEMM per layer, bias and relu in one compiled pass on the fresh product, and a
-softmax output its bias and softmax in another: ~5% less CPU per batch than the
+softmax output its bias and softmax in another (a float32 one of at most 16 units
+with its product too: dense_chain_kernels.py): ~5% less CPU per batch than the
 layers one by one (in-process, on a loaded machine: benchmarks/README.md); the GEMMs
-are the rest.
+are the rest. Where one thread's 512-row slice goes (benchmarks/bench_mlp_infer.py
+--profile): the 784→512 and 512→512 GEMMs ~1.9 and ~1.2 ms at 210-225 GFLOP/s (this
+core's sgemm peak, any block of 256-1024 rows, either operand order), the softmax
+output ~0.07 ms, bias + relu ~0.015 ms a layer, ``Graph.forward`` and
+``predict_on_batch``'s Python ~0.05 ms each.
 Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
 ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
@@ -41,8 +46,9 @@ MIN_ROWS = BLOCK_ROWS
 #: a softmax output narrower than this takes its product with the kernel padded with
 #: zero columns to this width (OpenBLAS: 512×512 · 512×10 in 94 µs, · 512×16 in 72);
 #: in float32, from NARROW_ROWS rows on, product, bias and softmax run as one compiled
-#: pass (dense_chain_kernels.narrow_softmax: that 512-row block's whole softmax output
-#: 1.14× faster, pairs 1.01-1.20, one thread, loaded machine)
+#: pass (dense_chain_kernels.narrow_softmax; the MLP's 512→10 softmax step, thread CPU,
+#: 15 interleaved pairs, load 3.8: 1.12× faster at 512 rows (pairs 1.05–1.36), 1.43×
+#: at 128 and 1.51× at 32, where NumPy's product and softmax ran before)
 NARROW = 16
 NARROW_ROWS = 8
 
