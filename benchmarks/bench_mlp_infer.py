@@ -1,24 +1,30 @@
 """MLP inference in one process (issue 28): benchmarks/run.py's mlp model
 (784-512-512-10 relu, Dropout 0.2, softmax output) through ``predict_on_batch`` at
 batch 1024, beside the same model exported by trainer's ONNX exporter in an ONNX
-Runtime session, interleaved (ours, ORT, ours, ORT, ... in windows of ``--seconds``),
-at 1 and 2 threads. Per pair: the ratio of samples/s (ours / ORT: above 1 we are
-faster) and of CPU per batch (process CPU time; ORT / ours: above 1 we use less);
-medians and ranges, with the 1-minute load.
+Runtime session (when ``onnxruntime`` is installed), interleaved (ours, ORT, ours,
+ORT, ... in windows of ``--seconds``, a short pause after each ORT window: its
+threads spin a while after a run), at 1 and 2 threads. Per pair: the ratio of
+samples/s (ours / ORT: above 1 we are faster) and of CPU per batch (process CPU time;
+ORT / ours: above 1 we use less); medians and ranges, with the 1-minute load.
 
 ``--profile``: where one thread's time goes on one 512-row slice (as each thread of a
 1024-row batch runs it): each GEMM, bias + relu, the softmax output, the slice
 through ``Graph.forward``, a 1024-row ``predict_on_batch``; thread CPU time, medians,
-GFLOP/s; and the core's FMA peak (a register-only Numba loop).
+GFLOP/s. Then, at two threads, where a 1024-row batch's wall time goes around its two
+slices: the caller's start, the worker's lag behind it, the join after both ended.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_mlp_infer.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_mlp_infer.py --profile
+    python benchmarks/bench_mlp_infer.py --smoke --json out.json   # what the tests run
 """
 
 import argparse
+import importlib.util
+import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,10 +40,10 @@ def load():
 
 
 def our_model():
+    """(model, input shape): run.py's mlp case."""
     import run as bench_run
 
-    model, shape = bench_run.ours("mlp")
-    return model, shape
+    return bench_run.ours("mlp")
 
 
 def ort_session(model, threads):
@@ -64,44 +70,60 @@ def window(fn, seconds):
     return n * BATCH / wall, (time.process_time() - c0) / n
 
 
-def summary(name, values):
-    return (f"{name} {statistics.median(values):.3f} "
-            f"({min(values):.3f}-{max(values):.3f}, {len(values)} pairs)")
+def spread(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def versus_ort(args):
+    """One row per thread count: ours (and ORT's) samples/s, the ratios per pair."""
     import numpy as np
 
     from trainer.engine.kernels import parallel
 
     model, shape = our_model()
     x = np.random.default_rng(0).random((BATCH, *shape), dtype=np.float32)
-    ref = model.predict_on_batch([x])[0]
+    with_ort = not args.no_onnx and importlib.util.find_spec("onnxruntime") is not None
+    rows = []
     for threads in args.threads:
         parallel.set_num_threads(threads)
-        session = ort_session(model, threads)
-        feeds = {model.input_names[0]: x}
-        got = session.run(None, feeds)[0]
-        assert np.allclose(got, ref, rtol=1e-4, atol=1e-6), abs(got - ref).max()
         ours = lambda: model.predict_on_batch([x])  # noqa: E731
-        theirs = lambda: session.run(None, feeds)  # noqa: E731
-        for _ in range(5):
-            ours(), theirs()
-        rates, cpus, loads, raw = [], [], [load()], []
+        theirs = None
+        if with_ort:
+            session = ort_session(model, threads)
+            feeds = {model.input_names[0]: x}
+            got, want = session.run(None, feeds)[0], ours()[0]
+            assert np.allclose(got, want, rtol=1e-4, atol=1e-6), abs(got - want).max()
+            theirs = lambda: session.run(None, feeds)  # noqa: E731
+        for _ in range(args.warmup):
+            ours()
+            if theirs:
+                theirs()
+        pairs, loads = [], [load()]
         for _ in range(args.pairs):
             a = window(ours, args.seconds)
-            time.sleep(0.05)  # ORT's workers spin a while after a run
-            b = window(theirs, args.seconds)
-            time.sleep(0.05)
-            rates.append(a[0] / b[0])
-            cpus.append(b[1] / a[1])
-            raw.append((a[0], b[0]))
+            b = None
+            if theirs:
+                time.sleep(0.05)
+                b = window(theirs, args.seconds)
+                time.sleep(0.05)
+            pairs.append((a, b))
         loads.append(load())
-        print(f"{threads} thread(s): ours {statistics.median(r[0] for r in raw):.0f} "
-              f"samples/s, ORT {statistics.median(r[1] for r in raw):.0f}; "
-              + summary("ours/ORT samples/s", rates) + "; "
-              + summary("CPU per batch ORT/ours", cpus)
-              + f"; load {min(loads):.2f}-{max(loads):.2f}", flush=True)
+        row = {"threads": threads, "pairs": len(pairs),
+               "ours_samples_per_s": statistics.median(a[0] for a, _ in pairs),
+               "load": [min(loads), max(loads)]}
+        line = f"{threads} thread(s): ours {row['ours_samples_per_s']:.0f} samples/s"
+        if theirs:
+            rates = spread([a[0] / b[0] for a, b in pairs])
+            cpus = spread([b[1] / a[1] for a, b in pairs])
+            row.update(onnxruntime_samples_per_s=statistics.median(b[0] for _, b in pairs),
+                       ours_vs_onnxruntime=rates, cpu_onnxruntime_vs_ours=cpus)
+            line += (f", ORT {row['onnxruntime_samples_per_s']:.0f}; ours/ORT samples/s "
+                     f"{rates['median']:.3f} ({rates['min']:.3f}-{rates['max']:.3f}), CPU "
+                     f"per batch ORT/ours {cpus['median']:.3f} ({cpus['min']:.3f}-"
+                     f"{cpus['max']:.3f}), {len(pairs)} pairs")
+        print(line + f"; load {min(loads):.2f}-{max(loads):.2f}", flush=True)
+        rows.append(row)
+    return rows
 
 
 def thread_cpu(fn, repeats):
@@ -115,6 +137,7 @@ def thread_cpu(fn, repeats):
 
 
 def profile(args):
+    """{part: (µs, GFLOP/s or None)} of one thread's 512-row slice."""
     import numpy as np
 
     from trainer.engine import fusion
@@ -126,45 +149,45 @@ def profile(args):
     rows = BATCH // 2
     x = rng.random((rows, *shape), dtype=np.float32)
     xb = rng.random((BATCH, *shape), dtype=np.float32)
-    dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+    dense = [layer for layer in model.layers if "kernel" in layer.params]
     Ws = [d.params["kernel"] for d in dense]
     bs = [d.params["bias"] for d in dense]
     h1 = np.maximum(x @ Ws[0] + bs[0], 0)
     h2 = np.maximum(h1 @ Ws[1] + bs[1], 0)
-    z1, z2 = x @ Ws[0], h1 @ Ws[1]
-    n = args.repeats
+    z1 = x @ Ws[0]
+    needed = [False] * len(model.graph.nodes)
     parts = {
         "gemm 784->512": (lambda: x @ Ws[0], 2 * rows * 784 * 512),
         "gemm 512->512": (lambda: h1 @ Ws[1], 2 * rows * 512 * 512),
         "gemm 512->10": (lambda: h2 @ Ws[2], 2 * rows * 512 * 10),
-        "bias+relu 512": (lambda: fused.bias_act(z1.copy(), bs[0], True), 0),
-        "copy 512x512 (in the line above)": (lambda: z1.copy(), 0),
-        "gemm+softmax 512->10": (lambda: dense_chain._softmax(h2, Ws[2], bs[2]), 0),
+        "copy 512x512": (lambda: z1.copy(), 0),
+        "copy + bias+relu 512x512": (lambda: fused.bias_act(z1.copy(), bs[0], True), 0),
+        "softmax output 512->10": (lambda: dense_chain._softmax(h2, Ws[2], bs[2]), 0),
         "slice through Graph.forward": (
             lambda: model.graph.forward([x], training=False), 0),
-        "predict_on_batch 1024 (1 thread)": (lambda: model.predict_on_batch([xb]), 0),
-        "fusion.plan": (lambda: fusion.plan(model.graph, False,
-                                            [False] * len(model.graph.nodes)), 0),
+        "predict_on_batch 1024": (lambda: model.predict_on_batch([xb]), 0),
+        "fusion.plan": (lambda: fusion.plan(model.graph, False, needed), 0),
     }
     for fn, _ in parts.values():
         for _ in range(3):
             fn()
-    print(f"one thread, thread CPU time, median of {n}; load {load():.2f}")
+    print(f"one thread, thread CPU time, median of {args.repeats}; load {load():.2f}")
+    out = {}
     for name, (fn, flops) in parts.items():
-        t = thread_cpu(fn, n)
+        t = thread_cpu(fn, args.repeats)
+        out[name] = {"us": t * 1e6, "gflops": flops / t / 1e9 if flops else None}
         rate = f", {flops / t / 1e9:.0f} GFLOP/s" if flops else ""
-        print(f"  {name:36} {t * 1e6:8.0f} us{rate}")
+        print(f"  {name:32} {t * 1e6:8.0f} us{rate}")
     flops = 2 * BATCH * (784 * 512 + 512 * 512 + 512 * 10)
-    t = thread_cpu(lambda: model.predict_on_batch([xb]), n)
-    print(f"  predict_on_batch 1024: {flops / t / 1e9:.0f} GFLOP/s of the model's "
+    whole = out["predict_on_batch 1024"]["us"] * 1e-6
+    print(f"  predict_on_batch 1024: {flops / whole / 1e9:.0f} GFLOP/s of the model's "
           f"{flops / 1e9:.2f} GFLOP")
+    return out
 
 
 def timeline(args):
     """Two threads: where a 1024-row ``predict_on_batch``'s wall time goes around its
     two 512-row slices (each ``Graph.forward`` timed in its own thread)."""
-    import threading
-
     import numpy as np
 
     from trainer.engine.kernels import parallel
@@ -185,7 +208,7 @@ def timeline(args):
 
     graph.forward = timed
     try:
-        for _ in range(10):
+        for _ in range(args.warmup):
             model.predict_on_batch([x])
         rows = []
         for _ in range(args.repeats * 5):
@@ -193,6 +216,8 @@ def timeline(args):
             t0 = time.perf_counter()
             model.predict_on_batch([x])
             t1 = time.perf_counter()
+            if set(marks) != {"caller", "worker"}:
+                continue  # one thread ran both slices (the pool was not there yet)
             (cs, ce, cc), (ws, we, wc) = marks["caller"], marks["worker"]
             rows.append({"wall": t1 - t0, "caller starts": cs - t0,
                          "worker starts after the caller": ws - cs,
@@ -203,11 +228,15 @@ def timeline(args):
         graph.forward = forward
     print(f"two threads, one 1024-row predict_on_batch, medians of {len(rows)} (µs); "
           f"load {load():.2f}")
-    for key in rows[0]:
+    out = {}
+    for key in (rows[0] if rows else {}):
         values = sorted(r[key] for r in rows)
-        print(f"  {key:32} {statistics.median(values) * 1e6:7.0f}  "
-              f"(p10 {values[len(values) // 10] * 1e6:.0f}, "
-              f"p90 {values[len(values) * 9 // 10] * 1e6:.0f})")
+        out[key] = {"median_us": statistics.median(values) * 1e6,
+                    "p10_us": values[len(values) // 10] * 1e6,
+                    "p90_us": values[len(values) * 9 // 10] * 1e6}
+        print(f"  {key:32} {out[key]['median_us']:7.0f}  (p10 {out[key]['p10_us']:.0f}, "
+              f"p90 {out[key]['p90_us']:.0f})")
+    return out
 
 
 def main():
@@ -217,12 +246,25 @@ def main():
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-onnx", action="store_true", help="ours alone")
+    parser.add_argument("--json", help="write the results and the machine here")
+    parser.add_argument("--smoke", action="store_true", help="one short pair, few repeats")
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.seconds, args.repeats, args.warmup = 1, 0.02, 2, 1
+    result = {}
     if args.profile:
-        profile(args)
-        timeline(args)
+        result["profile"] = profile(args)
+        result["timeline"] = timeline(args)
     else:
-        versus_ort(args)
+        result["rows"] = versus_ort(args)
+    if args.json:
+        from hostinfo import describe
+
+        result["meta"] = {**describe(), "smoke": args.smoke, "pairs": args.pairs,
+                          "seconds": args.seconds, "repeats": args.repeats}
+        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
