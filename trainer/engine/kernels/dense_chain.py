@@ -11,10 +11,10 @@ softmax output its bias and softmax in another (a float32 one of at most 16 unit
 with its product too: dense_chain_kernels.py): ~5% less CPU per batch than the
 layers one by one (in-process, on a loaded machine: benchmarks/README.md); the GEMMs
 are the rest. Where one thread's 512-row slice goes (benchmarks/bench_mlp_infer.py
---profile): the 784→512 and 512→512 GEMMs ~1.9 and ~1.2 ms at 210-225 GFLOP/s (this
-core's sgemm peak, any block of 256-1024 rows, either operand order), the softmax
-output ~0.07 ms, bias + relu ~0.015 ms a layer, ``Graph.forward`` and
-``predict_on_batch``'s Python ~0.05 ms each.
+--profile): the 784→512 and 512→512 GEMMs ~1.9 and ~1.2 ms at 205-225 GFLOP/s
+(OpenBLAS's rate on this core at any block of 256-1024 rows, either operand order),
+the softmax output ~0.07 ms, bias + relu ~0.015 ms a layer, ``Graph.forward``'s
+Python ~0.05 ms and ``predict_on_batch``'s ~0.025 ms more.
 Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
 ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
