@@ -47,8 +47,7 @@ MIN_ROWS = BLOCK_ROWS
 #: zero columns to this width (OpenBLAS: 512×512 · 512×10 in 94 µs, · 512×16 in 72);
 #: in float32, from NARROW_ROWS rows on, product, bias and softmax run as one compiled
 #: pass (dense_chain_kernels.narrow_softmax; the MLP's 512→10 softmax step, thread CPU,
-#: 15 interleaved pairs, load 3.8: 1.12× faster at 512 rows (pairs 1.05–1.36), 1.43×
-#: at 128 and 1.51× at 32, where NumPy's product and softmax ran before)
+#: 15 interleaved pairs, load 3.8: 1.12× faster at 512 rows, pairs 1.05–1.36)
 NARROW = 16
 NARROW_ROWS = 8
 
@@ -81,30 +80,34 @@ class Dense:
 def _softmax(x, W, b):
     """softmax(x @ W + b) over the last axis through a compiled kernel, or None where
     NumPy's lines are the better deal: a small block while Numba is not loaded (as in
-    fused.py), other dtypes. A float32 output of at most NARROW units, once Numba is
-    loaded: product, bias and softmax in one pass (dense_chain_kernels.narrow_softmax,
-    any block of NARROW_ROWS rows or more); else the product (a narrow W padded) then
-    bias and softmax in one pass (a 512×10 block: 153 → 94 µs with the product). The
-    same operations as Softmax.forward (max, exp of the difference, sum, divide), the
-    sums in another order: within float32 rounding of it."""
+    fused.py), other dtypes. A float32 output of at most NARROW units (NARROW_ROWS
+    rows or more): product, bias and softmax in one pass (dense_chain_kernels.
+    narrow_softmax); else the product (a narrow W padded) then bias and softmax in one
+    pass (a 512×10 block: 153 → 94 µs with the product). The same operations as
+    Softmax.forward (max, exp of the difference, sum, divide), the sums in another
+    order: within float32 rounding of it.
+
+    Which path runs hangs on the block's size and whether Numba is loaded, as before
+    the narrow pass: not on Numba alone at any size (a quickstart's 16-row validation
+    batches would then round differently in a resumed process that had loaded Numba
+    than in the run it resumes: tests/stress/test_kill_resume.py)."""
     n, units = len(x), W.shape[1]
     dtype = np.result_type(x, W)
     size = n * units
-    if (dtype not in (np.float32, np.float64) or x.ndim != 2
+    if (dtype not in (np.float32, np.float64) or x.ndim != 2 or size < fused.SMALL
+            or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules)
             or (b is not None and b.dtype != dtype)):
         return None
     bias = np.zeros(units, dtype) if b is None else b
     y = np.empty((n, units), dtype)
     if (units <= NARROW and n >= NARROW_ROWS and dtype == np.float32
-            and x.dtype == W.dtype and x.flags.c_contiguous and "numba" in sys.modules):
+            and x.dtype == W.dtype and x.flags.c_contiguous):
         from trainer.engine.kernels import dense_chain_kernels
 
         padded = np.zeros((W.shape[0], NARROW), dtype)
         padded[:, :units] = W
         dense_chain_kernels.narrow_softmax(x, padded, bias, y)
         return y
-    if size < fused.SMALL or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules):
-        return None
     if units < NARROW:
         padded = np.zeros((W.shape[0], NARROW), W.dtype)
         padded[:, :units] = W
