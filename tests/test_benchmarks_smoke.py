@@ -42,7 +42,8 @@ def check_machine(meta):
 SMOKE_TESTED = {"run.py": "test_run_smoke", "bench_hdf5.py": "test_bench_hdf5_smoke",
                 "bench_conv.py": "test_bench_conv_smoke",
                 "profile_resnet50.py": "test_profile_resnet50_smoke",
-                "bench_bn.py": "test_bench_bn_smoke"}
+                "bench_bn.py": "test_bench_bn_smoke",
+                "bench_mlp_infer.py": "test_bench_mlp_infer_smoke"}
 HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "epoch_timer.py": "bench_hdf5.py's epoch timing",
            "hostinfo.py": "both scripts' --json meta",
@@ -317,3 +318,21 @@ def test_bench_bn_smoke(tmp_path):
     assert "old / new" in stdout
     step, _ = run_script("bench_bn.py", "--step", tmp_path=tmp_path)
     assert [r["chain"] for r in step["rows"]] == ["step"] and positive(step["rows"][0]["speedup"])
+
+
+def test_bench_mlp_infer_smoke(tmp_path):
+    """The MLP's in-process inference at 1 and 2 threads (beside ONNX Runtime where it
+    is installed); --profile: one thread's slice and the 2-thread timeline."""
+    import importlib.util
+
+    data, stdout = run_script("bench_mlp_infer.py", tmp_path=tmp_path)
+    check_machine(data["meta"])
+    assert [r["threads"] for r in data["rows"]] == [1, 2]
+    assert all(positive(r["ours_samples_per_s"]) for r in data["rows"])
+    if importlib.util.find_spec("onnxruntime") is not None:
+        assert all(positive(r["ours_vs_onnxruntime"]["median"]) for r in data["rows"])
+    prof, _ = run_script("bench_mlp_infer.py", "--profile", tmp_path=tmp_path)
+    assert positive(prof["profile"]["gemm 784->512"]["gflops"])
+    assert positive(prof["profile"]["predict_on_batch 1024"]["us"])
+    assert all(positive(prof["timeline"][k]["median_us"])
+               for k in ("wall", "caller's slice", "worker's slice"))

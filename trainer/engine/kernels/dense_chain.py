@@ -7,9 +7,14 @@ Why (issue 28, the 784-512-512-10 MLP at batch 1024, 2 threads): inside
 ``Model.predict_on_batch``'s slices of 512 rows, each Dense cut its rows again into
 256-row GEMMs and went through the graph's per-layer bookkeeping; here each block takes
 one GEMM per layer, bias and relu in one compiled pass on the fresh product, and a
-softmax output its bias and softmax in another: ~5% less CPU per batch than the
+softmax output its bias and softmax in another (a float32 one of at most 16 units
+with its product too: dense_chain_kernels.py): ~5% less CPU per batch than the
 layers one by one (in-process, on a loaded machine: benchmarks/README.md); the GEMMs
-are the rest.
+are the rest. Where one thread's 512-row slice goes (benchmarks/bench_mlp_infer.py
+--profile): the 784→512 and 512→512 GEMMs ~1.9 and ~1.2 ms at 205-225 GFLOP/s
+(OpenBLAS's rate on this core at any block of 256-1024 rows, either operand order),
+the softmax output ~0.07 ms, bias + relu ~0.015 ms a layer, ``Graph.forward``'s
+Python ~0.05 ms and ``predict_on_batch``'s ~0.025 ms more.
 Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
 ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
@@ -39,8 +44,12 @@ MIN_ROWS = BLOCK_ROWS
 
 
 #: a softmax output narrower than this takes its product with the kernel padded with
-#: zero columns to this width (OpenBLAS: 512×512 · 512×10 in 94 µs, · 512×16 in 72)
+#: zero columns to this width (OpenBLAS: 512×512 · 512×10 in 94 µs, · 512×16 in 72);
+#: in float32, from NARROW_ROWS rows on, product, bias and softmax run as one compiled
+#: pass (dense_chain_kernels.narrow_softmax; the MLP's 512→10 softmax step, thread CPU,
+#: 15 interleaved pairs, load 3.8: 1.12× faster at 512 rows, pairs 1.05–1.36)
 NARROW = 16
+NARROW_ROWS = 8
 
 
 class Dense:
@@ -69,12 +78,19 @@ class Dense:
 
 
 def _softmax(x, W, b):
-    """softmax(x @ W + b) over the last axis through the compiled kernel (a narrow W
-    padded, see NARROW), or None where NumPy's lines are the better deal: a small
-    block while Numba is not loaded (as in fused.py), other dtypes. A 512×10 block:
-    153 → 94 µs with the product. The same operations as Softmax.forward (max, exp of
-    the difference, sum, divide), in another order of the sum: within float32
-    rounding of it."""
+    """softmax(x @ W + b) over the last axis through a compiled kernel, or None where
+    NumPy's lines are the better deal: a small block while Numba is not loaded (as in
+    fused.py), other dtypes. A float32 output of at most NARROW units (NARROW_ROWS
+    rows or more): product, bias and softmax in one pass (dense_chain_kernels.
+    narrow_softmax); else the product (a narrow W padded) then bias and softmax in one
+    pass (a 512×10 block: 153 → 94 µs with the product). The same operations as
+    Softmax.forward (max, exp of the difference, sum, divide), the sums in another
+    order: within float32 rounding of it.
+
+    Which path runs hangs on the block's size and whether Numba is loaded, as before
+    the narrow pass: not on Numba alone at any size (a quickstart's 16-row validation
+    batches would then round differently in a resumed process that had loaded Numba
+    than in the run it resumes: tests/stress/test_kill_resume.py)."""
     n, units = len(x), W.shape[1]
     dtype = np.result_type(x, W)
     size = n * units
@@ -82,13 +98,22 @@ def _softmax(x, W, b):
             or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules)
             or (b is not None and b.dtype != dtype)):
         return None
+    bias = np.zeros(units, dtype) if b is None else b
+    y = np.empty((n, units), dtype)
+    if (units <= NARROW and n >= NARROW_ROWS and dtype == np.float32
+            and x.dtype == W.dtype and x.flags.c_contiguous):
+        from trainer.engine.kernels import dense_chain_kernels
+
+        padded = np.zeros((W.shape[0], NARROW), dtype)
+        padded[:, :units] = W
+        dense_chain_kernels.narrow_softmax(x, padded, bias, y)
+        return y
     if units < NARROW:
         padded = np.zeros((W.shape[0], NARROW), W.dtype)
         padded[:, :units] = W
         W = padded
     z = np.matmul(x, W)
-    y = np.empty((n, units), dtype)
-    _kernel()(z, np.zeros(units, dtype) if b is None else b, y)
+    _kernel()(z, bias, y)
     return y
 
 
