@@ -27,8 +27,6 @@ differs from running the layers one by one, which changes a product's last bits 
 some BLAS kernels (tests/test_dense_chain.py: within rtol 1e-5, atol 1e-6).
 """
 
-import sys
-
 import numpy as np
 
 from trainer.engine.kernels import fused, parallel
@@ -79,23 +77,23 @@ class Dense:
 
 def _softmax(x, W, b):
     """softmax(x @ W + b) over the last axis through a compiled kernel, or None where
-    NumPy's lines are the better deal: a small block while Numba is not loaded (as in
-    fused.py), other dtypes. A float32 output of at most NARROW units (NARROW_ROWS
-    rows or more): product, bias and softmax in one pass (dense_chain_kernels.
-    narrow_softmax); else the product (a narrow W padded) then bias and softmax in one
-    pass (a 512×10 block: 153 → 94 µs with the product). The same operations as
-    Softmax.forward (max, exp of the difference, sum, divide), the sums in another
-    order: within float32 rounding of it.
+    NumPy's lines are the better deal: a block of fewer than fused.SMALL outputs, other
+    dtypes. A float32 output of at most NARROW units (NARROW_ROWS rows or more):
+    product, bias and softmax in one pass (dense_chain_kernels.narrow_softmax); else
+    the product (a narrow W padded) then bias and softmax in one pass (a 512×10 block:
+    153 → 94 µs with the product). The same operations as Softmax.forward (max, exp of
+    the difference, sum, divide), the sums in another order: within float32 rounding
+    of it, not the same bits.
 
-    Which path runs hangs on the block's size and whether Numba is loaded, as before
-    the narrow pass: not on Numba alone at any size (a quickstart's 16-row validation
-    batches would then round differently in a resumed process that had loaded Numba
-    than in the run it resumes: tests/stress/test_kill_resume.py)."""
+    So which path runs hangs on the block's shape alone — never on whether the process
+    has loaded Numba yet (fused.py's rule for its bit-identical passes): a resumed
+    process whose first act is a validation round must round as the run it resumes
+    (tests/test_chain_softmax_path.py). Blocks under SMALL outputs (a quickstart's
+    validation batches) stay NumPy's, so a small model never imports Numba for them."""
     n, units = len(x), W.shape[1]
     dtype = np.result_type(x, W)
     size = n * units
     if (dtype not in (np.float32, np.float64) or x.ndim != 2 or size < fused.SMALL
-            or (size < fused.MIN_ELEMENTS and "numba" not in sys.modules)
             or (b is not None and b.dtype != dtype)):
         return None
     bias = np.zeros(units, dtype) if b is None else b
