@@ -160,6 +160,7 @@ def kernels():
         from trainer.engine.kernels import direct_conv_kernels as k
 
         _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
+                    "forward_pool": k.forward_pool,
                     "forward_sample": k.forward_sample, "grad_sample": k.grad_sample,
                     "forward_sample_narrow": k.forward_sample_narrow,
                     "grad_sample_narrow": k.grad_sample_narrow}
@@ -181,26 +182,44 @@ def _geometry(x, kernel, pads, strides, dilation):
             (h + pt + pb, w + pl + pr, c))
 
 
-def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
+def forward(x, W, bias, relu, pads, strides, dilation, out_hw, pool=False):
     """The convolution of x (N, H, W, C) with W (kh, kw, C, F) plus bias (or None),
     relu applied when asked; ``pads`` ((top, bottom), (left, right)) and ``out_hw`` as
-    trainer.engine.kernels.conv.plan2d gives them. Samples split over the engine's
-    threads (each output depends on its own sample only)."""
+    trainer.engine.kernels.conv.plan2d gives them. ``pool``: its 2×2 stride-2 max pool
+    instead (N, ⌊H'/2⌋, ⌊W'/2⌋, F), the convolution's output never stored (``pools``
+    says where). Samples split over the engine's threads (each output depends on its
+    own sample only)."""
     x = np.ascontiguousarray(x)
     n, f = x.shape[0], W.shape[3]
     W2 = np.ascontiguousarray(W.reshape(-1, f), dtype=x.dtype)
     b = np.zeros(f, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     lo = x.dtype.type(0 if relu else -np.inf)
     *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
-    z = np.empty((n, *out_hw, f), x.dtype)
-    kernel, narrow = kernels()["forward"], not wide_vectors()
+    if pool:
+        assert pools(out_hw), out_hw
+        z = np.empty((n, out_hw[0] // 2, out_hw[1] // 2, f), x.dtype)
+        kernel = kernels()["forward_pool"]
 
-    def part(a, e):
-        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
-               narrow)
+        def part(a, e):
+            kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e])
+    else:
+        z = np.empty((n, *out_hw, f), x.dtype)
+        kernel, narrow = kernels()["forward"], not wide_vectors()
+
+        def part(a, e):
+            kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
+                   narrow)
 
     parallel.run(part, n, min_items=1)
     return z
+
+
+def pools(out_hw):
+    """Whether a direct convolution with this output takes a following 2×2 stride-2
+    max pool into its kernel (``forward(..., pool=True)``): with AVX-512's block only
+    (its 8 pixels are two pooled pixels' windows; AVX2's 3-pixel block keeps the two
+    passes) and at least 2 pooled pixels (one block)."""
+    return wide_vectors() and (out_hw[0] // 2) * (out_hw[1] // 2) >= 2
 
 
 def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
