@@ -231,8 +231,40 @@ class Profiler:
             if hasattr(back, "preactivation"):  # a fused softmax + cross-entropy
                 timed_back.preactivation = lambda dz: timed_back(dz, back.preactivation)
             return y, timed_back
+        # the layer's own forward as the engine sees it (fusion.py's chains ask for it):
+        # the profile times the path that runs unprofiled
+        timed_forward.__func__ = getattr(forward, "__func__", None)
         layer.forward = timed_forward
         self.undo.append(lambda: delattr(layer, "forward"))
+
+    def wrap_groups(self, graph):
+        """Time the chains trainer/engine/fusion.py plans (which run as one step, not
+        through the layers' forwards), labelled by their nodes."""
+        from trainer.engine import fusion
+
+        real = fusion.plan
+        index = {id(node): k for k, node in enumerate(graph.nodes)}
+
+        def plan(g, training, needed):
+            groups, members = real(g, training, needed)
+            if g is not graph:
+                return groups, members
+            timed = {}
+            for k, group in groups.items():
+                last = index[id(graph.producer[group.out])]
+                label = " + ".join(f"{j:02d} {type(graph.nodes[j].layer).__name__}"
+                                   for j in range(k, last + 1))
+
+                def run(x, other, training, via=group.run, label=label):
+                    t = time.thread_time()
+                    out = via(x, other, training)
+                    self.add(f"{label} (one step)", time.thread_time() - t)
+                    return out
+                timed[k] = fusion.Group(group.x, group.other, group.out, run,
+                                        group.passes_mask)
+            return timed, members
+        fusion.plan = plan
+        self.undo.append(lambda: setattr(fusion, "plan", real))
 
     def restore(self):
         for undo in reversed(self.undo):
@@ -275,6 +307,7 @@ def profile(args):
         prof = Profiler()
         for i, layer in enumerate(model.layers):
             prof.wrap_layer(layer, f"{i:02d} {type(layer).__name__}")
+        prof.wrap_groups(model.graph)
         prof.wrap(np, "matmul", gemm=True)
         prof.wrap(np, "copyto", "im2col copy (copyto)")
         prof.wrap(conv_layer, "pad2d", "pad")
@@ -285,6 +318,7 @@ def profile(args):
             prof.wrap(kernels, name, f"winograd {name} transform")
         direct = direct_conv.kernels()
         prof.wrap(direct, "forward", "direct conv kernel (forward, dx)")
+        prof.wrap(direct, "forward_pool", "direct conv kernel (forward + max pool)")
         prof.wrap(direct, "weight_grad", "direct conv kernel (dW, db)")
         try:
             step()

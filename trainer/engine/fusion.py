@@ -78,6 +78,12 @@ def plan(graph, training, needed):
             members.update(chain[1:])
             groups[k] = _dense_group(nodes, chain)
             continue
+        if not (training and needed[k]):  # no backward: a convolution → max pool
+            group = _pool_group(nodes, k, training, only_reader)
+            if group is not None:
+                members.add(only_reader(k))
+                groups[k] = group
+                continue
         if training and needed[k]:  # a backward runs: a normalization chain
             if not hasattr(node.layer, "epilogue"):
                 continue
@@ -148,6 +154,23 @@ def _dense_group(nodes, chain):
 
     return Group(nodes[chain[0]].inputs[0], None, nodes[chain[-1]].outputs[0], run,
                  passes_mask=all(layer.passes_mask for layer in layers))
+
+
+def _pool_group(nodes, k, training, only_reader):
+    """The Group running node ``k`` (a convolution) and its only reader (a pool) as
+    the convolution's ``pooled_step``, or None."""
+    node, j = nodes[k], only_reader(k)
+    hook = getattr(node.layer, "pooled_step", None)
+    if hook is None or j is None or nodes[j].listed or any(
+            nodes[i].layer.activity_regularizer is not None for i in (k, j)):
+        return None
+    pool = nodes[j].layer
+    step = hook(pool, training)
+    if step is None:
+        return None
+    return Group(node.inputs[0], None, nodes[j].outputs[0],
+                 lambda x, other, training: (step(x), None),
+                 passes_mask=node.layer.passes_mask and pool.passes_mask)
 
 
 def _add_operand(add, t, first):

@@ -450,6 +450,35 @@ class Conv2D(Conv):
 
     rank = 2
 
+    def pooled_step(self, pool, training):
+        """This convolution and ``pool`` (the only reader of its output) as one step
+        where no backward runs (trainer/engine/fusion.py): ``run(x)`` → the pool's
+        output, or None. Where ``pool`` is a 2×2 stride-2 max pool that pads nothing
+        and this layer takes the direct path, its kernel writes the pooled output
+        alone (direct_conv.forward's ``pool``: the same bits as the two layers);
+        otherwise the two forwards run one after the other."""
+        if type(self) is not Conv2D or getattr(self.forward, "__func__", None) is not Conv.forward:
+            return None  # a subclass, or a forward replaced on the layer
+        out_hw = self.output_shape[:2]
+        if not getattr(pool, "max_2x2", lambda: False)() or (
+                tuple(pool.output_shape[:2]) != (out_hw[0] // 2, out_hw[1] // 2)):
+            return None  # another pool, or one that pads (odd sizes, 'same')
+        kernel, strides, dilation = self._geometry()
+        act_name = getattr(self.activation, "registered_name", None)
+
+        def run(x):
+            if direct_conv.pools(out_hw) and direct_conv.use(
+                    self.rank, kernel, strides, dilation, x.shape[-1], self.filters,
+                    out_hw, x.dtype, training, False, act_name):
+                pads = plan2d(x.shape[1:3], kernel, strides, dilation, self.padding)[1]
+                return direct_conv.forward(
+                    x, self.params["kernel"], self.params["bias"] if self.use_bias else None,
+                    act_name == "relu", pads, strides, dilation, out_hw, pool=True)
+            self.needs_input_grad = False  # as the graph sets it: no backward runs
+            return pool.forward(self.forward(x, training)[0], training)[0]
+
+        return run
+
 
 @layers.register("Conv1D", "Convolution1D")
 class Conv1D(Conv):
