@@ -20,7 +20,7 @@ convolution layers (forward and backward, timed around each call).
     python benchmarks/bench_conv.py --cases direct  # direct convolution vs the old path
 
 ``--cases profile``: the classic CNN's training step (batch 128) and predict (batch
-1024) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
+1024, as it runs and with the convolution chains off: each layer timed) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
 timed per layer (forward, backward) and per operation: every GEMM shape with its
 GFLOP/s beside sgemm alone on the same shape, the im2col copies (``copyto``), pads,
 bias + relu, relu's backward, the Winograd transforms and the direct convolution's
@@ -290,6 +290,25 @@ def sgemm_alone(shape, seconds):
     return 2 * m * k * n * count / (time.thread_time() - start) / 1e9
 
 
+#: --cases profile's third row: inference with the convolution chains off (the layers
+#: one by one, each timed: the per-layer breakdown the chains hide)
+UNCHAINED = "infer, layers one by one"
+
+
+def layer_flops(layer):
+    """Floating-point operations of one sample through a Conv2D or Dense forward (2 a
+    multiply-add), else 0."""
+    import numpy as np
+
+    name = type(layer).__name__
+    if name == "Conv2D":
+        kh, kw, c, f = layer.params["kernel"].shape
+        return 2 * int(np.prod(layer.output_shape[:2])) * f * kh * kw * c
+    if name == "Dense":
+        return 2 * layer.params["kernel"].size
+    return 0
+
+
 def profile(args):
     """Per-layer and per-operation CPU time of the cnn's steps (module doc)."""
     import numpy as np
@@ -301,13 +320,22 @@ def profile(args):
     blas = parallel.blas_threads()
     if blas is not None:
         blas[1](1)
+    from trainer.engine import fusion
+
     out = []
-    for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch)):
+    for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch),
+                        (UNCHAINED, args.infer_batch)):
         step, model = model_step(batch, mode == "train")
         prof = Profiler()
+        flops = {}
         for i, layer in enumerate(model.layers):
             prof.wrap_layer(layer, f"{i:02d} {type(layer).__name__}")
+            flops[f"{i:02d} {type(layer).__name__}"] = layer_flops(layer) * batch
         prof.wrap_groups(model.graph)
+        if mode == UNCHAINED:
+            real_chain = fusion._conv_chain
+            fusion._conv_chain = lambda *a: None
+            prof.undo.append(lambda: setattr(fusion, "_conv_chain", real_chain))
         prof.wrap(np, "matmul", gemm=True)
         prof.wrap(np, "copyto", "im2col copy (copyto)")
         prof.wrap(conv_layer, "pad2d", "pad")
@@ -318,7 +346,7 @@ def profile(args):
             prof.wrap(kernels, name, f"winograd {name} transform")
         direct = direct_conv.kernels()
         prof.wrap(direct, "forward", "direct conv kernel (forward, dx)")
-        prof.wrap(direct, "forward_pool", "direct conv kernel (forward + max pool)")
+        prof.wrap(direct, "forward_chain", "direct conv kernel (chain of stages)")
         prof.wrap(direct, "weight_grad", "direct conv kernel (dW, db)")
         try:
             step()
@@ -336,11 +364,17 @@ def profile(args):
             if prof.flops[k]:
                 row["gflops"] = prof.flops[k] / prof.spent[k] / 1e9
                 row["alone_gflops"] = sgemm_alone(k, min(args.seconds, 0.3))
+            # a layer's (or a chain's: its layers') multiply-adds at the time it took
+            work = sum(flops.get(part.removesuffix(" fwd").removesuffix(" (one step)"), 0)
+                       for part in k.split(" + ")) if mode != "train" else 0
+            if work:
+                row["layer_gflops"] = work / count / (prof.spent[k] / count) / 1e9
         out.append({"mode": mode, "batch": batch, "step_ms": total * 1e3, "parts": rows})
         print(f"\n{mode} batch {batch}: {total * 1e3:.1f} ms a step (CPU time, 1 thread)")
         for k, row in sorted(rows.items()):
             rate = (f" {row['gflops']:6.0f} GFLOP/s (alone {row['alone_gflops']:.0f})"
                     if "gflops" in row else "")
+            rate += f" {row['layer_gflops']:6.0f} GFLOP/s" if "layer_gflops" in row else ""
             print(f"  {k:34s} {row['ms']:8.2f} ms {row['ms'] / 1e3 / total:6.1%}{rate}")
     return out
 

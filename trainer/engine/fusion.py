@@ -31,7 +31,7 @@ tests/test_dense_chain.py).
 
 import numpy as np
 
-from trainer.engine.kernels import dense_chain, fused
+from trainer.engine.kernels import dense_chain, direct_conv, fused
 
 
 class Group:
@@ -78,11 +78,11 @@ def plan(graph, training, needed):
             members.update(chain[1:])
             groups[k] = _dense_group(nodes, chain)
             continue
-        if not (training and needed[k]):  # no backward: a convolution → max pool
-            group = _pool_group(nodes, k, training, only_reader)
-            if group is not None:
-                members.add(only_reader(k))
-                groups[k] = group
+        if not (training and needed[k]):  # no backward: direct convolutions
+            chain = _conv_chain(nodes, k, training, only_reader)
+            if chain is not None:
+                members.update(j for j, _ in chain[1:])
+                groups[k] = _conv_group(nodes, chain, training)
                 continue
         if training and needed[k]:  # a backward runs: a normalization chain
             if not hasattr(node.layer, "epilogue"):
@@ -156,21 +156,74 @@ def _dense_group(nodes, chain):
                  passes_mask=all(layer.passes_mask for layer in layers))
 
 
-def _pool_group(nodes, k, training, only_reader):
-    """The Group running node ``k`` (a convolution) and its only reader (a pool) as
-    the convolution's ``pooled_step``, or None."""
-    node, j = nodes[k], only_reader(k)
-    hook = getattr(node.layer, "pooled_step", None)
-    if hook is None or j is None or nodes[j].listed or any(
-            nodes[i].layer.activity_regularizer is not None for i in (k, j)):
+def _conv_chain(nodes, k, training, only_reader):
+    """The chain of direct convolutions node ``k`` starts, as [(node, stage function
+    or None)]: convolutions (each with its stage function, ``chain_stage``), the max
+    pool reading one when it takes it, and layers that are the identity where no
+    backward runs (Dropout at inference: ``inference_step``) between them (None), each
+    the only reader of the one before, the last a convolution or its pool. None
+    unless there are two convolutions, or one taking a pool."""
+
+    def plain(j):
+        node = nodes[j]
+        return not (node.listed or len(node.outputs) != 1
+                    or node.layer.activity_regularizer is not None)
+
+    chain, ends, convs, pooled, j = [], 0, 0, False, k
+    while j is not None and plain(j):
+        layer = nodes[j].layer
+        hook = getattr(layer, "chain_stage", None)
+        if hook is None:  # an identity between two stages, or the chain's end
+            step = getattr(layer, "inference_step", None)
+            if not convs or step is None or step(training) is not dense_chain.IDENTITY:
+                break
+            chain.append((j, None))
+            j = only_reader(j)
+            continue
+        r = only_reader(j)
+        if r is not None and getattr(nodes[r].layer, "folds_into", lambda *a: False)(
+                layer, training):
+            break  # a normalization folds into it (below): that chain wins
+        with_pool = None if r is None or not plain(r) else hook(nodes[r].layer, training)
+        stage = with_pool or hook(None, training)
+        if stage is None:
+            break
+        chain.append((j, stage))
+        convs += 1
+        if with_pool is not None:
+            chain.append((r, None))
+            pooled, r = True, only_reader(r)
+        ends, j = len(chain), r
+    if convs < 2 and not pooled:
         return None
-    pool = nodes[j].layer
-    step = hook(pool, training)
-    if step is None:
-        return None
-    return Group(node.inputs[0], None, nodes[j].outputs[0],
-                 lambda x, other, training: (step(x), None),
-                 passes_mask=node.layer.passes_mask and pool.passes_mask)
+    return chain[:ends]  # without identities after the last stage
+
+
+def _conv_group(nodes, chain, training):
+    """The Group running a ``_conv_chain`` as direct_conv.forward_chain, or where a
+    stage is not the direct path on the input it gets, as the layers' own forwards
+    one after the other (the same numbers as unfused)."""
+    layers = [nodes[j].layer for j, _ in chain]
+    stage_fns = [fn for _, fn in chain if fn is not None]
+
+    def run(x, other, training_now):
+        stages, shape = [], x.shape
+        for fn in stage_fns:
+            st = fn(shape, x.dtype)
+            if st is None:
+                break
+            stages.append(st)
+            h, w = st.out_hw
+            shape = (shape[0], *((h // 2, w // 2) if st.pool else (h, w)), st.W.shape[3])
+        if len(stages) == len(stage_fns):
+            return direct_conv.forward_chain(x, stages), None
+        for layer in layers:
+            layer.needs_input_grad = False  # as the graph sets it: no backward runs
+            x = layer.forward(x, training_now)[0]
+        return x, None
+
+    return Group(nodes[chain[0][0]].inputs[0], None, nodes[chain[-1][0]].outputs[0], run,
+                 passes_mask=all(layer.passes_mask for layer in layers))
 
 
 def _add_operand(add, t, first):

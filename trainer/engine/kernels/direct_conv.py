@@ -57,6 +57,7 @@ benchmarks/README.md ("Direct convolution").
 """
 
 import functools
+import typing
 
 import numpy as np
 
@@ -160,7 +161,7 @@ def kernels():
         from trainer.engine.kernels import direct_conv_kernels as k
 
         _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
-                    "forward_pool": k.forward_pool,
+                    "forward_chain": k.forward_chain,
                     "forward_sample": k.forward_sample, "grad_sample": k.grad_sample,
                     "forward_sample_narrow": k.forward_sample_narrow,
                     "grad_sample_narrow": k.grad_sample_narrow}
@@ -182,44 +183,93 @@ def _geometry(x, kernel, pads, strides, dilation):
             (h + pt + pb, w + pl + pr, c))
 
 
-def forward(x, W, bias, relu, pads, strides, dilation, out_hw, pool=False):
+def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
     """The convolution of x (N, H, W, C) with W (kh, kw, C, F) plus bias (or None),
     relu applied when asked; ``pads`` ((top, bottom), (left, right)) and ``out_hw`` as
-    trainer.engine.kernels.conv.plan2d gives them. ``pool``: its 2×2 stride-2 max pool
-    instead (N, ⌊H'/2⌋, ⌊W'/2⌋, F), the convolution's output never stored (``pools``
-    says where). Samples split over the engine's threads (each output depends on its
-    own sample only)."""
+    trainer.engine.kernels.conv.plan2d gives them. Samples split over the engine's
+    threads (each output depends on its own sample only)."""
     x = np.ascontiguousarray(x)
     n, f = x.shape[0], W.shape[3]
     W2 = np.ascontiguousarray(W.reshape(-1, f), dtype=x.dtype)
     b = np.zeros(f, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     lo = x.dtype.type(0 if relu else -np.inf)
     *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
-    if pool:
-        assert pools(out_hw), out_hw
-        z = np.empty((n, out_hw[0] // 2, out_hw[1] // 2, f), x.dtype)
-        kernel = kernels()["forward_pool"]
+    z = np.empty((n, *out_hw, f), x.dtype)
+    kernel, narrow = kernels()["forward"], not wide_vectors()
 
-        def part(a, e):
-            kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e])
-    else:
-        z = np.empty((n, *out_hw, f), x.dtype)
-        kernel, narrow = kernels()["forward"], not wide_vectors()
-
-        def part(a, e):
-            kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
-                   narrow)
+    def part(a, e):
+        kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
+               narrow)
 
     parallel.run(part, n, min_items=1)
     return z
 
 
+class Stage(typing.NamedTuple):
+    """One convolution of a ``forward_chain``: ``forward``'s arguments, and ``pool``:
+    its output max-pooled 2×2 with stride 2 (⌊H'/2⌋ × ⌊W'/2⌋, see ``pools``)."""
+    W: np.ndarray
+    bias: np.ndarray | None
+    relu: bool
+    pads: tuple
+    strides: tuple
+    dilation: tuple
+    out_hw: tuple
+    pool: bool = False
+
+
 def pools(out_hw):
-    """Whether a direct convolution with this output takes a following 2×2 stride-2
-    max pool into its kernel (``forward(..., pool=True)``): with AVX-512's block only
-    (its 8 pixels are two pooled pixels' windows; AVX2's 3-pixel block keeps the two
-    passes) and at least 2 pooled pixels (one block)."""
-    return wide_vectors() and (out_hw[0] // 2) * (out_hw[1] // 2) >= 2
+    """Whether a stage with this output may take a 2×2 stride-2 max pool into its
+    kernel: at least 2 pooled pixels (one block of the kernel)."""
+    return (out_hw[0] // 2) * (out_hw[1] // 2) >= 2
+
+
+def chains():
+    """Whether ``forward_chain`` runs here: with AVX-512's block (its 8 pixels are two
+    pooled pixels' windows; with AVX2's 3-pixel block the layers run one by one)."""
+    return wide_vectors()
+
+
+def forward_chain(x, stages):
+    """The stages (``Stage``, each reading the one before) of x (N, H, W, C) run sample
+    by sample: one sample's activations go through every stage while they are in
+    cache, and only the last stage's output is made for the batch; a pooled stage
+    writes its pooled output alone. The same bits as ``forward`` stage by stage, then
+    trainer/engine/kernels/pool.py's max pool where a stage pools (direct_conv_kernels.
+    forward_chain). Samples split over the engine's threads."""
+    x = np.ascontiguousarray(x)
+    n, dtype = x.shape[0], x.dtype
+    h, w, c = x.shape[1:]
+    rows, Ws, bs, los = [], [], [], []
+    sizes = {"w": 0, "b": 0, "buf": 0, "mid": 0}
+    for i, st in enumerate(stages):
+        kh, kw, cin, f = st.W.shape
+        assert cin == c and (not st.pool or pools(st.out_hw)), (st.W.shape, c, st.out_hw)
+        (pt, pb), (pl, pr) = st.pads
+        hp, wp = h + pt + pb, w + pl + pr
+        ho, wo = st.out_hw
+        rows.append([pt, pl, kh, kw, *st.strides, *st.dilation, int(st.pool), c, hp, wp, ho,
+                     wo, f, sizes["w"], sizes["b"], sizes["buf"], sizes["mid"]])
+        Ws.append(np.ravel(st.W))  # (kh, kw, C, F) in order: the (K, F) matrix
+        bs.append(np.zeros(f, dtype) if st.bias is None else st.bias)
+        los.append(0 if st.relu else -np.inf)
+        h, w, c = (ho // 2, wo // 2, f) if st.pool else (ho, wo, f)
+        sizes["w"] += kh * kw * cin * f
+        sizes["b"] += f
+        sizes["buf"] += hp * wp * cin
+        sizes["mid"] += h * w * c if i < len(stages) - 1 else 0
+    Wf = np.concatenate(Ws).astype(dtype, copy=False)
+    bf = np.concatenate(bs).astype(dtype, copy=False)
+    los, geo = np.array(los, dtype), np.array(rows, np.int64)
+    out = np.empty((n, h, w, c), dtype)
+    kernel = kernels()["forward_chain"]
+
+    def part(a, e):
+        kernel(x[a:e], Wf, bf, los, geo, _scratch("chain input", (sizes["buf"],), dtype),
+               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e])
+
+    parallel.run(part, n, min_items=1)
+    return out
 
 
 def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):

@@ -276,14 +276,21 @@ def forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out):
 
 
 @jit
+def padded_one(a, pt, pl, buf):
+    """One sample ``a`` (H, W, C) as a flat array: itself, or copied into the
+    zero-bordered ``buf`` (whose border the caller zeroed)."""
+    h, w, _ = a.shape
+    if buf.shape[0] == h and buf.shape[1] == w:
+        return a.reshape(-1)
+    buf[pt:pt + h, pl:pl + w] = a
+    return buf.reshape(-1)
+
+
+@jit
 def padded_sample(x, s, pt, pl, buf):
     """Sample s of x as a flat array: itself, or copied into the zero-bordered
     ``buf`` (whose border the caller zeroed)."""
-    _, h, w, _ = x.shape
-    if buf.shape[0] == h and buf.shape[1] == w:
-        return x[s].reshape(-1)
-    buf[pt:pt + h, pl:pl + w] = x[s]
-    return buf.reshape(-1)
+    return padded_one(x[s], pt, pl, buf)
 
 
 @jit
@@ -304,19 +311,55 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
             forward_sample(xf, W2, bias, lo, toff, poff, out[s])
 
 
+#: the columns of forward_chain's ``geo`` table, one row a stage
+(G_PT, G_PL, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_POOL, G_C, G_HP, G_WP, G_HO, G_WO,
+ G_F, G_W, G_B, G_BUF, G_MID) = range(19)
+
+
 @jit
-def forward_pool(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out):
-    """out[s] (hq, wq, F) for every sample s of x: the convolution's output max-pooled
-    2×2 with stride 2 (forward_pool_sample); buf (Hp, Wp, C) scratch."""
-    c = x.shape[3]
-    wp = buf.shape[1]
-    buf[:] = 0
-    toff = taps(kh, kw, c, dh, dw, wp)
-    ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
-    qoff = pool_offsets(out.shape[1], out.shape[2], ps, rs)
+def forward_chain(x, Wf, bf, los, geo, bufs, mids, out):
+    """out[s] for every sample s of x: the stages of ``geo`` (one row each, columns
+    ``G_*``) run one after the other on one sample before the next, each stage's
+    output (``mids``, flat scratch) the next one's input, so that a sample's
+    activations stay in cache. Stage i: the convolution with the weights
+    ``Wf[G_W:]`` (K, F) and bias ``bf[G_B:]`` of its input padded into ``bufs[G_BUF:]``
+    (Hp, Wp, C), then max(lo, ·), then (G_POOL) its 2×2 stride-2 max pool: the same
+    kernels, so the same bits, as the stages run one by one over the batch."""
+    S = geo.shape[0]
+    toffs = []
+    offs = []
+    for i in range(S):
+        g = geo[i]
+        ps, rs = np.uint64(g[G_SW] * g[G_C]), np.uint64(g[G_SH] * g[G_WP] * g[G_C])
+        toffs.append(taps(g[G_KH], g[G_KW], g[G_C], g[G_DH], g[G_DW], g[G_WP]))
+        if g[G_POOL]:
+            offs.append(pool_offsets(g[G_HO] // 2, g[G_WO] // 2, ps, rs))
+        else:
+            offs.append(pixel_offsets(g[G_HO], g[G_WO], ps, rs))
+    bufs[:] = 0
     for s in range(x.shape[0]):
-        xf = padded_sample(x, s, pt, pl, buf)
-        forward_pool_sample(xf, W2, bias, lo, toff, qoff, ps, rs, out[s])
+        prev = x[s]
+        for i in range(S):
+            g = geo[i]
+            c, hp, wp, f = g[G_C], g[G_HP], g[G_WP], g[G_F]
+            buf = bufs[g[G_BUF]:g[G_BUF] + hp * wp * c].reshape(hp, wp, c)
+            xf = padded_one(prev, g[G_PT], g[G_PL], buf)
+            K = g[G_KH] * g[G_KW] * c
+            W2 = Wf[g[G_W]:g[G_W] + K * f].reshape(K, f)
+            bias = bf[g[G_B]:g[G_B] + f]
+            oh, ow = g[G_HO], g[G_WO]
+            if g[G_POOL]:
+                oh, ow = oh // 2, ow // 2
+            if i == S - 1:
+                dst = out[s]
+            else:
+                dst = mids[g[G_MID]:g[G_MID] + oh * ow * f].reshape(oh, ow, f)
+            if g[G_POOL]:
+                ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
+                forward_pool_sample(xf, W2, bias, los[i], toffs[i], offs[i], ps, rs, dst)
+            else:
+                forward_sample(xf, W2, bias, los[i], toffs[i], offs[i], dst)
+            prev = dst
 
 
 @jit
