@@ -272,3 +272,15 @@ compile: {loss: categorical_crossentropy, optimizer: adam}
 """
     model = api.build(api.load_config(write_config(tmp_path, text)))
     assert _chains(model) == []
+
+
+def test_blocks_count_only_what_the_chain_makes(tmp_path, monkeypatch):
+    """Inference blocks are sized by the tensors made for a whole block: the chain's
+    inner activations (one sample at a time) are not among them."""
+    model = _model(tmp_path)
+    assert model.graph.inference_shapes() == [(14, 13, 3), (3, 2, 40), (240,), (4,)]
+    model.PREDICT_BLOCK_BYTES = 10 * 14 * 13 * 3 * 4  # ten input rows
+    assert model.predict_block_rows() == 10
+    monkeypatch.setattr(fusion, "_conv_chain", lambda *a: None)
+    assert model.graph.inference_shapes() == model.graph.shapes
+    assert model.predict_block_rows() == 8  # the floor: 14×13×32 floats a row

@@ -184,6 +184,16 @@ class Graph:
                 values[t] = None
                 masks[t] = None
 
+    def inference_shapes(self):
+        """The shapes of the tensors an inference forward makes for all its rows: not
+        those inside a chain (trainer/engine/fusion.py), which its first node makes a
+        few rows or one sample at a time, or never (a pool taken into a convolution's
+        kernel, a normalization folded into its weights)."""
+        groups, members = fusion.plan(self, False, self._needed_nodes()[0])
+        inside = {t for k in (*groups, *members) for t in self.nodes[k].outputs}
+        inside -= {g.out for g in groups.values()}
+        return [s for t, s in enumerate(self.shapes) if t not in inside]
+
     def _needed_nodes(self):
         """Per node, whether its backward runs in training (trained weights at or
         upstream of it, or the graph's input gradients asked for); per tensor,
