@@ -18,6 +18,7 @@ convolution layers (forward and backward, timed around each call).
     python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run
     python benchmarks/bench_conv.py --cases profile # where the cnn's time goes
     python benchmarks/bench_conv.py --cases direct  # direct convolution vs the old path
+    python benchmarks/bench_conv.py --cases ort --threads 1   # predict vs ONNX Runtime
 
 ``--cases profile``: the classic CNN's training step (batch 128) and predict (batch
 1024, as it runs and with the convolution chains off: each layer timed) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
@@ -368,7 +369,7 @@ def profile(args):
             work = sum(flops.get(part.removesuffix(" fwd").removesuffix(" (one step)"), 0)
                        for part in k.split(" + ")) if mode != "train" else 0
             if work:
-                row["layer_gflops"] = work / count / (prof.spent[k] / count) / 1e9
+                row["layer_gflops"] = work * count / prof.spent[k] / 1e9
         out.append({"mode": mode, "batch": batch, "step_ms": total * 1e3, "parts": rows})
         print(f"\n{mode} batch {batch}: {total * 1e3:.1f} ms a step (CPU time, 1 thread)")
         for k, row in sorted(rows.items()):
@@ -377,6 +378,62 @@ def profile(args):
             rate += f" {row['layer_gflops']:6.0f} GFLOP/s" if "layer_gflops" in row else ""
             print(f"  {k:34s} {row['ms']:8.2f} ms {row['ms'] / 1e3 / total:6.1%}{rate}")
     return out
+
+
+def ort_rows(args):
+    """The classic CNN's predict (batch ``--infer-batch``) against ONNX Runtime running
+    the same model (trainer's ONNX exporter, benchmarks/run.py's session settings, the
+    same ``--threads``) in this process, interleaved; and the convolution chains
+    (trainer/engine/fusion.py) against the layers one by one. CPU time of the process
+    on one thread (both run in the calling thread there), wall time on more."""
+    import numpy as np
+
+    import run  # benchmarks/run.py: the same model and ONNX Runtime session
+    from trainer.engine import fusion
+
+    step, model = model_step(args.infer_batch, False)
+    steps = {"ours": step}
+    real = fusion._conv_chain
+
+    def unchained():
+        fusion._conv_chain = lambda *a: None
+        try:
+            return step()
+        finally:
+            fusion._conv_chain = real
+    steps["ours, layers one by one"] = unchained
+    if run.have_onnxruntime():
+        steps["onnxruntime"] = run.onnx_step("cnn", "infer", args.infer_batch, args.threads)
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+
+    def window(fn):
+        fn()
+        n, start = 0, clock()
+        while clock() - start < args.seconds or n == 0:
+            fn()
+            n += 1
+        return n * args.infer_batch / (clock() - start)
+
+    names, rates, loads = list(steps), {k: [] for k in steps}, []
+    for r in range(args.repeats):
+        load = [loadavg()]
+        for name in (names if r % 2 == 0 else names[::-1]):
+            rates[name].append(window(steps[name]))
+        loads.append(max(load + [loadavg()]))
+    rows = []
+    for name in names[1:]:
+        ratios = [a / b for a, b in zip(rates["ours"], rates[name])]
+        rows.append({"case": "cnn", "mode": "infer", "batch": args.infer_batch,
+                     "ours": statistics.median(rates["ours"]), "peer": name,
+                     "peer_rate": statistics.median(rates[name]),
+                     "ratio": statistics.median(ratios),
+                     "ratio_range": [min(ratios), max(ratios)], "max_load": max(loads),
+                     "clock": "process CPU time" if args.threads == 1 else "wall time"})
+        print(json.dumps(rows[-1]), flush=True)
+    np.testing.assert_allclose(model.predict_on_batch([np.zeros((2, 32, 32, 3),
+                                                                np.float32)])[0].sum(
+        axis=1), 1, rtol=1e-5)  # probabilities: the model ran, whatever the timing
+    return rows
 
 
 def summarize(name, mode, batch, results):
@@ -395,7 +452,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0, help="window per timing")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--infer-batch", type=int, default=1024)
-    parser.add_argument("--cases", default="layers,model", help="layers,model,profile,direct")
+    parser.add_argument("--cases", default="layers,model",
+                        help="layers,model,profile,direct,ort")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs, no verdict")
     parser.add_argument("--json", help="write the rows and the machine here")
     args = parser.parse_args(argv)
@@ -425,6 +483,7 @@ def main(argv=None):
                 shares = conv_share(step, model, args)
                 print(json.dumps({"conv_share_of_train_step": shares}), flush=True)
     direct = direct_rows(args) if "direct" in cases else []
+    versus = ort_rows(args) if "ort" in cases else []
     profiled = profile(args) if "profile" in cases else None
     meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
             "seconds": args.seconds, "smoke": args.smoke}
@@ -450,10 +509,17 @@ def main(argv=None):
             print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['old']:10.0f} "
                   f"{r['new']:10.0f} {r['paths'][1]:>13} {r['ratio']:6.2f}  "
                   f"{r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}")
+    if versus:
+        print(f"\nclassic CNN predict, ours / peer, same process, interleaved "
+              f"({args.repeats} pairs, {args.threads} threads, {versus[0]['clock']}; max "
+              f"1-min load {max(r['max_load'] for r in versus):.2f}):")
+        for r in versus:
+            print(f"ours {r['ours']:7.0f}/s  {r['peer']:24s} {r['peer_rate']:7.0f}/s  "
+                  f"ratio {r['ratio']:.2f}  {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
                                                "conv_share": shares, "profile": profiled,
-                                               "direct": direct}, indent=1))
+                                               "direct": direct, "ort": versus}, indent=1))
 
 
 if __name__ == "__main__":

@@ -241,6 +241,19 @@ def test_bench_conv_profile_smoke(tmp_path):
     assert "ms a step (CPU time, 1 thread)" in stdout
 
 
+def test_bench_conv_ort_smoke(tmp_path):
+    """--cases ort: the cnn's predict against the layers one by one (its conv chains
+    off) and ONNX Runtime when installed, interleaved in one process."""
+    data, stdout = run_script("bench_conv.py", "--cases", "ort", "--threads", "1",
+                              tmp_path=tmp_path)
+    peers = [r["peer"] for r in data["ort"]]
+    assert peers[0] == "ours, layers one by one" and set(peers[1:]) <= {"onnxruntime"}
+    for r in data["ort"]:
+        assert positive(r["ours"]) and positive(r["peer_rate"]) and positive(r["ratio"])
+        assert r["clock"] == "process CPU time"
+    assert "ours / peer" in stdout
+
+
 def test_bench_conv_direct_smoke(tmp_path):
     """--cases direct: the direct convolution against TRAINER_CONV_DIRECT=off, per layer
     and for the whole model, interleaved."""
