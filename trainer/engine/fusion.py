@@ -1,7 +1,8 @@
 """Chains of graph nodes that run as one step (Graph.forward): fewer activations
-alive and kept, fewer passes over memory. Three kinds, asked of the layers in the
+alive and kept, fewer passes over memory. Four kinds, asked of the layers in the
 chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
-``inference_step``; the engine knows no layer classes):
+``inference_step``, the convolutions' ``chain_stage``; the engine knows no layer
+classes):
 
 - Where no backward will run (inference; a frozen base in training), a convolution
   → normalization on moving statistics → epilogue runs as one convolution with the
@@ -18,6 +19,15 @@ chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
   inference) and Activation layers, each the only reader of the one before — runs as
   one ``dense_chain.run``: each block of rows through the whole chain, one parallel
   region per call (kernels/dense_chain.py).
+- Where no backward runs, a chain of direct convolutions — convolutions whose
+  ``chain_stage`` gives a stage, each with the 2×2 max pool reading it when the stage
+  takes it, and layers that are the identity there (Dropout at inference) between
+  them, each the only reader of the one before; two convolutions at least, or one
+  with its pool — runs as one ``direct_conv.forward_chain``: sample by sample through
+  every stage, the pools inside the kernels (kernels/direct_conv.py). A convolution a
+  normalization folds into ends a chain before it (the fold wins). The tensors inside
+  a chain are never made for the batch (``Graph.inference_shapes``: inference blocks
+  are sized without them).
 
 A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready
 before the chain starts) then a relu — a residual block's end. Each node of a chain
@@ -26,7 +36,8 @@ has an activity regularizer. The results are the same bits as the nodes run one 
 one (a sum of two is commutative; max(x, 0) in place is max(x, 0)), except the
 folded convolution, which rounds differently (within float32 tolerance,
 tests/test_bn_fold.py), and the Dense chains (cut into other GEMMs;
-tests/test_dense_chain.py).
+tests/test_dense_chain.py); the convolution chains are the same bits
+(tests/test_conv_chains.py).
 """
 
 import numpy as np

@@ -33,6 +33,20 @@ Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 
 forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
 again (its C outputs ≥ ``FB``).
 
+Chains (``forward_chain``, where no backward runs: trainer/engine/fusion.py plans them):
+direct convolutions each the only reader of the one before (Dropout at inference
+between them skipped) run sample by sample, each sample through every stage before
+the next, its activations in per-thread scratch (the classic CNN's largest, 128 KB a
+sample, stays in L2 where a 32-row block's 4 MB went through L3), and only the last
+stage's output is made for the batch. A stage whose output a 2×2 stride-2 max pool
+that pads nothing reads takes the pool into its kernel (``forward_pool_sample``): its
+8 pixels are the windows of two pooled pixels (consecutive in row-major order, across
+row ends), the maximum taken after bias and relu in the pool kernel's order, so only
+the pooled output is written and the row and column a pool drops are never computed.
+The same kernels in the same order: the same bits as the stages one by one and
+pool.py's max pool. With AVX-512's block only (``chains``). Measured in
+benchmarks/README.md ("Convolution chains at inference").
+
 AVX2 (``wide_vectors`` false: Numba compiles for AVX2 only): the 8 × 32 block's 32 ymm
 accumulators would spill, so the ``*_narrow`` kernels take 3 pixels × 32 channels
 (dW: 3 taps × 32 channels; direct_conv_kernels.py's ``NPB``, ``NFB``, ``NKB``): 12 ymm
