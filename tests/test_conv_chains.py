@@ -286,3 +286,25 @@ def test_blocks_count_only_what_the_chain_makes(tmp_path, monkeypatch):
     monkeypatch.setattr(fusion, "_conv_chain", lambda *a: None)
     assert model.graph.inference_shapes() == model.graph.shapes
     assert model.predict_block_rows() == 8  # the floor: 14×13×32 floats a row
+
+
+def test_unknown_image_size_keeps_the_layers(tmp_path):
+    """An input of any height and width: no stage (the shapes are known only at run
+    time); the model predicts as before."""
+    text = """\
+seed: 3
+data: {train: {dataset: iris}}
+model:
+  input_shape: [null, null, 3]
+  layers:
+    - Conv2D: {filters: 32, kernel_size: 3, activation: relu}
+    - Conv2D: {filters: 32, kernel_size: 3, activation: relu}
+    - MaxPooling2D: {pool_size: 2}
+    - GlobalAveragePooling2D
+    - Dense: {units: 2, activation: softmax}
+compile: {loss: categorical_crossentropy, optimizer: adam}
+"""
+    model = api.build(api.load_config(write_config(tmp_path, text)))
+    assert _chains(model) == []
+    out = model.predict_on_batch([np.random.default_rng(0).normal(size=(3, 12, 11, 3))])[0]
+    assert out.shape == (3, 2) and np.allclose(out.sum(axis=1), 1, rtol=1e-5)

@@ -461,8 +461,8 @@ class Conv2D(Conv):
         than a 2×2 stride-2 max pool that pads nothing."""
         if type(self) is not Conv2D or getattr(self.forward, "__func__", None) is not Conv.forward:
             return None
-        if not direct_conv.chains():
-            return None
+        if not direct_conv.chains() or None in (*self.input_shape, *self.output_shape):
+            return None  # (an image size known only at run time: the layers as they are)
         out_hw = tuple(self.output_shape[:2])
         if pool is not None and not (
                 getattr(pool, "max_2x2", lambda: False)()
