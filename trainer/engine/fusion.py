@@ -93,7 +93,7 @@ def plan(graph, training, needed):
             chain = _conv_chain(nodes, k, training, only_reader)
             if chain is not None:
                 members.update(j for j, _ in chain[1:])
-                groups[k] = _conv_group(nodes, chain, training)
+                groups[k] = _conv_group(nodes, chain)
                 continue
         if training and needed[k]:  # a backward runs: a normalization chain
             if not hasattr(node.layer, "epilogue"):
@@ -210,14 +210,14 @@ def _conv_chain(nodes, k, training, only_reader):
     return chain[:ends]  # without identities after the last stage
 
 
-def _conv_group(nodes, chain, training):
+def _conv_group(nodes, chain):
     """The Group running a ``_conv_chain`` as direct_conv.forward_chain, or where a
     stage is not the direct path on the input it gets, as the layers' own forwards
     one after the other (the same numbers as unfused)."""
     layers = [nodes[j].layer for j, _ in chain]
     stage_fns = [fn for _, fn in chain if fn is not None]
 
-    def run(x, other, training_now):
+    def run(x, other, training):
         stages, shape = [], x.shape
         for fn in stage_fns:
             st = fn(shape, x.dtype)
@@ -230,7 +230,7 @@ def _conv_group(nodes, chain, training):
             return direct_conv.forward_chain(x, stages), None
         for layer in layers:
             layer.needs_input_grad = False  # as the graph sets it: no backward runs
-            x = layer.forward(x, training_now)[0]
+            x = layer.forward(x, training)[0]
         return x, None
 
     return Group(nodes[chain[0][0]].inputs[0], None, nodes[chain[-1][0]].outputs[0], run,
