@@ -262,7 +262,7 @@ class Profiler:
                     self.add(f"{label} (one step)", time.thread_time() - t)
                     return out
                 timed[k] = fusion.Group(group.x, group.other, group.out, run,
-                                        group.passes_mask)
+                                        group.passes_mask, group.per_sample)
             return timed, members
         fusion.plan = plan
         self.undo.append(lambda: setattr(fusion, "plan", real))

@@ -26,8 +26,8 @@ classes):
   with its pool — runs as one ``direct_conv.forward_chain``: sample by sample through
   every stage, the pools inside the kernels (kernels/direct_conv.py). A convolution a
   normalization folds into ends a chain before it (the fold wins). The tensors inside
-  a chain are never made for the batch (``Graph.inference_shapes``: inference blocks
-  are sized without them).
+  it are made one sample at a time, never for the rows (``Group.per_sample``:
+  inference blocks are sized without them, ``Graph.inference_shapes``).
 
 A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready
 before the chain starts) then a relu — a residual block's end. Each node of a chain
@@ -50,9 +50,12 @@ class Group:
     other input, or None) and produces tensor ``out``; ``run(x, other, training)`` →
     (y, backward or None), backward(dy) → (dx, d_other)."""
 
-    def __init__(self, x, other, out, run, passes_mask):
+    def __init__(self, x, other, out, run, passes_mask, per_sample=()):
         self.x, self.other, self.out, self.run = x, other, out, run
         self.passes_mask = passes_mask  # the output's mask is x's (and other's)
+        #: the tensors inside the chain that it makes one sample at a time, never for
+        #: the rows it is given (Graph.inference_shapes leaves them out)
+        self.per_sample = tuple(per_sample)
 
     def mask(self, masks):
         """The output's Keras mask: the AND of those of x (when the first layer passes
@@ -234,7 +237,8 @@ def _conv_group(nodes, chain):
         return x, None
 
     return Group(nodes[chain[0][0]].inputs[0], None, nodes[chain[-1][0]].outputs[0], run,
-                 passes_mask=all(layer.passes_mask for layer in layers))
+                 passes_mask=all(layer.passes_mask for layer in layers),
+                 per_sample=[t for j, _ in chain[:-1] for t in nodes[j].outputs])
 
 
 def _add_operand(add, t, first):

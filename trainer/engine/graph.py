@@ -186,12 +186,10 @@ class Graph:
 
     def inference_shapes(self):
         """The shapes of the tensors an inference forward makes for all its rows: not
-        those inside a chain (trainer/engine/fusion.py), which its first node makes a
-        few rows or one sample at a time, or never (a pool taken into a convolution's
-        kernel, a normalization folded into its weights)."""
-        groups, members = fusion.plan(self, False, self._needed_nodes()[0])
-        inside = {t for k in (*groups, *members) for t in self.nodes[k].outputs}
-        inside -= {g.out for g in groups.values()}
+        those inside a chain that makes them one sample at a time (a convolution
+        chain: trainer/engine/fusion.py's ``Group.per_sample``)."""
+        groups, _ = fusion.plan(self, False, self._needed_nodes()[0])
+        inside = {t for group in groups.values() for t in group.per_sample}
         return [s for t, s in enumerate(self.shapes) if t not in inside]
 
     def _needed_nodes(self):
