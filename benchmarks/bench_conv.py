@@ -18,9 +18,10 @@ convolution layers (forward and backward, timed around each call).
     python benchmarks/bench_conv.py --smoke --json out.json   # what the tests run
     python benchmarks/bench_conv.py --cases profile # where the cnn's time goes
     python benchmarks/bench_conv.py --cases direct  # direct convolution vs the old path
+    python benchmarks/bench_conv.py --cases ort --threads 1   # predict vs ONNX Runtime
 
 ``--cases profile``: the classic CNN's training step (batch 128) and predict (batch
-1024) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
+1024, as it runs and with the convolution chains off: each layer timed) on one thread (BLAS pinned to one thread too, so the parts add up to the step),
 timed per layer (forward, backward) and per operation: every GEMM shape with its
 GFLOP/s beside sgemm alone on the same shape, the im2col copies (``copyto``), pads,
 bias + relu, relu's backward, the Winograd transforms and the direct convolution's
@@ -231,8 +232,40 @@ class Profiler:
             if hasattr(back, "preactivation"):  # a fused softmax + cross-entropy
                 timed_back.preactivation = lambda dz: timed_back(dz, back.preactivation)
             return y, timed_back
+        # the layer's own forward as the engine sees it (fusion.py's chains ask for it):
+        # the profile times the path that runs unprofiled
+        timed_forward.__func__ = getattr(forward, "__func__", None)
         layer.forward = timed_forward
         self.undo.append(lambda: delattr(layer, "forward"))
+
+    def wrap_groups(self, graph):
+        """Time the chains trainer/engine/fusion.py plans (which run as one step, not
+        through the layers' forwards), labelled by their nodes."""
+        from trainer.engine import fusion
+
+        real = fusion.plan
+        index = {id(node): k for k, node in enumerate(graph.nodes)}
+
+        def plan(g, training, needed):
+            groups, members = real(g, training, needed)
+            if g is not graph:
+                return groups, members
+            timed = {}
+            for k, group in groups.items():
+                last = index[id(graph.producer[group.out])]
+                label = " + ".join(f"{j:02d} {type(graph.nodes[j].layer).__name__}"
+                                   for j in range(k, last + 1))
+
+                def run(x, other, training, via=group.run, label=label):
+                    t = time.thread_time()
+                    out = via(x, other, training)
+                    self.add(f"{label} (one step)", time.thread_time() - t)
+                    return out
+                timed[k] = fusion.Group(group.x, group.other, group.out, run,
+                                        group.passes_mask, group.per_sample)
+            return timed, members
+        fusion.plan = plan
+        self.undo.append(lambda: setattr(fusion, "plan", real))
 
     def restore(self):
         for undo in reversed(self.undo):
@@ -258,6 +291,25 @@ def sgemm_alone(shape, seconds):
     return 2 * m * k * n * count / (time.thread_time() - start) / 1e9
 
 
+#: --cases profile's third row: inference with the convolution chains off (the layers
+#: one by one, each timed: the per-layer breakdown the chains hide)
+UNCHAINED = "infer, layers one by one"
+
+
+def layer_flops(layer):
+    """Floating-point operations of one sample through a Conv2D or Dense forward (2 a
+    multiply-add), else 0."""
+    import numpy as np
+
+    name = type(layer).__name__
+    if name == "Conv2D":
+        kh, kw, c, f = layer.params["kernel"].shape
+        return 2 * int(np.prod(layer.output_shape[:2])) * f * kh * kw * c
+    if name == "Dense":
+        return 2 * layer.params["kernel"].size
+    return 0
+
+
 def profile(args):
     """Per-layer and per-operation CPU time of the cnn's steps (module doc)."""
     import numpy as np
@@ -269,12 +321,22 @@ def profile(args):
     blas = parallel.blas_threads()
     if blas is not None:
         blas[1](1)
+    from trainer.engine import fusion
+
     out = []
-    for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch)):
+    for mode, batch in (("train", args.train_batch), ("infer", args.infer_batch),
+                        (UNCHAINED, args.infer_batch)):
         step, model = model_step(batch, mode == "train")
         prof = Profiler()
+        flops = {}
         for i, layer in enumerate(model.layers):
             prof.wrap_layer(layer, f"{i:02d} {type(layer).__name__}")
+            flops[f"{i:02d} {type(layer).__name__}"] = layer_flops(layer) * batch
+        prof.wrap_groups(model.graph)
+        if mode == UNCHAINED:
+            real_chain = fusion._conv_chain
+            fusion._conv_chain = lambda *a: None
+            prof.undo.append(lambda: setattr(fusion, "_conv_chain", real_chain))
         prof.wrap(np, "matmul", gemm=True)
         prof.wrap(np, "copyto", "im2col copy (copyto)")
         prof.wrap(conv_layer, "pad2d", "pad")
@@ -285,6 +347,7 @@ def profile(args):
             prof.wrap(kernels, name, f"winograd {name} transform")
         direct = direct_conv.kernels()
         prof.wrap(direct, "forward", "direct conv kernel (forward, dx)")
+        prof.wrap(direct, "forward_chain", "direct conv kernel (chain of stages)")
         prof.wrap(direct, "weight_grad", "direct conv kernel (dW, db)")
         try:
             step()
@@ -302,13 +365,75 @@ def profile(args):
             if prof.flops[k]:
                 row["gflops"] = prof.flops[k] / prof.spent[k] / 1e9
                 row["alone_gflops"] = sgemm_alone(k, min(args.seconds, 0.3))
+            # a layer's (or a chain's: its layers') multiply-adds at the time it took
+            work = sum(flops.get(part.removesuffix(" fwd").removesuffix(" (one step)"), 0)
+                       for part in k.split(" + ")) if mode != "train" else 0
+            if work:
+                row["layer_gflops"] = work * count / prof.spent[k] / 1e9
         out.append({"mode": mode, "batch": batch, "step_ms": total * 1e3, "parts": rows})
         print(f"\n{mode} batch {batch}: {total * 1e3:.1f} ms a step (CPU time, 1 thread)")
         for k, row in sorted(rows.items()):
             rate = (f" {row['gflops']:6.0f} GFLOP/s (alone {row['alone_gflops']:.0f})"
                     if "gflops" in row else "")
+            rate += f" {row['layer_gflops']:6.0f} GFLOP/s" if "layer_gflops" in row else ""
             print(f"  {k:34s} {row['ms']:8.2f} ms {row['ms'] / 1e3 / total:6.1%}{rate}")
     return out
+
+
+def ort_rows(args):
+    """The classic CNN's predict (batch ``--infer-batch``) against ONNX Runtime running
+    the same model (trainer's ONNX exporter, benchmarks/run.py's session settings, the
+    same ``--threads``) in this process, interleaved; and the convolution chains
+    (trainer/engine/fusion.py) against the layers one by one. CPU time of the process
+    on one thread (both run in the calling thread there), wall time on more."""
+    import numpy as np
+
+    import run  # benchmarks/run.py: the same model and ONNX Runtime session
+    from trainer.engine import fusion
+
+    step, model = model_step(args.infer_batch, False)
+    steps = {"ours": step}
+    real = fusion._conv_chain
+
+    def unchained():
+        fusion._conv_chain = lambda *a: None
+        try:
+            return step()
+        finally:
+            fusion._conv_chain = real
+    steps["ours, layers one by one"] = unchained
+    if run.have_onnxruntime():
+        steps["onnxruntime"] = run.onnx_step("cnn", "infer", args.infer_batch, args.threads)
+    clock = time.process_time if args.threads == 1 else time.perf_counter
+
+    def window(fn):
+        fn()
+        n, start = 0, clock()
+        while clock() - start < args.seconds or n == 0:
+            fn()
+            n += 1
+        return n * args.infer_batch / (clock() - start)
+
+    names, rates, loads = list(steps), {k: [] for k in steps}, []
+    for r in range(args.repeats):
+        load = [loadavg()]
+        for name in (names if r % 2 == 0 else names[::-1]):
+            rates[name].append(window(steps[name]))
+        loads.append(max(load + [loadavg()]))
+    rows = []
+    for name in names[1:]:
+        ratios = [a / b for a, b in zip(rates["ours"], rates[name])]
+        rows.append({"case": "cnn", "mode": "infer", "batch": args.infer_batch,
+                     "ours": statistics.median(rates["ours"]), "peer": name,
+                     "peer_rate": statistics.median(rates[name]),
+                     "ratio": statistics.median(ratios),
+                     "ratio_range": [min(ratios), max(ratios)], "max_load": max(loads),
+                     "clock": "process CPU time" if args.threads == 1 else "wall time"})
+        print(json.dumps(rows[-1]), flush=True)
+    np.testing.assert_allclose(model.predict_on_batch([np.zeros((2, 32, 32, 3),
+                                                                np.float32)])[0].sum(
+        axis=1), 1, rtol=1e-5)  # probabilities: the model ran, whatever the timing
+    return rows
 
 
 def summarize(name, mode, batch, results):
@@ -327,7 +452,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=1.0, help="window per timing")
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--infer-batch", type=int, default=1024)
-    parser.add_argument("--cases", default="layers,model", help="layers,model,profile,direct")
+    parser.add_argument("--cases", default="layers,model",
+                        help="layers,model,profile,direct,ort")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs, no verdict")
     parser.add_argument("--json", help="write the rows and the machine here")
     args = parser.parse_args(argv)
@@ -357,6 +483,7 @@ def main(argv=None):
                 shares = conv_share(step, model, args)
                 print(json.dumps({"conv_share_of_train_step": shares}), flush=True)
     direct = direct_rows(args) if "direct" in cases else []
+    versus = ort_rows(args) if "ort" in cases else []
     profiled = profile(args) if "profile" in cases else None
     meta = {**describe(), "threads": args.threads, "repeats": args.repeats,
             "seconds": args.seconds, "smoke": args.smoke}
@@ -382,10 +509,17 @@ def main(argv=None):
             print(f"{r['case']:8} {r['mode']:6} {r['batch']:5d} {r['old']:10.0f} "
                   f"{r['new']:10.0f} {r['paths'][1]:>13} {r['ratio']:6.2f}  "
                   f"{r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}")
+    if versus:
+        print(f"\nclassic CNN predict, ours / peer, same process, interleaved "
+              f"({args.repeats} pairs, {args.threads} threads, {versus[0]['clock']}; max "
+              f"1-min load {max(r['max_load'] for r in versus):.2f}):")
+        for r in versus:
+            print(f"ours {r['ours']:7.0f}/s  {r['peer']:24s} {r['peer_rate']:7.0f}/s  "
+                  f"ratio {r['ratio']:.2f}  {r['ratio_range'][0]:.2f}–{r['ratio_range'][1]:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows,
                                                "conv_share": shares, "profile": profiled,
-                                               "direct": direct}, indent=1))
+                                               "direct": direct, "ort": versus}, indent=1))
 
 
 if __name__ == "__main__":

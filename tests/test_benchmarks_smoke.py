@@ -227,10 +227,11 @@ def test_bench_conv_profile_smoke(tmp_path):
     """--cases profile: per-layer and per-operation CPU time of the cnn's two steps, each
     GEMM shape with its rate beside sgemm alone on that shape."""
     data, stdout = run_script("bench_conv.py", "--cases", "profile", tmp_path=tmp_path)
-    assert [p["mode"] for p in data["profile"]] == ["train", "infer"]
+    assert [p["mode"] for p in data["profile"]] == ["train", "infer",
+                                                   "infer, layers one by one"]
     for p in data["profile"]:
         parts = p["parts"]
-        assert positive(p["step_ms"]) and "00 Conv2D fwd" in parts
+        assert positive(p["step_ms"]) and any(k.startswith("00 Conv2D") for k in parts)
         gemms = [k for k in parts if k.startswith("gemm ")]
         assert all(positive(parts[k]["gflops"]) and positive(parts[k]["alone_gflops"])
                    for k in gemms)
@@ -239,6 +240,19 @@ def test_bench_conv_profile_smoke(tmp_path):
             p["step_ms"] * 1.05)
     assert "01 Conv2D bwd" in data["profile"][0]["parts"]
     assert "ms a step (CPU time, 1 thread)" in stdout
+
+
+def test_bench_conv_ort_smoke(tmp_path):
+    """--cases ort: the cnn's predict against the layers one by one (its conv chains
+    off) and ONNX Runtime when installed, interleaved in one process."""
+    data, stdout = run_script("bench_conv.py", "--cases", "ort", "--threads", "1",
+                              tmp_path=tmp_path)
+    peers = [r["peer"] for r in data["ort"]]
+    assert peers[0] == "ours, layers one by one" and set(peers[1:]) <= {"onnxruntime"}
+    for r in data["ort"]:
+        assert positive(r["ours"]) and positive(r["peer_rate"]) and positive(r["ratio"])
+        assert r["clock"] == "process CPU time"
+    assert "ours / peer" in stdout
 
 
 def test_bench_conv_direct_smoke(tmp_path):

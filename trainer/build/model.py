@@ -90,13 +90,15 @@ class Model:
 
     def predict_block_rows(self):
         """The rows of one inference block: as many samples as keep the graph's largest
-        per-sample tensor (in the model's dtype) under ``PREDICT_BLOCK_BYTES``, at least
+        per-sample tensor made for a whole block (``Graph.inference_shapes``: not those
+        a convolution chain makes one sample at a time), in the model's dtype, under
+        ``PREDICT_BLOCK_BYTES``, at least
         ``PREDICT_BLOCK_MIN_ROWS``. Fixed by the model's shapes alone, never by the
         thread count, so the numbers are the same on any thread count. A shape with an
         unknown dimension (variable timesteps): None, no blocks."""
         itemsize = self.dtype.itemsize
         largest = 0
-        for shape in self.graph.shapes:
+        for shape in self.graph.inference_shapes():
             if any(d is None for d in shape):
                 return None
             largest = max(largest, int(np.prod(shape, dtype=np.int64)) * itemsize)

@@ -1,7 +1,8 @@
 """Chains of graph nodes that run as one step (Graph.forward): fewer activations
-alive and kept, fewer passes over memory. Three kinds, asked of the layers in the
+alive and kept, fewer passes over memory. Four kinds, asked of the layers in the
 chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
-``inference_step``; the engine knows no layer classes):
+``inference_step``, the convolutions' ``chain_stage``; the engine knows no layer
+classes):
 
 - Where no backward will run (inference; a frozen base in training), a convolution
   → normalization on moving statistics → epilogue runs as one convolution with the
@@ -18,6 +19,15 @@ chain (the normalization's ``folds_into`` and ``epilogue``, the dense layers'
   inference) and Activation layers, each the only reader of the one before — runs as
   one ``dense_chain.run``: each block of rows through the whole chain, one parallel
   region per call (kernels/dense_chain.py).
+- Where no backward runs, a chain of direct convolutions — convolutions whose
+  ``chain_stage`` gives a stage, each with the 2×2 max pool reading it when the stage
+  takes it, and layers that are the identity there (Dropout at inference) between
+  them, each the only reader of the one before; two convolutions at least, or one
+  with its pool — runs as one ``direct_conv.forward_chain``: sample by sample through
+  every stage, the pools inside the kernels (kernels/direct_conv.py). A convolution a
+  normalization folds into ends a chain before it (the fold wins). The tensors inside
+  it are made one sample at a time, never for the rows (``Group.per_sample``:
+  inference blocks are sized without them, ``Graph.inference_shapes``).
 
 A normalization chain's epilogue is a relu, or an Add (of one other tensor, ready
 before the chain starts) then a relu — a residual block's end. Each node of a chain
@@ -26,12 +36,13 @@ has an activity regularizer. The results are the same bits as the nodes run one 
 one (a sum of two is commutative; max(x, 0) in place is max(x, 0)), except the
 folded convolution, which rounds differently (within float32 tolerance,
 tests/test_bn_fold.py), and the Dense chains (cut into other GEMMs;
-tests/test_dense_chain.py).
+tests/test_dense_chain.py); the convolution chains are the same bits
+(tests/test_conv_chains.py).
 """
 
 import numpy as np
 
-from trainer.engine.kernels import dense_chain, fused
+from trainer.engine.kernels import dense_chain, direct_conv, fused
 
 
 class Group:
@@ -39,9 +50,12 @@ class Group:
     other input, or None) and produces tensor ``out``; ``run(x, other, training)`` →
     (y, backward or None), backward(dy) → (dx, d_other)."""
 
-    def __init__(self, x, other, out, run, passes_mask):
+    def __init__(self, x, other, out, run, passes_mask, per_sample=()):
         self.x, self.other, self.out, self.run = x, other, out, run
         self.passes_mask = passes_mask  # the output's mask is x's (and other's)
+        #: the tensors inside the chain that it makes one sample at a time, never for
+        #: the rows it is given (Graph.inference_shapes leaves them out)
+        self.per_sample = tuple(per_sample)
 
     def mask(self, masks):
         """The output's Keras mask: the AND of those of x (when the first layer passes
@@ -78,6 +92,12 @@ def plan(graph, training, needed):
             members.update(chain[1:])
             groups[k] = _dense_group(nodes, chain)
             continue
+        if not (training and needed[k]):  # no backward: direct convolutions
+            chain = _conv_chain(nodes, k, training, only_reader)
+            if chain is not None:
+                members.update(j for j, _ in chain[1:])
+                groups[k] = _conv_group(nodes, chain)
+                continue
         if training and needed[k]:  # a backward runs: a normalization chain
             if not hasattr(node.layer, "epilogue"):
                 continue
@@ -148,6 +168,77 @@ def _dense_group(nodes, chain):
 
     return Group(nodes[chain[0]].inputs[0], None, nodes[chain[-1]].outputs[0], run,
                  passes_mask=all(layer.passes_mask for layer in layers))
+
+
+def _conv_chain(nodes, k, training, only_reader):
+    """The chain of direct convolutions node ``k`` starts, as [(node, stage function
+    or None)]: convolutions (each with its stage function, ``chain_stage``), the max
+    pool reading one when it takes it, and layers that are the identity where no
+    backward runs (Dropout at inference: ``inference_step``) between them (None), each
+    the only reader of the one before, the last a convolution or its pool. None
+    unless there are two convolutions, or one taking a pool."""
+
+    def plain(j):
+        node = nodes[j]
+        return not (node.listed or len(node.outputs) != 1
+                    or node.layer.activity_regularizer is not None)
+
+    chain, ends, convs, pooled, j = [], 0, 0, False, k
+    while j is not None and plain(j):
+        layer = nodes[j].layer
+        hook = getattr(layer, "chain_stage", None)
+        if hook is None:  # an identity between two stages, or the chain's end
+            step = getattr(layer, "inference_step", None)
+            if not convs or step is None or step(training) is not dense_chain.IDENTITY:
+                break
+            chain.append((j, None))
+            j = only_reader(j)
+            continue
+        r = only_reader(j)
+        if r is not None and getattr(nodes[r].layer, "folds_into", lambda *a: False)(
+                layer, training):
+            break  # a normalization folds into it (below): that chain wins
+        with_pool = None if r is None or not plain(r) else hook(nodes[r].layer, training)
+        stage = with_pool or hook(None, training)
+        if stage is None:
+            break
+        chain.append((j, stage))
+        convs += 1
+        if with_pool is not None:
+            chain.append((r, None))
+            pooled, r = True, only_reader(r)
+        ends, j = len(chain), r
+    if convs < 2 and not pooled:
+        return None
+    return chain[:ends]  # without identities after the last stage
+
+
+def _conv_group(nodes, chain):
+    """The Group running a ``_conv_chain`` as direct_conv.forward_chain, or where a
+    stage is not the direct path on the input it gets, as the layers' own forwards
+    one after the other (the same numbers as unfused)."""
+    layers = [nodes[j].layer for j, _ in chain]
+    stage_fns = [fn for _, fn in chain if fn is not None]
+
+    def run(x, other, training):
+        stages, shape = [], x.shape
+        for fn in stage_fns:
+            st = fn(shape, x.dtype)
+            if st is None:
+                break
+            stages.append(st)
+            h, w = st.out_hw
+            shape = (shape[0], *((h // 2, w // 2) if st.pool else (h, w)), st.W.shape[3])
+        if len(stages) == len(stage_fns):
+            return direct_conv.forward_chain(x, stages), None
+        for layer in layers:
+            layer.needs_input_grad = False  # as the graph sets it: no backward runs
+            x = layer.forward(x, training)[0]
+        return x, None
+
+    return Group(nodes[chain[0][0]].inputs[0], None, nodes[chain[-1][0]].outputs[0], run,
+                 passes_mask=all(layer.passes_mask for layer in layers),
+                 per_sample=[t for j, _ in chain[:-1] for t in nodes[j].outputs])
 
 
 def _add_operand(add, t, first):

@@ -184,6 +184,14 @@ class Graph:
                 values[t] = None
                 masks[t] = None
 
+    def inference_shapes(self):
+        """The shapes of the tensors an inference forward makes for all its rows: not
+        those inside a chain that makes them one sample at a time (a convolution
+        chain: trainer/engine/fusion.py's ``Group.per_sample``)."""
+        groups, _ = fusion.plan(self, False, self._needed_nodes()[0])
+        inside = {t for group in groups.values() for t in group.per_sample}
+        return [s for t, s in enumerate(self.shapes) if t not in inside]
+
     def _needed_nodes(self):
         """Per node, whether its backward runs in training (trained weights at or
         upstream of it, or the graph's input gradients asked for); per tensor,

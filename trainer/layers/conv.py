@@ -450,6 +450,46 @@ class Conv2D(Conv):
 
     rank = 2
 
+    def chain_stage(self, pool, training):
+        """This convolution (and ``pool``, the only reader of its output, or None) as
+        a stage of a chain of direct convolutions run sample by sample where no
+        backward runs (trainer/engine/fusion.py, direct_conv.forward_chain): a
+        function of the input's shape and dtype giving the direct_conv.Stage (None on
+        an input where it does not take the direct path after all). None (no stage)
+        where it does not take the direct path on the input it was built for (in its
+        dtype), for a subclass, a forward replaced on the layer, or a ``pool`` other
+        than a 2×2 stride-2 max pool that pads nothing."""
+        if type(self) is not Conv2D or getattr(self.forward, "__func__", None) is not Conv.forward:
+            return None
+        if not direct_conv.chains() or None in (*self.input_shape, *self.output_shape):
+            return None  # (an image size known only at run time: the layers as they are)
+        out_hw = tuple(self.output_shape[:2])
+        if pool is not None and not (
+                getattr(pool, "max_2x2", lambda: False)()
+                and tuple(pool.output_shape[:2]) == (out_hw[0] // 2, out_hw[1] // 2)
+                and direct_conv.pools(out_hw)):
+            return None
+        kernel, strides, dilation = self._geometry()
+        act_name = getattr(self.activation, "registered_name", None)
+
+        def direct(channels, dtype):
+            return direct_conv.use(self.rank, kernel, strides, dilation, channels,
+                                   self.filters, out_hw, dtype, training, False, act_name)
+
+        if not direct(self.input_shape[-1], self.dtype):
+            return None  # not the direct path on the inputs it was built for
+
+        def stage(shape, dtype):
+            if not direct(shape[-1], dtype):
+                return None
+            pads = plan2d(shape[1:3], kernel, strides, dilation, self.padding)[1]
+            return direct_conv.Stage(self.params["kernel"],
+                                     self.params["bias"] if self.use_bias else None,
+                                     act_name == "relu", pads, strides, dilation, out_hw,
+                                     pool is not None)
+
+        return stage
+
 
 @layers.register("Conv1D", "Convolution1D")
 class Conv1D(Conv):

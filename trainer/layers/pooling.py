@@ -42,6 +42,14 @@ class Pooling(Layer):
                                 (1,) * self.rank, self.padding, "pool_size")
         return (*spatial, input_shape[-1])
 
+    def max_2x2(self):
+        """Whether this layer is a 2-D max pool of 2×2 windows with stride 2 running
+        its own forward: a convolution before it may take it into its kernel where no
+        backward runs (Conv2D.pooled_step, which checks that it pads nothing)."""
+        return (self.mode == "max" and self.rank == 2 and self.pool_size == (2, 2)
+                and self.strides == (2, 2)
+                and getattr(self.forward, "__func__", None) is Pooling.forward)
+
     def forward(self, x, training):
         x4 = x[:, None] if self.rank == 1 else x
         pool = (1,) * (2 - self.rank) + self.pool_size

@@ -33,6 +33,20 @@ Input gradient (stride 1): the convolution of dz, padded by (dilated kernel - 1 
 forward pad), with the kernel flipped and its in/out axes swapped: the forward kernel
 again (its C outputs ≥ ``FB``).
 
+Chains (``forward_chain``, where no backward runs: trainer/engine/fusion.py plans them):
+direct convolutions each the only reader of the one before (Dropout at inference
+between them skipped) run sample by sample, each sample through every stage before
+the next, its activations in per-thread scratch (the classic CNN's largest, 128 KB a
+sample, stays in L2 where a 32-row block's 4 MB went through L3), and only the last
+stage's output is made for the batch. A stage whose output a 2×2 stride-2 max pool
+that pads nothing reads takes the pool into its kernel (``forward_pool_sample``): its
+8 pixels are the windows of two pooled pixels (consecutive in row-major order, across
+row ends), the maximum taken after bias and relu in the pool kernel's order, so only
+the pooled output is written and the row and column a pool drops are never computed.
+The same kernels in the same order: the same bits as the stages one by one and
+pool.py's max pool. With AVX-512's block only (``chains``). Measured in
+benchmarks/README.md ("Convolution chains at inference").
+
 AVX2 (``wide_vectors`` false: Numba compiles for AVX2 only): the 8 × 32 block's 32 ymm
 accumulators would spill, so the ``*_narrow`` kernels take 3 pixels × 32 channels
 (dW: 3 taps × 32 channels; direct_conv_kernels.py's ``NPB``, ``NFB``, ``NKB``): 12 ymm
@@ -57,6 +71,7 @@ benchmarks/README.md ("Direct convolution").
 """
 
 import functools
+import typing
 
 import numpy as np
 
@@ -160,6 +175,7 @@ def kernels():
         from trainer.engine.kernels import direct_conv_kernels as k
 
         _KERNELS = {"forward": k.forward, "weight_grad": k.weight_grad,
+                    "forward_chain": k.forward_chain,
                     "forward_sample": k.forward_sample, "grad_sample": k.grad_sample,
                     "forward_sample_narrow": k.forward_sample_narrow,
                     "grad_sample_narrow": k.grad_sample_narrow}
@@ -201,6 +217,73 @@ def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
 
     parallel.run(part, n, min_items=1)
     return z
+
+
+class Stage(typing.NamedTuple):
+    """One convolution of a ``forward_chain``: ``forward``'s arguments, and ``pool``:
+    its output max-pooled 2×2 with stride 2 (⌊H'/2⌋ × ⌊W'/2⌋, see ``pools``)."""
+    W: np.ndarray
+    bias: np.ndarray | None
+    relu: bool
+    pads: tuple
+    strides: tuple
+    dilation: tuple
+    out_hw: tuple
+    pool: bool = False
+
+
+def pools(out_hw):
+    """Whether a stage with this output may take a 2×2 stride-2 max pool into its
+    kernel: at least 2 pooled pixels (one block of the kernel)."""
+    return (out_hw[0] // 2) * (out_hw[1] // 2) >= 2
+
+
+def chains():
+    """Whether ``forward_chain`` runs here: with AVX-512's block (its 8 pixels are two
+    pooled pixels' windows; with AVX2's 3-pixel block the layers run one by one)."""
+    return wide_vectors()
+
+
+def forward_chain(x, stages):
+    """The stages (``Stage``, each reading the one before) of x (N, H, W, C) run sample
+    by sample: one sample's activations go through every stage while they are in
+    cache, and only the last stage's output is made for the batch; a pooled stage
+    writes its pooled output alone. The same bits as ``forward`` stage by stage, then
+    trainer/engine/kernels/pool.py's max pool where a stage pools (direct_conv_kernels.
+    forward_chain). Samples split over the engine's threads."""
+    x = np.ascontiguousarray(x)
+    n, dtype = x.shape[0], x.dtype
+    h, w, c = x.shape[1:]
+    rows, Ws, bs, los = [], [], [], []
+    sizes = {"w": 0, "b": 0, "buf": 0, "mid": 0}
+    for i, st in enumerate(stages):
+        kh, kw, cin, f = st.W.shape
+        assert cin == c and (not st.pool or pools(st.out_hw)), (st.W.shape, c, st.out_hw)
+        (pt, pb), (pl, pr) = st.pads
+        hp, wp = h + pt + pb, w + pl + pr
+        ho, wo = st.out_hw
+        rows.append([pt, pl, kh, kw, *st.strides, *st.dilation, int(st.pool), c, hp, wp, ho,
+                     wo, f, sizes["w"], sizes["b"], sizes["buf"], sizes["mid"]])
+        Ws.append(np.ravel(st.W))  # (kh, kw, C, F) in order: the (K, F) matrix
+        bs.append(np.zeros(f, dtype) if st.bias is None else st.bias)
+        los.append(0 if st.relu else -np.inf)
+        h, w, c = (ho // 2, wo // 2, f) if st.pool else (ho, wo, f)
+        sizes["w"] += kh * kw * cin * f
+        sizes["b"] += f
+        sizes["buf"] += hp * wp * cin
+        sizes["mid"] += h * w * c if i < len(stages) - 1 else 0
+    Wf = np.concatenate(Ws).astype(dtype, copy=False)
+    bf = np.concatenate(bs).astype(dtype, copy=False)
+    los, geo = np.array(los, dtype), np.array(rows, np.int64)
+    out = np.empty((n, h, w, c), dtype)
+    kernel = kernels()["forward_chain"]
+
+    def part(a, e):
+        kernel(x[a:e], Wf, bf, los, geo, _scratch("chain input", (sizes["buf"],), dtype),
+               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e])
+
+    parallel.run(part, n, min_items=1)
+    return out
 
 
 def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):

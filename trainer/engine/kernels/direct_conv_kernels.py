@@ -49,11 +49,24 @@ def taps(kh, kw, c, dh, dw, wp):
 
 
 @jit
-def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
+def pixel_offsets(ho, wo, ps, rs):
+    """The input offset of every output pixel (row-major): ``(m // wo)·rs + (m % wo)·ps``
+    once per call, so that a block reads its 8 offsets instead of dividing (8 integer
+    divisions a block cost conv1, whose K = 27 taps make a short block)."""
+    out = np.empty(ho * wo, np.uint64)
+    for i in range(ho):
+        for j in range(wo):
+            out[i * wo + j] = np.uint64(i) * rs + np.uint64(j) * ps
+    return out
+
+
+@jit
+def forward_sample(xf, W2, bias, lo, toff, poff, out):
     """out (ho, wo, F) = max(lo, conv + bias) of one flat padded sample ``xf``;
-    ``ps``/``rs``: the input offset of one output pixel / row. Blocks of PB pixels run
-    over the output in row-major order (across row ends: a block's pixels each have
-    their own input offset), the last one moved back to end at the last pixel."""
+    ``poff``: the input offset of each output pixel (``pixel_offsets``). Blocks of PB
+    pixels run over the output in row-major order (across row ends: a block's pixels
+    each have their own input offset), the last one moved back to end at the last
+    pixel."""
     ho, wo, f = out.shape
     M = ho * wo
     o = out.reshape(M, f)
@@ -68,14 +81,8 @@ def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
     a7 = numba.carray(stack(32, xf.dtype), (FB,))
     for mb in range(0, M, PB):
         m0 = max(min(mb, M - PB), 0)
-        b0 = np.uint64(m0 // wo) * rs + np.uint64(m0 % wo) * ps
-        b1 = np.uint64((m0 + 1) // wo) * rs + np.uint64((m0 + 1) % wo) * ps
-        b2 = np.uint64((m0 + 2) // wo) * rs + np.uint64((m0 + 2) % wo) * ps
-        b3 = np.uint64((m0 + 3) // wo) * rs + np.uint64((m0 + 3) % wo) * ps
-        b4 = np.uint64((m0 + 4) // wo) * rs + np.uint64((m0 + 4) % wo) * ps
-        b5 = np.uint64((m0 + 5) // wo) * rs + np.uint64((m0 + 5) % wo) * ps
-        b6 = np.uint64((m0 + 6) // wo) * rs + np.uint64((m0 + 6) % wo) * ps
-        b7 = np.uint64((m0 + 7) // wo) * rs + np.uint64((m0 + 7) % wo) * ps
+        b0, b1, b2, b3 = poff[m0], poff[m0 + 1], poff[m0 + 2], poff[m0 + 3]
+        b4, b5, b6, b7 = poff[m0 + 4], poff[m0 + 5], poff[m0 + 6], poff[m0 + 7]
         for fb in range(0, f, FB):
             f0 = max(min(fb, f - FB), 0)
             for ff in range(FB):
@@ -121,6 +128,100 @@ def forward_sample(xf, W2, bias, lo, toff, ps, rs, out):
                 o[m0 + 6, f0 + ff] = lo if v < lo else v
                 v = a7[ff] + bv
                 o[m0 + 7, f0 + ff] = lo if v < lo else v
+
+
+@jit
+def pool_offsets(hq, wq, ps, rs):
+    """The input offset of the top-left convolution pixel of every pooled pixel of a
+    2×2 stride-2 max pool (row-major): ``2(m // wq)·rs + 2(m % wq)·ps``."""
+    out = np.empty(hq * wq, np.uint64)
+    for i in range(hq):
+        for j in range(wq):
+            out[i * wq + j] = np.uint64(2 * i) * rs + np.uint64(2 * j) * ps
+    return out
+
+
+@jit
+def forward_pool_sample(xf, W2, bias, lo, toff, qoff, ps, rs, out):
+    """out (hq, wq, F) = the 2×2 stride-2 max pool of max(lo, conv + bias) of one flat
+    padded sample, the convolution's output never stored: blocks of 2 pooled pixels
+    (consecutive in row-major order, across row ends; the last one moved back) are
+    8 convolution pixels × FB channels, forward_sample's block with other offsets
+    (``qoff``: pool_offsets; the window's pixels at + 0, ps, rs, rs + ps). Each
+    convolution output is the same operations in the same order as forward_sample's,
+    and the window's maximum is taken in the pool kernel's order ((0, 0), (0, 1),
+    (1, 0), (1, 1), ``v > best`` keeping the first maximum or a NaN found first): the
+    same bits as the convolution then trainer/engine/kernels/pool.py's max pool."""
+    hq, wq, f = out.shape
+    M = hq * wq
+    o = out.reshape(M, f)
+    K = W2.shape[0]
+    a0 = numba.carray(stack(32, xf.dtype), (FB,))
+    a1 = numba.carray(stack(32, xf.dtype), (FB,))
+    a2 = numba.carray(stack(32, xf.dtype), (FB,))
+    a3 = numba.carray(stack(32, xf.dtype), (FB,))
+    a4 = numba.carray(stack(32, xf.dtype), (FB,))
+    a5 = numba.carray(stack(32, xf.dtype), (FB,))
+    a6 = numba.carray(stack(32, xf.dtype), (FB,))
+    a7 = numba.carray(stack(32, xf.dtype), (FB,))
+    for mb in range(0, M, 2):
+        m0 = max(min(mb, M - 2), 0)
+        b0 = qoff[m0]
+        b1, b2, b3 = b0 + ps, b0 + rs, b0 + rs + ps
+        b4 = qoff[m0 + 1]
+        b5, b6, b7 = b4 + ps, b4 + rs, b4 + rs + ps
+        for fb in range(0, f, FB):
+            f0 = max(min(fb, f - FB), 0)
+            for ff in range(FB):
+                a0[ff] = 0
+                a1[ff] = 0
+                a2[ff] = 0
+                a3[ff] = 0
+                a4[ff] = 0
+                a5[ff] = 0
+                a6[ff] = 0
+                a7[ff] = 0
+            for k in range(K):
+                t = toff[k]
+                x0, x1, x2, x3 = xf[b0 + t], xf[b1 + t], xf[b2 + t], xf[b3 + t]
+                x4, x5, x6, x7 = xf[b4 + t], xf[b5 + t], xf[b6 + t], xf[b7 + t]
+                w = W2[k]
+                for ff in range(FB):
+                    wv = w[f0 + ff]
+                    a0[ff] += x0 * wv
+                    a1[ff] += x1 * wv
+                    a2[ff] += x2 * wv
+                    a3[ff] += x3 * wv
+                    a4[ff] += x4 * wv
+                    a5[ff] += x5 * wv
+                    a6[ff] += x6 * wv
+                    a7[ff] += x7 * wv
+            for ff in range(FB):
+                bv = bias[f0 + ff]
+                v = a0[ff] + bv
+                best = lo if v < lo else v
+                v = a1[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                v = a2[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                v = a3[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                o[m0, f0 + ff] = best
+                v = a4[ff] + bv
+                best = lo if v < lo else v
+                v = a5[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                v = a6[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                v = a7[ff] + bv
+                v = lo if v < lo else v
+                best = v if v > best else best
+                o[m0 + 1, f0 + ff] = best
 
 
 #: the AVX2 block (direct_conv.wide_vectors() false): NPB output pixels × NFB channels
@@ -175,14 +276,21 @@ def forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out):
 
 
 @jit
+def padded_one(a, pt, pl, buf):
+    """One sample ``a`` (H, W, C) as a flat array: itself, or copied into the
+    zero-bordered ``buf`` (whose border the caller zeroed)."""
+    h, w, _ = a.shape
+    if buf.shape[0] == h and buf.shape[1] == w:
+        return a.reshape(-1)
+    buf[pt:pt + h, pl:pl + w] = a
+    return buf.reshape(-1)
+
+
+@jit
 def padded_sample(x, s, pt, pl, buf):
     """Sample s of x as a flat array: itself, or copied into the zero-bordered
     ``buf`` (whose border the caller zeroed)."""
-    _, h, w, _ = x.shape
-    if buf.shape[0] == h and buf.shape[1] == w:
-        return x[s].reshape(-1)
-    buf[pt:pt + h, pl:pl + w] = x[s]
-    return buf.reshape(-1)
+    return padded_one(x[s], pt, pl, buf)
 
 
 @jit
@@ -194,12 +302,64 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
     buf[:] = 0
     toff = taps(kh, kw, c, dh, dw, wp)
     ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
+    poff = pixel_offsets(out.shape[1], out.shape[2], ps, rs)
     for s in range(x.shape[0]):
         xf = padded_sample(x, s, pt, pl, buf)
         if narrow:
             forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out[s])
         else:
-            forward_sample(xf, W2, bias, lo, toff, ps, rs, out[s])
+            forward_sample(xf, W2, bias, lo, toff, poff, out[s])
+
+
+#: the columns of forward_chain's ``geo`` table, one row a stage
+(G_PT, G_PL, G_KH, G_KW, G_SH, G_SW, G_DH, G_DW, G_POOL, G_C, G_HP, G_WP, G_HO, G_WO,
+ G_F, G_W, G_B, G_BUF, G_MID) = range(19)
+
+
+@jit
+def forward_chain(x, Wf, bf, los, geo, bufs, mids, out):
+    """out[s] for every sample s of x: the stages of ``geo`` (one row each, columns
+    ``G_*``) run one after the other on one sample before the next, each stage's
+    output (``mids``, flat scratch) the next one's input, so that a sample's
+    activations stay in cache. Stage i: the convolution with the weights
+    ``Wf[G_W:]`` (K, F) and bias ``bf[G_B:]`` of its input padded into ``bufs[G_BUF:]``
+    (Hp, Wp, C), then max(lo, ·), then (G_POOL) its 2×2 stride-2 max pool: the same
+    kernels, so the same bits, as the stages run one by one over the batch."""
+    S = geo.shape[0]
+    toffs = []
+    offs = []
+    for i in range(S):
+        g = geo[i]
+        ps, rs = np.uint64(g[G_SW] * g[G_C]), np.uint64(g[G_SH] * g[G_WP] * g[G_C])
+        toffs.append(taps(g[G_KH], g[G_KW], g[G_C], g[G_DH], g[G_DW], g[G_WP]))
+        if g[G_POOL]:
+            offs.append(pool_offsets(g[G_HO] // 2, g[G_WO] // 2, ps, rs))
+        else:
+            offs.append(pixel_offsets(g[G_HO], g[G_WO], ps, rs))
+    bufs[:] = 0
+    for s in range(x.shape[0]):
+        prev = x[s]
+        for i in range(S):
+            g = geo[i]
+            c, hp, wp, f = g[G_C], g[G_HP], g[G_WP], g[G_F]
+            buf = bufs[g[G_BUF]:g[G_BUF] + hp * wp * c].reshape(hp, wp, c)
+            xf = padded_one(prev, g[G_PT], g[G_PL], buf)
+            K = g[G_KH] * g[G_KW] * c
+            W2 = Wf[g[G_W]:g[G_W] + K * f].reshape(K, f)
+            bias = bf[g[G_B]:g[G_B] + f]
+            oh, ow = g[G_HO], g[G_WO]
+            if g[G_POOL]:
+                oh, ow = oh // 2, ow // 2
+            if i == S - 1:
+                dst = out[s]
+            else:
+                dst = mids[g[G_MID]:g[G_MID] + oh * ow * f].reshape(oh, ow, f)
+            if g[G_POOL]:
+                ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
+                forward_pool_sample(xf, W2, bias, los[i], toffs[i], offs[i], ps, rs, dst)
+            else:
+                forward_sample(xf, W2, bias, los[i], toffs[i], offs[i], dst)
+            prev = dst
 
 
 @jit
