@@ -946,10 +946,13 @@ def parent(args):
               "and 1 × 1 (global batch; allreduce: the fused gradient sum a step)")
         print(mpi_table(mpi_rows))
     if predict_rows:
+        import predict_cli
+
+        big = ", ".join(f"{m} {n}" for m, n in predict_cli.BIG.items())
         print(f"\nbatch inference end to end (benchmarks/predict_cli.py): `trainer predict "
               f"CONFIG --input x.npy --output out.npy` and a script running the exported "
               f"model in ONNX Runtime, each a fresh process, samples/s = extra rows / extra "
-              f"seconds of a big input (cnn 9 batches, mlp 129) over a 1-batch one; "
+              f"seconds of a big input ({big} batches) over a 1-batch one; "
               f"in-process: predict_on_batch at the same batch")
         print(predict_table(predict_rows))
     if onnx_table(rows):
