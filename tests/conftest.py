@@ -25,6 +25,25 @@ def write_config(folder, text, name="config.yaml"):
     return path
 
 
+#: the base config of the sweep tests: a tiny iris model, a few seconds a trial
+SWEEP_BASE = """\
+name: tiny
+data:
+  train: {dataset: iris}
+  validation: {dataset: iris, subset: test}
+model:
+  input_shape: [4]
+  layers:
+    - Dense: {units: 8, activation: relu}
+    - Dense: {units: 3, activation: softmax}
+compile:
+  loss: sparse_categorical_crossentropy
+  optimizer: {Adam: {lr: 0.01}}
+  metrics: [accuracy]
+fit: {epochs: 2, batch_size: 16}
+"""
+
+
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 # subprocesses (`python -m trainer`) import this checkout, not another installed copy
 os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -12,25 +12,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_config
+from conftest import SWEEP_BASE, write_config
 from trainer.cli import main
 
-BASE = """\
-name: tiny
-data:
-  train: {dataset: iris}
-  validation: {dataset: iris, subset: test}
-model:
-  input_shape: [4]
-  layers:
-    - Dense: {units: 8, activation: relu}
-    - Dense: {units: 3, activation: softmax}
-compile:
-  loss: sparse_categorical_crossentropy
-  optimizer: {Adam: {lr: 0.01}}
-  metrics: [accuracy]
-fit: {epochs: EPOCHS, batch_size: 16}
-"""
+BASE = SWEEP_BASE.replace("epochs: 2", "epochs: EPOCHS")
 
 ONE = """\
 name: one

@@ -13,25 +13,11 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from conftest import write_config
+from conftest import SWEEP_BASE, write_config
 from trainer.cli import main
 from trainer.sweeps import runner
 
-BASE = """\
-name: tiny
-data:
-  train: {dataset: iris}
-  validation: {dataset: iris, subset: test}
-model:
-  input_shape: [4]
-  layers:
-    - Dense: {units: 8, activation: relu}
-    - Dense: {units: 3, activation: softmax}
-compile:
-  loss: sparse_categorical_crossentropy
-  optimizer: {Adam: {lr: 0.01}}
-  metrics: [accuracy]
-fit: {epochs: 2, batch_size: 16}
+BASE = SWEEP_BASE + """\
 callbacks:
   - {callback: "threads_seen:Record"}
 """
