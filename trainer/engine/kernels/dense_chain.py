@@ -98,10 +98,10 @@ def _softmax(x, W, b):
         return None
     bias = np.zeros(units, dtype) if b is None else b
     y = np.empty((n, units), dtype)
+    from trainer.engine.kernels import dense_chain_kernels  # (loads Numba)
+
     if (units <= NARROW and n >= NARROW_ROWS and dtype == np.float32
             and x.dtype == W.dtype and x.flags.c_contiguous):
-        from trainer.engine.kernels import dense_chain_kernels
-
         padded = np.zeros((W.shape[0], NARROW), dtype)
         padded[:, :units] = W
         dense_chain_kernels.narrow_softmax(x, padded, bias, y)
@@ -110,38 +110,8 @@ def _softmax(x, W, b):
         padded = np.zeros((W.shape[0], NARROW), W.dtype)
         padded[:, :units] = W
         W = padded
-    z = np.matmul(x, W)
-    _kernel()(z, bias, y)
+    dense_chain_kernels.bias_softmax(np.matmul(x, W), bias, y)
     return y
-
-
-_KERNEL = None
-
-
-def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        import numba
-
-        @numba.njit(cache=True, nogil=True, error_model="numpy")
-        def bias_softmax(z, bias, y):
-            n, m = y.shape
-            for i in range(n):
-                row = z[i]
-                top = row[0] + bias[0]
-                for j in range(1, m):
-                    v = row[j] + bias[j]
-                    top = v if v > top else top
-                total = y.dtype.type(0)
-                for j in range(m):
-                    e = np.exp((row[j] + bias[j]) - top)
-                    y[i, j] = e
-                    total += e
-                for j in range(m):
-                    y[i, j] = y[i, j] / total
-
-        _KERNEL = bias_softmax
-    return _KERNEL
 
 
 class Activation:

@@ -78,9 +78,19 @@ def narrow_softmax(x, W, bias, y):
         _softmax_row(a7, bias, m, e, y[m0 + 7])
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def bias_softmax(z, bias, y):
+    """y (n, m) = softmax(z[:, :m] + bias) over the last axis: a product's rows (a
+    narrow kernel padded to more columns), its bias and softmax in one pass."""
+    m = y.shape[1]
+    for i in range(y.shape[0]):
+        _softmax_row(z[i], bias, m, y[i], y[i])
+
+
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _softmax_row(acc, bias, m, e, out):
-    """out[:m] = softmax(acc[:m] + bias)."""
+    """out[:m] = softmax(acc[:m] + bias); ``e`` holds the exponentials (it may be
+    ``out``)."""
     top = acc[0] + bias[0]
     for j in range(1, m):
         v = acc[j] + bias[j]
