@@ -21,6 +21,10 @@ from trainer.errors import ConfigError
 from trainer.memory import human_size, memory_bytes
 
 
+#: each Layer subclass's forward as it was when the class was made (runs_own_forward)
+_DEFINED_FORWARD = {}
+
+
 class Layer:
     """Base class: weights, their gradients, and Keras-style naming."""
 
@@ -48,6 +52,16 @@ class Layer:
     #: Keras's activity_regularizer (a penalty on the output); set from the argument in
     #: ``__init__``, None here for layers that never call it (user layers)
     activity_regularizer = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _DEFINED_FORWARD[cls] = cls.forward  # its own, or the one it inherits
+
+    def runs_own_forward(self, cls):
+        """Whether this layer's ``forward`` is the one class ``cls`` was defined with
+        (not a subclass's, nor one replaced on the class or the layer since): what a
+        fused step in its stead (trainer/engine/fusion.py's chains) reproduces."""
+        return getattr(self.forward, "__func__", None) is _DEFINED_FORWARD.get(cls)
 
     def __init__(self, name: str | None = None, trainable: bool = True,
                  activity_regularizer=None):

@@ -459,7 +459,7 @@ class Conv2D(Conv):
         where it does not take the direct path on the input it was built for (in its
         dtype), for a subclass, a forward replaced on the layer, or a ``pool`` other
         than a 2×2 stride-2 max pool that pads nothing."""
-        if type(self) is not Conv2D or getattr(self.forward, "__func__", None) is not Conv.forward:
+        if type(self) is not Conv2D or not self.runs_own_forward(Conv2D):
             return None
         if not direct_conv.chains() or None in (*self.input_shape, *self.output_shape):
             return None  # (an image size known only at run time: the layers as they are)

@@ -40,12 +40,6 @@ def kernel_settings(layer, kernel_initializer, bias_initializer, kernel_regulari
     layer.bias_regularizer = regularizers.get(bias_regularizer)
 
 
-def runs_own_forward(layer, cls):
-    """Whether ``layer.forward`` is the one ``cls`` was defined with (not a subclass's,
-    nor one replaced on the class or the layer): what a dense chain step reproduces."""
-    return getattr(layer.forward, "__func__", None) is _OWN_FORWARD[cls]
-
-
 @layers.register("Dense")
 class Dense(Layer):
     """``y = activation(x @ kernel + bias)`` on the last axis.
@@ -135,7 +129,7 @@ class Dense(Layer):
         """This layer as a step of a dense chain where no backward runs
         (trainer/engine/fusion.py): the same numbers as ``forward``; None where
         ``forward`` is another (a subclass's, one replaced on the class or the layer)."""
-        if not runs_own_forward(self, Dense):
+        if not self.runs_own_forward(Dense):
             return None
         relu = getattr(self.activation, "registered_name", None) == "relu"
         return dense_chain.Dense(self.params["kernel"],
@@ -165,7 +159,7 @@ class Activation(Layer):
 
     def inference_step(self, training):
         """This layer as a step of a dense chain (trainer/engine/fusion.py)."""
-        if not runs_own_forward(self, Activation):
+        if not self.runs_own_forward(Activation):
             return None
         return dense_chain.Activation(self.activation)
 
@@ -273,7 +267,7 @@ class Dropout(Layer):
     def inference_step(self, training):
         """The identity, as a step of a dense chain (trainer/engine/fusion.py), where
         this layer drops nothing: at inference (or a rate of 0)."""
-        if not runs_own_forward(self, Dropout) or (training and self.rate != 0):
+        if not self.runs_own_forward(Dropout) or (training and self.rate != 0):
             return None
         return dense_chain.IDENTITY
 
@@ -287,10 +281,6 @@ class Dropout(Layer):
             np.less(gen.random(mask[a:b].shape, dtype=draw), keep, out=mask[a:b],
                     casting="unsafe")
         return mask
-
-
-#: each dense-chain layer's forward as defined (see ``runs_own_forward``)
-_OWN_FORWARD = {cls: cls.forward for cls in (Dense, Activation, Dropout)}
 
 
 @layers.register("ActivityRegularization")

@@ -187,7 +187,7 @@ class BatchNormalization(_Normalization):
         reduce_axes = tuple(a for a in range(x.ndim) if a not in self._feature_axes)
         if not (training and self.trainable):
             return self._forward_moving(x)
-        compiled = self._train_compiled(x, None, False, training)
+        compiled = self.forward_chain(x, None, False, training)
         if compiled is not None:
             y, backward = compiled
             return y, lambda dy: backward(dy)[0]
@@ -230,15 +230,12 @@ class BatchNormalization(_Normalization):
         return x.reshape(-1, math.prod(x.shape[len(x.shape) - len(feats):]))
 
     def forward_chain(self, x, other, relu, training):
-        """A chain's run (trainer/engine/fusion.py): this layer, then ``+ other`` (when
-        given) and relu (when ``relu``) inside the same passes, as (y, backward(dy) →
-        (dx, d other or None)); None where the compiled passes do not apply."""
-        return self._train_compiled(x, other, relu, training)
-
-    def _train_compiled(self, x, other, relu, training):
-        """Training: ``y = (x - mean)·gamma·inv_std + beta`` on the batch's statistics
-        (then the epilogue), as ``forward_chain``; None where the compiled passes do
-        not apply (inference, frozen, another layout)."""
+        """Training on the compiled passes: ``y = (x - mean)·gamma·inv_std + beta`` on
+        the batch's statistics, then ``+ other`` (when given) and relu (when ``relu``)
+        inside the same passes — a chain's run (trainer/engine/fusion.py), and
+        ``forward``'s own with neither — as (y, backward(dy) → (dx, d other or None));
+        None where the compiled passes do not apply (inference, frozen, another
+        layout)."""
         from trainer.engine.kernels import batchnorm
 
         if not (training and self.trainable) or type(self) is not BatchNormalization:

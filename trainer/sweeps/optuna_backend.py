@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from trainer.errors import ConfigError
+from trainer.sweeps.runner import IN_USE_TIMEOUT, Ledger, run_trial, sweep_dir, thread_env
 
 
 def _optuna():
@@ -65,9 +66,9 @@ def suggest(trial, space):
     return point
 
 
-def run_study(sweep, workers=1, runs_root="runs", progress=None, in_use_timeout=None):
+def run_study(sweep, workers=1, runs_root="runs", progress=None,
+              in_use_timeout=IN_USE_TIMEOUT):
     """Ask, run every seed of the point, tell the mean; until the study is full."""
-    from trainer.sweeps.runner import IN_USE_TIMEOUT, Ledger, run_trial, sweep_dir, thread_env
     from trainer.sweeps.trials import make_trial
 
     optuna = _optuna()
@@ -92,8 +93,7 @@ def run_study(sweep, workers=1, runs_root="runs", progress=None, in_use_timeout=
             for seed in sweep["seeds"]:
                 t = make_trial(sweep, point, seed, trial.number, study_trial=trial.number)
                 status, metrics, error = run_trial(
-                    sweep, t, folder / t.id, env,
-                    IN_USE_TIMEOUT if in_use_timeout is None else in_use_timeout,
+                    sweep, t, folder / t.id, env, in_use_timeout,
                     None if progress is None else functools.partial(progress, t, "waiting", {}))
                 if progress:
                     progress(t, status, metrics, error)

@@ -182,8 +182,6 @@ def kernels():
     return _KERNELS
 
 
-
-
 def _scratch(name, shape, dtype):
     """This module's per-thread scratch array (``parallel.scratch``)."""
     return parallel.scratch(__name__, name, shape, dtype)
