@@ -168,3 +168,99 @@ def test_trial_folder_held_past_the_timeout_is_in_use_not_failed(workdir):
     assert row["status"] == "in use"
     assert f"pid {holder.pid} still held its run folder after 0.5 s" in row["error"]
     assert not (workdir / "runs" / "one" / trial / "run.json").exists()  # nothing ran
+
+
+THREE = ONE.replace("name: one", "name: three").replace("[0.01]", "[0.01, 0.02, 0.03]")
+
+
+def three_trials(workdir, epochs):
+    write_config(workdir, BASE.replace("EPOCHS", str(epochs)), "base.yaml")
+    path = write_config(workdir, THREE, "sweep.yaml")
+    from trainer.sweeps.spec import load
+    from trainer.sweeps.trials import expand
+
+    return path, [t.id for t in expand(load(path))]
+
+
+def start_sweep(path, workdir, *args):
+    """`trainer sweep` in a process of its own, its output in files (read while it runs)."""
+    out = open(workdir / "sweep.out", "w")
+    err = open(workdir / "sweep.err", "w")
+    # SIGINT as at a terminal: a runner started in the background ignores it, and a
+    # child inherits that (Python then installs no KeyboardInterrupt handler)
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "sweep", str(path),
+                             "--runs-root", str(workdir / "runs"), *args],
+                            stdout=out, stderr=err, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    out.close(), err.close()
+    return proc
+
+
+def trial_pids(runs):
+    """The pids of `trainer fit` processes whose command line names ``runs``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = (open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ")
+                       .decode(errors="replace"))
+            except OSError:
+                continue
+            if " fit " in cmd and str(runs) in cmd and alive(int(entry)):
+                pids.append(int(entry))
+    return pids
+
+
+@linux_only
+def test_ctrl_c_stops_the_sweep_and_its_trial_resumably(workdir):
+    """Ctrl-C on the sweep (SIGINT to its process alone, as `kill -INT`; a terminal's
+    reaches the trials through the sweep too): the running trial stops with its
+    checkpoint (`interrupted`, not `failed`), no further trial starts, the sweep exits
+    130 with one line and no traceback; the rerun finishes every trial."""
+    path, ids = three_trials(workdir, 300)
+    runs = workdir / "runs"
+    sweep = start_sweep(path, workdir)
+    try:
+        assert poll(lambda: (runs / "three" / ids[0] / "checkpoints" / "last.h5").exists()), \
+            "the first trial never wrote a checkpoint"
+        sweep.send_signal(signal.SIGINT)
+        sweep.wait(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    err = (workdir / "sweep.err").read_text()
+    assert sweep.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert poll(lambda: not trial_pids(runs), timeout=30), "a trial outlived the Ctrl-C"
+    with open(runs / "three" / "ledger.csv") as f:
+        rows = {r["trial"]: r for r in csv.DictReader(f)}
+    assert [rows[t]["status"] for t in ids] == ["interrupted", "pending", "pending"], rows
+    assert (runs / "three" / ids[0] / "checkpoints" / "last.h5").is_file()
+    r = CliRunner().invoke(main, ["sweep", str(path), "--runs-root", str(runs), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["counts"] == {"completed": 3}
+
+
+@linux_only
+def test_ctrl_c_ends_the_wait_for_a_held_trial_folder(workdir):
+    """Ctrl-C while the sweep waits for a trial folder another process holds: the sweep
+    ends at once (exit 130), the trial not run, not recorded failed."""
+    path, trial = one_trial(workdir, 2)
+    holder = hold_lock(workdir / "runs" / "one" / trial, 120)
+    sweep = start_sweep(path, workdir)
+    try:
+        assert poll(lambda: "waiting" in (workdir / "sweep.out").read_text()), \
+            "the sweep never said it waits"
+        sweep.send_signal(signal.SIGINT)
+        sweep.wait(timeout=30)
+    finally:
+        for proc in (sweep, holder):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = (workdir / "sweep.err").read_text()
+    assert sweep.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert not (workdir / "runs" / "one" / trial / "run.json").exists()
+    assert ledger(workdir / "runs")[0]["status"] == "pending"

@@ -6,11 +6,11 @@ that asked for it; the study stops at `trials` (or the grid's size) in total.
 """
 
 import functools
-import threading
 from pathlib import Path
 
 from trainer.errors import ConfigError
-from trainer.sweeps.runner import IN_USE_TIMEOUT, Ledger, run_trial, sweep_dir, thread_env
+from trainer.sweeps.runner import (IN_USE_TIMEOUT, Ledger, Stop, run_all, run_trial,
+                                   sweep_dir, thread_env)
 
 
 def _optuna():
@@ -81,9 +81,10 @@ def run_study(sweep, workers=1, runs_root="runs", progress=None,
         k: {"choice": v} for k, v in search["grid"].items()}
     folder = sweep_dir(sweep, runs_root)
     env = thread_env(workers)
+    stop = Stop()
 
     def worker():
-        while True:
+        while not stop.is_set():
             trial = study.ask()
             if trial.number >= total:  # another process filled the study first
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -94,7 +95,8 @@ def run_study(sweep, workers=1, runs_root="runs", progress=None,
                 t = make_trial(sweep, point, seed, trial.number, study_trial=trial.number)
                 status, metrics, error = run_trial(
                     sweep, t, folder / t.id, env, in_use_timeout,
-                    None if progress is None else functools.partial(progress, t, "waiting", {}))
+                    None if progress is None else functools.partial(progress, t, "waiting", {}),
+                    stop)
                 if progress:
                     progress(t, status, metrics, error)
                 if status == "completed" and sweep["metric"] in metrics:
@@ -104,10 +106,8 @@ def run_study(sweep, workers=1, runs_root="runs", progress=None,
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
-    threads = [threading.Thread(target=worker) for _ in range(max(1, workers))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    rows = Ledger(folder).write()
+    try:
+        run_all([worker] * max(1, workers), workers, stop, folder)
+    finally:
+        rows = Ledger(folder).write()
     return rows, study

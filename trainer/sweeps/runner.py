@@ -1,16 +1,20 @@
 """Run trials as `trainer fit` subprocesses, keep the ledger, summarise."""
 
 import concurrent.futures
+import contextlib
 import csv
+import functools
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from trainer.errors import InterruptedRun
 from trainer.fileio import write_text
 from trainer.runfiles import TRIAL
 from trainer.store.runs import IN_USE, Run
@@ -21,9 +25,11 @@ from trainer.sweeps.parent import child_env
 ALREADY_DONE = "skipped (already done)"
 #: a trial not run because another process held its run folder (see run_trial)
 IN_USE_STATUS = "in use"
+#: a trial not started because the sweep was stopping (Ctrl-C, --fail-fast)
+SKIPPED = "skipped"
 #: seconds a trial waits for its run folder by default (`trainer sweep --in-use-timeout`)
 IN_USE_TIMEOUT = 300.0
-POLL = 0.2  # seconds between two looks at a run folder's lock
+POLL = 0.2  # seconds between two looks at a run folder's lock (or at the workers)
 
 
 def sweep_dir(sweep, runs_root="runs"):
@@ -57,7 +63,8 @@ def thread_env(workers):
     return env
 
 
-def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=None):
+def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=None,
+              stop=None):
     """One trial in its own process (which dies with this one: parent.die_with_sweep).
     Returns (status, metrics, error text).
 
@@ -67,7 +74,12 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
     holder's pid when the wait begins); the trial then goes on from what that process
     left: done if it completed, resumed from its checkpoint if it stopped. If the folder
     is still in use then, the trial is not run and the status is ``in use`` (never
-    ``failed``: the trial has not failed, and a rerun of the sweep picks it up)."""
+    ``failed``: the trial has not failed, and a rerun of the sweep picks it up).
+
+    ``stop`` (a ``Stop``): the sweep's; once set, a trial not started yet (or still
+    waiting) is ``skipped``, and one the sweep's Ctrl-C stopped keeps its run.json's
+    status (``interrupted``, resumable), not ``failed``."""
+    stop = Stop() if stop is None else stop
 
     def waiting(pid):
         if notify is not None:
@@ -75,7 +87,9 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
 
     deadline = time.monotonic() + in_use_timeout
     while True:
-        holder = wait_until_free(run_dir, deadline, waiting)
+        holder = wait_until_free(run_dir, deadline, waiting, stop)
+        if stop.is_set():
+            return SKIPPED, {}, ""
         if holder is not None:
             return IN_USE_STATUS, {}, (f"pid {holder} still held its run folder after "
                                        f"{in_use_timeout:g} s; not run (rerun the sweep "
@@ -83,8 +97,13 @@ def run_trial(sweep, trial, run_dir, env, in_use_timeout=IN_USE_TIMEOUT, notify=
         status, metrics = trial_status(run_dir)
         if status == "completed":
             return status, metrics, ""
-        proc = subprocess.run(trial_command(sweep, trial, run_dir, status), capture_output=True,
-                              text=True, env=child_env(env))
+        proc = stop.run(trial_command(sweep, trial, run_dir, status), child_env(env))
+        if proc is None:
+            return SKIPPED, {}, ""
+        if stop.interrupted and proc.returncode not in (0, 4):
+            # stopped by the sweep's Ctrl-C (at any moment, start-up too): what its
+            # run.json says (interrupted, resumable; pending if it never began)
+            return (*trial_status(run_dir), "")
         if proc.returncode not in (0, 4) and IN_USE in proc.stderr:
             if time.monotonic() < deadline:
                 continue  # another process took the lock after we looked: wait for it
@@ -118,18 +137,84 @@ def trial_command(sweep, trial, run_dir, status):
     return cmd
 
 
-def wait_until_free(run_dir, deadline, notify=None):
-    """Poll the run folder's lock until no process holds it, or until ``deadline``
-    (time.monotonic()); the holder's pid if it still holds it then, else None.
-    ``notify(pid)`` is called when the wait begins."""
+def wait_until_free(run_dir, deadline, notify=None, stop=None):
+    """Poll the run folder's lock until no process holds it, until ``deadline``
+    (time.monotonic()), or until ``stop`` is set; the holder's pid if it still holds it
+    then, else None. ``notify(pid)`` is called when the wait begins."""
     run = Run(run_dir)
     holder = run.holder()
     if holder is not None and notify is not None:
         notify(holder)
-    while holder is not None and time.monotonic() < deadline:
+    while (holder is not None and time.monotonic() < deadline
+           and not (stop is not None and stop.is_set())):
         time.sleep(POLL)
         holder = run.holder()
     return holder
+
+
+class Stop:
+    """What stops a sweep: ``set`` (``--fail-fast``: no trial starts any more), or
+    ``interrupt`` (Ctrl-C on the sweep: set, and SIGINT passed on to every trial process
+    running, which then stops at its next step boundary with a resumable checkpoint).
+    The trial processes run in sessions of their own, so a terminal's Ctrl-C reaches
+    them through here, once (twice would be a second Ctrl-C: a stop at once)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._procs = set()
+        self.interrupted = False
+
+    def set(self):
+        self._event.set()
+
+    def is_set(self):
+        return self._event.is_set()
+
+    def interrupt(self):
+        with self._lock:
+            self.interrupted = True
+            self._event.set()
+            procs = list(self._procs)
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+
+    def run(self, cmd, env):
+        """Run a trial process to its end (a CompletedProcess, its output captured);
+        None when the sweep was interrupted before it could start."""
+        with self._lock:
+            if self.interrupted:
+                return None
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env, start_new_session=True)
+            self._procs.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def run_all(calls, workers, stop, where):
+    """Each of ``calls`` (no arguments) on ``workers`` threads; their results in order.
+    A Ctrl-C meanwhile (KeyboardInterrupt, in this the main thread) interrupts the sweep
+    (``stop.interrupt``) and waits for its trials to stop; once all have ended,
+    InterruptedRun (exit 130) naming ``where`` (the sweep's folder)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        while True:
+            try:
+                if not concurrent.futures.wait(futures, timeout=POLL)[1]:
+                    break
+            except KeyboardInterrupt:
+                stop.interrupt()
+    if stop.interrupted:
+        raise InterruptedRun(f"interrupted: the sweep's running trials stopped with "
+                             f"resumable checkpoints (ledger: {where / 'ledger.csv'}); "
+                             f"run the same `trainer sweep` again to continue")
+    return [f.result() for f in futures]
 
 
 def write_trial_file(trial, run_dir):
@@ -201,11 +286,11 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
     ledger = Ledger(folder, trials)
     ledger.write()
     env = thread_env(workers)
-    stop = threading.Event()
+    stop = Stop()
 
     def work(trial):
         if stop.is_set():
-            return trial, "skipped", {}, ""
+            return trial, SKIPPED, {}, ""
         status, metrics = trial_status(folder / trial.id)
         if status == "completed":  # a rerun: nothing to do for this one
             if progress:
@@ -217,7 +302,7 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
                 progress(trial, "waiting", {}, note)
 
         status, metrics, error = run_trial(sweep, trial, folder / trial.id, env,
-                                           in_use_timeout, waiting)
+                                           in_use_timeout, waiting, stop)
         if status == IN_USE_STATUS:
             ledger.in_use[trial.id] = error
         elif error:
@@ -229,6 +314,9 @@ def run_trials(sweep, trials, workers=1, fail_fast=False, runs_root="runs", prog
             progress(trial, status, metrics, error)
         return trial, status, metrics, error
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = list(pool.map(work, trials))
-    return ledger.write(), results
+    try:
+        results = run_all([functools.partial(work, t) for t in trials], workers, stop,
+                          folder)
+    finally:
+        rows = ledger.write()  # what the trials left, interrupted or not
+    return rows, results
