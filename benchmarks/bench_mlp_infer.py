@@ -7,11 +7,11 @@ threads spin a while after a run), at 1 and 2 threads. Per pair: the ratio of
 samples/s (ours / ORT: above 1 we are faster) and of CPU per batch (process CPU time;
 ORT / ours: above 1 we use less); medians and ranges, with the 1-minute load.
 
-``--profile``: where one thread's time goes on one 512-row slice (as each thread of a
-1024-row batch runs it): each GEMM, bias + relu, the softmax output, the slice
-through ``Graph.forward``, a 1024-row ``predict_on_batch``; thread CPU time, medians,
-GFLOP/s. Then, at two threads, where a 1024-row batch's wall time goes around its two
-slices: the caller's start, the worker's lag behind it, the join after both ended.
+``--profile``: where one thread's time goes on one 512-row block (as each thread of a
+1024-row batch runs it): each GEMM, bias + relu, the softmax output, the block step by
+step and compiled whole (dense_chain.compiled), a 1024-row ``predict_on_batch``;
+thread CPU time, medians, GFLOP/s. Then, at two threads, a 1024-row batch's wall time
+against its parallel region alone, one part alone, and the two parts side by side.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_mlp_infer.py
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_mlp_infer.py --profile
@@ -137,7 +137,8 @@ def thread_cpu(fn, repeats):
 
 
 def profile(args):
-    """{part: (µs, GFLOP/s or None)} of one thread's 512-row slice."""
+    """{part: (µs, GFLOP/s or None)} of one thread's 512-row block (as each thread of a
+    1024-row batch runs it), step by step and compiled whole."""
     import numpy as np
 
     from trainer.engine import fusion
@@ -156,6 +157,15 @@ def profile(args):
     h2 = np.maximum(h1 @ Ws[1] + bs[1], 0)
     z1 = x @ Ws[0]
     needed = [False] * len(model.graph.nodes)
+    steps = [s for s in (layer.inference_step(False) for layer in model.layers)
+             if s is not dense_chain.IDENTITY]
+    blocks, spans = dense_chain.layout(rows)
+
+    def step_by_step():
+        y = x
+        for step in steps:
+            y = step(y)
+
     parts = {
         "gemm 784->512": (lambda: x @ Ws[0], 2 * rows * 784 * 512),
         "gemm 512->512": (lambda: h1 @ Ws[1], 2 * rows * 512 * 512),
@@ -163,8 +173,8 @@ def profile(args):
         "copy 512x512": (lambda: z1.copy(), 0),
         "copy + bias+relu 512x512": (lambda: fused.bias_act(z1.copy(), bs[0], True), 0),
         "softmax output 512->10": (lambda: dense_chain._softmax(h2, Ws[2], bs[2]), 0),
-        "slice through Graph.forward": (
-            lambda: model.graph.forward([x], training=False), 0),
+        "block step by step": (step_by_step, 0),
+        "block compiled whole": (lambda: dense_chain.compiled(x, steps, blocks, spans), 0),
         "predict_on_batch 1024": (lambda: model.predict_on_batch([xb]), 0),
         "fusion.plan": (lambda: fusion.plan(model.graph, False, needed), 0),
     }
@@ -186,51 +196,73 @@ def profile(args):
 
 
 def timeline(args):
-    """Two threads: where a 1024-row ``predict_on_batch``'s wall time goes around its
-    two 512-row slices (each ``Graph.forward`` timed in its own thread)."""
+    """Two threads: a 1024-row ``predict_on_batch`` (one compiled parallel region of two
+    512-row parts) against the region alone, one part alone in this thread, and the
+    two parts on two Python threads started together (each part's wall time beside
+    the other's: what sharing the machine costs a part)."""
     import numpy as np
 
-    from trainer.engine.kernels import parallel
+    from trainer.engine.kernels import dense_chain_kernels, parallel
 
     parallel.set_num_threads(2)
     model, shape = our_model()
     x = np.random.default_rng(0).random((BATCH, *shape), dtype=np.float32)
-    graph = model.graph
-    forward = graph.forward
+    seen = {}
+    region = dense_chain_kernels.chain_parts
+    dense_chain_kernels.chain_parts = lambda *a: seen.setdefault("args", a) and region(*a)
+    try:
+        model.predict_on_batch([x])
+    finally:
+        dense_chain_kernels.chain_parts = region
+    if "args" not in seen:
+        print("two threads: the MLP's chain did not run compiled here (no timeline)")
+        return {}
+    spans = seen["args"][-1]
+    serial = seen["args"][:-1]
+
+    def part(p):
+        dense_chain_kernels.chain_blocks(*serial, spans[p, 0], spans[p, 1])
+
+    def wall(fn):
+        def timed():
+            t = time.perf_counter()
+            fn()
+            return time.perf_counter() - t
+        return timed
+
+    rows = {"wall": [], "parallel region": [], "one part alone": []}
+    calls = {"wall": wall(lambda: model.predict_on_batch([x])),
+             "parallel region": wall(lambda: region(*seen["args"])),
+             "one part alone": wall(lambda: part(0))}
+    for _ in range(max(1, args.repeats // 5)):  # rounds of consecutive calls of each
+        for key, fn in calls.items():
+            for _ in range(args.warmup):
+                fn()
+            rows[key] += [fn() for _ in range(10)]
+    barrier = threading.Barrier(2)
     marks = {}
 
-    def timed(xs, training=False, for_loss=False):
-        name = "caller" if threading.current_thread() is threading.main_thread() else "worker"
-        start, cpu = time.perf_counter(), time.thread_time()
-        out = forward(xs, training=training, for_loss=for_loss)
-        marks[name] = (start, time.perf_counter(), time.thread_time() - cpu)
-        return out
+    def beside(p):
+        for r in range(args.repeats * 2):
+            barrier.wait()
+            t = time.perf_counter()
+            part(p)
+            marks[p, r] = (t, time.perf_counter())
 
-    graph.forward = timed
-    try:
-        for _ in range(args.warmup):
-            model.predict_on_batch([x])
-        rows = []
-        for _ in range(args.repeats * 5):
-            marks.clear()
-            t0 = time.perf_counter()
-            model.predict_on_batch([x])
-            t1 = time.perf_counter()
-            if set(marks) != {"caller", "worker"}:
-                continue  # one thread ran both slices (the pool was not there yet)
-            (cs, ce, cc), (ws, we, wc) = marks["caller"], marks["worker"]
-            rows.append({"wall": t1 - t0, "caller starts": cs - t0,
-                         "worker starts after the caller": ws - cs,
-                         "caller's slice": ce - cs, "worker's slice": we - ws,
-                         "caller's slice CPU": cc, "worker's slice CPU": wc,
-                         "the join after both ended": t1 - max(ce, we)})
-    finally:
-        graph.forward = forward
-    print(f"two threads, one 1024-row predict_on_batch, medians of {len(rows)} (µs); "
-          f"load {load():.2f}")
+    threads = [threading.Thread(target=beside, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reps = range(args.repeats * 2)
+    rows["part 0 beside part 1"] = [marks[0, r][1] - marks[0, r][0] for r in reps]
+    rows["part 1 beside part 0"] = [marks[1, r][1] - marks[1, r][0] for r in reps]
+    rows["start skew"] = [abs(marks[0, r][0] - marks[1, r][0]) for r in reps]
+    print(f"two threads, one 1024-row predict_on_batch and its parts (each in rounds of "
+          f"10 calls in a row), medians (µs); load {load():.2f}")
     out = {}
-    for key in (rows[0] if rows else {}):
-        values = sorted(r[key] for r in rows)
+    for key, values in rows.items():
+        values = sorted(values)
         out[key] = {"median_us": statistics.median(values) * 1e6,
                     "p10_us": values[len(values) // 10] * 1e6,
                     "p90_us": values[len(values) * 9 // 10] * 1e6}

@@ -350,4 +350,4 @@ def test_bench_mlp_infer_smoke(tmp_path):
     assert positive(prof["profile"]["gemm 784->512"]["gflops"])
     assert positive(prof["profile"]["predict_on_batch 1024"]["us"])
     assert all(positive(prof["timeline"][k]["median_us"])
-               for k in ("wall", "caller's slice", "worker's slice"))
+               for k in ("wall", "parallel region", "one part alone", "part 0 beside part 1"))

@@ -85,17 +85,20 @@ def test_an_mlp_predicts_the_same_on_1_and_2_threads_and_as_the_layers_one_by_on
     x = np.random.default_rng(1).normal(size=(1024, 40)).astype(np.float32)
     calls = []
     kernel = dense_chain_kernels.narrow_softmax
-    monkeypatch.setattr(dense_chain_kernels, "narrow_softmax",
-                        lambda *a: calls.append(len(a[0])) or kernel(*a))
     try:
-        parallel.set_num_threads(1)
-        one = model.predict_on_batch([x])[0]
-        parallel.set_num_threads(2)
-        two = model.predict_on_batch([x])[0]
+        with monkeypatch.context() as m:  # step by step (the whole chain not compiled)
+            m.setattr(dense_chain, "compiled", lambda *args: None)
+            m.setattr(dense_chain_kernels, "narrow_softmax",
+                      lambda *a: calls.append(len(a[0])) or kernel(*a))
+            parallel.set_num_threads(1)
+            one = model.predict_on_batch([x])[0]
+            parallel.set_num_threads(2)
+            two = model.predict_on_batch([x])[0]
+        whole = model.predict_on_batch([x])[0]  # the whole chain compiled, narrow inside
     finally:
         parallel.set_num_threads(parallel.num_threads())
     assert calls and sum(calls) == 2 * len(x)  # every row through the compiled pass
-    assert np.array_equal(one, two)
+    assert np.array_equal(one, two) and np.array_equal(one, whole)
     with monkeypatch.context() as m:
         m.setattr(fusion, "_dense_chain", lambda *args: None)
         one_by_one = model.predict_on_batch([x])[0]

@@ -119,10 +119,11 @@ class Model:
         from trainer.engine.kernels import parallel
 
         xs = self.cast_inputs(xs)
+        if self.user_layers() or self._user_activity_penalty() or self.graph.threads_itself():
+            return self.graph.forward(xs, training=False, for_loss=for_loss)
         n = len(xs[0]) if xs else 0
         rows = self.predict_block_rows()
-        if self.user_layers() or self._user_activity_penalty() or (
-                not parallel.splits(n, self.PREDICT_MIN_ROWS) and (rows is None or n <= rows)):
+        if not parallel.splits(n, self.PREDICT_MIN_ROWS) and (rows is None or n <= rows):
             return self.graph.forward(xs, training=False, for_loss=for_loss)
         parts = parallel.run_parts(
             lambda a, b: self.graph.forward([x[a:b] for x in xs], training=False,

@@ -50,9 +50,12 @@ class Group:
     other input, or None) and produces tensor ``out``; ``run(x, other, training)`` →
     (y, backward or None), backward(dy) → (dx, d_other)."""
 
-    def __init__(self, x, other, out, run, passes_mask, per_sample=()):
+    def __init__(self, x, other, out, run, passes_mask, per_sample=(), threads=False):
         self.x, self.other, self.out, self.run = x, other, out, run
         self.passes_mask = passes_mask  # the output's mask is x's (and other's)
+        #: ``run`` cuts its rows over the engine's threads itself, in blocks fixed by
+        #: the shape (a dense chain): a caller need not cut them first
+        self.threads = threads
         #: the tensors inside the chain that it makes one sample at a time, never for
         #: the rows it is given (Graph.inference_shapes leaves them out)
         self.per_sample = tuple(per_sample)
@@ -90,7 +93,7 @@ def plan(graph, training, needed):
         chain = _dense_chain(nodes, k, training, needed, only_reader)
         if chain is not None:
             members.update(chain[1:])
-            groups[k] = _dense_group(nodes, chain)
+            groups[k] = _dense_group(nodes, chain, whole=len(chain) == len(nodes))
             continue
         if not (training and needed[k]):  # no backward: direct convolutions
             chain = _conv_chain(nodes, k, training, only_reader)
@@ -156,18 +159,22 @@ def _dense_chain(nodes, k, training, needed, only_reader):
     return chain if len(chain) > 1 else None  # a lone Dense runs as it is
 
 
-def _dense_group(nodes, chain):
+def _dense_group(nodes, chain, whole):
     """The Group running ``chain`` (see ``_dense_chain``) through dense_chain.run, with
-    the steps the layers give on each call (their weights as they are then)."""
+    the steps the layers give on each call (their weights as they are then). ``whole``:
+    the chain is the whole graph, so it takes the whole batch (Model.predict_on_batch
+    does not cut it first: ``Graph.threads_itself``) and cuts it over the engine's
+    threads in parts as small as the model's would be (dense_chain.WHOLE_MIN_ROWS)."""
     layers = [nodes[j].layer for j in chain]
+    min_rows = dense_chain.WHOLE_MIN_ROWS if whole else dense_chain.MIN_ROWS
 
     def run(x, other, training):
         steps = [s for s in (layer.inference_step(training) for layer in layers)
                  if s is not dense_chain.IDENTITY]
-        return dense_chain.run(x, steps), None
+        return dense_chain.run(x, steps, min_rows), None
 
     return Group(nodes[chain[0]].inputs[0], None, nodes[chain[-1]].outputs[0], run,
-                 passes_mask=all(layer.passes_mask for layer in layers))
+                 passes_mask=all(layer.passes_mask for layer in layers), threads=whole)
 
 
 def _conv_chain(nodes, k, training, only_reader):

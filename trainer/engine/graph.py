@@ -192,6 +192,13 @@ class Graph:
         inside = {t for group in groups.values() for t in group.per_sample}
         return [s for t, s in enumerate(self.shapes) if t not in inside]
 
+    def threads_itself(self):
+        """Whether an inference forward is one chain over the whole graph that cuts
+        its rows over the engine's threads itself (a dense chain: ``Group.threads``),
+        so a caller gains nothing by cutting a batch first."""
+        groups, _ = fusion.plan(self, False, self._needed_nodes()[0])
+        return any(g.threads for g in groups.values())
+
     def _needed_nodes(self):
         """Per node, whether its backward runs in training (trained weights at or
         upstream of it, or the graph's input gradients asked for); per tensor,

@@ -27,9 +27,11 @@ differs from running the layers one by one, which changes a product's last bits 
 some BLAS kernels (tests/test_dense_chain.py: within rtol 1e-5, atol 1e-6).
 """
 
+import threading
+
 import numpy as np
 
-from trainer.engine.kernels import fused, parallel
+from trainer.engine.kernels import blas, fused, parallel
 
 #: a part runs the chain on blocks of at most this many rows: the intermediate
 #: activations alive are a block's, not the whole batch's (big predict batches), and a
@@ -39,6 +41,12 @@ BLOCK_ROWS = 512
 #: so that ``predict_on_batch``'s 512-row slices of a 1024-row batch run as one block
 #: each (at 256, as Dense's own CHUNK_ROWS, they ran as two 256-row blocks)
 MIN_ROWS = BLOCK_ROWS
+#: a chain that is the whole graph takes the whole batch (not a slice of it: Model.
+#: predict_on_batch leaves it whole) and cuts it in parts of at least this many rows,
+#: as the model cuts other graphs' batches (Model.PREDICT_MIN_ROWS): a batch of 128 on
+#: two threads. Its parts run as one compiled parallel region (``compiled``), cheap
+#: enough for small parts
+WHOLE_MIN_ROWS = 64
 
 
 #: a softmax output narrower than this takes its product with the kernel padded with
@@ -138,22 +146,115 @@ class Identity:
 IDENTITY = Identity()
 
 
-def run(x, steps):
+def run(x, steps, min_rows=None):
     """The chain's output for ``x`` of shape (batch, ..., features): ``steps`` applied
-    in order to each block of samples (a sample of a sequence is several GEMM rows;
-    MIN_ROWS and BLOCK_ROWS count those)."""
+    in order to each block of samples, the parts of at least ``min_rows`` rows on the
+    engine's threads (a sample of a sequence is several GEMM rows; ``min_rows`` and
+    BLOCK_ROWS count those; ``layout``; None: MIN_ROWS). Compiled whole where it can
+    be (``compiled``), else step by step."""
     per_sample = max(1, int(np.prod(x.shape[1:-1], dtype=np.int64)))
-    block = max(1, BLOCK_ROWS // per_sample)
-
-    def chain(a, b):
-        y = x[a:b]
-        for step in steps:
-            y = step(y)
+    blocks, spans = layout(len(x), per_sample, min_rows)
+    y = compiled(x, steps, blocks, spans)
+    if y is not None:
         return y
 
-    def part(a, b):
-        return [chain(a + s, a + e) for s, e in parallel.split(b - a, -(-(b - a) // block))]
+    def part(first, end):
+        out = []
+        for a, b in blocks[first:end]:
+            y = x[a:b]
+            for step in steps:
+                y = step(y)
+            out.append(y)
+        return out
 
-    parts = parallel.run(part, len(x), min_items=max(1, MIN_ROWS // per_sample))
-    blocks = [y for ys in parts for y in ys]
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    ys = [y for part_ys in parallel.run_parts(part, spans) for y in part_ys]
+    return ys[0] if len(ys) == 1 else np.concatenate(ys)
+
+
+def layout(n, per_sample=1, min_rows=None):
+    """(blocks, spans) of a chain over ``n`` samples: the parts ``parallel.ranges``
+    cuts them into (at least ``min_rows`` GEMM rows each), each part cut into blocks
+    of at most BLOCK_ROWS rows (sizes within 1), as (start, stop) samples; ``spans``:
+    each part's first and end block. Fixed by the shape and the machine, never by the
+    thread count. ``min_rows`` None: MIN_ROWS."""
+    min_rows = MIN_ROWS if min_rows is None else min_rows
+    block = max(1, BLOCK_ROWS // per_sample)
+    blocks, spans = [], []
+    for a, b in parallel.ranges(n, max(1, min_rows // per_sample)):
+        first = len(blocks)
+        blocks += [(a + s, a + e) for s, e in parallel.split(b - a, -(-(b - a) // block))]
+        spans.append((first, len(blocks)))
+    return blocks, spans
+
+
+#: an activation's mode in the compiled chain (dense_chain_kernels.chain_blocks)
+_MODES = {"linear": 0, "relu": 1, "softmax": 2}
+#: one compiled parallel region at a time (Numba's workqueue layer aborts the process on
+#: two at once); a second caller runs its parts in its own thread
+_region = threading.Lock()
+
+
+def compiled(x, steps, blocks, spans):
+    """``run``'s output from compiled code over the whole chain
+    (dense_chain_kernels.chain_blocks), or None where it cannot take the chain.
+
+    Why (issue 28, the MLP at batch 1024, 2 threads): step by step, each thread's slice
+    went back to Python (and took the GIL again) after every GEMM, bias pass and the
+    softmax, and the parts ran on Python's thread pool, whose sleeping worker costs a
+    futex wake-up on each side of every call (~80 µs for the submit alone on this VM).
+    Here each block runs through the whole chain in compiled code that calls OpenBLAS's
+    sgemm directly (blas.sgemm: the function NumPy's matmul calls), and the parts run
+    as one Numba parallel region (a prange over them; under OpenMP its threads wait
+    awake a while between calls).
+
+    It takes float32 2-D C-contiguous rows through Dense steps only (Dropout at
+    inference is left out before this), each relu or linear but the last, which may be
+    a softmax over the features too — and then only where every block has at least
+    fused.SMALL outputs (below that the step-by-step softmax takes NumPy's lines: other
+    bits). ``run``'s blocks and parts, each block computed as ``Dense`` computes it:
+    the same bits as step by step, on any thread count."""
+    if (not blocks or x.ndim != 2 or x.dtype != np.float32 or not x.flags.c_contiguous
+            or not all(isinstance(s, Dense) for s in steps)):
+        return None
+    widths, modes = [x.shape[1]], []
+    for i, step in enumerate(steps):
+        W, b = step.kernel, step.bias
+        mode = _MODES.get(getattr(step.activation, "registered_name", None))
+        if (mode is None or (mode == 2 and (i < len(steps) - 1 or not step.softmax))
+                or W.dtype != np.float32 or W.ndim != 2 or not W.flags.c_contiguous
+                or W.shape[0] != widths[-1]
+                or (b is not None and (b.dtype != np.float32 or b.shape != W.shape[1:]))):
+            return None
+        widths.append(W.shape[1])
+        modes.append((mode, b is not None))
+    units = widths[-1]
+    if modes[-1][0] == 2 and min(b - a for a, b in blocks) * units < fused.SMALL:
+        return None
+    gemm = blas.sgemm()
+    if gemm is None:
+        return None
+    from trainer.engine.kernels import dense_chain_kernels as kernels  # (loads Numba)
+
+    narrow = np.zeros((0, kernels.NB), np.float32)
+    if modes[-1][0] == 2 and units <= NARROW:
+        narrow = np.zeros((widths[-2], kernels.NB), np.float32)
+        narrow[:, :units] = steps[-1].kernel
+    biases = np.concatenate([np.zeros(w, np.float32) if s.bias is None else s.bias
+                             for w, s in zip(widths[1:], steps)])
+    y = np.empty((len(x), units), np.float32)
+    args = (gemm, x, np.array([s.kernel.ctypes.data for s in steps], np.int64),
+            np.array(widths, np.int64), biases, np.array(modes, np.int64), narrow, y,
+            np.array(blocks, np.int64))
+    parallel.pin_blas()
+    threads = parallel.num_threads()
+    if len(spans) > 1 and threads > 1 and not parallel.inside() and _region.acquire(False):
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            kernels.chain_parts(*args, np.array(spans, np.int64))
+        finally:
+            _region.release()
+    else:
+        kernels.chain_blocks(*args, 0, len(blocks))
+    return y

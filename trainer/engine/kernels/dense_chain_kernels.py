@@ -102,3 +102,108 @@ def _softmax_row(acc, bias, m, e, out):
         total += v
     for j in range(m):
         out[j] = e[j] / total
+
+
+#: a dense step's activation in ``chain_blocks``' ``modes``
+LINEAR, RELU, SOFTMAX = 0, 1, 2
+#: CBLAS's row-major layout and no-transpose flag (as trainer/engine/kernels/blas.py)
+_ROW_MAJOR, _NO_TRANS = 101, 111
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def chain_blocks(gemm, x, kernels, widths, biases, modes, narrow, y, blocks, first, last):
+    """The whole dense chain on the row blocks ``blocks[first:last]`` ((start, stop)
+    rows of x and y), each block through every step before the next, with no Python
+    (and no GIL) in between: ``gemm`` is OpenBLAS's cblas_sgemm (blas.sgemm), the
+    steps' kernels given by address (``kernels``), step i mapping ``widths[i]`` to
+    ``widths[i + 1]`` features, its bias at ``biases[sum(widths[1:i + 1]):]``,
+    ``modes[i]`` = (activation, whether it has a bias). The steps before the last are
+    relu or linear; the last is linear, relu or a softmax (a narrow one through
+    ``narrow``, its kernel padded to NB columns; else ``narrow`` is empty). Each step
+    computes what dense_chain.Dense does for the block, in the same order: the same
+    bits."""
+    for b in range(first, last):
+        r0, r1 = blocks[b, 0], blocks[b, 1]
+        _chain_block(gemm, x[r0:r1], kernels, widths, biases, modes, narrow, y[r0:r1])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+def chain_parts(gemm, x, kernels, widths, biases, modes, narrow, y, blocks, parts):
+    """``chain_blocks`` over the parts (``parts[p]`` = the first and end block of part
+    p), the parts on Numba's threads: one parallel region for a whole batch, its
+    threads waiting awake between calls (OpenMP) where Python's pool sleeps."""
+    for p in numba.prange(parts.shape[0]):
+        chain_blocks(gemm, x, kernels, widths, biases, modes, narrow, y, blocks,
+                     parts[p, 0], parts[p, 1])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _chain_block(gemm, x, kernels, widths, biases, modes, narrow, y):
+    steps = kernels.shape[0]
+    if steps == 1:
+        _last_step(gemm, x, kernels, widths, biases, modes, narrow, y)
+        return
+    z = _dense_step(gemm, x, kernels, widths, biases, modes, 0)
+    for i in range(1, steps - 1):
+        z = _dense_step(gemm, z, kernels, widths, biases, modes, i)
+    _last_step(gemm, z, kernels, widths, biases, modes, narrow, y)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _bias_offset(widths, i):
+    offset = 0
+    for j in range(1, i + 1):
+        offset += widths[j]
+    return offset
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _product(gemm, a, kernels, widths, i, out):
+    """out (n, widths[i + 1]) = a (n, widths[i]) @ step i's kernel."""
+    n, k, m = a.shape[0], widths[i], widths[i + 1]
+    gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, n, m, k, np.float32(1), a.ctypes.data, k,
+         kernels[i], m, np.float32(0), out.ctypes.data, m)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _bias_act(z, bias, relu, add_bias):
+    """In place: ``z += bias`` (if ``add_bias``), then relu (if ``relu``): the
+    operations of fused.bias_act's kernels (NaN stays NaN)."""
+    n, m = z.shape
+    for r in range(n):
+        row = z[r]
+        if relu:
+            for j in range(m):
+                v = row[j] + bias[j] if add_bias else row[j]
+                row[j] = 0 if v < 0 else v
+        elif add_bias:
+            for j in range(m):
+                row[j] += bias[j]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _dense_step(gemm, a, kernels, widths, biases, modes, i):
+    """A relu or linear step before the last: its output, a new array."""
+    m = widths[i + 1]
+    z = np.empty((a.shape[0], m), np.float32)
+    _product(gemm, a, kernels, widths, i, z)
+    offset = _bias_offset(widths, i)
+    _bias_act(z, biases[offset:offset + m], modes[i, 0] == RELU, modes[i, 1] != 0)
+    return z
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _last_step(gemm, a, kernels, widths, biases, modes, narrow, y):
+    i = kernels.shape[0] - 1
+    m = widths[i + 1]
+    offset = _bias_offset(widths, i)
+    bias = biases[offset:offset + m]
+    if modes[i, 0] != SOFTMAX:
+        _product(gemm, a, kernels, widths, i, y)
+        _bias_act(y, bias, modes[i, 0] == RELU, modes[i, 1] != 0)
+    elif narrow.shape[0]:
+        narrow_softmax(a, narrow, bias, y)
+    else:
+        z = np.empty((a.shape[0], m), np.float32)
+        _product(gemm, a, kernels, widths, i, z)
+        bias_softmax(z, bias, y)

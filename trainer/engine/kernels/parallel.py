@@ -71,28 +71,9 @@ def blas_threads():
     """(get, set) of the loaded OpenBLAS's global thread count, or None."""
     global _blas
     if _blas is None:
-        _blas = False
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix, suffix in (("scipy_openblas", "64_"), ("openblas", "64_"),
-                                   ("openblas", "")):
-                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and put is not None:
-                    get.argtypes, get.restype = [], ctypes.c_int
-                    put.argtypes, put.restype = [ctypes.c_int], None
-                    _blas = (get, put)
-                    break
-            if _blas:
-                break
+        from trainer.engine.kernels import blas
+
+        _blas = blas.threads() or False
     return _blas or None
 
 
@@ -118,8 +99,9 @@ def split(n, parts):
     return bounds
 
 
-def _inside():
-    """Whether this thread is already running a part of some ``run``."""
+def inside():
+    """Whether this thread is already running a part of some ``run`` (its work then
+    runs inline: no nested pools)."""
     return getattr(_local, "active", False) or (
         threading.current_thread().name.startswith("trainer-engine"))
 
@@ -185,7 +167,7 @@ def run_parts(fn, parts):
     if len(parts) == 1:
         return [fn(*parts[0])]
     threads = num_threads()
-    if threads == 1 or _inside():
+    if threads == 1 or inside():
         return [fn(a, b) for a, b in parts]
     pin_blas()
 
