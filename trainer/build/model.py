@@ -113,7 +113,9 @@ class Model:
         block's activations stay in cache from layer to layer and reuse the same freed
         memory (a 64 MB activation is above glibc's mmap threshold: mapped fresh and
         page-faulted in at every call). The blocks are fixed by the shape (``parallel.
-        blocks``), not by the thread count.
+        blocks``), not by the thread count. A graph that is one chain cutting its rows
+        over the threads itself (``Graph.threads_itself``: an MLP's dense chain, one
+        compiled parallel region a batch) takes the batch whole.
         ``for_loss``: (outputs, their masks, activity penalty sum), as
         ``Graph.forward``."""
         from trainer.engine.kernels import parallel

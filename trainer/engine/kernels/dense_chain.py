@@ -18,9 +18,16 @@ Python ~0.05 ms and ``predict_on_batch``'s ~0.025 ms more.
 Smaller blocks do not pay: with 128-row blocks (a block's activations in L2) the GEMMs
 ran 8–15% slower, because OpenBLAS packs the kernel again for every call.
 
-Parts and blocks are fixed by the shape (``parallel.run``'s parts, then blocks of at
-most ``BLOCK_ROWS`` GEMM rows), never by the thread count, so the numbers are the same
-on any number of threads. Each step computes what the layer's own forward computes, in
+Compiled whole (``compiled``): a float32 chain of relu/linear Dense steps (the last
+also a softmax) runs each block through every step in one compiled call that calls
+OpenBLAS's sgemm itself, and a batch's parts as one Numba parallel region: no Python
+and no GIL between the steps, no sleeping pool worker to wake. A chain that is the
+whole graph (the MLP) takes the whole batch (``WHOLE_MIN_ROWS``; Model.predict_on_batch
+does not slice it first). Either way the same bits.
+
+Parts and blocks are fixed by the shape (``layout``: ``parallel.ranges``' parts, then
+blocks of at most ``BLOCK_ROWS`` GEMM rows), never by the thread count, so the numbers
+are the same on any number of threads. Each step computes what the layer's own forward computes, in
 the same order (``x @ W``, ``+= b`` and relu in place, then the activation), except the
 softmax pass (the same operations, the sum in another order); where the rows are cut
 differs from running the layers one by one, which changes a product's last bits in
