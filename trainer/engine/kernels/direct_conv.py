@@ -62,9 +62,14 @@ either at most ``MAX_CHANNELS`` input channels where no input gradient is needed
 kernel: the first layer, training or not), or 3×3 stride-1 with at most 64 filters and
 at most ``MAX_CHANNELS_ANY_OUTPUT`` input channels (``MAX_CHANNELS_SMALL_OUTPUT`` on
 outputs of at most ``SMALL_OUTPUT`` pixels), with or without backward, where it beats
-Winograd and im2col. On AVX2 (``wide_vectors`` false) the 3×3 part only in training
-and only up to ``MAX_CHANNELS_ANY_OUTPUT`` input channels (measured: the classic CNN's
-conv2 and conv3 win there, conv4's 64 channels and inference lose).
+Winograd and im2col — the same rule with either block (AVX-512's or AVX2's). Measured
+on a real AVX2 machine (AMD EPYC Zen 1, where a ymm FMA takes both 128-bit pipes:
+Winograd's K = 32 GEMMs ran at 13-16 GFLOP/s a core, the direct kernels at ~35), every
+3×3 layer of the classic CNN won, inference and training, 64 channels included
+(conv2-conv4 inference 2.5×, 1.6×, 1.3×; conv4 training 1.3×; the model's inference
+1.13×). An earlier AVX2 rule (training only, up to 32 channels) came from AVX2 code
+emulated on an AVX-512 machine, whose wide FMA units and caches favour Winograd: there
+inference came out even (0.99×) and conv4 at 0.8-0.9×.
 ``TRAINER_CONV_DIRECT``: ``auto`` (default, the rule), ``off``, or ``force`` (every
 shape the kernels take); only while ``TRAINER_CONV_ALGO`` is ``auto``. Measured in
 benchmarks/README.md ("Direct convolution").
@@ -135,9 +140,6 @@ def use(rank, kernel, strides, dilation, channels, filters, out_hw, dtype, train
         return True
     small = tuple(kernel) == (3, 3) and tuple(strides) == (1, 1) and (
         tuple(dilation) == (1, 1))
-    if not wide_vectors():  # AVX2's block: training, up to 32 input channels
-        return small and training and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
-            channels <= MAX_CHANNELS_ANY_OUTPUT)
     return small and filters <= MAX_CHANNELS_SMALL_OUTPUT and (
         channels <= MAX_CHANNELS_ANY_OUTPUT or (
             channels <= MAX_CHANNELS_SMALL_OUTPUT and out_hw[0] * out_hw[1] <= SMALL_OUTPUT))
@@ -155,8 +157,8 @@ def wide_vectors():
     """Whether Numba compiles for AVX-512 here (its target: NUMBA_CPU_NAME and
     NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
     ymm accumulators do not fit the 16 registers (measured: the 3×3 32/64-channel
-    layers 0.52-1.01× the old paths): there the 3 × 32 block (``*_narrow`` kernels)
-    and the AVX2 rule (module doc)."""
+    layers 0.52-1.01× the old paths): there the 3 × 32 block (``*_narrow`` kernels),
+    and no chains (``chains``)."""
     import numba
 
     name = numba.config.CPU_NAME
