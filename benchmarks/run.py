@@ -520,9 +520,12 @@ def _versions(framework):
 
         from hostinfo import blas
         out["numba"] = numba.__version__
-        feats = config.CPU_FEATURES or ""
+        from trainer.engine.kernels import direct_conv
+
         out["numba_cpu"] = config.CPU_NAME or "host"
-        out["numba_avx512"] = config.CPU_FEATURES is None or "+avx512f" in feats
+        # Numba's target: NUMBA_CPU_NAME/FEATURES when set, else this CPU's own features
+        # (the host target claimed AVX-512 on an AVX2-only machine before)
+        out["numba_avx512"] = direct_conv.wide_vectors()
         out["blas_kernel"] = blas().get("kernel")
     return out
 

@@ -51,6 +51,22 @@ HELPERS = {"first_step_hook.py": "run.py's quickstart case",
            "predict_cli.py": "run.py's predict case (trainer predict and ONNX Runtime's script)"}
 
 
+def test_run_names_numbas_vector_width_of_this_cpu(monkeypatch):
+    """run.py's table says whether our child's Numba compiles with AVX-512: by the
+    target Numba really has — on the host target, this CPU's features (it said "with
+    AVX-512" on an AVX2-only machine)."""
+    from llvmlite import binding
+    from numba.core import config
+
+    if config.CPU_NAME or config.CPU_FEATURES:
+        pytest.skip("NUMBA_CPU_NAME/NUMBA_CPU_FEATURES set for this process")
+    monkeypatch.syspath_prepend(str(BENCH))
+    import run
+
+    host = bool(binding.get_host_cpu_features().get("avx512f", False))
+    assert run._versions("ours")["numba_avx512"] is host
+
+
 def test_every_benchmark_script_has_a_smoke_test():
     files = {p.name: p.read_text() for p in BENCH.glob("*.py")}
     scripts = {name for name, text in files.items() if '__name__ == "__main__"' in text}
