@@ -74,6 +74,13 @@ Methodology:
   title says UNDER LOAD — with other work on the cores PyTorch's OpenMP threads
   collapse and the ratio flatters us. The line above the table names the CPU, its
   SIMD flags and NumPy's BLAS with the kernel it runs (benchmarks/hostinfo.py).
+- Steadiness: on a VM the load average can stay near 0 while another guest on the same
+  physical cores (an SMT sibling, the host's clocks) moves the speed of every process
+  ~2× within seconds (seen on a 2-vCPU AMD EPYC, steal time ~0: one framework's own
+  repeats of one case 822-1625 samples/s). A case where one framework's repeats spread
+  more than ``--spread-limit`` (max/min of its repeats, default 1.25) is UNSTEADY: the
+  table's title says so, the spreads are printed under it, and its ratios are the
+  machine's noise as much as the engines'.
 - quickstart: one untimed launch first (warms the Numba cache), then ``--repeats``
   launches of the real CLI (``--set fit.epochs=1``, ``-q``, a temporary run folder) with
   a callback (benchmarks/first_step_hook.py) that stamps the end of the first training
@@ -795,7 +802,27 @@ def summarize(case, mode, batch, target, results):
              if median(x["rates"]) and median(y["rates"])]
     row["pair_ratios"] = pairs
     row["loaded_pairs"] = sum(1 for fw in results for x in results[fw] if x.get("loaded"))
+    row["repeat_spread"] = repeat_spread(results)
     return row
+
+
+def repeat_spread(results):
+    """Per framework with two repeats or more: the largest of its repeats' rates over
+    the smallest (module doc: steadiness)."""
+    out = {}
+    for fw, reps in results.items():
+        rates = [median(x.get("rates") or []) for x in reps]
+        rates = [r for r in rates if r]
+        if len(rates) >= 2:
+            out[fw] = max(rates) / min(rates)
+    return out
+
+
+def unsteady(rows, limit):
+    """(case, mode, framework, spread) of every framework whose repeats spread more
+    than ``limit``."""
+    return [(r["case"], r["mode"], fw, v) for r in rows
+            for fw, v in sorted((r.get("repeat_spread") or {}).items()) if v > limit]
 
 
 COLUMNS = [("case", 10), ("mode", 5), ("batch", 5), ("ours samples/s", 14),
@@ -926,10 +953,17 @@ def parent(args):
               f"minus our own child exceeded {args.load_limit:g} (after "
               f"{args.load_retries} retr{'y' if args.load_retries == 1 else 'ies'}): the "
               f"ratios below are not results")
+    shaky = [] if args.smoke else unsteady(rows, args.spread_limit)
+    if shaky:
+        print(f"UNSTEADY — in {len({(c, m) for c, m, _, _ in shaky})} case(s) one "
+              f"framework's own repeats spread more than {args.spread_limit:g}× (max/min) "
+              f"with the load average low: the machine's speed moved under the "
+              f"measurements (another guest on these cores?); those ratios are not results")
     print(f"trainer vs PyTorch eager, CPU, {args.threads} thread(s), medians of "
           f"{args.repeats} repeat(s), {window} per window; ratio = ours / torch "
           f"samples/s (PyTorch cnn: the faster of NCHW and channels_last); first step = "
-          f"from process launch" + (" [UNDER LOAD]" if loaded else ""))
+          f"from process launch" + (" [UNDER LOAD]" if loaded else "")
+          + (" [UNSTEADY]" if shaky else ""))
     print(summary_line(describe()) + (f"; capped at {ISA.upper()} (--isa {ISA}: "
                                       f"{' '.join(sorted(isa_env()))})" if ISA != "native" else ""))
     ran = _children_kernels(rows)
@@ -937,6 +971,10 @@ def parent(args):
         print("the children ran: " + ran)
     if rows:
         print(table(rows))
+    if shaky:
+        print("repeats' spread (max/min samples/s of one framework's repeats) above "
+              f"{args.spread_limit:g}: " + ", ".join(f"{c} {m} {fw} {v:.2f}"
+                                                     for c, m, fw, v in shaky))
     for row in rows:
         lays = [rep.get("layouts") for rep in row["torch"]["repeats"] if rep.get("layouts")]
         if lays:
@@ -976,6 +1014,9 @@ def parent(args):
         meta = {"threads": args.threads, "repeats": args.repeats, "seconds": args.seconds,
                 "steps": args.steps, "warmup": args.warmup, "smoke": args.smoke,
                 "load_limit": args.load_limit, "loaded_pairs": loaded, "isa": ISA,
+                "spread_limit": args.spread_limit,
+                "unsteady": [{"case": c, "mode": m, "framework": fw, "spread": v}
+                             for c, m, fw, v in shaky],
                 "frameworks": frameworks, **describe(), **versions}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows + predict_rows,
                                                "errors": errors},
@@ -1022,6 +1063,9 @@ def parse(argv=None):
     p.add_argument("--load-limit", type=float, default=0.5,
                    help="repeat a pair measured while the 1-minute load minus our child "
                         "exceeds this (default 0.5)")
+    p.add_argument("--spread-limit", type=float, default=1.25,
+                   help="call a case UNSTEADY when one framework's repeats spread more "
+                        "than this (max/min samples/s; default 1.25)")
     p.add_argument("--load-retries", type=int, default=2,
                    help="times a loaded pair is repeated before it is kept and the table "
                         "says so (default 2; 0 under --smoke)")

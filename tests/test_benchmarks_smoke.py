@@ -67,6 +67,31 @@ def test_run_names_numbas_vector_width_of_this_cpu(monkeypatch):
     assert run._versions("ours")["numba_avx512"] is host
 
 
+def test_run_calls_a_case_unsteady_when_one_frameworks_repeats_spread(monkeypatch):
+    """A low load average does not make a steady machine (a VM's neighbours move its
+    speed): run.py names every case where one framework's own repeats spread more
+    than the limit (max/min)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import run
+
+    def reps(*rates):
+        return [{"rates": [r], "peak_rss_mb": 100.0, "first_step_s": 1.0} for r in rates]
+
+    steady = run.summarize("mlp", "infer", 1024, 1.0,
+                           {"ours": reps(100, 110, 105), "torch": reps(90, 95, 99)})
+    shaky = run.summarize("cnn", "infer", 1024, 1.0,
+                          {"ours": reps(900, 1336, 774), "torch": reps(700, 730, 690),
+                           "onnxruntime": reps(822, 1625, 1470)})
+    assert steady["repeat_spread"]["ours"] == pytest.approx(1.1)
+    assert shaky["repeat_spread"]["onnxruntime"] == pytest.approx(1625 / 822)
+    assert run.unsteady([steady, shaky], 1.25) == [
+        ("cnn", "infer", "onnxruntime", pytest.approx(1625 / 822)),
+        ("cnn", "infer", "ours", pytest.approx(1336 / 774))]
+    assert run.unsteady([steady, shaky], 2.0) == []
+    one = run.summarize("cnn", "train", 128, 1.3, {"ours": reps(300), "torch": reps(250)})
+    assert one["repeat_spread"] == {}
+
+
 def test_every_benchmark_script_has_a_smoke_test():
     files = {p.name: p.read_text() for p in BENCH.glob("*.py")}
     scripts = {name for name, text in files.items() if '__name__ == "__main__"' in text}
@@ -105,7 +130,7 @@ def test_run_smoke(case, tmp_path):
     meta = data["meta"]
     check_machine(meta)
     assert (meta["repeats"], meta["warmup"]) == (1, 0) and meta["seconds"] < 1
-    assert data["errors"] == []
+    assert data["errors"] == [] and meta["unsteady"] == []  # no verdict from one repeat
     assert [(r["case"], r["mode"]) for r in data["rows"]] == [(case, m) for m in RUN_CASES[case]]
     peers = [fw for fw in meta["frameworks"] if fw != "ours"]
     for row in data["rows"]:
