@@ -1,7 +1,8 @@
 """Chains of direct convolutions where no backward runs (trainer/engine/fusion.py's
 conv chains, Conv2D.chain_stage, direct_conv.forward_chain): each sample through
 every stage before the next sample, a 2×2 stride-2 max pool taken into its
-convolution's kernel (only the pooled output written). A pooled stage against the
+convolution's kernel (only the pooled output written; with the AVX2 block, only the
+pixels the pool reads computed, then pooled). A pooled stage against the
 reference (float64) and bit for bit against the convolution then the pool kernel
 (float32 and float64, NaN and ties included, random shapes, strides, dilations,
 paddings, odd sizes); random chains of stages bit for bit against the stages run one
@@ -18,8 +19,14 @@ from trainer.engine.kernels import conv_reference as ref
 from trainer.engine.kernels import direct_conv, parallel, pool
 from trainer.engine.kernels.conv import plan2d
 
-pytestmark = pytest.mark.skipif(not direct_conv.chains(),
-                                reason="chains run with AVX-512's block only")
+@pytest.fixture(autouse=True, params=["avx512 block", "avx2 block"])
+def block(request, monkeypatch):
+    """Every test with either register block (direct_conv.wide_vectors: AVX-512's 8
+    pixels, which take the pool into the kernel, or AVX2's 3, which pool a sample's
+    scratch): both run on any x86 machine, compiled for its own vector width."""
+    wide = request.param == "avx512 block"
+    monkeypatch.setattr(direct_conv, "wide_vectors", lambda: wide)
+    return wide
 
 
 @pytest.fixture(autouse=True)

@@ -44,8 +44,13 @@ that pads nothing reads takes the pool into its kernel (``forward_pool_sample``)
 row ends), the maximum taken after bias and relu in the pool kernel's order, so only
 the pooled output is written and the row and column a pool drops are never computed.
 The same kernels in the same order: the same bits as the stages one by one and
-pool.py's max pool. With AVX-512's block only (``chains``). Measured in
-benchmarks/README.md ("Convolution chains at inference").
+pool.py's max pool. With AVX2's 3-pixel block (no pooled pixel's window in a
+block) a pooled stage computes only the output pixels its pool reads (2⌊H'/2⌋ ×
+2⌊W'/2⌋: the classic CNN's 13×13 conv4 output, 12×12 of it) into a sample's scratch,
+then pools them in pool.py's order (``pool_sample``). Measured in benchmarks/README.md
+("Convolution chains at inference"); on a real AVX2 machine (AMD EPYC Zen 1, 2
+threads, the classic CNN's predict at batch 1024, 20 interleaved pairs in one
+process) chains against the layers one by one: 1.15× (IQR 1.10-1.19).
 
 AVX2 (``wide_vectors`` false: Numba compiles for AVX2 only): the 8 × 32 block's 32 ymm
 accumulators would spill, so the ``*_narrow`` kernels take 3 pixels × 32 channels
@@ -239,9 +244,11 @@ def pools(out_hw):
 
 
 def chains():
-    """Whether ``forward_chain`` runs here: with AVX-512's block (its 8 pixels are two
-    pooled pixels' windows; with AVX2's 3-pixel block the layers run one by one)."""
-    return wide_vectors()
+    """Whether ``forward_chain`` runs here: with either block. AVX-512's takes a pool
+    into its kernel (its 8 pixels are two pooled pixels' windows); AVX2's 3-pixel block
+    computes the pixels a pool reads into a sample's scratch, then pools them
+    (direct_conv_kernels.forward_chain)."""
+    return True
 
 
 def forward_chain(x, stages):
@@ -276,11 +283,11 @@ def forward_chain(x, stages):
     bf = np.concatenate(bs).astype(dtype, copy=False)
     los, geo = np.array(los, dtype), np.array(rows, np.int64)
     out = np.empty((n, h, w, c), dtype)
-    kernel = kernels()["forward_chain"]
+    kernel, narrow = kernels()["forward_chain"], not wide_vectors()
 
     def part(a, e):
         kernel(x[a:e], Wf, bf, los, geo, _scratch("chain input", (sizes["buf"],), dtype),
-               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e])
+               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e], narrow)
 
     parallel.run(part, n, min_items=1)
     return out

@@ -317,25 +317,34 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
 
 
 @jit
-def forward_chain(x, Wf, bf, los, geo, bufs, mids, out):
+def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
     """out[s] for every sample s of x: the stages of ``geo`` (one row each, columns
     ``G_*``) run one after the other on one sample before the next, each stage's
     output (``mids``, flat scratch) the next one's input, so that a sample's
     activations stay in cache. Stage i: the convolution with the weights
     ``Wf[G_W:]`` (K, F) and bias ``bf[G_B:]`` of its input padded into ``bufs[G_BUF:]``
     (Hp, Wp, C), then max(lo, ·), then (G_POOL) its 2×2 stride-2 max pool: the same
-    kernels, so the same bits, as the stages run one by one over the batch."""
+    kernels, so the same bits, as the stages run one by one over the batch. With
+    ``narrow`` (the AVX2 block) a pooled stage computes only the output pixels its pool
+    reads (2⌊H'/2⌋ × 2⌊W'/2⌋) into a scratch of the sample's, then pools them in
+    pool.py's order (``pool_sample``)."""
     S = geo.shape[0]
     toffs = []
     offs = []
+    full = 0
     for i in range(S):
         g = geo[i]
         ps, rs = np.uint64(g[G_SW] * g[G_C]), np.uint64(g[G_SH] * g[G_WP] * g[G_C])
         toffs.append(taps(g[G_KH], g[G_KW], g[G_C], g[G_DH], g[G_DW], g[G_WP]))
-        if g[G_POOL]:
+        if narrow:
+            offs.append(np.empty(0, np.uint64))
+            if g[G_POOL]:
+                full = max(full, (g[G_HO] // 2) * (g[G_WO] // 2) * 4 * g[G_F])
+        elif g[G_POOL]:
             offs.append(pool_offsets(g[G_HO] // 2, g[G_WO] // 2, ps, rs))
         else:
             offs.append(pixel_offsets(g[G_HO], g[G_WO], ps, rs))
+    pooled = np.empty(max(full, 1), x.dtype)
     bufs[:] = 0
     for s in range(x.shape[0]):
         prev = x[s]
@@ -354,12 +363,37 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out):
                 dst = out[s]
             else:
                 dst = mids[g[G_MID]:g[G_MID] + oh * ow * f].reshape(oh, ow, f)
-            if g[G_POOL]:
-                ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
+            ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
+            if narrow and g[G_POOL]:
+                z = pooled[:4 * oh * ow * f].reshape(2 * oh, 2 * ow, f)
+                forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, z)
+                pool_sample(z, dst)
+            elif narrow:
+                forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, dst)
+            elif g[G_POOL]:
                 forward_pool_sample(xf, W2, bias, los[i], toffs[i], offs[i], ps, rs, dst)
             else:
                 forward_sample(xf, W2, bias, los[i], toffs[i], offs[i], dst)
             prev = dst
+
+
+@jit
+def pool_sample(z, out):
+    """out (H, W, F) = the 2×2 stride-2 max pool of z (2H, 2W, F), by pool.py's
+    comparisons in its order (forward_max: the window's first value, then each of the
+    four in row-major order replaces the maximum where greater): the same maxima."""
+    ho, wo, f = out.shape
+    for i in range(ho):
+        for j in range(wo):
+            o = out[i, j]
+            for ch in range(f):
+                o[ch] = z[2 * i, 2 * j, ch]
+            for p in range(2):
+                for q in range(2):
+                    r = z[2 * i + p, 2 * j + q]
+                    for ch in range(f):
+                        v = r[ch]
+                        o[ch] = v if v > o[ch] else o[ch]
 
 
 @jit
