@@ -461,7 +461,7 @@ class Conv2D(Conv):
         than a 2×2 stride-2 max pool that pads nothing."""
         if type(self) is not Conv2D or not self.runs_own_forward(Conv2D):
             return None
-        if not direct_conv.chains() or None in (*self.input_shape, *self.output_shape):
+        if None in (*self.input_shape, *self.output_shape):
             return None  # (an image size known only at run time: the layers as they are)
         out_hw = tuple(self.output_shape[:2])
         if pool is not None and not (

@@ -163,7 +163,7 @@ def wide_vectors():
     NUMBA_CPU_FEATURES when set, else this CPU). With AVX2 only, the 8 × 32 block's 32
     ymm accumulators do not fit the 16 registers (measured: the 3×3 32/64-channel
     layers 0.52-1.01× the old paths): there the 3 × 32 block (``*_narrow`` kernels),
-    and no chains (``chains``)."""
+    whose chains pool a sample's scratch instead of pooling in the kernel."""
     import numba
 
     name = numba.config.CPU_NAME
@@ -241,14 +241,6 @@ def pools(out_hw):
     """Whether a stage with this output may take a 2×2 stride-2 max pool into its
     kernel: at least 2 pooled pixels (one block of the kernel)."""
     return (out_hw[0] // 2) * (out_hw[1] // 2) >= 2
-
-
-def chains():
-    """Whether ``forward_chain`` runs here: with either block. AVX-512's takes a pool
-    into its kernel (its 8 pixels are two pooled pixels' windows); AVX2's 3-pixel block
-    computes the pixels a pool reads into a sample's scratch, then pools them
-    (direct_conv_kernels.forward_chain)."""
-    return True
 
 
 def forward_chain(x, stages):

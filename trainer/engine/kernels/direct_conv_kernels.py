@@ -331,7 +331,7 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
     S = geo.shape[0]
     toffs = []
     offs = []
-    full = 0
+    unpooled = 0  # the largest pooled stage's output before its pool (narrow)
     for i in range(S):
         g = geo[i]
         ps, rs = np.uint64(g[G_SW] * g[G_C]), np.uint64(g[G_SH] * g[G_WP] * g[G_C])
@@ -339,12 +339,12 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
         if narrow:
             offs.append(np.empty(0, np.uint64))
             if g[G_POOL]:
-                full = max(full, (g[G_HO] // 2) * (g[G_WO] // 2) * 4 * g[G_F])
+                unpooled = max(unpooled, (g[G_HO] // 2) * (g[G_WO] // 2) * 4 * g[G_F])
         elif g[G_POOL]:
             offs.append(pool_offsets(g[G_HO] // 2, g[G_WO] // 2, ps, rs))
         else:
             offs.append(pixel_offsets(g[G_HO], g[G_WO], ps, rs))
-    pooled = np.empty(max(full, 1), x.dtype)
+    before_pool = np.empty(max(unpooled, 1), x.dtype)
     bufs[:] = 0
     for s in range(x.shape[0]):
         prev = x[s]
@@ -365,7 +365,7 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
                 dst = mids[g[G_MID]:g[G_MID] + oh * ow * f].reshape(oh, ow, f)
             ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
             if narrow and g[G_POOL]:
-                z = pooled[:4 * oh * ow * f].reshape(2 * oh, 2 * ow, f)
+                z = before_pool[:4 * oh * ow * f].reshape(2 * oh, 2 * ow, f)
                 forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, z)
                 pool_sample(z, dst)
             elif narrow:
@@ -381,7 +381,9 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
 def pool_sample(z, out):
     """out (H, W, F) = the 2×2 stride-2 max pool of z (2H, 2W, F), by pool.py's
     comparisons in its order (forward_max: the window's first value, then each of the
-    four in row-major order replaces the maximum where greater): the same maxima."""
+    four in row-major order replaces the maximum where greater): the same maxima.
+    pool.py's kernels are closures compiled in its ``_compile``, which compiled code
+    here cannot call, hence these few lines again."""
     ho, wo, f = out.shape
     for i in range(ho):
         for j in range(wo):
