@@ -217,7 +217,9 @@ def test_ctrl_c_stops_the_sweep_and_its_trial_resumably(workdir):
     reaches the trials through the sweep too): the running trial stops with its
     checkpoint (`interrupted`, not `failed`), no further trial starts, the sweep exits
     130 with one line and no traceback; the rerun finishes every trial."""
-    path, ids = three_trials(workdir, 300)
+    # long enough (~2 s) for the Ctrl-C to land inside the first trial; the rerun then
+    # trains all three to the end (300 epochs took ~25 s of the suite's budget)
+    path, ids = three_trials(workdir, 100)
     runs = workdir / "runs"
     sweep = start_sweep(path, workdir)
     try:
