@@ -4,8 +4,9 @@ Each 2×2 block of output ("tile") is ``Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` ove
 4×4 input window ``d``. Over a batch that is, per transform point p (16 of them), one
 GEMM ``V[p] (tiles, C) · U[p] (C, K)``: the input transform (Numba, one pass reading the
 input once, zeros where the window leaves the image, so no padded copy), 16 GEMMs
-(BLAS's, or with AVX2 only a Numba register block: ``numba_products``), then the output transform with the bias and relu fused (Numba, one pass). The
-transforms are written out in winograd_transforms.py (also the layout of the
+(BLAS's, or with AVX2 only a Numba register block: ``numba_products``), then the
+output transform with the bias and relu fused (Numba, one pass). The transforms are
+written out in winograd_transforms.py (also the layout of the
 transformed arrays: slabs of an odd row count, against L1 set conflicts).
 
 Gradients, both exact gradients of that computation (hence of the convolution):
