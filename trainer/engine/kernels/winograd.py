@@ -3,10 +3,9 @@
 Each 2×2 block of output ("tile") is ``Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`` over the tile's
 4×4 input window ``d``. Over a batch that is, per transform point p (16 of them), one
 GEMM ``V[p] (tiles, C) · U[p] (C, K)``: the input transform (Numba, one pass reading the
-input once, zeros where the window leaves the image, so no padded copy), 16 GEMMs
-(BLAS's, or with AVX2 only a Numba register block: ``numba_products``), then the
-output transform with the bias and relu fused (Numba, one pass). The transforms are
-written out in winograd_transforms.py (also the layout of the
+input once, zeros where the window leaves the image, so no padded copy), 16 BLAS
+GEMMs, then the output transform with the bias and relu fused (Numba, one pass). The
+transforms are written out in winograd_transforms.py (also the layout of the
 transformed arrays: slabs of an odd row count, against L1 set conflicts).
 
 Gradients, both exact gradients of that computation (hence of the convolution):
@@ -72,18 +71,6 @@ MIN_CHANNELS = 64
 #: 1.21 (1.07-1.39), 32→64 at 15×15 1.06 (0.98-1.25), 64→64 1.08 (1.01-1.27))
 MIN_CHANNELS_INFERENCE = 32
 ALGOS = ("auto", "winograd", "im2col")
-#: ``TRAINER_WINOGRAD_GEMM``: who computes the 16 products per chunk: ``auto`` (the
-#: rule of ``numba_products``), ``numba`` (winograd_kernels' products wherever their
-#: shape limits allow) or ``blas``
-GEMMS = ("auto", "numba", "blas")
-#: with AVX2 only, the Numba products take contractions over up to this many
-#: channels (or tiles' channels, for dU): on an AVX2 EPYC (Zen 1, OpenBLAS 0.3.31's
-#: Haswell kernel, one thread) sgemm ran these narrow products at 8-17 GFLOP/s
-#: ((900, 32)·(32, 32) 8, (900, 64)·(64, 64) 17, (400, 128)·(128, 128) 14, (200,
-#: 256)·(256, 256) 9; dU's (C, tiles)·(tiles, K) 10-16) and the Numba block at 20-33;
-#: at 512 channels sgemm won (26 against 22; dU 33 against 24). With AVX-512 sgemm
-#: ran them at 60-130 GFLOP/s (CHUNK_BYTES) and stays.
-MAX_NUMBA_CHANNELS = 256
 #: kernel transforms smaller than this many outputs run on one thread
 KERNEL_SPLIT = 1 << 18
 #: the weight gradient's GEMMs run per block of chunks, over every tile of the block at
@@ -119,22 +106,6 @@ def use(kernel, strides, dilation, rank, channels, filters, training=True):
         return False
     least = MIN_CHANNELS if training else MIN_CHANNELS_INFERENCE
     return mode == "winograd" or (channels >= least and filters >= least)
-
-
-def numba_products(contracted, cols, rows, transpose=False):
-    """Whether the Numba products (winograd_kernels.products, or products_tn when
-    ``transpose``) compute ``rows`` × ``cols`` outputs summed over ``contracted`` (see
-    ``GEMMS``, ``MAX_NUMBA_CHANNELS``): by the shape and the machine's vectors, never
-    by the thread count."""
-    from trainer.engine.kernels import direct_conv, winograd_kernels as wk
-
-    mode = env_choice("TRAINER_WINOGRAD_GEMM", GEMMS)
-    fits = cols % wk.CB == 0 if transpose else cols >= wk.CB and rows >= wk.RB
-    if mode == "blas" or not fits:
-        return False
-    limit = rows if transpose else contracted
-    return mode == "numba" or (not direct_conv.wide_vectors()
-                               and limit <= MAX_NUMBA_CHANNELS)
 
 
 def _by_channels(fn, c, k):
@@ -190,26 +161,12 @@ def _slabs(name, tiles, cols, dtype):
     return full, [full[p, :tiles] for p in range(16)]
 
 
-def _products(A, Ap, B, out, outp, tiles):
-    """out[p, :tiles] = A[p, :tiles] @ B[p] for the 16 points (A, out: slab arrays; Ap,
-    outp: their (tiles, ·) slabs): the Numba products where ``numba_products`` says,
-    else one BLAS call each (np.matmul on the stacked arrays measured 7 ms against 1
-    ms for the loop, for 16 (900, 32)·(32, 32) products)."""
-    if numba_products(B.shape[1], B.shape[2], tiles):
-        winograd_transforms.kernels()["products"](A, B, out, tiles)
-        return
+def _products(A, B, out, transpose=False):
+    """out[p] = A[p] @ B[p] (or A[p]ᵀ @ B[p]) for the 16 points, one BLAS call each
+    (np.matmul on the stacked arrays measured 7 ms against 1 ms for the loop, for 16
+    (900, 32)·(32, 32) products)."""
     for p in range(16):
-        np.matmul(Ap[p], B[p], out=outp[p])
-
-
-def _products_tn(A, B, out, tiles, p0=0, p1=16):
-    """out[p] = A[p, :tiles]ᵀ @ B[p, :tiles] (C, K) for points p0:p1 (A, B: slab
-    arrays): Numba's products_tn where ``numba_products`` says, else BLAS."""
-    if numba_products(tiles, B.shape[2], A.shape[2], transpose=True):
-        winograd_transforms.kernels()["products_tn"](A, B, out, tiles, p0, p1)
-        return
-    for p in range(p0, p1):
-        np.matmul(A[p, :tiles].T, B[p, :tiles], out=out[p])
+        np.matmul(A[p].T if transpose else A[p], B[p], out=out[p])
 
 
 class Tiling:
@@ -254,7 +211,7 @@ def conv3x3(x, U, pads, out_hw, z, bias=None, relu=False, tiling=None):
             V, Vp = _slabs("V", t, c, x.dtype)
             M, Mp = _slabs("M", t, k, x.dtype)
             kern["input"](x, a, e, pt, pl, th, tw, V)
-            _products(V, Vp, U, M, Mp, t)
+            _products(Vp, U, Mp)
             kern["output"](M, a, e, th, tw, z, b, relu)
 
     tiling.run(part)
@@ -319,7 +276,7 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
     Uf = None
     if need_dx:
         U = transform_kernel(W)
-        Uf = np.ascontiguousarray(U[FLIP].transpose(0, 2, 1))
+        Uf = [U[FLIP[p]].T for p in range(16)]
     dx = np.empty(x.shape, x.dtype) if need_dx else None
     db = np.zeros((tiling.n_chunks, k), x.dtype) if need_db else None
     zeros = np.zeros(c, x.dtype)
@@ -336,7 +293,7 @@ def backward(x, W, dz_of, pads, out_hw, tiling, need_dx, need_db):
             V2, V2p = _slabs("V2", tb, k, x.dtype)
             M2, M2p = _slabs("M2", tb, c, x.dtype)
             kern["input"](dz, 0, e - a, back_pads[0], back_pads[1], bh, bw, V2)
-            _products(V2, V2p, Uf, M2, M2p, tb)
+            _products(V2p, Uf, M2p)
             kern["output"](M2, 0, e - a, bh, bw, dx[a:e], zeros, False)
         return a, e, dz
 
@@ -370,12 +327,14 @@ def _blocked_dU(x, tiling, blocks, pads, k, chunk_grads):
                 kern["grad_at"](dz, 0, e - a, th, tw, DB, t0)
 
         def products(p0, p1, accumulate=index > 0):
-            if accumulate:
-                P = _scratch("P16", (16, c, k), x.dtype)
-                _products_tn(VB, DB, P, tiles, p0, p1)
-                dU[p0:p1] += P[p0:p1]
-            else:
-                _products_tn(VB, DB, dU, tiles, p0, p1)
+            for p in range(p0, p1):
+                Vp, Dp = VB[p, :tiles].T, DB[p, :tiles]
+                if accumulate:
+                    P = _scratch("P", (c, k), x.dtype)
+                    np.matmul(Vp, Dp, out=P)
+                    dU[p] += P
+                else:
+                    np.matmul(Vp, Dp, out=dU[p])
 
         parallel.run(transforms, c1 - c0, min_items=1)
         parallel.run(products, 16, min_items=1)
@@ -397,12 +356,12 @@ def _chunked_dU(x, tiling, pads, k, chunk_grads):
             for chunk in range(*tiling.groups[g]):
                 a, e, dz = chunk_grads(chunk)
                 t = (e - a) * th * tw
-                V, _ = _slabs("V", t, c, x.dtype)
-                D, _ = _slabs("D", t, k, x.dtype)
+                V, Vp = _slabs("V", t, c, x.dtype)
+                D, Dp = _slabs("D", t, k, x.dtype)
                 P = _scratch("P16", (16, c, k), x.dtype)
                 kern["input"](x, a, e, pt, pl, th, tw, V)
                 kern["grad"](dz, 0, e - a, th, tw, D)
-                _products_tn(V, D, P, t)
+                _products(Vp, Dp, P, transpose=True)
                 dU[g] += P
 
     tiling.run(part)

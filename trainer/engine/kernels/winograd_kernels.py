@@ -8,10 +8,6 @@ process (5-7 s at a process's first Winograd convolution). Imported on first use
 import numba
 import numpy as np
 
-from trainer.engine.kernels.direct_conv_kernels import stack
-
-jit = numba.njit(cache=True, nogil=True, fastmath={"contract"})
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def bt_b(src, base, sa, V, t, c):
     """V[:, t, :] = Bᵀ d B, d[a, b] = src[base + a·sa + b] (rows of c channels)."""
@@ -255,113 +251,6 @@ def kernel_gradient(dU, c0, c1, dW):
                 dW[i, 2, c, k] = half * (r1 + r2) + r3
 
 
-#: the products' register block: RB rows (tiles, or input channels in ``products_tn``) ×
-#: CB columns (the literal 32 in ``stack(32, ...)`` is CB): 12 ymm accumulators, as
-#: direct convolution's AVX2 block; ``products_tn`` adds up TB tiles in registers at a
-#: time (a TB-row slice of both operands stays in L1/L2 across its column blocks)
-RB = 3
-CB = 32
-TB = 64
-
-
-@jit
-def products(A, B, out, tiles):
-    """out[p, :tiles] = A[p, :tiles] · B[p] for the 16 points: (tiles, C) · (C, K), K ≥
-    CB, tiles ≥ RB. Blocks of RB rows × CB columns, the last of each moved back to end
-    at the edge (it recomputes a few outputs, the same operations in the same order:
-    the same bits); each output one sum over C in order, whatever the split."""
-    c, k = B.shape[1], B.shape[2]
-    a0 = numba.carray(stack(32, A.dtype), (CB,))
-    a1 = numba.carray(stack(32, A.dtype), (CB,))
-    a2 = numba.carray(stack(32, A.dtype), (CB,))
-    for p in range(16):
-        Ap, Bp, Op = A[p], B[p], out[p]
-        for kb in range(0, k, CB):
-            k0 = max(min(kb, k - CB), 0)
-            for rb in range(0, tiles, RB):
-                r0 = max(min(rb, tiles - RB), 0)
-                for ff in range(CB):
-                    a0[ff] = 0
-                    a1[ff] = 0
-                    a2[ff] = 0
-                for j in range(c):
-                    x0 = Ap[r0, j]
-                    x1 = Ap[r0 + 1, j]
-                    x2 = Ap[r0 + 2, j]
-                    w = Bp[j]
-                    for ff in range(CB):
-                        wv = w[k0 + ff]
-                        a0[ff] += x0 * wv
-                        a1[ff] += x1 * wv
-                        a2[ff] += x2 * wv
-                for ff in range(CB):
-                    Op[r0, k0 + ff] = a0[ff]
-                    Op[r0 + 1, k0 + ff] = a1[ff]
-                    Op[r0 + 2, k0 + ff] = a2[ff]
-
-
-@jit
-def products_tn(A, B, out, tiles, p0, p1):
-    """out[p] = A[p, :tiles]ᵀ · B[p, :tiles] for points p0:p1: (C, tiles) · (tiles, K),
-    K a multiple of CB. Per slice of TB tiles, blocks of RB input channels × CB
-    columns summed in registers, then added to the slices before in order (the C % RB
-    last channels one at a time): each output's sum has one order, whatever the
-    threads."""
-    c, k = A.shape[2], B.shape[2]
-    cm = c - c % RB
-    a0 = numba.carray(stack(32, A.dtype), (CB,))
-    a1 = numba.carray(stack(32, A.dtype), (CB,))
-    a2 = numba.carray(stack(32, A.dtype), (CB,))
-    r = numba.carray(stack(32, A.dtype), (CB,))
-    for p in range(p0, p1):
-        Ap, Bp, Op = A[p], B[p], out[p]
-        for tb in range(0, tiles, TB):
-            t1 = min(tb + TB, tiles)
-            for kb in range(0, k, CB):
-                k0 = max(kb, 0)  # known ≥ 0: no negative-index wrap in the loads
-                for cb in range(0, cm, RB):
-                    c0 = max(cb, 0)
-                    if tb == 0:
-                        for ff in range(CB):
-                            a0[ff] = 0
-                            a1[ff] = 0
-                            a2[ff] = 0
-                    else:
-                        for ff in range(CB):
-                            a0[ff] = Op[c0, k0 + ff]
-                            a1[ff] = Op[c0 + 1, k0 + ff]
-                            a2[ff] = Op[c0 + 2, k0 + ff]
-                    for t in range(tb, t1):
-                        x0 = Ap[t, c0]
-                        x1 = Ap[t, c0 + 1]
-                        x2 = Ap[t, c0 + 2]
-                        w = Bp[t]
-                        for ff in range(CB):
-                            wv = w[k0 + ff]
-                            a0[ff] += x0 * wv
-                            a1[ff] += x1 * wv
-                            a2[ff] += x2 * wv
-                    for ff in range(CB):
-                        Op[c0, k0 + ff] = a0[ff]
-                        Op[c0 + 1, k0 + ff] = a1[ff]
-                        Op[c0 + 2, k0 + ff] = a2[ff]
-                for c0 in range(cm, c):
-                    if tb == 0:
-                        for ff in range(CB):
-                            r[ff] = 0
-                    else:
-                        for ff in range(CB):
-                            r[ff] = Op[c0, k0 + ff]
-                    for t in range(tb, t1):
-                        x0 = Ap[t, c0]
-                        w = Bp[t]
-                        for ff in range(CB):
-                            r[ff] += x0 * w[k0 + ff]
-                    for ff in range(CB):
-                        Op[c0, k0 + ff] = r[ff]
-
-
 KERNELS = {"input": input_transform, "input_at": input_transform_at,
         "output": output_transform, "grad": grad_transform, "grad_at": grad_transform_at,
-        "kernel": kernel_transform, "kernel_grad": kernel_gradient,
-        "products": products, "products_tn": products_tn}
+        "kernel": kernel_transform, "kernel_grad": kernel_gradient}
