@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from test_direct_conv import _path, random_case, reference, transposed
-from trainer.engine.kernels import direct_conv, parallel
+from trainer.engine.kernels import conv_reference, direct_conv, parallel
 from trainer.engine.kernels.conv import plan2d
 
 
@@ -116,10 +116,16 @@ x, W = r.normal(size=(2, 9, 8, 34)), r.normal(size=(3, 3, 34, 36))
 out_hw, pads = plan2d((9, 8), (3, 3), (1, 1), (1, 1), "same")
 dy = r.normal(size=(2, *out_hw, 36))
 out["dx"] = direct_conv.backward(x, dy, None, W, pads, (1, 1), (1, 1), True)[2]
+stage = direct_conv.Stage(W, None, True, pads, (1, 1), (1, 1), out_hw, True)
+out["chain"] = direct_conv.forward_chain(x, [stage])
 np.savez(sys.argv[2], **out)
+# only the AVX2 block's kernels were compiled (a new cache: nothing was read from it)
+from trainer.engine.kernels import direct_conv_kernels as k
+assert k.forward_sample_narrow.signatures and k.grad_sample_narrow.signatures
+for wide in (k.forward_sample, k.grad_sample, k.forward_pool_sample):
+    assert not wide.signatures, wide
 # the cached kernels keep no assembly: compile the AVX2 block once more, uncached
 import numba
-from trainer.engine.kernels import direct_conv_kernels as k
 jit = numba.njit(nogil=True, fastmath={"contract"})
 xf, W2 = np.zeros(17 * 17 * 32, np.float32), np.zeros((288, 64), np.float32)
 toff, ps, rs = np.zeros(288, np.uint64), np.uint64(32), np.uint64(32 * 17)
@@ -142,9 +148,13 @@ print("ok")
 
 def test_avx2_block_compiled_for_avx2(tmp_path):
     """NUMBA_CPU_NAME=haswell (AVX2 + FMA): the narrow kernels against the reference
-    (forward, dW, db on random shapes, strides, dilations; dx), 12 ymm FMAs per step of
-    the inner loops and no spill (no stack access) there."""
-    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": ""}
+    (forward, dW, db on random shapes, strides, dilations; dx; a pooled chain stage),
+    12 ymm FMAs per step of the inner loops and no spill (no stack access) there; the
+    AVX-512 block's kernels never compiled (direct_conv_kernels.BLOCK_ARGS)."""
+    # a cache of its own: every kernel this process needs is compiled in it, so that
+    # the compiled kernels are the ones it needs
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "",
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     path = tmp_path / "avx2.npz"
     tests = os.path.dirname(__file__)
     out = subprocess.run([sys.executable, "-c", AVX2_RUN, tests, str(path)], env=env,
@@ -162,3 +172,6 @@ def test_avx2_block_compiled_for_avx2(tmp_path):
     dy = r.normal(size=(2, *out_hw, 36))
     np.testing.assert_allclose(got["dx"], transposed(dy, W, pads, (1, 1), (9, 8)),
                                rtol=1e-12, atol=1e-11)
+    y = np.maximum(conv_reference.conv2d(x, W, np.zeros(36), (1, 1), "same"), 0)
+    pooled = y[:, :8, :8].reshape(2, 4, 2, 4, 2, 36).max(axis=(2, 4))
+    np.testing.assert_allclose(got["chain"], pooled, rtol=1e-12, atol=1e-11)

@@ -189,6 +189,14 @@ def kernels():
     return _KERNELS
 
 
+def _block():
+    """The kernels' last two arguments for this machine's register block
+    (direct_conv_kernels.BLOCK_ARGS)."""
+    from trainer.engine.kernels import direct_conv_kernels
+
+    return direct_conv_kernels.BLOCK_ARGS[not wide_vectors()]
+
+
 def _scratch(name, shape, dtype):
     """This module's per-thread scratch array (``parallel.scratch``)."""
     return parallel.scratch(__name__, name, shape, dtype)
@@ -214,11 +222,11 @@ def forward(x, W, bias, relu, pads, strides, dilation, out_hw):
     lo = x.dtype.type(0 if relu else -np.inf)
     *geo, padded = _geometry(x, W.shape[:2], pads, strides, dilation)
     z = np.empty((n, *out_hw, f), x.dtype)
-    kernel, narrow = kernels()["forward"], not wide_vectors()
+    kernel, block = kernels()["forward"], _block()
 
     def part(a, e):
         kernel(x[a:e], W2, b, lo, *geo, _scratch("input", padded, x.dtype), z[a:e],
-               narrow)
+               *block)
 
     parallel.run(part, n, min_items=1)
     return z
@@ -275,11 +283,11 @@ def forward_chain(x, stages):
     bf = np.concatenate(bs).astype(dtype, copy=False)
     los, geo = np.array(los, dtype), np.array(rows, np.int64)
     out = np.empty((n, h, w, c), dtype)
-    kernel, narrow = kernels()["forward_chain"], not wide_vectors()
+    kernel, block = kernels()["forward_chain"], _block()
 
     def part(a, e):
         kernel(x[a:e], Wf, bf, los, geo, _scratch("chain input", (sizes["buf"],), dtype),
-               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e], narrow)
+               _scratch("chain mid", (max(1, sizes["mid"]),), dtype), out[a:e], *block)
 
     parallel.run(part, n, min_items=1)
     return out
@@ -297,13 +305,13 @@ def weight_grad(x, dy, y, kernel_shape, pads, strides, dilation):
     f = dy.shape[3]
     k = kernel_shape[0] * kernel_shape[1] * x.shape[3]
     *geo, padded = _geometry(x, kernel_shape, pads, strides, dilation)
-    kern, narrow = kernels()["weight_grad"], not wide_vectors()
+    kern, block = kernels()["weight_grad"], _block()
 
     def part(a, e):
         dW, db = np.empty((k, f), x.dtype), np.empty(f, x.dtype)
         kern(x[a:e], dy[a:e], y[a:e], relu, *geo, _scratch("input", padded, x.dtype),
              _scratch("dz", dy.shape[1:], x.dtype), _scratch("g", (k, f), x.dtype), dW, db,
-             narrow)
+             *block)
         return dW, db
 
     parts = parallel.run(part, x.shape[0], min_items=1)

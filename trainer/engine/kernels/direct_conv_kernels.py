@@ -33,6 +33,15 @@ def stack(typingctx, size, dtype):
 
 jit = numba.njit(cache=True, nogil=True, fastmath={"contract"})
 
+#: the last two arguments (``narrow``, ``wide``) of ``forward``, ``forward_chain`` and
+#: ``weight_grad``: which register block runs, the AVX2 one (3 pixels × 32 channels,
+#: the ``*_narrow`` kernels) or the AVX-512 one (8 × 32). The one not taken is None, not
+#: False: Numba drops a branch that tests a None argument before it compiles anything,
+#: so a machine compiles only its own block's kernels (the other's cost 2-5 s more of
+#: each new cache, per dtype: forward_sample 1.5-2.4 s, grad_sample 1.3-2.0,
+#: forward_pool_sample 1.5-1.9, on an AVX2 EPYC)
+BLOCK_ARGS = {True: (True, None), False: (None, True)}  # by "narrow"
+
 
 @jit
 def taps(kh, kw, c, dh, dw, wp):
@@ -279,10 +288,16 @@ def forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out):
 def padded_one(a, pt, pl, buf):
     """One sample ``a`` (H, W, C) as a flat array: itself, or copied into the
     zero-bordered ``buf`` (whose border the caller zeroed)."""
-    h, w, _ = a.shape
+    h, w, c = a.shape
     if buf.shape[0] == h and buf.shape[1] == w:
         return a.reshape(-1)
-    buf[pt:pt + h, pl:pl + w] = a
+    # element by element: a slice assignment (buf[pt:pt + h, pl:pl + w] = a) brings in
+    # Numba's shape-mismatch message, whose string formatting took ~6 s of compile
+    # in each new cache (per dtype), more than the rest of this kernel
+    for i in range(h):
+        for j in range(w):
+            for ch in range(c):
+                buf[pt + i, pl + j, ch] = a[i, j, ch]
     return buf.reshape(-1)
 
 
@@ -294,9 +309,9 @@ def padded_sample(x, s, pt, pl, buf):
 
 
 @jit
-def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
+def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow, wide):
     """out[s] for every sample s of x (N, H, W, C); buf (Hp, Wp, C) scratch; the AVX2
-    block when ``narrow``."""
+    block or the AVX-512 one (``narrow``, ``wide``: see ``BLOCK_ARGS``)."""
     c = x.shape[3]
     wp = buf.shape[1]
     buf[:] = 0
@@ -305,9 +320,9 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
     poff = pixel_offsets(out.shape[1], out.shape[2], ps, rs)
     for s in range(x.shape[0]):
         xf = padded_sample(x, s, pt, pl, buf)
-        if narrow:
+        if narrow is not None:
             forward_sample_narrow(xf, W2, bias, lo, toff, ps, rs, out[s])
-        else:
+        if wide is not None:
             forward_sample(xf, W2, bias, lo, toff, poff, out[s])
 
 
@@ -317,7 +332,7 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow):
 
 
 @jit
-def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
+def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow, wide):
     """out[s] for every sample s of x: the stages of ``geo`` (one row each, columns
     ``G_*``) run one after the other on one sample before the next, each stage's
     output (``mids``, flat scratch) the next one's input, so that a sample's
@@ -327,7 +342,7 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
     kernels, so the same bits, as the stages run one by one over the batch. With
     ``narrow`` (the AVX2 block) a pooled stage computes only the output pixels its pool
     reads (2⌊H'/2⌋ × 2⌊W'/2⌋) into a scratch of the sample's, then pools them in
-    pool.py's order (``pool_sample``)."""
+    pool.py's order (``pool_sample``). ``narrow``, ``wide``: see ``BLOCK_ARGS``."""
     S = geo.shape[0]
     toffs = []
     offs = []
@@ -336,7 +351,7 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
         g = geo[i]
         ps, rs = np.uint64(g[G_SW] * g[G_C]), np.uint64(g[G_SH] * g[G_WP] * g[G_C])
         toffs.append(taps(g[G_KH], g[G_KW], g[G_C], g[G_DH], g[G_DW], g[G_WP]))
-        if narrow:
+        if narrow is not None:
             offs.append(np.empty(0, np.uint64))
             if g[G_POOL]:
                 unpooled = max(unpooled, (g[G_HO] // 2) * (g[G_WO] // 2) * 4 * g[G_F])
@@ -364,16 +379,19 @@ def forward_chain(x, Wf, bf, los, geo, bufs, mids, out, narrow):
             else:
                 dst = mids[g[G_MID]:g[G_MID] + oh * ow * f].reshape(oh, ow, f)
             ps, rs = np.uint64(g[G_SW] * c), np.uint64(g[G_SH] * wp * c)
-            if narrow and g[G_POOL]:
-                z = before_pool[:4 * oh * ow * f].reshape(2 * oh, 2 * ow, f)
-                forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, z)
-                pool_sample(z, dst)
-            elif narrow:
-                forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, dst)
-            elif g[G_POOL]:
-                forward_pool_sample(xf, W2, bias, los[i], toffs[i], offs[i], ps, rs, dst)
-            else:
-                forward_sample(xf, W2, bias, los[i], toffs[i], offs[i], dst)
+            if narrow is not None:
+                if g[G_POOL]:
+                    z = before_pool[:4 * oh * ow * f].reshape(2 * oh, 2 * ow, f)
+                    forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, z)
+                    pool_sample(z, dst)
+                else:
+                    forward_sample_narrow(xf, W2, bias, los[i], toffs[i], ps, rs, dst)
+            if wide is not None:
+                if g[G_POOL]:
+                    forward_pool_sample(xf, W2, bias, los[i], toffs[i], offs[i], ps, rs,
+                                        dst)
+                else:
+                    forward_sample(xf, W2, bias, los[i], toffs[i], offs[i], dst)
             prev = dst
 
 
@@ -494,10 +512,10 @@ def grad_sample_narrow(xf, dz, toff, ps, rs, g):
 
 @jit
 def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, db,
-                narrow):
+                narrow, wide):
     """dW (K, F) and db (F) of the samples of x: per sample dz = dy·(y > 0) (relu,
     into the scratch ``dz``) or dy itself, its db and its g, added in sample order;
-    the AVX2 block when ``narrow``."""
+    the AVX2 block or the AVX-512 one (``narrow``, ``wide``: see ``BLOCK_ARGS``)."""
     c = x.shape[3]
     wp = buf.shape[1]
     f = dW.shape[1]
@@ -522,9 +540,9 @@ def weight_grad(x, dy, y, relu, pt, pl, kh, kw, sh, sw, dh, dw, buf, dz, g, dW, 
             for ff in range(f):
                 db[ff] += ds[r, ff]
         xf = padded_sample(x, s, pt, pl, buf)
-        if narrow:
+        if narrow is not None:
             grad_sample_narrow(xf, d, toff, ps, rs, g)
-        else:
+        if wide is not None:
             grad_sample(xf, d, toff, ps, rs, g)
         for k in range(g.shape[0]):
             for ff in range(f):
