@@ -317,7 +317,9 @@ def forward(x, W2, bias, lo, pt, pl, kh, kw, sh, sw, dh, dw, buf, out, narrow, w
     buf[:] = 0
     toff = taps(kh, kw, c, dh, dw, wp)
     ps, rs = np.uint64(sw * c), np.uint64(sh * wp * c)
-    poff = pixel_offsets(out.shape[1], out.shape[2], ps, rs)
+    poff = np.empty(0, np.uint64)  # the AVX-512 block's pixel offsets only
+    if wide is not None:
+        poff = pixel_offsets(out.shape[1], out.shape[2], ps, rs)
     for s in range(x.shape[0]):
         xf = padded_sample(x, s, pt, pl, buf)
         if narrow is not None:
